@@ -1,0 +1,51 @@
+# The one entry point for humans and CI. Every target does its own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO := proto/suppression/v1/suppression.proto
+DEMO_DIR := demo-data
+
+.PHONY: run test lint proto proto-check bench demo redis clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## redis: install redis-server from the system package manager where it is missing.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server missing: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+## proto: regenerate the committed gRPC code from $(PROTO).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
+## demo: generate the demo data set that `make run` serves.
+demo: $(STAMP)
+	@test -f $(DEMO_DIR)/.complete || $(BIN)/python -m suppression.demo $(DEMO_DIR)
+
+## run: start the server on the demo data (gRPC :50051, metrics :9464).
+run: $(STAMP) demo
+	$(BIN)/suppression serve --data-dir $(DEMO_DIR)
+
+## test: the whole suite, as CI runs it.
+test: $(STAMP) redis
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check suppression loader tests benchmarks
+	$(BIN)/mypy suppression loader
+
+bench: $(STAMP) redis
+	$(BIN)/python benchmarks/bench_check.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

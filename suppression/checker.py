@@ -1,0 +1,181 @@
+"""The "may I dial?" decision for a batch: normalize, validate, look up, decide.
+
+Pure: imports only the core (e164, lists). The servicer and the local scrub
+both call :func:`check_batch`, so remote and local answers cannot drift.
+
+Results are parallel arrays (one verdict and one list bitmask per number)
+plus a sparse map of invalid reasons, mirroring the wire format, because a
+Python object per number would cost more than the lookup itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suppression.e164 import InvalidReason, Normalizer, e164_reason, e164_reasons
+from suppression.errors import InvalidRequestError
+from suppression.lists import ListView, Version
+
+__all__ = ["CheckOutcome", "Verdict", "check_batch"]
+
+_VECTOR_THRESHOLD = 32
+"""Below this many numbers numpy's per-call overhead outweighs its speed."""
+
+
+class Verdict(enum.IntEnum):
+    """The answer for one number; values match the wire enum."""
+
+    ALLOWED = 1
+    SUPPRESSED = 2
+    INVALID = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """The answer for a batch: parallel per-number arrays and the version read."""
+
+    verdicts: list[int]
+    masks: list[int]
+    list_names: tuple[str, ...]
+    invalid_reasons: dict[int, int]
+    normalized: list[int]
+    version: Version
+    verdict_counts: dict[Verdict, int]
+    hits_per_list: tuple[int, ...]
+    """Suppressed numbers per checked list, parallel to ``list_names``."""
+    failed_closed: bool = False
+
+
+def check_batch(
+    view: ListView,
+    e164: Sequence[int],
+    texts: Sequence[str] = (),
+    region: str = "",
+    lists: Sequence[str] = (),
+    normalizer: Normalizer | None = None,
+    *,
+    max_batch: int = 0,
+    fail_closed: bool = False,
+) -> CheckOutcome:
+    """Decide a batch.
+
+    Args:
+        view: the data to answer from; the whole batch reads only this view.
+        e164: numbers as E.164 integers.
+        texts: numbers as text; national forms use ``region``.
+        region: upper-case ISO region code, already validated, or "".
+        lists: list names to check; empty means the view's default lists.
+        normalizer: parses ``texts``; required when ``texts`` is not empty.
+        max_batch: refuse batches larger than this (0: no limit).
+        fail_closed: answer every valid number SUPPRESSED without looking
+            it up (the data is too stale to trust).
+
+    Raises:
+        InvalidRequestError: the batch is too large.
+        UnknownListError: a named list does not exist.
+    """
+    total = len(e164) + len(texts)
+    if max_batch and total > max_batch:
+        raise InvalidRequestError(
+            f"batch of {total:,} numbers exceeds the maximum of {max_batch:,}; split it"
+        )
+    if texts and normalizer is None:
+        raise InvalidRequestError("text numbers need a normalizer")
+    if total < _VECTOR_THRESHOLD:
+        return _check_small(view, e164, texts, region, lists, normalizer, fail_closed)
+    values = np.fromiter(e164, dtype=np.uint64, count=len(e164))
+    reasons = e164_reasons(values)
+    normalized: list[int] = []
+    if texts:
+        assert normalizer is not None
+        normalized, text_reasons = normalizer.normalize_many(texts, region)
+        values = np.concatenate([values, np.array(normalized, dtype=np.uint64)])
+        reasons = np.concatenate([reasons, np.array(text_reasons, dtype=np.uint8)])
+    invalid = reasons != 0
+    values[invalid] = 0
+    if fail_closed:
+        names, _ = view.select(lists)
+        masks = np.zeros(total, dtype=np.uint64)
+        suppressed = ~invalid
+    else:
+        names, masks = view.lookup(values, lists)
+        suppressed = masks != 0
+    verdicts = np.full(total, Verdict.ALLOWED, dtype=np.int32)
+    verdicts[suppressed] = Verdict.SUPPRESSED
+    verdicts[invalid] = Verdict.INVALID
+    invalid_at = np.flatnonzero(invalid)
+    found = np.bincount(verdicts, minlength=len(Verdict) + 1)
+    one = np.uint64(1)
+    return CheckOutcome(
+        verdicts=verdicts.tolist(),
+        masks=masks.tolist(),
+        list_names=names,
+        invalid_reasons=dict(zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)),
+        normalized=normalized,
+        version=view.version,
+        verdict_counts={verdict: int(found[verdict]) for verdict in Verdict},
+        hits_per_list=tuple(
+            int(np.count_nonzero((masks >> np.uint64(bit)) & one)) for bit in range(len(names))
+        ),
+        failed_closed=fail_closed,
+    )
+
+
+def _check_small(
+    view: ListView,
+    e164: Sequence[int],
+    texts: Sequence[str],
+    region: str,
+    lists: Sequence[str],
+    normalizer: Normalizer | None,
+    fail_closed: bool,
+) -> CheckOutcome:
+    """The scalar twin of the numpy path, for single numbers and small batches."""
+    names, bitmaps = view.select(lists)
+    pairs: list[tuple[int, InvalidReason]] = []
+    for value in e164:
+        reason = e164_reason(value)
+        pairs.append((0, reason) if reason else (value, InvalidReason.VALID))
+    normalized: list[int] = []
+    for text in texts:
+        assert normalizer is not None
+        value, reason = normalizer.normalize(text, region)
+        normalized.append(value)
+        pairs.append((value, reason))
+    verdicts: list[int] = []
+    masks: list[int] = []
+    invalid_reasons: dict[int, int] = {}
+    verdict_counts = dict.fromkeys(Verdict, 0)
+    hits = [0] * len(names)
+    for index, (value, reason) in enumerate(pairs):
+        mask = 0
+        verdict: Verdict
+        if reason:
+            verdict = Verdict.INVALID
+            invalid_reasons[index] = int(reason)
+        elif fail_closed:
+            verdict = Verdict.SUPPRESSED
+        else:
+            for bit, bitmap in enumerate(bitmaps):
+                if value in bitmap:
+                    mask |= 1 << bit
+                    hits[bit] += 1
+            verdict = Verdict.SUPPRESSED if mask else Verdict.ALLOWED
+        verdict_counts[verdict] += 1
+        verdicts.append(int(verdict))
+        masks.append(mask)
+    return CheckOutcome(
+        verdicts,
+        masks,
+        names,
+        invalid_reasons,
+        normalized,
+        view.version,
+        verdict_counts,
+        tuple(hits),
+        fail_closed,
+    )

@@ -1,0 +1,173 @@
+"""The ``suppression`` command: serve, check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import cast
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from suppression.checker import CheckOutcome, Verdict, check_batch
+from suppression.datasource import load_lists
+from suppression.e164 import InvalidReason, Normalizer, validate_region
+from suppression.errors import ConfigError, SuppressionError
+from suppression.logs import configure_logging
+from suppression.server import grpc_message_limit, serve
+from suppression.settings import Settings, add_arguments, settings_from_args
+from suppression.v1 import suppression_pb2 as pb
+from suppression.v1 import suppression_pb2_grpc as pb_grpc
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_ALL_ALLOWED = 0
+EXIT_SOME_BLOCKED = 1
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="suppression",
+        description="Pre-dial suppression service: may this number be dialed?",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser(
+        "serve", help="serve Check, CheckStream and GetStatus over gRPC"
+    )
+    add_arguments(serve_parser, "serve")
+    check_parser = commands.add_parser(
+        "check",
+        help="check numbers against a running server (--target) or a local --data-dir",
+        description="Prints one row per number. Exit code 0: every number may be dialed; "
+        "1: some are SUPPRESSED or INVALID; 2: error.",
+    )
+    check_parser.add_argument("numbers", nargs="+", metavar="NUMBER", help="numbers, any format")
+    add_arguments(check_parser, "check")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``suppression`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "serve":
+            return serve(settings)
+        return _check(settings, args.numbers)
+    except SuppressionError as exc:
+        print(f"suppression: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except grpc.RpcError as exc:
+        print(
+            f"suppression: error: server answered {exc.code().name}: {exc.details()}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def _check(settings: Settings, numbers: Sequence[str]) -> int:
+    try:
+        region = validate_region(settings.region)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if settings.target:
+        response = _check_remote(settings, numbers, region)
+        verdicts: list[int] = [int(v) for v in response.verdicts]
+        rows = _rows(
+            numbers,
+            verdicts,
+            list(response.matched),
+            list(response.list_names),
+            dict(response.invalid_reasons),
+            list(response.normalized),
+        )
+        version, stale = response.version, response.stale
+    else:
+        lists, _ = load_lists(settings)
+        outcome = check_batch(lists.view, (), numbers, region, settings.lists, Normalizer())
+        verdicts = outcome.verdicts
+        rows = _outcome_rows(numbers, outcome)
+        version, stale = str(outcome.version), False
+    if settings.output == "json":
+        print(json.dumps({"version": version, "stale": stale, "results": rows}, indent=2))
+    else:
+        _print_table(rows, version, stale, settings.target[0] if settings.target else "local")
+    blocked = any(v != Verdict.ALLOWED for v in verdicts)
+    return EXIT_SOME_BLOCKED if blocked else EXIT_ALL_ALLOWED
+
+
+def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> pb.CheckResponse:
+    limit = grpc_message_limit(len(numbers) + 1)
+    options = [("grpc.max_receive_message_length", limit)]
+    with grpc.insecure_channel(settings.target[0], options=options) as channel:
+        stub = pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
+        request = pb.CheckRequest(numbers=numbers, default_region=region, lists=settings.lists)
+        response: pb.CheckResponse = stub.Check(request, timeout=settings.timeout)
+        return response
+
+
+def _rows(
+    numbers: Sequence[str],
+    verdicts: Sequence[int],
+    masks: Sequence[int],
+    list_names: Sequence[str],
+    reasons: dict[int, int],
+    normalized: Sequence[int],
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for index, text in enumerate(numbers):
+        verdict = Verdict(verdicts[index])
+        matched = [name for bit, name in enumerate(list_names) if masks[index] >> bit & 1]
+        reason = InvalidReason(reasons[index]).name if index in reasons else ""
+        e164 = f"+{normalized[index]}" if normalized[index] else ""
+        rows.append(
+            {
+                "input": text,
+                "e164": e164,
+                "verdict": verdict.name,
+                "lists": matched,
+                "reason": reason,
+            }
+        )
+    return rows
+
+
+def _outcome_rows(numbers: Sequence[str], outcome: CheckOutcome) -> list[dict[str, object]]:
+    return _rows(
+        numbers,
+        outcome.verdicts,
+        outcome.masks,
+        outcome.list_names,
+        outcome.invalid_reasons,
+        outcome.normalized,
+    )
+
+
+_STYLES = {"ALLOWED": "green", "SUPPRESSED": "bold red", "INVALID": "yellow"}
+
+
+def _print_table(rows: list[dict[str, object]], version: str, stale: bool, source: str) -> None:
+    table = Table(title=f"data version {version} from {source}" + (" (STALE)" if stale else ""))
+    for column in ("Number", "E.164", "Verdict", "Lists / reason"):
+        table.add_column(column)
+    for row in rows:
+        verdict = str(row["verdict"])
+        matched = cast(list[str], row["lists"])
+        detail = ", ".join(matched) if matched else str(row["reason"]).lower()
+        table.add_row(
+            str(row["input"]), str(row["e164"]), f"[{_STYLES[verdict]}]{verdict}[/]", detail
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Phone number normalization to E.164 integers: canonical fast path, phonenumbers fallback.
+
+Pure: no I/O, no gRPC, no Redis.
+
+A number is kept as the integer of its E.164 digits: ``+8613800138000`` is
+``8613800138000``. E.164 has no leading zero, so the integer is unique.
+
+Validity is one rule for every path: the country calling code must exist and
+the national significant number must have a length that country uses
+(phonenumbers' ``possible_length`` metadata, the same data behind
+``is_possible_number``). We deliberately do not apply ``is_valid_number``: a
+suppression service must still find a number in a range that phonenumbers'
+metadata does not know yet, so it must not call such a number INVALID.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneMetadata
+
+__all__ = [
+    "MAX_E164_DIGITS",
+    "InvalidReason",
+    "NumberBlock",
+    "Normalizer",
+    "e164_reason",
+    "e164_reasons",
+    "mask_number",
+    "parse_block",
+    "validate_region",
+]
+
+MAX_E164_DIGITS = 15
+
+
+class InvalidReason(enum.IntEnum):
+    """Why a number is not a dialable E.164 number; values match the wire enum."""
+
+    VALID = 0
+    UNPARSEABLE = 1
+    UNKNOWN_COUNTRY_CODE = 2
+    TOO_SHORT = 3
+    TOO_LONG = 4
+    INVALID_LENGTH = 5
+    MISSING_REGION = 6
+
+
+def _country_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
+    """Build lookup tables from phonenumbers' metadata.
+
+    Returns:
+        ``cc_len_by_lead3[d1d2d3]``: the length (1-3) of the country code that
+        the first three digits begin with, or 0 if none. Country codes are
+        prefix-free, so at most one matches.
+        ``nsn_lengths_by_cc[cc]``: a bitmask of national number lengths the
+        country uses (bit n set: length n is possible).
+    """
+    cc_len_by_lead3 = np.zeros(1000, dtype=np.uint8)
+    nsn_lengths_by_cc = np.zeros(1000, dtype=np.uint32)
+    for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        width = len(str(cc))
+        scale = 10 ** (3 - width)
+        cc_len_by_lead3[cc * scale : (cc + 1) * scale] = width
+        mask = 0
+        for region in regions:
+            if region == "001":
+                metadata = PhoneMetadata.metadata_for_nongeo_region(cc)
+            else:
+                metadata = PhoneMetadata.metadata_for_region(region)
+            if metadata is None or metadata.general_desc is None:
+                continue
+            for length in metadata.general_desc.possible_length or ():
+                if length > 0:
+                    mask |= 1 << length
+        if mask == 0:  # no length data: accept anything E.164 can hold
+            for length in range(2, MAX_E164_DIGITS - width + 1):
+                mask |= 1 << length
+        nsn_lengths_by_cc[cc] = mask
+    return cc_len_by_lead3, nsn_lengths_by_cc
+
+
+_CC_LEN_BY_LEAD3, _NSN_LENGTHS_BY_CC = _country_tables()
+_POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
+_CC_LEN_LIST: list[int] = _CC_LEN_BY_LEAD3.tolist()
+_NSN_LENGTHS_LIST: list[int] = _NSN_LENGTHS_BY_CC.tolist()
+
+
+def _length_reason(mask: int, nsn_len: int) -> InvalidReason:
+    if (mask >> nsn_len) & 1:
+        return InvalidReason.VALID
+    if nsn_len < (mask & -mask).bit_length() - 1:
+        return InvalidReason.TOO_SHORT
+    if nsn_len > mask.bit_length() - 1:
+        return InvalidReason.TOO_LONG
+    return InvalidReason.INVALID_LENGTH
+
+
+def e164_reason(value: int) -> InvalidReason:
+    """Validate one E.164 integer; the scalar twin of :func:`e164_reasons`."""
+    if value <= 0:
+        return InvalidReason.UNPARSEABLE
+    digits = len(str(value))
+    if digits > MAX_E164_DIGITS:
+        return InvalidReason.TOO_LONG
+    if digits < 3:
+        return InvalidReason.TOO_SHORT
+    lead3 = value // 10 ** (digits - 3)
+    cc_len = _CC_LEN_LIST[lead3]
+    if cc_len == 0:
+        return InvalidReason.UNKNOWN_COUNTRY_CODE
+    cc = lead3 // 10 ** (3 - cc_len)
+    return _length_reason(_NSN_LENGTHS_LIST[cc], digits - cc_len)
+
+
+def e164_reasons(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """Validate many E.164 integers at once.
+
+    Args:
+        values: E.164 integers.
+
+    Returns:
+        One :class:`InvalidReason` value per number; 0 means valid.
+    """
+    digits = np.searchsorted(_POW10, values, side="right").astype(np.int64)
+    reasons = np.zeros(len(values), dtype=np.uint8)
+    long_enough = digits >= 3
+    lead3 = np.zeros(len(values), dtype=np.int64)
+    shift = _POW10[np.clip(digits - 3, 0, 19)]
+    lead3[long_enough] = (values[long_enough] // shift[long_enough]).astype(np.int64)
+    lead3 = np.clip(lead3, 0, 999)
+    cc_len = _CC_LEN_BY_LEAD3[lead3].astype(np.int64)
+    cc = lead3 // _POW10[np.clip(3 - cc_len, 0, 3)].astype(np.int64)
+    mask = _NSN_LENGTHS_BY_CC[cc].astype(np.int64)
+    nsn_len = np.clip(digits - cc_len, 0, 62)
+    possible = ((mask >> nsn_len) & 1).astype(bool)
+    lowest = np.zeros(len(values), dtype=np.int64)
+    highest = np.zeros(len(values), dtype=np.int64)
+    nonzero = mask != 0
+    lowest[nonzero] = np.log2((mask & -mask)[nonzero]).astype(np.int64)
+    highest[nonzero] = np.floor(np.log2(mask[nonzero])).astype(np.int64)
+    # Later assignments win, so order them from least to most fundamental.
+    reasons[~possible] = InvalidReason.INVALID_LENGTH
+    reasons[~possible & (nsn_len < lowest)] = InvalidReason.TOO_SHORT
+    reasons[~possible & (nsn_len > highest)] = InvalidReason.TOO_LONG
+    reasons[cc_len == 0] = InvalidReason.UNKNOWN_COUNTRY_CODE
+    reasons[~long_enough] = InvalidReason.TOO_SHORT
+    reasons[digits > MAX_E164_DIGITS] = InvalidReason.TOO_LONG
+    reasons[values == 0] = InvalidReason.UNPARSEABLE
+    return reasons
+
+
+def validate_region(region: str) -> str:
+    """Return the upper-cased region code, or raise ValueError if phonenumbers lacks it.
+
+    An empty region is allowed: national forms then come back MISSING_REGION.
+    """
+    code = region.strip().upper()
+    if code and code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(
+            f"unknown default region {region!r}: give an ISO 3166-1 alpha-2 code such as US or CN"
+        )
+    return code
+
+
+_PARSE_ERROR_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: InvalidReason.UNKNOWN_COUNTRY_CODE,
+    NumberParseException.NOT_A_NUMBER: InvalidReason.UNPARSEABLE,
+    NumberParseException.TOO_SHORT_AFTER_IDD: InvalidReason.TOO_SHORT,
+    NumberParseException.TOO_SHORT_NSN: InvalidReason.TOO_SHORT,
+    NumberParseException.TOO_LONG: InvalidReason.TOO_LONG,
+}
+
+
+def _parse_loose(text: str, region: str) -> tuple[int, InvalidReason]:
+    try:
+        parsed = phonenumbers.parse(text, region or None)
+    except NumberParseException as exc:
+        reason = _PARSE_ERROR_REASONS.get(exc.error_type, InvalidReason.UNPARSEABLE)
+        if reason is InvalidReason.UNKNOWN_COUNTRY_CODE and not region:
+            stripped = text.lstrip()
+            if not stripped.startswith(("+", "＋", "00")):
+                reason = InvalidReason.MISSING_REGION
+        return 0, reason
+    value = int(f"{parsed.country_code}{phonenumbers.national_significant_number(parsed)}")
+    reason = e164_reason(value)
+    return (value, reason) if reason is InvalidReason.VALID else (0, reason)
+
+
+class Normalizer:
+    """Turns numbers in any text form into E.164 integers, with a bounded parse cache.
+
+    Canonical text (``+`` then digits, no leading zero) parses nothing: it is
+    converted with ``int`` and checked against the country-code tables.
+    Everything else goes through ``phonenumbers.parse``, whose results are
+    cached by ``(text, region)`` because lead files repeat numbers and
+    formats. Thread-safe.
+    """
+
+    def __init__(self, cache_size: int = 200_000) -> None:
+        """Create a normalizer.
+
+        Args:
+            cache_size: how many loose-format parse results to keep (LRU);
+                0 disables the cache.
+        """
+        self._parse = functools.lru_cache(maxsize=cache_size)(_parse_loose)
+
+    def normalize(self, text: str, region: str = "") -> tuple[int, InvalidReason]:
+        """Normalize one number.
+
+        Args:
+            text: the number as written.
+            region: upper-case ISO region for national forms, or "".
+
+        Returns:
+            ``(e164_integer, InvalidReason.VALID)``, or ``(0, reason)``.
+        """
+        if len(text) > 1 and text[0] == "+" and text[1] != "0" and text[1:].isdecimal():
+            value = int(text[1:])  # int() also reads full-width and other Nd digits
+            reason = e164_reason(value)
+            return (value, reason) if reason is InvalidReason.VALID else (0, reason)
+        return self._parse(text, region)
+
+    def normalize_many(self, texts: Iterable[str], region: str = "") -> tuple[list[int], list[int]]:
+        """Normalize many numbers.
+
+        Returns:
+            Two parallel lists: E.164 integers (0 where invalid) and reason codes.
+        """
+        values: list[int] = []
+        reasons: list[int] = []
+        normalize = self.normalize
+        for text in texts:
+            value, reason = normalize(text, region)
+            values.append(value)
+            reasons.append(reason)
+        return values, reasons
+
+    def cache_info(self) -> functools._CacheInfo:
+        """Hits, misses and size of the parse cache."""
+        return self._parse.cache_info()
+
+
+@dataclass(frozen=True, slots=True)
+class NumberBlock:
+    """A whole block of numbers: every E.164 integer in ``[first, last]``."""
+
+    first: int
+    last: int
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+
+def parse_block(text: str) -> NumberBlock | None:
+    """Parse a block written as a prefix with ``x`` wildcards: ``+1900xxxxxxx``.
+
+    Each ``x`` stands for one digit, so the length is explicit: ``+1900xxxxxxx``
+    is every 11-digit number from ``+19000000000`` to ``+19009999999``.
+
+    Returns:
+        The block, or None if ``text`` is not in block form.
+
+    Raises:
+        ValueError: block form, but not a valid E.164 prefix.
+    """
+    stripped = text.strip()
+    if not (stripped.startswith("+") and stripped.lower().endswith("x")):
+        return None
+    body = stripped[1:].lower()
+    prefix = body.rstrip("x")
+    wildcards = len(body) - len(prefix)
+    if not prefix.isdigit() or not prefix.isascii() or prefix[0] == "0":
+        raise ValueError(f"block {text!r} must be '+', digits, then 'x' wildcards")
+    if len(body) > MAX_E164_DIGITS:
+        raise ValueError(f"block {text!r} has more than {MAX_E164_DIGITS} digits")
+    first = int(prefix) * 10**wildcards
+    last = first + 10**wildcards - 1
+    for end in (first, last):
+        reason = e164_reason(end)
+        if reason is not InvalidReason.VALID:
+            raise ValueError(f"block {text!r} is not a valid E.164 range ({reason.name})")
+    return NumberBlock(first, last)
+
+
+def mask_number(number: int | str) -> str:
+    """Mask a phone number for logs: ``+86138****8000``, ``+1212****123``.
+
+    Every number that reaches a log line goes through here. At least four
+    digits are always hidden; inputs under eight digits are hidden entirely.
+    """
+    digits = "".join(ch for ch in str(number) if ch.isdigit())
+    if len(digits) >= 13:
+        head, tail = 5, 4
+    elif len(digits) >= 11:
+        head, tail = 4, 3
+    elif len(digits) >= 8:
+        head, tail = 3, 2
+    else:
+        return "+" + "*" * len(digits)
+    return f"+{digits[:head]}{'*' * (len(digits) - head - tail)}{digits[-tail:]}"
+
+
+def as_uint64(values: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """Copy integers into a uint64 array (fast path for protobuf repeated fields)."""
+    return np.fromiter(values, dtype=np.uint64, count=len(values))

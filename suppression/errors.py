@@ -1,0 +1,70 @@
+"""The exception hierarchy; every error this package raises derives from SuppressionError.
+
+    SuppressionError
+    ├── ConfigError            bad settings or command-line input
+    ├── UnknownListError       a request names a list that does not exist
+    ├── InvalidRequestError    a request is malformed (batch too big, bad region)
+    ├── NotReadyError          data is not loaded yet, or was lost (resync needed)
+    ├── VersionError           a change is older than the data it would apply to
+    ├── SnapshotError          a snapshot file is corrupt, truncated or unreadable
+    ├── NumberFileError        a number file has lines that are not numbers
+    └── ChangeLogError         the change log cannot be read or written
+        └── ConsentRequiredError   a removal from an opt-out list lacks consent evidence
+
+Domain errors become gRPC status codes in one place: the servicer.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChangeLogError",
+    "ConfigError",
+    "ConsentRequiredError",
+    "InvalidRequestError",
+    "NotReadyError",
+    "NumberFileError",
+    "SnapshotError",
+    "SuppressionError",
+    "UnknownListError",
+    "VersionError",
+]
+
+
+class SuppressionError(Exception):
+    """The root of every error this package raises."""
+
+
+class ConfigError(SuppressionError):
+    """Settings or command-line input that cannot work."""
+
+
+class UnknownListError(SuppressionError):
+    """A request names a list that does not exist."""
+
+
+class InvalidRequestError(SuppressionError):
+    """A request is malformed as a whole."""
+
+
+class NotReadyError(SuppressionError):
+    """Data is not loaded, or must be resynchronized from a snapshot."""
+
+
+class VersionError(SuppressionError):
+    """A change would move the data version backwards."""
+
+
+class SnapshotError(SuppressionError):
+    """A snapshot file is corrupt, truncated or unreadable."""
+
+
+class NumberFileError(SuppressionError):
+    """A number file holds lines that are not phone numbers."""
+
+
+class ChangeLogError(SuppressionError):
+    """The change log cannot be read or written."""
+
+
+class ConsentRequiredError(ChangeLogError):
+    """A removal from an opt-out list without consent evidence."""

@@ -1,0 +1,330 @@
+"""Named suppression lists as Roaring bitmaps: versioned, atomic batch apply, lookups.
+
+Pure: no I/O, no gRPC, no Redis.
+
+Concurrency model: readers take :attr:`SuppressionLists.view` once per call
+and use only that immutable :class:`ListView` for the whole batch. A writer
+builds the next view by copying each bitmap it touches, applies the whole
+batch to the copies and then swaps one reference. So a reader never sees half
+a batch, never waits for a writer, and the version it reports is exactly the
+data it read. The price is one bitmap copy per touched list per batch
+(0.03 s for a 10-million-number list here); the change-log follower amortizes
+it by applying every entry one read returns as one batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import total_ordering
+
+import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap64
+
+from suppression.errors import UnknownListError, VersionError
+
+__all__ = [
+    "MAX_LISTS_PER_CHECK",
+    "Change",
+    "ListInfo",
+    "ListKind",
+    "ListView",
+    "Op",
+    "SuppressionLists",
+    "Version",
+]
+
+MAX_LISTS_PER_CHECK = 64
+"""A check's matched-list bitmask is one uint64 per number."""
+
+
+@total_ordering
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A data version: the change-log entry ID ``<milliseconds>-<sequence>``.
+
+    Local batches with no change-log entry advance the sequence by one, so
+    versions stay totally ordered whichever way the data changed.
+    """
+
+    ms: int = 0
+    seq: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        """Parse ``"1700000000000-3"``; raises ValueError otherwise."""
+        ms_text, sep, seq_text = text.strip().partition("-")
+        if not sep or not ms_text.isdigit() or not seq_text.isdigit():
+            raise ValueError(f"version {text!r} is not of the form <milliseconds>-<sequence>")
+        return cls(int(ms_text), int(seq_text))
+
+    def next(self) -> Version:
+        """The version one local batch later."""
+        return Version(self.ms, self.seq + 1)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return (self.ms, self.seq) < (other.ms, other.seq)
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+class ListKind(enum.StrEnum):
+    """What a list is for; decides who may remove numbers from it."""
+
+    REGISTRY = "registry"
+    """A national do-not-call registry; changes come from the registry's files."""
+    OPT_OUT = "opt_out"
+    """The company's own refusals: numbers leave only with consent evidence."""
+    CAMPAIGN = "campaign"
+    """Per-campaign or per-tenant lists."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    """A list's name and kind."""
+
+    name: str
+    kind: ListKind = ListKind.OPT_OUT
+
+
+class Op(enum.StrEnum):
+    """A list operation."""
+
+    ADD = "add"
+    REMOVE = "remove"
+    ADD_RANGE = "add_range"
+    REMOVE_RANGE = "remove_range"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One operation on one list.
+
+    ``numbers`` holds validated E.164 integers for ADD and REMOVE; ``first``
+    and ``last`` bound an inclusive block for the range operations. ``kind``
+    is used only when an ADD creates the list.
+    """
+
+    op: Op
+    list_name: str
+    numbers: Sequence[int] = ()
+    first: int = 0
+    last: int = -1
+    kind: ListKind = ListKind.OPT_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class ListView:
+    """An immutable state of every list at one version. Never mutate its bitmaps."""
+
+    version: Version
+    bitmaps: Mapping[str, BitMap64]
+    infos: Mapping[str, ListInfo]
+    default_lists: tuple[str, ...]
+    _sizes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def list_bytes(self, name: str) -> int:
+        """Bytes the list's containers take in memory (cached per view).
+
+        ``get_statistics`` walks containers, not numbers, so this is cheap
+        even for a registry-sized list; serializing would take seconds.
+        """
+        cached = self._sizes.get(name)
+        if cached is None:
+            stats = self.bitmaps[name].get_statistics()
+            cached = (
+                stats["n_bytes_array_containers"]
+                + stats["n_bytes_run_containers"]
+                + stats["n_bytes_bitset_containers"]
+            )
+            self._sizes[name] = cached
+        return cached
+
+    def select(self, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[BitMap64, ...]]:
+        """Resolve a list selection; empty means the default lists.
+
+        Raises:
+            UnknownListError: a named list does not exist, or too many are named.
+        """
+        chosen = tuple(dict.fromkeys(names)) if names else self.default_lists
+        if len(chosen) > MAX_LISTS_PER_CHECK:
+            raise UnknownListError(
+                f"{len(chosen)} lists selected; at most {MAX_LISTS_PER_CHECK} per check"
+            )
+        missing = [name for name in chosen if name not in self.bitmaps]
+        if missing:
+            known = ", ".join(sorted(self.bitmaps)) or "none"
+            raise UnknownListError(f"unknown list(s) {', '.join(missing)}; known lists: {known}")
+        return chosen, tuple(self.bitmaps[name] for name in chosen)
+
+    def lookup(
+        self, values: npt.NDArray[np.uint64], names: Sequence[str] = ()
+    ) -> tuple[tuple[str, ...], npt.NDArray[np.uint64]]:
+        """Find which selected lists hold each number.
+
+        Args:
+            values: E.164 integers; 0 for entries to skip (0 is on no list).
+            names: the lists to check; empty means the default lists.
+
+        Returns:
+            The checked list names and one bitmask per number (bit j: on list j).
+        """
+        chosen, bitmaps = self.select(names)
+        masks = np.zeros(len(values), dtype=np.uint64)
+        if len(values) == 0:
+            return chosen, masks
+        as_ints = values.tolist()
+        count = len(as_ints)
+        for bit, bitmap in enumerate(bitmaps):
+            if not bitmap:
+                continue
+            # One C call per number; map() keeps the loop out of bytecode.
+            hits = np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=count)
+            masks |= hits.astype(np.uint64) << np.uint64(bit)
+        return chosen, masks
+
+
+@dataclass(slots=True)
+class _Draft:
+    """The next view under construction; bitmaps are copied on first write."""
+
+    base: ListView
+    bitmaps: dict[str, BitMap64] = field(default_factory=dict)
+    infos: dict[str, ListInfo] = field(default_factory=dict)
+    copied: set[str] = field(default_factory=set)
+    reshaped: set[str] = field(default_factory=set)
+
+    def writable(self, name: str, kind: ListKind, create: bool) -> BitMap64 | None:
+        if name in self.copied:
+            return self.bitmaps[name]
+        current = self.bitmaps.get(name)
+        if current is None:
+            if not create:
+                return None
+            current = BitMap64()
+            self.infos[name] = ListInfo(name, kind)
+        else:
+            current = current.copy()
+        self.bitmaps[name] = current
+        self.copied.add(name)
+        return current
+
+
+class SuppressionLists:
+    """Every suppression list, versioned, with atomic batch updates.
+
+    Reads are lock-free: take :attr:`view` once and use it for a whole batch.
+    Writes are serialized by an internal lock.
+    """
+
+    def __init__(
+        self,
+        bitmaps: Mapping[str, BitMap64] | None = None,
+        infos: Iterable[ListInfo] = (),
+        version: Version | None = None,
+        default_lists: Sequence[str] | None = None,
+    ) -> None:
+        """Create the lists.
+
+        Args:
+            bitmaps: initial bitmaps by list name; taken over, not copied.
+            infos: kinds of the lists; lists without one are OPT_OUT.
+            version: the version the initial data reflects.
+            default_lists: lists checked when a request names none; None
+                means every list, including lists created later.
+        """
+        bitmaps = dict(bitmaps or {})
+        info_map = {info.name: info for info in infos}
+        for name in bitmaps:
+            info_map.setdefault(name, ListInfo(name))
+        for name in info_map:
+            bitmaps.setdefault(name, BitMap64())
+        self._fixed_defaults = tuple(default_lists) if default_lists is not None else None
+        self._lock = threading.Lock()
+        self._view = self._make_view(version or Version(), bitmaps, info_map)
+
+    def _make_view(
+        self, version: Version, bitmaps: dict[str, BitMap64], infos: dict[str, ListInfo]
+    ) -> ListView:
+        if self._fixed_defaults is None:
+            defaults = tuple(sorted(bitmaps))
+        else:
+            defaults = self._fixed_defaults
+            missing = [name for name in defaults if name not in bitmaps]
+            if missing:
+                raise UnknownListError(
+                    f"default list(s) {', '.join(missing)} do not exist; "
+                    f"known lists: {', '.join(sorted(bitmaps)) or 'none'}"
+                )
+        return ListView(version, bitmaps, infos, defaults)
+
+    @property
+    def view(self) -> ListView:
+        """The current immutable state."""
+        return self._view
+
+    @property
+    def version(self) -> Version:
+        """The version of the current state."""
+        return self._view.version
+
+    def apply(self, changes: Sequence[Change], version: Version | None = None) -> Version:
+        """Apply a batch of changes atomically.
+
+        Args:
+            changes: the batch; validated E.164 integers only.
+            version: the change-log ID of the batch's last entry, or None for
+                a local batch (the sequence advances by one).
+
+        Returns:
+            The new version.
+
+        Raises:
+            VersionError: ``version`` is not newer than the current one.
+        """
+        with self._lock:
+            base = self._view
+            new_version = base.version.next() if version is None else version
+            if new_version <= base.version:
+                raise VersionError(
+                    f"version {new_version} is not newer than the current {base.version}"
+                )
+            draft = _Draft(base, dict(base.bitmaps), dict(base.infos))
+            for change in changes:
+                _apply_one(draft, change)
+            for name in draft.reshaped:
+                draft.bitmaps[name].run_optimize()
+            self._view = self._make_view(new_version, draft.bitmaps, draft.infos)
+            return new_version
+
+    def replace(self, view: ListView) -> None:
+        """Swap in a whole new state (a freshly loaded snapshot)."""
+        with self._lock:
+            self._view = self._make_view(view.version, dict(view.bitmaps), dict(view.infos))
+
+
+_BULK = 4096
+"""Batches this large, or any range, get a run_optimize pass after applying."""
+
+
+def _apply_one(draft: _Draft, change: Change) -> None:
+    creating = change.op in (Op.ADD, Op.ADD_RANGE)
+    bitmap = draft.writable(change.list_name, change.kind, create=creating)
+    if bitmap is None:  # removing from a list that does not exist is a no-op
+        return
+    if change.op is Op.ADD:
+        bitmap.update(change.numbers)
+    elif change.op is Op.REMOVE:
+        bitmap.difference_update(BitMap64(change.numbers, optimize=False))
+    elif change.op is Op.ADD_RANGE:
+        bitmap.add_range(change.first, change.last + 1)
+    else:
+        bitmap.remove_range(change.first, change.last + 1)
+    if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
+        draft.reshaped.add(change.list_name)

@@ -1,0 +1,227 @@
+"""Configuration: one frozen dataclass; every field is a flag and a SUPPRESSION_* variable.
+
+Precedence: command-line flag, then environment variable, then the default.
+Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from suppression.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "add_arguments", "option_table", "settings_from_args"]
+
+ENV_PREFIX = "SUPPRESSION_"
+
+
+def _opt(default: Any, help_text: str, *commands: str, metavar: str | None = None) -> Any:
+    return field(
+        default=default, metadata={"help": help_text, "commands": commands, "metavar": metavar}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every option of the ``suppression`` command, documented in place."""
+
+    host: str = _opt("[::]", "address to bind the gRPC server to", "serve")
+    port: int = _opt(50051, "gRPC port", "serve")
+    metrics_port: int = _opt(9464, "port for Prometheus /metrics; 0 turns it off", "serve")
+    data_dir: Path | None = _opt(
+        None,
+        "directory of snapshot files; the newest is loaded",
+        "serve",
+        "check",
+        "scrub",
+        metavar="DIR",
+    )
+    list: tuple[str, ...] = _opt(
+        (),
+        "load a plain number file as a list: NAME=FILE or NAME:KIND=FILE, KIND one of "
+        "registry, opt_out, campaign (default opt_out); repeatable, comma-separated in the "
+        "environment",
+        "serve",
+        "check",
+        "scrub",
+        metavar="NAME=FILE",
+    )
+    region: str = _opt(
+        "",
+        "default region (ISO code such as US, CN) for national number forms",
+        "serve",
+        "check",
+        "scrub",
+    )
+    skip_invalid: bool = _opt(
+        False, "load number files even if some lines are not numbers (they are reported)", "serve"
+    )
+    default_lists: tuple[str, ...] = _opt(
+        (), "lists checked when a request names none; empty means all lists", "serve"
+    )
+    max_batch: int = _opt(100_000, "largest batch of numbers one Check may carry", "serve")
+    workers: int = _opt(
+        1, "server processes sharing the port (SO_REUSEPORT); use one per core", "serve"
+    )
+    threads: int = _opt(16, "gRPC worker threads per process", "serve")
+    parse_cache_size: int = _opt(
+        200_000, "loose-format parse results kept per process (LRU)", "serve", "scrub"
+    )
+    max_connection_age: float = _opt(
+        300.0,
+        "seconds before a client connection is asked to reconnect, so load rebalances "
+        "across replicas",
+        "serve",
+    )
+    grace: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM", "serve")
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR", "serve", "check", "scrub")
+    log_format: str = _opt("text", "text or json", "serve", "check", "scrub")
+    target: tuple[str, ...] = _opt(
+        (),
+        "server(s) to ask, host:port; without it, check and scrub read --data-dir locally",
+        "check",
+        "scrub",
+        metavar="HOST:PORT",
+    )
+    lists: tuple[str, ...] = _opt(
+        (), "lists to check; empty means the server's default lists", "check", "scrub"
+    )
+    timeout: float = _opt(10.0, "seconds to wait for a server's answer", "check", "scrub")
+    output: str = _opt("table", "check's output: table or json", "check")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from SUPPRESSION_* variables, then ``overrides``.
+
+        Args:
+            env: the environment to read (``os.environ`` when None).
+            overrides: field values that win over the environment.
+
+        Raises:
+            ConfigError: a variable has a value of the wrong type.
+        """
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = ENV_PREFIX + spec.name.upper()
+            if name in source:
+                values[spec.name] = _convert(spec, source[name], name)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _field_type(spec: dataclasses.Field[Any]) -> str:
+    return str(spec.type)
+
+
+def _convert(spec: dataclasses.Field[Any], raw: str, origin: str) -> Any:
+    kind = _field_type(spec)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind.startswith("tuple"):
+            return split_sequence([raw])
+        if kind.startswith("Path"):
+            return Path(raw) if raw else None
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{origin}={raw!r} is not a valid {kind}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add a flag for every Settings field that ``command`` uses.
+
+    Flags default to None so that an absent flag leaves the environment's value.
+    """
+    for spec in fields(Settings):
+        if command not in spec.metadata["commands"]:
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        env_name = ENV_PREFIX + spec.name.upper()
+        help_text = f"{spec.metadata['help']} (env {env_name}; default {_shown_default(spec)})"
+        kind = _field_type(spec)
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        elif kind.startswith("tuple"):
+            parser.add_argument(
+                flag,
+                action="append",
+                default=None,
+                metavar=spec.metadata["metavar"] or spec.name.upper(),
+                help=help_text,
+            )
+        else:
+            converter = {"int": int, "float": float}.get(kind, str)
+            if kind.startswith("Path"):
+                converter = Path
+            parser.add_argument(
+                flag,
+                type=converter,
+                default=None,
+                metavar=spec.metadata["metavar"] or spec.name.upper(),
+                help=help_text,
+            )
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from parsed flags over the environment."""
+    overrides: dict[str, Any] = {}
+    for spec in fields(Settings):
+        value = getattr(args, spec.name, None)
+        if value is None:
+            continue
+        if _field_type(spec).startswith("tuple"):
+            value = split_sequence(value)
+        overrides[spec.name] = value
+    return Settings.from_env(env, **overrides)
+
+
+def _shown_default(spec: dataclasses.Field[Any]) -> str:
+    value = spec.default
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "off" if not value else "on"
+    if value == "":
+        return "none"
+    return str(value)
+
+
+def option_table() -> str:
+    """The README's option table, generated so it cannot drift from the code."""
+    rows = [
+        "| Flag | Environment variable | Commands | Default | Meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in fields(Settings):
+        flag = "--" + spec.name.replace("_", "-")
+        commands = ", ".join(spec.metadata["commands"])
+        rows.append(
+            f"| `{flag}` | `{ENV_PREFIX}{spec.name.upper()}` | {commands} | "
+            f"{_shown_default(spec)} | {spec.metadata['help']} |"
+        )
+    return "\n".join(rows)
+
+
+def split_sequence(values: Sequence[str]) -> tuple[str, ...]:
+    """Flatten comma-separated items."""
+    return tuple(part.strip() for item in values for part in item.split(",") if part.strip())

@@ -1,0 +1,166 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    ALLOWED: _ClassVar[Verdict]
+    SUPPRESSED: _ClassVar[Verdict]
+    INVALID: _ClassVar[Verdict]
+
+class InvalidReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INVALID_REASON_UNSPECIFIED: _ClassVar[InvalidReason]
+    UNPARSEABLE: _ClassVar[InvalidReason]
+    UNKNOWN_COUNTRY_CODE: _ClassVar[InvalidReason]
+    TOO_SHORT: _ClassVar[InvalidReason]
+    TOO_LONG: _ClassVar[InvalidReason]
+    INVALID_LENGTH: _ClassVar[InvalidReason]
+    MISSING_REGION: _ClassVar[InvalidReason]
+VERDICT_UNSPECIFIED: Verdict
+ALLOWED: Verdict
+SUPPRESSED: Verdict
+INVALID: Verdict
+INVALID_REASON_UNSPECIFIED: InvalidReason
+UNPARSEABLE: InvalidReason
+UNKNOWN_COUNTRY_CODE: InvalidReason
+TOO_SHORT: InvalidReason
+TOO_LONG: InvalidReason
+INVALID_LENGTH: InvalidReason
+MISSING_REGION: InvalidReason
+
+class CheckRequest(_message.Message):
+    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id")
+    E164_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
+    LISTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    e164: _containers.RepeatedScalarFieldContainer[int]
+    numbers: _containers.RepeatedScalarFieldContainer[str]
+    default_region: str
+    lists: _containers.RepeatedScalarFieldContainer[str]
+    request_id: int
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ...) -> None: ...
+
+class CheckResponse(_message.Message):
+    __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed")
+    class InvalidReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: InvalidReason
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[InvalidReason, str]] = ...) -> None: ...
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    LIST_NAMES_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REASONS_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedScalarFieldContainer[Verdict]
+    matched: _containers.RepeatedScalarFieldContainer[int]
+    list_names: _containers.RepeatedScalarFieldContainer[str]
+    invalid_reasons: _containers.ScalarMap[int, InvalidReason]
+    normalized: _containers.RepeatedScalarFieldContainer[int]
+    version: str
+    stale: bool
+    request_id: int
+    failed_closed: bool
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, str]]] = ..., matched: _Optional[_Iterable[int]] = ..., list_names: _Optional[_Iterable[str]] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ..., normalized: _Optional[_Iterable[int]] = ..., version: _Optional[str] = ..., stale: _Optional[bool] = ..., request_id: _Optional[int] = ..., failed_closed: _Optional[bool] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListStatus(_message.Message):
+    __slots__ = ("name", "count", "bytes", "is_default", "is_opt_out")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    IS_OPT_OUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    count: int
+    bytes: int
+    is_default: bool
+    is_opt_out: bool
+    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., is_default: _Optional[bool] = ..., is_opt_out: _Optional[bool] = ...) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("lists", "version", "ready", "stale", "staleness_ms", "max_batch")
+    LISTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    lists: _containers.RepeatedCompositeFieldContainer[ListStatus]
+    version: str
+    ready: bool
+    stale: bool
+    staleness_ms: int
+    max_batch: int
+    def __init__(self, lists: _Optional[_Iterable[_Union[ListStatus, _Mapping]]] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., stale: _Optional[bool] = ..., staleness_ms: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
+
+class SuppressRequest(_message.Message):
+    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence")
+    E164_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    e164: _containers.RepeatedScalarFieldContainer[int]
+    numbers: _containers.RepeatedScalarFieldContainer[str]
+    default_region: str
+    list: str
+    source: str
+    actor: str
+    evidence: str
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence")
+    E164_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    e164: _containers.RepeatedScalarFieldContainer[int]
+    numbers: _containers.RepeatedScalarFieldContainer[str]
+    default_region: str
+    list: str
+    source: str
+    actor: str
+    evidence: str
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ...) -> None: ...
+
+class WriteResponse(_message.Message):
+    __slots__ = ("version", "applied", "invalid_reasons")
+    class InvalidReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: InvalidReason
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[InvalidReason, str]] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REASONS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    applied: int
+    invalid_reasons: _containers.ScalarMap[int, InvalidReason]
+    def __init__(self, version: _Optional[str] = ..., applied: _Optional[int] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ...) -> None: ...
