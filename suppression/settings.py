@@ -225,3 +225,7 @@ def option_table() -> str:
 def split_sequence(values: Sequence[str]) -> tuple[str, ...]:
     """Flatten comma-separated items."""
     return tuple(part.strip() for item in values for part in item.split(",") if part.strip())
+
+
+if __name__ == "__main__":
+    print(option_table())
