@@ -302,7 +302,7 @@ def mask_number(number: int | str) -> str:
     elif len(digits) >= 11:
         head, tail = 4, 3
     elif len(digits) >= 8:
-        head, tail = 3, 2
+        head, tail = 2, 2
     else:
         return "+" + "*" * len(digits)
     return f"+{digits[:head]}{'*' * (len(digits) - head - tail)}{digits[-tail:]}"

@@ -72,9 +72,21 @@ class RedisServer:
             pytest.fail("redis-server is not installed; run `make test`, which installs it")
         self.process = subprocess.Popen(
             [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                str(self.directory), "--save", "", "--appendonly", "yes",
-                "--appendfsync", "always", "--logfile", str(self.directory / "redis.log"),
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--logfile",
+                str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -216,8 +228,17 @@ def serve_subprocess(tmp_path: Path) -> Iterator[Callable[..., ServerSubprocess]
         port, metrics_port = free_port(), free_port()
         log_path = tmp_path / f"server-{port}.log"
         command = [
-            sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--metrics-port", str(metrics_port), *args,
+            sys.executable,
+            "-m",
+            "suppression.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            *args,
         ]
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
         child_env.update(env or {})
