@@ -92,9 +92,10 @@ def check_batch(
     normalized: list[int] = []
     if texts:
         assert normalizer is not None
-        normalized, text_reasons = normalizer.normalize_many(texts, region)
-        values = np.concatenate([values, np.array(normalized, dtype=np.uint64)])
-        reasons = np.concatenate([reasons, np.array(text_reasons, dtype=np.uint8)])
+        text_values, text_reasons = normalizer.normalize_array(texts, region)
+        normalized = text_values.tolist()
+        values = np.concatenate([values, text_values])
+        reasons = np.concatenate([reasons, text_reasons])
     invalid = reasons != 0
     values[invalid] = 0
     if fail_closed:
