@@ -1,23 +1,35 @@
 """Every Prometheus metric of the service, defined in one place.
 
 Hot-path cost rules: counters are bumped once per batch with ``inc(n)``,
-never once per number, and label children are bound once. List sizes, memory
-and the data version are read at scrape time by :class:`ListsCollector`, so
-serving pays nothing for them.
+never once per number, and label children are bound once. List sizes, memory,
+the data version and the change-log follower's state are read at scrape time
+by custom collectors, so serving pays nothing for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import platform
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from suppression.checker import CheckOutcome, Verdict
 from suppression.lists import ListView
 
-__all__ = ["LATENCY_BUCKETS", "ListsCollector", "ServiceMetrics"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "BuildInfoCollector",
+    "FollowerCollector",
+    "FollowerStateView",
+    "GrpcServerMetrics",
+    "ListsCollector",
+    "ServiceMetrics",
+    "build_version",
+]
 
 LATENCY_BUCKETS = (
     0.00005,
@@ -80,6 +92,39 @@ class ServiceMetrics:
                 self.suppressed_by_list.labels(name).inc(hits)
 
 
+class GrpcServerMetrics:
+    """The grpc-prometheus server metrics, under the names its users already chart.
+
+    ``grpc_server_started_total`` and ``grpc_server_handled_total`` count calls;
+    ``grpc_server_handling_seconds`` times them with :data:`LATENCY_BUCKETS`.
+    The interceptor in :mod:`suppression.interceptor` feeds them.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Create and register the metrics."""
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        self.started = Counter(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            labels,
+            registry=registry,
+        )
+        self.handled = Counter(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            [*labels, "grpc_code"],
+            registry=registry,
+        )
+        self.handling_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level "
+            "handled by the server.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
 class ListsCollector(Collector):
     """Reads list sizes, memory, version and readiness from the live view at scrape time."""
 
@@ -112,3 +157,154 @@ class ListsCollector(Collector):
         ready = GaugeMetricFamily("suppression_ready", "1 when the replica serves checks.")
         ready.add_metric([], 1 if self._ready() else 0)
         yield ready
+
+
+class FollowerStateView(Protocol):
+    """What the metrics read from the change-log follower's state (``changelog.FollowerState``).
+
+    A protocol, so that this module does not depend on the follower.
+    """
+
+    @property
+    def connected(self) -> bool:
+        """Whether the follower holds a working connection to Redis."""
+
+    @property
+    def lag_entries(self) -> int:
+        """Stream entries written but not yet applied."""
+
+    @property
+    def lag_seconds(self) -> float:
+        """Age of the oldest entry not yet applied."""
+
+    @property
+    def staleness_seconds(self) -> float:
+        """Seconds since the data was last known to be current."""
+
+    @property
+    def stale(self) -> bool:
+        """Whether answers are flagged stale."""
+
+    @property
+    def needs_resync(self) -> bool:
+        """Whether the follower fell behind a trim and must reload a snapshot."""
+
+    @property
+    def applied_by_op(self) -> Mapping[str, int]:
+        """Cumulative changes applied, by operation."""
+
+    @property
+    def dead_letters(self) -> int:
+        """Cumulative stream entries that could not be applied."""
+
+    @property
+    def snapshot_age_seconds(self) -> float | None:
+        """Age of the snapshot the process started from, if any."""
+
+
+class FollowerCollector(Collector):
+    """Reads the change-log follower's state at scrape time; nothing when there is none.
+
+    The follower keeps cumulative totals, which are exported as counters here,
+    so applying changes costs no metric update at all.
+    """
+
+    def __init__(self, state: Callable[[], FollowerStateView | None]) -> None:
+        """Create a collector over a state getter (returning None without a follower)."""
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the follower's gauges and counters."""
+        state = self._state()
+        if state is None:
+            return
+        yield _gauge(
+            "suppression_changelog_connected",
+            "1 while the follower is connected to the change log (Redis).",
+            state.connected,
+        )
+        yield _gauge(
+            "suppression_changelog_lag_entries",
+            "Change-log entries written but not yet applied by this replica.",
+            state.lag_entries,
+        )
+        yield _gauge(
+            "suppression_changelog_lag_seconds",
+            "Age in seconds of the oldest change-log entry not yet applied (0 when caught up).",
+            state.lag_seconds,
+        )
+        yield _gauge(
+            "suppression_staleness_seconds",
+            "Seconds since this replica last knew its data to be current.",
+            state.staleness_seconds,
+        )
+        yield _gauge(
+            "suppression_stale",
+            "1 while answers are flagged stale (the change log is out of reach for too long).",
+            state.stale,
+        )
+        yield _gauge(
+            "suppression_changelog_needs_resync",
+            "1 when the follower fell behind a stream trim and must reload from a snapshot.",
+            state.needs_resync,
+        )
+        applied = CounterMetricFamily(
+            "suppression_changelog_applied",
+            "Changes applied from the change log, by operation.",
+            labels=["op"],
+        )
+        for op, count in sorted(state.applied_by_op.items()):
+            applied.add_metric([op], count)
+        yield applied
+        dead = CounterMetricFamily(
+            "suppression_changelog_dead_letters",
+            "Change-log entries that could not be applied and were set aside.",
+        )
+        dead.add_metric([], state.dead_letters)
+        yield dead
+        if state.snapshot_age_seconds is not None:
+            yield _gauge(
+                "suppression_snapshot_age_seconds",
+                "Age in seconds of the snapshot this replica started from.",
+                state.snapshot_age_seconds,
+            )
+
+
+def build_version() -> str:
+    """The installed package's version, or ``unknown`` when run from an uninstalled tree."""
+    return _package_version("suppression")
+
+
+class BuildInfoCollector(Collector):
+    """``suppression_build_info``: always 1, with the version and runtime as labels."""
+
+    def __init__(self, version: str | None = None) -> None:
+        """Create the collector; ``version`` defaults to the installed package's."""
+        self._labels = {
+            "version": version if version is not None else build_version(),
+            "python_version": platform.python_version(),
+            "grpc_version": _package_version("grpcio"),
+        }
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the one info gauge."""
+        info = GaugeMetricFamily(
+            "suppression_build_info",
+            "Always 1; labels name the running build.",
+            labels=sorted(self._labels),
+        )
+        info.add_metric([self._labels[key] for key in sorted(self._labels)], 1)
+        yield info
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation)
+    family.add_metric([], float(value))
+    return family

@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
-from suppression.datasource import load_lists
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
+from suppression.interceptor import MetricsInterceptor
+from suppression.live import LiveChanges, initial_lists, start_live_changes
 from suppression.lists import ListView, SuppressionLists
-from suppression.metrics import ListsCollector, ServiceMetrics
+from suppression.metrics import (
+    BuildInfoCollector,
+    FollowerCollector,
+    FollowerStateView,
+    GrpcServerMetrics,
+    ListsCollector,
+    ServiceMetrics,
+)
 from suppression.service import SuppressionServicer
 from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from suppression.workermetrics import StatePublisher, parent_registry, use_multiprocess_values
 
 __all__ = ["ServingProcess", "create_server", "grpc_message_limit", "serve"]
 
@@ -52,14 +65,23 @@ def server_options(settings: Settings, reuse_port: bool) -> list[tuple[str, int]
     ]
 
 
+def _no_follower() -> FollowerStateView | None:
+    return None
+
+
 @dataclass
 class ServingProcess:
-    """The parts of one serving process, for start-up, tests and shutdown."""
+    """The parts of one serving process, for start-up, tests and shutdown.
+
+    ``follower_state`` is read by /metrics at scrape time: set it to the
+    change-log follower's ``state`` method once the follower exists.
+    """
 
     server: grpc.Server
     port: int
     servicer: SuppressionServicer
     health: health.HealthServicer
+    follower_state: Callable[[], FollowerStateView | None] = field(default=_no_follower)
 
     def mark_serving(self, lists: SuppressionLists) -> None:
         """Serve ``lists`` and report SERVING."""
@@ -79,6 +101,7 @@ def create_server(
     address: str | None = None,
     *,
     reuse_port: bool = False,
+    state_registry: CollectorRegistry | None = None,
 ) -> ServingProcess:
     """Build and start a gRPC server that reports NOT_SERVING until data is given.
 
@@ -87,6 +110,8 @@ def create_server(
         registry: where metrics are registered.
         address: ``host:port`` to bind; port 0 picks a free port.
         reuse_port: share the port with sibling worker processes.
+        state_registry: where the metrics read at scrape time (lists, version,
+            readiness, follower, build) are registered; ``registry`` when None.
 
     Raises:
         ConfigError: the address cannot be bound.
@@ -98,11 +123,9 @@ def create_server(
         normalizer=Normalizer(settings.parse_cache_size),
         max_batch=settings.max_batch,
     )
-    registry.register(
-        ListsCollector(lambda: _view_of(servicer), lambda: servicer.lists is not None)
-    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
+        interceptors=[MetricsInterceptor(GrpcServerMetrics(registry))],
         options=server_options(settings, reuse_port),
     )
     pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -125,7 +148,12 @@ def create_server(
         raise ConfigError(f"cannot listen on {bind}: {exc}") from exc
     server.start()
     logger.info("gRPC server listening on %s (port %d)", bind, port)
-    return ServingProcess(server, port, servicer, health_servicer)
+    process = ServingProcess(server, port, servicer, health_servicer)
+    scraped = registry if state_registry is None else state_registry
+    scraped.register(ListsCollector(lambda: _view_of(servicer), lambda: servicer.lists is not None))
+    scraped.register(FollowerCollector(lambda: process.follower_state()))
+    scraped.register(BuildInfoCollector())
+    return process
 
 
 def _view_of(servicer: SuppressionServicer) -> ListView | None:
@@ -162,24 +190,47 @@ def serve(settings: Settings) -> int:
     return _serve_workers(settings)
 
 
-def _serve_one(settings: Settings, preloaded: SuppressionLists | None, reuse_port: bool) -> int:
+def _serve_one(
+    settings: Settings,
+    preloaded: SuppressionLists | None,
+    reuse_port: bool,
+    metrics_dir: Path | None = None,
+) -> int:
+    """Serve in this process; a worker (``metrics_dir`` given) publishes its metrics there."""
     stop = _StopSignal()
-    if settings.metrics_port and preloaded is None:
+    if settings.metrics_port and metrics_dir is None:
         start_http_server(settings.metrics_port, registry=REGISTRY)
-    process = create_server(settings, REGISTRY, reuse_port=reuse_port)
+    state_registry = CollectorRegistry() if metrics_dir is not None else None
+    process = create_server(
+        settings, REGISTRY, reuse_port=reuse_port, state_registry=state_registry
+    )
     lists = preloaded
+    snapshot_created_at: float | None = None
     if lists is None:
-        lists, report = load_lists(settings)
+        lists, report = initial_lists(settings)
+        snapshot_created_at = report.snapshot.created_at if report.snapshot else None
         logger.info(
             "loaded %d numbers in %.2f s at version %s",
             report.numbers,
             report.seconds,
             lists.version,
         )
-    process.mark_serving(lists)
+    live: LiveChanges | None = None
+    if settings.redis_url:
+        live = start_live_changes(process, settings, lists, snapshot_created_at)
+    else:
+        process.mark_serving(lists)
     logger.info("serving %d lists at version %s", len(lists.view.bitmaps), lists.version)
+    publisher = None
+    if state_registry is not None and metrics_dir is not None:
+        publisher = StatePublisher(state_registry, metrics_dir)
+        publisher.start()
     stop.event.wait()
     process.stop(settings.grace)
+    if live is not None:
+        live.stop()
+    if publisher is not None:
+        publisher.stop()
     logger.info("stopped")
     return 0
 
@@ -188,28 +239,32 @@ def _serve_workers(settings: Settings) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
     Forking happens before any gRPC object exists in this process, as gRPC requires.
+    Workers write their metrics into a fresh directory, and this process serves
+    them, aggregated, on the metrics port (see :mod:`suppression.workermetrics`).
     """
     if settings.port == 0:
         settings = settings.replace(port=_free_port(settings.host))
-    lists, report = load_lists(settings)
+    lists, report = initial_lists(settings)
     logger.info(
         "loaded %d numbers in %.2f s; forking %d workers",
         report.numbers,
         report.seconds,
         settings.workers,
     )
+    metrics_dir = Path(tempfile.mkdtemp(prefix="suppression-metrics-"))
     children: list[int] = []
     for _ in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _serve_one(settings, preloaded=lists, reuse_port=True)
+                use_multiprocess_values(metrics_dir)
+                code = _serve_one(settings, lists, reuse_port=True, metrics_dir=metrics_dir)
             finally:
                 os._exit(code)
         children.append(pid)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=_parent_registry(lists))
+        start_http_server(settings.metrics_port, registry=parent_registry(metrics_dir, children))
 
     def forward(signum: int, _frame: object) -> None:
         for pid in children:
@@ -224,13 +279,8 @@ def _serve_workers(settings: Settings) -> int:
     for pid in children:
         _, status = os.waitpid(pid, 0)
         exit_code = exit_code or os.waitstatus_to_exitcode(status)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return exit_code
-
-
-def _parent_registry(lists: SuppressionLists) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    registry.register(ListsCollector(lambda: lists.view, lambda: True))
-    return registry
 
 
 if __name__ == "__main__":

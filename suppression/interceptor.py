@@ -1,0 +1,175 @@
+"""A gRPC server interceptor that feeds the grpc-prometheus metrics.
+
+Cost per call: one dict lookup to find the method's pre-bound label children,
+then ``started.inc()``, one ``observe()`` and one ``handled.inc()``, about
+1.5 µs in all. Wrapped handlers are built once per method and reused, because
+the generic handlers return the same handler object for every call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from suppression.metrics import GrpcServerMetrics
+
+__all__ = ["MetricsInterceptor", "code_label"]
+
+# grpc-prometheus (Go) spells codes with codes.Code.String(); dashboards match on these.
+_GO_CODE_NAMES = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+}
+
+
+def code_label(code: grpc.StatusCode) -> str:
+    """The ``grpc_code`` label value for ``code``, as grpc-prometheus writes it.
+
+    >>> code_label(grpc.StatusCode.INVALID_ARGUMENT)
+    'InvalidArgument'
+    """
+    return _GO_CODE_NAMES.get(code) or code.name.title().replace("_", "")
+
+
+def _type_label(handler: grpc.RpcMethodHandler) -> str:
+    if handler.request_streaming and handler.response_streaming:
+        return "bidi_stream"
+    if handler.request_streaming:
+        return "client_stream"
+    if handler.response_streaming:
+        return "server_stream"
+    return "unary"
+
+
+@dataclass(slots=True)
+class _MethodMetrics:
+    """One method's label children, bound once."""
+
+    started: Counter
+    seconds: Histogram
+    handled_family: Counter
+    labels: tuple[str, str, str]
+    handled: dict[grpc.StatusCode, Counter] = field(default_factory=dict)
+
+    def finish(self, code: grpc.StatusCode, started_at: float) -> None:
+        self.seconds.observe(time.perf_counter() - started_at)
+        child = self.handled.get(code)
+        if child is None:
+            child = self.handled_family.labels(*self.labels, code_label(code))
+            self.handled[code] = child
+        child.inc()
+
+
+def _final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
+    # context.abort() stores its code before raising; any other exception is UNKNOWN.
+    code: grpc.StatusCode | None = context.code()
+    if code is not None:
+        return code
+    return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every call, under grpc-prometheus's names and labels."""
+
+    def __init__(self, metrics: GrpcServerMetrics) -> None:
+        """Create the interceptor over the metrics it feeds."""
+        self._metrics = metrics
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Return the method's handler, wrapped to record metrics."""
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _bind(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics:
+        service, _, name = method.lstrip("/").rpartition("/")
+        labels = (_type_label(handler), service, name)
+        return _MethodMetrics(
+            started=self._metrics.started.labels(*labels),
+            seconds=self._metrics.handling_seconds.labels(*labels),
+            handled_family=self._metrics.handled,
+            labels=labels,
+        )
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        bound = self._bind(method, handler)
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _timed_unary(handler.unary_unary, bound), **serializers
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _timed_unary(handler.stream_unary, bound), **serializers
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _timed_stream(handler.unary_stream, bound), **serializers
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _timed_stream(handler.stream_stream, bound), **serializers
+        )
+
+
+def _timed_unary(
+    behavior: Callable[[Any, grpc.ServicerContext], Any], bound: _MethodMetrics
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    started, finish, perf_counter = bound.started.inc, bound.finish, time.perf_counter
+
+    def timed(request: Any, context: grpc.ServicerContext) -> Any:
+        started()
+        started_at = perf_counter()
+        failed = True
+        try:
+            response = behavior(request, context)
+            failed = False
+            return response
+        finally:
+            finish(_final_code(context, failed), started_at)
+
+    return timed
+
+
+def _timed_stream(
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], bound: _MethodMetrics
+) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    started, finish, perf_counter = bound.started.inc, bound.finish, time.perf_counter
+
+    def timed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started()
+        started_at = perf_counter()
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            yield from behavior(request, context)
+            code = _final_code(context, failed=False)
+        except GeneratorExit:
+            # gRPC closes the generator when the client goes away mid-stream.
+            code = context.code() or grpc.StatusCode.CANCELLED
+            raise
+        except BaseException:
+            code = _final_code(context, failed=True)
+            raise
+        finally:
+            finish(code, started_at)
+
+    return timed
