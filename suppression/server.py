@@ -23,8 +23,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
 from suppression.interceptor import MetricsInterceptor
-from suppression.live import LiveChanges, initial_lists, start_live_changes
 from suppression.lists import ListView, SuppressionLists
+from suppression.live import LiveChanges, initial_lists, start_live_changes
 from suppression.metrics import (
     BuildInfoCollector,
     FollowerCollector,

@@ -6,27 +6,29 @@ Domain errors become gRPC status codes here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import grpc
 
 from suppression.checker import CheckOutcome, check_batch
-from suppression.e164 import Normalizer, validate_region
+from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block, validate_region
+from suppression.entries import InvalidEntryError
 from suppression.errors import (
+    ChangeLogError,
     ConsentRequiredError,
     InvalidRequestError,
     NotReadyError,
     SuppressionError,
     UnknownListError,
 )
-from suppression.lists import SuppressionLists
+from suppression.lists import Op, SuppressionLists, Version
 from suppression.metrics import ServiceMetrics
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
-__all__ = ["Freshness", "SuppressionServicer"]
+__all__ = ["ChangeSink", "Freshness", "SuppressionServicer"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
     (UnknownListError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConsentRequiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidEntryError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (ChangeLogError, grpc.StatusCode.UNAVAILABLE),
 )
 
 
@@ -49,6 +53,23 @@ class Freshness:
 
 def _always_fresh() -> Freshness:
     return Freshness()
+
+
+class ChangeSink(Protocol):
+    """Where Suppress and Release write: the change log (see suppression.live)."""
+
+    def submit(
+        self,
+        op: Op,
+        list_name: str,
+        numbers: Sequence[int],
+        blocks: Sequence[NumberBlock],
+        *,
+        source: str,
+        actor: str,
+        evidence: str,
+    ) -> Version:
+        """Write the change and return once this replica applied it."""
 
 
 class SuppressionServicer(pb_grpc.SuppressionServicer):
@@ -76,6 +97,12 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._metrics = metrics
         self._normalizer = normalizer or Normalizer()
         self._max_batch = max_batch
+        self._freshness = freshness
+        self._changes: ChangeSink | None = None
+
+    def attach_change_log(self, changes: ChangeSink, freshness: Callable[[], Freshness]) -> None:
+        """Accept Suppress and Release through ``changes``; report ``freshness``."""
+        self._changes = changes
         self._freshness = freshness
 
     def set_lists(self, lists: SuppressionLists) -> None:
@@ -158,15 +185,89 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
     def Suppress(  # noqa: N802 - gRPC method name
         self, request: pb.SuppressRequest, context: grpc.ServicerContext
     ) -> pb.WriteResponse:
-        """Writes need the change log; this server was started without one."""
-        context.abort(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "this server follows no change log, so a write could not be made durable; "
-            "start it with --redis-url to accept Suppress and Release",
-        )
-        raise AssertionError("unreachable")
+        """Add numbers to a list through the change log; returns once applied here."""
+        return self._write(Op.ADD, request, context)
 
-    Release = Suppress
+    def Release(  # noqa: N802 - gRPC method name
+        self, request: pb.ReleaseRequest, context: grpc.ServicerContext
+    ) -> pb.WriteResponse:
+        """Remove numbers from a list through the change log; opt-outs need consent."""
+        return self._write(Op.REMOVE, request, context)
+
+    def _write(
+        self,
+        op: Op,
+        request: pb.SuppressRequest | pb.ReleaseRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.WriteResponse:
+        changes = self._changes
+        if changes is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server follows no change log, so a write could not be made durable; "
+                "start it with --redis-url to accept Suppress and Release",
+            )
+            raise AssertionError("unreachable")
+        try:
+            numbers, blocks, invalid = self._write_numbers(request)
+            if not request.list:
+                raise InvalidRequestError("name the list to change in `list`")
+            if not numbers and not blocks:
+                raise InvalidRequestError("no valid numbers to write; see invalid_reasons")
+            version = changes.submit(
+                op,
+                request.list,
+                numbers,
+                blocks,
+                source=request.source,
+                actor=request.actor,
+                evidence=request.evidence,
+            )
+        except SuppressionError as exc:
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
+        applied = len(numbers) + sum(len(block) for block in blocks)
+        response = pb.WriteResponse(version=str(version), applied=min(applied, 2**32 - 1))
+        if invalid:
+            response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], invalid))
+        return response
+
+    def _write_numbers(
+        self, request: pb.SuppressRequest | pb.ReleaseRequest
+    ) -> tuple[list[int], list[NumberBlock], dict[int, int]]:
+        """Valid numbers (deduplicated, in order), blocks, and reasons for the invalid ones."""
+        total = len(request.e164) + len(request.numbers)
+        if self._max_batch and total > self._max_batch:
+            raise InvalidRequestError(
+                f"{total:,} numbers exceed the maximum of {self._max_batch:,}; split them"
+            )
+        try:
+            region = validate_region(request.default_region) if request.numbers else ""
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        values, reasons = self._normalizer.normalize_many(
+            [f"+{value}" for value in request.e164], ""
+        )
+        blocks: list[NumberBlock] = []
+        for text in request.numbers:
+            try:
+                block = parse_block(text)
+            except ValueError:
+                block = None
+                values.append(0)
+                reasons.append(InvalidReason.UNPARSEABLE)
+                continue
+            if block is not None:
+                blocks.append(block)
+                values.append(0)
+                reasons.append(InvalidReason.VALID)
+                continue
+            value, reason = self._normalizer.normalize(text, region)
+            values.append(value)
+            reasons.append(reason)
+        invalid = {index: reason for index, reason in enumerate(reasons) if reason}
+        numbers = list(dict.fromkeys(value for value in values if value))
+        return numbers, blocks, invalid
 
 
 def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.CheckResponse:

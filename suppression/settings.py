@@ -40,6 +40,8 @@ class Settings:
         "serve",
         "check",
         "scrub",
+        "import",
+        "compact",
         metavar="DIR",
     )
     list: tuple[str, ...] = _opt(
@@ -58,9 +60,14 @@ class Settings:
         "serve",
         "check",
         "scrub",
+        "import",
+        "publish",
     )
     skip_invalid: bool = _opt(
-        False, "load number files even if some lines are not numbers (they are reported)", "serve"
+        False,
+        "load number files even if some lines are not numbers (they are reported)",
+        "serve",
+        "import",
     )
     default_lists: tuple[str, ...] = _opt(
         (), "lists checked when a request names none; empty means all lists", "serve"
@@ -80,8 +87,19 @@ class Settings:
         "serve",
     )
     grace: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM", "serve")
-    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR", "serve", "check", "scrub")
-    log_format: str = _opt("text", "text or json", "serve", "check", "scrub")
+    log_level: str = _opt(
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        "serve",
+        "check",
+        "scrub",
+        "import",
+        "publish",
+        "compact",
+    )
+    log_format: str = _opt(
+        "text", "text or json", "serve", "check", "scrub", "import", "publish", "compact"
+    )
     target: tuple[str, ...] = _opt(
         (),
         "server(s) to ask, host:port; without it, check and scrub read --data-dir locally",
@@ -94,6 +112,93 @@ class Settings:
     )
     timeout: float = _opt(10.0, "seconds to wait for a server's answer", "check", "scrub")
     output: str = _opt("table", "check's output: table or json", "check")
+    redis_url: str = _opt(
+        "",
+        "Redis URL of the change log (redis://host:6379/0); none means no live changes, and "
+        "Suppress and Release are refused",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        metavar="URL",
+    )
+    stream: str = _opt(
+        "suppression:deltas",
+        "Redis stream key of the change log",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        metavar="KEY",
+    )
+    dead_letter_stream: str = _opt(
+        "suppression:deltas:dead",
+        "Redis stream that receives change-log entries that cannot be applied, with the reason",
+        "serve",
+        metavar="KEY",
+    )
+    max_staleness: float = _opt(
+        10.0,
+        "seconds without confirming the data is caught up with the change log before answers "
+        "are marked stale",
+        "serve",
+    )
+    fail_closed: bool = _opt(
+        False, "answer every number SUPPRESSED (reason stale) while the data is stale", "serve"
+    )
+    snapshot_interval: float = _opt(
+        300.0,
+        "seconds between snapshots written into --data-dir while following the change log; "
+        "0 turns them off",
+        "serve",
+    )
+    snapshot_keep: int = _opt(
+        3,
+        "snapshots kept in --data-dir when writing a new one; older ones are deleted",
+        "serve",
+        "compact",
+    )
+    write_timeout: float = _opt(
+        5.0, "seconds Suppress and Release wait for this replica to apply the change", "serve"
+    )
+    list_name: str = _opt(
+        "", "the list that import and publish change", "import", "publish", metavar="NAME"
+    )
+    kind: str = _opt(
+        "",
+        "the list's kind: registry, opt_out or campaign (import default registry, publish "
+        "default opt_out)",
+        "import",
+        "publish",
+    )
+    source: str = _opt(
+        "",
+        "where the change comes from: in_call, sms_reply, app, customer_service, registry, "
+        "complaint, consent, ... (import default registry)",
+        "import",
+        "publish",
+    )
+    actor: str = _opt("", "who records the change (agent id, system name)", "import", "publish")
+    evidence: str = _opt(
+        "",
+        "evidence reference (recording id, SMS id, ticket); removing from an opt-out list needs "
+        "source consent and evidence",
+        "import",
+        "publish",
+    )
+    input_format: str = _opt(
+        "auto",
+        "import's file format: auto, ten_digit (US registry: ten digits or AAA,NNNNNNN), csv "
+        "or plain (any number format)",
+        "import",
+        metavar="FORMAT",
+    )
+    column: str = _opt("", "the CSV column that holds the numbers", "import", metavar="NAME")
+    changes: bool = _opt(
+        False,
+        "import a registry change file (A or D, then the number, per line) and publish it",
+        "import",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

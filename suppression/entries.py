@@ -1,0 +1,303 @@
+"""The change-log entry format: build, validate, encode and decode. See docs/changelog-format.md.
+
+Pure: no I/O, no gRPC, no Redis. Producers (the servicer's writes, the
+loader) validate with :func:`validate_entry` before they write, and the
+follower decodes with :func:`decode_entry`, which runs the same checks, so
+producer and consumer cannot disagree on what a valid entry is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suppression.e164 import InvalidReason, e164_reason, e164_reasons, mask_number
+from suppression.errors import ChangeLogError, ConsentRequiredError
+from suppression.lists import Change, ListKind, Op
+
+__all__ = [
+    "CONSENT_SOURCE",
+    "FORMAT_VERSION",
+    "MAX_NUMBERS_PER_ENTRY",
+    "MAX_RANGE_SIZE",
+    "Entry",
+    "InvalidEntryError",
+    "check_consent",
+    "decode_entry",
+    "encode_entry",
+    "split_numbers",
+    "validate_entry",
+]
+
+FORMAT_VERSION = 1
+"""The entry format this build writes and reads (field ``v``)."""
+
+CONSENT_SOURCE = "consent"
+"""The only source that may remove numbers from an opt-out list."""
+
+MAX_NUMBERS_PER_ENTRY = 100_000
+"""Producers split larger changes into several entries."""
+
+MAX_RANGE_SIZE = 1_000_000_000
+"""Larger blocks would cost the bitmaps too much memory in run containers."""
+
+_LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_MAX_TEXT = 500
+_RANGE_OPS = (Op.ADD_RANGE, Op.REMOVE_RANGE)
+_REMOVALS = (Op.REMOVE, Op.REMOVE_RANGE)
+
+
+class InvalidEntryError(ChangeLogError):
+    """A change-log entry that cannot be applied: malformed, or breaking a rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One change-log entry: one operation on one list, with its provenance.
+
+    ``numbers`` holds E.164 integers for ADD and REMOVE; ``first`` and
+    ``last`` bound an inclusive block for the range operations. ``kind`` is
+    the list's kind as the producer knows it; it decides the kind of a list
+    that an ADD creates. ``timestamp_ms`` is the producer's clock.
+    """
+
+    op: Op
+    list_name: str
+    kind: ListKind
+    source: str
+    numbers: tuple[int, ...] = ()
+    first: int = 0
+    last: int = -1
+    actor: str = ""
+    evidence: str = ""
+    timestamp_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    producer: str = ""
+
+    @property
+    def count(self) -> int:
+        """How many numbers the entry covers."""
+        if self.op in _RANGE_OPS:
+            return max(0, self.last - self.first + 1)
+        return len(self.numbers)
+
+    def to_change(self, kind: ListKind | None = None) -> Change:
+        """The list operation this entry stands for.
+
+        Args:
+            kind: the list's actual kind, if it exists; wins over the entry's.
+        """
+        return Change(
+            self.op, self.list_name, self.numbers, self.first, self.last, kind or self.kind
+        )
+
+    def describe(self) -> str:
+        """A log-safe summary: numbers masked, at most three shown."""
+        if self.op in _RANGE_OPS:
+            what = f"{mask_number(self.first)}..{mask_number(self.last)}"
+        else:
+            shown = ", ".join(mask_number(n) for n in self.numbers[:3])
+            more = f" and {len(self.numbers) - 3:,} more" if len(self.numbers) > 3 else ""
+            what = shown + more
+        return f"{self.op} {what} on {self.list_name} (source {self.source})"
+
+
+def check_consent(op: Op, kind: ListKind, source: str, evidence: str, list_name: str) -> None:
+    """Enforce opt-out permanence: removals from an opt-out list need consent and evidence.
+
+    Raises:
+        ConsentRequiredError: a removal from an opt-out list whose source is not
+            ``consent`` or which carries no evidence reference.
+    """
+    if op not in _REMOVALS or kind is not ListKind.OPT_OUT:
+        return
+    if source == CONSENT_SOURCE and evidence.strip():
+        return
+    got = f"source {source!r}" + ("" if evidence.strip() else " and no evidence")
+    raise ConsentRequiredError(
+        f"refusing to remove numbers from opt-out list {list_name!r}: a number leaves an "
+        f"opt-out list only through source {CONSENT_SOURCE!r} with an evidence reference to "
+        f"the person's consent (got {got})"
+    )
+
+
+def validate_entry(entry: Entry, list_kind: ListKind | None = None) -> None:
+    """Check an entry before it is written, or before it is applied.
+
+    Args:
+        entry: the entry.
+        list_kind: the kind of the list where it already exists; the consent
+            rule uses it rather than the kind the entry claims.
+
+    Raises:
+        InvalidEntryError: a field is missing, malformed or out of range.
+        ConsentRequiredError: it would remove numbers from an opt-out list
+            without consent evidence.
+    """
+    if not _LIST_NAME.match(entry.list_name):
+        raise InvalidEntryError(
+            f"list name {entry.list_name!r} must be 1-64 letters, digits or '_.:-', "
+            "starting with a letter or digit"
+        )
+    if not _SOURCE.match(entry.source):
+        raise InvalidEntryError(
+            f"source {entry.source!r} must be a lower-case word such as in_call, sms_reply, "
+            "app, customer_service, registry, complaint or consent"
+        )
+    if len(entry.actor) > _MAX_TEXT or len(entry.evidence) > _MAX_TEXT:
+        raise InvalidEntryError(f"actor and evidence may hold at most {_MAX_TEXT} characters")
+    if entry.op in _RANGE_OPS:
+        _validate_range(entry)
+    else:
+        _validate_numbers(entry)
+    check_consent(entry.op, list_kind or entry.kind, entry.source, entry.evidence, entry.list_name)
+
+
+def _validate_range(entry: Entry) -> None:
+    if entry.numbers:
+        raise InvalidEntryError(f"a {entry.op} entry carries first and last, not numbers")
+    if entry.first > entry.last:
+        raise InvalidEntryError(f"range first {entry.first} is after last {entry.last}")
+    for end in (entry.first, entry.last):
+        reason = e164_reason(end)
+        if reason is not InvalidReason.VALID:
+            raise InvalidEntryError(
+                f"range end {mask_number(end)} is not a valid E.164 number ({reason.name})"
+            )
+    if entry.last - entry.first + 1 > MAX_RANGE_SIZE:
+        raise InvalidEntryError(
+            f"range of {entry.last - entry.first + 1:,} numbers exceeds {MAX_RANGE_SIZE:,}"
+        )
+
+
+def _validate_numbers(entry: Entry) -> None:
+    if not entry.numbers:
+        raise InvalidEntryError(f"a {entry.op} entry carries no numbers")
+    if len(entry.numbers) > MAX_NUMBERS_PER_ENTRY:
+        raise InvalidEntryError(
+            f"{len(entry.numbers):,} numbers in one entry; split into entries of at most "
+            f"{MAX_NUMBERS_PER_ENTRY:,}"
+        )
+    if min(entry.numbers) <= 0 or max(entry.numbers) >= 2**63:
+        raise InvalidEntryError("numbers must be positive E.164 integers")
+    reasons = e164_reasons(np.asarray(entry.numbers, dtype=np.uint64))
+    bad = np.flatnonzero(reasons)
+    if len(bad):
+        first_bad = int(bad[0])
+        raise InvalidEntryError(
+            f"{len(bad):,} number(s) are not valid E.164, such as "
+            f"{mask_number(entry.numbers[first_bad])} "
+            f"({InvalidReason(int(reasons[first_bad])).name})"
+        )
+
+
+def encode_entry(entry: Entry) -> dict[str, str]:
+    """The stream fields of an entry (field order is the documented order)."""
+    fields = {
+        "v": str(FORMAT_VERSION),
+        "op": str(entry.op),
+        "list": entry.list_name,
+        "kind": str(entry.kind),
+    }
+    if entry.op in _RANGE_OPS:
+        fields["first"] = str(entry.first)
+        fields["last"] = str(entry.last)
+    else:
+        fields["numbers"] = ",".join(map(str, entry.numbers))
+    fields.update(
+        {
+            "source": entry.source,
+            "actor": entry.actor,
+            "evidence": entry.evidence,
+            "ts": str(entry.timestamp_ms),
+        }
+    )
+    if entry.producer:
+        fields["producer"] = entry.producer
+    return fields
+
+
+def decode_entry(
+    raw: Mapping[bytes, bytes] | Mapping[str, str], list_kind: ListKind | None = None
+) -> Entry:
+    """Decode and validate an entry read from the stream.
+
+    Args:
+        raw: the stream entry's fields.
+        list_kind: the kind of the list where it already exists.
+
+    Raises:
+        InvalidEntryError: the entry is malformed or of an unknown version.
+        ConsentRequiredError: it breaks the opt-out permanence rule.
+    """
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    version = fields.get("v")
+    if version != str(FORMAT_VERSION):
+        raise InvalidEntryError(
+            f"entry format version {version!r} is not {FORMAT_VERSION}; "
+            "a newer producer needs a newer consumer"
+        )
+    try:
+        op = Op(_required(fields, "op"))
+        kind = ListKind(fields.get("kind") or ListKind.OPT_OUT)
+    except ValueError as exc:
+        raise InvalidEntryError(str(exc)) from exc
+    try:
+        timestamp_ms = int(fields.get("ts") or 0)
+        if op in _RANGE_OPS:
+            numbers: tuple[int, ...] = ()
+            first, last = int(_required(fields, "first")), int(_required(fields, "last"))
+        else:
+            numbers = _parse_numbers(_required(fields, "numbers"))
+            first, last = 0, -1
+    except ValueError as exc:
+        raise InvalidEntryError(f"malformed number field: {exc}") from exc
+    entry = Entry(
+        op=op,
+        list_name=_required(fields, "list"),
+        kind=kind,
+        source=_required(fields, "source"),
+        numbers=numbers,
+        first=first,
+        last=last,
+        actor=fields.get("actor", ""),
+        evidence=fields.get("evidence", ""),
+        timestamp_ms=timestamp_ms,
+        producer=fields.get("producer", ""),
+    )
+    validate_entry(entry, list_kind)
+    return entry
+
+
+def split_numbers(
+    numbers: Sequence[int], size: int = MAX_NUMBERS_PER_ENTRY
+) -> list[tuple[int, ...]]:
+    """Split numbers into chunks that each fit one entry."""
+    return [tuple(numbers[i : i + size]) for i in range(0, len(numbers), size)]
+
+
+def _parse_numbers(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise ValueError("numbers must be decimal E.164 integers separated by commas")
+    return tuple(map(int, parts))
+
+
+def _required(fields: Mapping[str, str], name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise InvalidEntryError(f"entry has no {name!r} field")
+    return value
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEntryError("entry field is not UTF-8") from exc
+    return value
