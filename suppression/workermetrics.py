@@ -75,11 +75,23 @@ class StatePublisher:
     """Writes a registry's scrape-time metrics to a file, once now and then every interval."""
 
     def __init__(
-        self, registry: CollectorRegistry, directory: Path, interval: float = PUBLISH_INTERVAL
+        self,
+        registry: CollectorRegistry,
+        directory: Path,
+        interval: float = PUBLISH_INTERVAL,
+        *,
+        pid: int | None = None,
     ) -> None:
-        """Create a publisher for this process; :meth:`start` begins publishing."""
+        """Create a publisher; :meth:`start` begins publishing.
+
+        Args:
+            registry: the collectors to publish.
+            directory: the parent's metrics directory.
+            interval: seconds between files.
+            pid: the worker the file belongs to; this process when None.
+        """
         self._registry = registry
-        self._path = _state_path(directory, os.getpid())
+        self._path = _state_path(directory, os.getpid() if pid is None else pid)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="metrics-state", daemon=True)

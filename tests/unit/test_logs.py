@@ -1,0 +1,87 @@
+"""Logs: JSON and text output, and the masking filter that keeps numbers out of every line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from suppression.logs import configure_logging, mask_text
+
+NUMBERS = ("+8613800138000", "8613800138000", "12125550123", "+442079460958")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("opt-out from +8613800138000", "opt-out from +86138****8000"),
+        ("+86 138 0013 8000 asked", "+86138****8000 asked"),
+        ("call 1-212-555-0123 now", "call 1212****123 now"),
+        ("tel:+12125550123;ext=1", "tel:+1212****123;ext=1"),
+        ("two: 8613800138000 12125550123", "two: 86138****8000 1212****123"),
+        ("full-width +８６１３８００１３８０００", "full-width +８６１３８****８０００"),
+        # Change-log entry IDs, IDs too long to be a number, and short numbers are kept.
+        ("at version 1700000000000-5", "at version 1700000000000-5"),
+        ("snapshot-00000001700000000000-00000000000000000005.snap", None),
+        ("port 50051, pid 12345, 1,204,112 bytes", None),
+    ],
+)
+def test_mask_text(text: str, expected: str | None) -> None:
+    assert mask_text(text) == (text if expected is None else expected)
+
+
+def _emit_everything(logger: logging.Logger) -> None:
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+        logger.log(level, "number %s in the arguments", NUMBERS[0])
+        logger.log(level, f"number {NUMBERS[1]} in the message")
+        logger.log(level, "in an extra field", extra={"caller": f"agent at {NUMBERS[2]}"})
+    try:
+        raise ValueError(f"bad number {NUMBERS[3]}")
+    except ValueError:
+        logger.exception("failed for %s", NUMBERS[2])
+    logger.warning("with a stack", stack_info=True, extra={"number": NUMBERS[1]})
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_level_or_format_writes_a_full_number(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG", fmt)
+    _emit_everything(logging.getLogger("suppression.test"))
+    output = capsys.readouterr().err
+    assert output.count("\n") >= 17
+    assert "+86138****8000" in output
+    assert "ValueError" in output
+    for number in NUMBERS:
+        assert number.lstrip("+") not in output
+
+
+def test_json_lines_are_structured(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    logger = logging.getLogger("suppression.test")
+    logger.debug("not shown")
+    logger.info("loaded %s lists", 3, extra={"list_count": 3, "source": "registry"})
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logger.exception("failed")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["message"] == "loaded 3 lists"
+    assert (first["level"], first["logger"]) == ("INFO", "suppression.test")
+    assert (first["list_count"], first["source"]) == (3, "registry")
+    assert first["time"].endswith("Z")
+    assert second["level"] == "ERROR"
+    assert "RuntimeError: boom" in second["exception"]

@@ -1,0 +1,231 @@
+"""Metrics: the gRPC interceptor over a real in-process server, and the scrape-time collectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+from pyroaring import BitMap64
+
+from suppression.interceptor import code_label
+from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.metrics import BuildInfoCollector, FollowerCollector, ListsCollector
+from suppression.v1 import suppression_pb2 as pb
+from suppression.workermetrics import StatePublisher, WorkerStateCollector
+from tests.conftest import InProcessServer
+
+CN = 8613800138000
+US = 12125550123
+SERVICE = "suppression.v1.Suppression"
+
+
+def lists() -> SuppressionLists:
+    return SuppressionLists(
+        {"internal": BitMap64([CN]), "national": BitMap64([US, CN])},
+        infos=[ListInfo("national", ListKind.REGISTRY)],
+        version=Version(1700000000000, 7),
+    )
+
+
+def grpc_sample(
+    registry: CollectorRegistry, name: str, method: str, grpc_type: str = "unary", **labels: str
+) -> float | None:
+    return registry.get_sample_value(
+        name, {"grpc_type": grpc_type, "grpc_service": SERVICE, "grpc_method": method, **labels}
+    )
+
+
+def test_interceptor_counts_codes_and_times_every_call(
+    start_server: Callable[..., InProcessServer],
+) -> None:
+    server = start_server(lists(), max_batch=3)
+    for _ in range(3):
+        server.stub.Check(pb.CheckRequest(e164=[US, CN, 12025550147]))
+    with pytest.raises(grpc.RpcError):
+        server.stub.Check(pb.CheckRequest(e164=[US], lists=["no-such-list"]))
+    with pytest.raises(grpc.RpcError):
+        server.stub.Check(pb.CheckRequest(e164=[US, US, US, US]))
+    answers = list(server.stub.CheckStream(iter([pb.CheckRequest(e164=[US])] * 4)))
+    assert len(answers) == 4
+    server.stub.GetStatus(pb.GetStatusRequest())
+    health_pb2_grpc.HealthStub(server.channel).Check(health_pb2.HealthCheckRequest())
+
+    registry = server.registry
+    assert grpc_sample(registry, "grpc_server_started_total", "Check") == 5
+    assert grpc_sample(registry, "grpc_server_handled_total", "Check", grpc_code="OK") == 3
+    assert (
+        grpc_sample(registry, "grpc_server_handled_total", "Check", grpc_code="InvalidArgument")
+        == 2
+    )
+    assert grpc_sample(registry, "grpc_server_handling_seconds_count", "Check") == 5
+    # Sub-millisecond buckets exist, and a small batch lands under 100 ms.
+    assert grpc_sample(registry, "grpc_server_handling_seconds_bucket", "Check", le="0.00025")
+    assert grpc_sample(registry, "grpc_server_handling_seconds_bucket", "Check", le="0.1") == 5
+    assert (
+        grpc_sample(
+            registry, "grpc_server_handled_total", "CheckStream", "bidi_stream", grpc_code="OK"
+        )
+        == 1
+    )
+    assert grpc_sample(registry, "grpc_server_handled_total", "GetStatus", grpc_code="OK") == 1
+    assert (
+        registry.get_sample_value(
+            "grpc_server_handled_total",
+            {
+                "grpc_type": "unary",
+                "grpc_service": "grpc.health.v1.Health",
+                "grpc_method": "Check",
+                "grpc_code": "OK",
+            },
+        )
+        == 1
+    )
+    # The servicer's own counters: 3 good batches of 3 plus 4 stream batches of 1.
+    assert registry.get_sample_value("suppression_batch_size_numbers_count") == 7
+    assert registry.get_sample_value(
+        "suppression_checked_numbers_total", {"verdict": "suppressed"}
+    ) == (3 * 2 + 4)
+    assert registry.get_sample_value(
+        "suppression_suppressed_by_list_total", {"list": "national"}
+    ) == (3 * 2 + 4)
+
+
+def test_unavailable_while_loading_is_counted(start_server: Callable[..., InProcessServer]) -> None:
+    server = start_server(None)
+    with pytest.raises(grpc.RpcError) as caught:
+        server.stub.Check(pb.CheckRequest(e164=[US]))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (
+        grpc_sample(server.registry, "grpc_server_handled_total", "Check", grpc_code="Unavailable")
+        == 1
+    )
+    assert server.registry.get_sample_value("suppression_ready") == 0
+
+
+def test_code_labels_match_grpc_prometheus() -> None:
+    assert code_label(grpc.StatusCode.OK) == "OK"
+    assert code_label(grpc.StatusCode.CANCELLED) == "Canceled"
+    assert code_label(grpc.StatusCode.DEADLINE_EXCEEDED) == "DeadlineExceeded"
+    assert code_label(grpc.StatusCode.FAILED_PRECONDITION) == "FailedPrecondition"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """A value shaped like changelog.FollowerState."""
+
+    connected: bool = True
+    last_applied_id: str = "1700000000000-7"
+    lag_entries: int = 0
+    lag_seconds: float = 0.0
+    staleness_seconds: float = 0.5
+    stale: bool = False
+    needs_resync: bool = False
+    applied_by_op: Mapping[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    snapshot_age_seconds: float | None = None
+
+
+def test_follower_collector_exports_state_and_cumulative_counters() -> None:
+    current: list[State | None] = [None]
+    registry = CollectorRegistry()
+    registry.register(FollowerCollector(lambda: current[0]))
+    assert list(registry.collect()) == []
+
+    current[0] = State(
+        connected=False,
+        lag_entries=12,
+        lag_seconds=3.5,
+        staleness_seconds=42.0,
+        stale=True,
+        needs_resync=True,
+        applied_by_op={"add": 100, "remove": 3, "add_range": 1},
+        dead_letters=2,
+        snapshot_age_seconds=60.0,
+    )
+    value = registry.get_sample_value
+    assert value("suppression_changelog_connected") == 0
+    assert value("suppression_changelog_lag_entries") == 12
+    assert value("suppression_changelog_lag_seconds") == 3.5
+    assert value("suppression_staleness_seconds") == 42
+    assert value("suppression_stale") == 1
+    assert value("suppression_changelog_needs_resync") == 1
+    assert value("suppression_changelog_applied_total", {"op": "add"}) == 100
+    assert value("suppression_changelog_applied_total", {"op": "remove"}) == 3
+    assert value("suppression_changelog_dead_letters_total") == 2
+    assert value("suppression_snapshot_age_seconds") == 60
+    types = {family.name: family.type for family in registry.collect()}
+    assert types["suppression_changelog_applied"] == "counter"
+    assert types["suppression_changelog_dead_letters"] == "counter"
+    assert types["suppression_stale"] == "gauge"
+
+    current[0] = State()
+    assert value("suppression_snapshot_age_seconds") is None
+    assert value("suppression_stale") == 0
+
+
+def test_lists_and_build_info_collectors() -> None:
+    data = lists()
+    registry = CollectorRegistry()
+    registry.register(ListsCollector(lambda: data.view, lambda: True))
+    registry.register(BuildInfoCollector("9.9.9"))
+    value = registry.get_sample_value
+    assert value("suppression_list_numbers", {"list": "national", "kind": "registry"}) == 2
+    assert value("suppression_list_numbers", {"list": "internal", "kind": "opt_out"}) == 1
+    assert value("suppression_list_bytes", {"list": "internal"}) == data.view.list_bytes("internal")
+    assert value("suppression_data_version_ms") == 1700000000000
+    assert value("suppression_ready") == 1
+    (info,) = [f for f in registry.collect() if f.name == "suppression_build_info"]
+    assert info.samples[0].labels["version"] == "9.9.9"
+    assert info.samples[0].value == 1
+
+
+def _worker_registry(state: State, ready: bool, version_ms: int) -> CollectorRegistry:
+    data = SuppressionLists({"internal": BitMap64([CN])}, version=Version(version_ms, 0))
+    registry = CollectorRegistry()
+    registry.register(ListsCollector(lambda: data.view, lambda: ready))
+    registry.register(FollowerCollector(lambda: state))
+    return registry
+
+
+def test_worker_state_merges_to_the_worst_worker(tmp_path: Path) -> None:
+    ahead = State(lag_entries=1, lag_seconds=0.1, applied_by_op={"add": 10}, dead_letters=1)
+    behind = State(lag_entries=50, lag_seconds=9.0, stale=True, applied_by_op={"add": 7})
+    StatePublisher(_worker_registry(ahead, True, 2000), tmp_path, pid=101).publish()
+    StatePublisher(_worker_registry(behind, True, 1000), tmp_path, pid=102).publish()
+
+    registry = CollectorRegistry()
+    registry.register(WorkerStateCollector(tmp_path, [101, 102]))
+    value = registry.get_sample_value
+    assert value("suppression_changelog_lag_entries") == 50
+    assert value("suppression_changelog_lag_seconds") == 9.0
+    assert value("suppression_stale") == 1
+    assert value("suppression_data_version_ms") == 1000
+    assert value("suppression_changelog_applied_total", {"op": "add"}) == 10
+    assert value("suppression_changelog_dead_letters_total") == 1
+    assert value("suppression_list_numbers", {"list": "internal", "kind": "opt_out"}) == 1
+    assert value("suppression_ready") == 1
+
+    # A third worker that never published (it died or hangs) makes the replica not ready.
+    missing = CollectorRegistry()
+    missing.register(WorkerStateCollector(tmp_path, [101, 102, 103]))
+    assert missing.get_sample_value("suppression_ready") == 0
+    assert missing.get_sample_value("suppression_changelog_lag_entries") == 50
+
+    # A worker that is not ready makes the replica not ready.
+    StatePublisher(_worker_registry(ahead, False, 2000), tmp_path, pid=101).publish()
+    assert value("suppression_ready") == 0
+
+
+def test_worker_state_ignores_files_of_workers_that_stopped(tmp_path: Path) -> None:
+    publisher = StatePublisher(_worker_registry(State(), True, 5), tmp_path, pid=7)
+    publisher.start()
+    publisher.stop()
+    registry = CollectorRegistry()
+    registry.register(WorkerStateCollector(tmp_path, [7]))
+    assert registry.get_sample_value("suppression_ready") == 0
+    assert registry.get_sample_value("suppression_data_version_ms") is None
