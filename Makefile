@@ -33,6 +33,8 @@ demo: $(STAMP)
 
 ## run: start the server on the demo data (gRPC :50051, metrics :9464).
 run: $(STAMP) demo
+	@echo "serving the demo data on :50051; in another terminal try:"
+	@echo "  $(BIN)/suppression check --target localhost:50051 +8613800138000 +12125550123 +12025550147"
 	$(BIN)/suppression serve --data-dir $(DEMO_DIR)
 
 ## test: the whole suite, as CI runs it.
