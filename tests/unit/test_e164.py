@@ -173,3 +173,21 @@ def test_blocks() -> None:
         parse_block("+999xxxxx")
     with pytest.raises(ValueError, match="digits"):
         parse_block("+1a00xxxx")
+
+
+texts = st.one_of(
+    st.integers(min_value=0, max_value=10**21).map(lambda n: f"+{n}"),
+    st.integers(min_value=0, max_value=10**12).map(lambda n: f"+0{n}"),
+    st.text(alphabet="+0123456789１２３ -()x.", max_size=22),
+    st.sampled_from(["+8613800138000", "(212) 555-0123", "+", "", "+１２１２５５５０１２３"]),
+)
+
+
+@given(st.lists(texts, max_size=40), st.sampled_from(["", "US", "CN"]))
+def test_batch_and_single_normalization_agree(batch: list[str], region: str) -> None:
+    normalizer = Normalizer()
+    values, reasons = normalizer.normalize_array(batch, region)
+    singles = [normalizer.normalize(text, region) for text in batch]
+    assert list(zip(values.tolist(), reasons.tolist(), strict=True)) == [
+        (value, int(reason)) for value, reason in singles
+    ]
