@@ -8,6 +8,7 @@ the generic handlers return the same handler object for every call.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from prometheus_client import Counter, Histogram
 from suppression.metrics import GrpcServerMetrics
 
 __all__ = ["MetricsInterceptor", "code_label"]
+
+logger = logging.getLogger(__name__)
 
 # grpc-prometheus (Go) spells codes with codes.Code.String(); dashboards match on these.
 _GO_CODE_NAMES = {
@@ -56,13 +59,27 @@ class _MethodMetrics:
     labels: tuple[str, str, str]
     handled: dict[grpc.StatusCode, Counter] = field(default_factory=dict)
 
-    def finish(self, code: grpc.StatusCode, started_at: float) -> None:
-        self.seconds.observe(time.perf_counter() - started_at)
+    def finish(
+        self, code: grpc.StatusCode, started_at: float, context: grpc.ServicerContext
+    ) -> None:
+        elapsed = time.perf_counter() - started_at
+        self.seconds.observe(elapsed)
         child = self.handled.get(code)
         if child is None:
             child = self.handled_family.labels(*self.labels, code_label(code))
             self.handled[code] = child
         child.inc()
+        if code is not grpc.StatusCode.OK and logger.isEnabledFor(logging.DEBUG):
+            # Details may quote the request; the log handler's filter masks any number.
+            details = context.details() or b""
+            logger.debug(
+                "%s/%s answered %s after %.2f ms: %s",
+                self.labels[1],
+                self.labels[2],
+                code_label(code),
+                elapsed * 1000,
+                details.decode(errors="replace") if isinstance(details, bytes) else details,
+            )
 
 
 def _final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
@@ -145,7 +162,7 @@ def _timed_unary(
             failed = False
             return response
         finally:
-            finish(_final_code(context, failed), started_at)
+            finish(_final_code(context, failed), started_at, context)
 
     return timed
 
@@ -170,6 +187,6 @@ def _timed_stream(
             code = _final_code(context, failed=True)
             raise
         finally:
-            finish(code, started_at)
+            finish(code, started_at, context)
 
     return timed
