@@ -36,6 +36,7 @@ __all__ = [
     "DeadLetter",
     "FollowerState",
     "Plan",
+    "RawEntry",
     "StreamInfo",
     "plan_batch",
     "stream_info",

@@ -1,0 +1,314 @@
+"""The ``suppression-loader`` command: import, publish, compact.
+
+Every flag is also a ``SUPPRESSION_*`` environment variable (see the README's
+option table); exit code 0 on success, 2 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pyroaring import BitMap64
+
+from loader.changefile import read_change_file
+from loader.progress import progress
+from loader.publish import publish
+from loader.readers import read_numbers
+from loader.state import materialize
+from suppression.e164 import Normalizer, NumberBlock, mask_number, parse_block, validate_region
+from suppression.errors import ConfigError, SuppressionError
+from suppression.lists import ListInfo, ListKind, Op, SuppressionLists, Version
+from suppression.logs import configure_logging
+from suppression.redisconn import connect, redis_errors
+from suppression.settings import Settings, add_arguments, settings_from_args
+from suppression.snapshot import find_newest, read_snapshot, write_snapshot
+from suppression.snapshotter import prune_snapshots
+from suppression.writer import ChangeLogWriter, default_producer
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="suppression-loader",
+        description="Load registry files and opt-outs into snapshots and the change log.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    importer = commands.add_parser(
+        "import",
+        help="import registry or list files: publish the difference to the change log "
+        "(--redis-url), or, with no change log yet, build a snapshot in --data-dir",
+    )
+    importer.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add_arguments(importer, "import")
+    publisher = commands.add_parser("publish", help="publish single opt-outs or their release")
+    publisher.add_argument("action", choices=("add", "remove"))
+    publisher.add_argument("numbers", nargs="+", metavar="NUMBER", help="numbers, any format")
+    add_arguments(publisher, "publish")
+    compact = commands.add_parser(
+        "compact",
+        help="write a snapshot of the newest snapshot plus the change log, then trim the "
+        "log up to that snapshot",
+    )
+    add_arguments(compact, "compact")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``suppression-loader`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "import":
+            if settings.changes:
+                return _import_changes(settings, args.files)
+            return _import(settings, args.files)
+        if args.command == "publish":
+            return _publish(settings, Op.ADD if args.action == "add" else Op.REMOVE, args.numbers)
+        return _compact(settings)
+    except SuppressionError as exc:
+        print(f"suppression-loader: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# -- import -----------------------------------------------------------------
+
+
+def _kind(settings: Settings, default: ListKind) -> ListKind:
+    try:
+        return ListKind(settings.kind) if settings.kind else default
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in ListKind)
+        raise ConfigError(f"--kind {settings.kind!r}: use one of {kinds}") from None
+
+
+def _provenance(settings: Settings, default_source: str) -> dict[str, str]:
+    return {
+        "source": settings.source or default_source,
+        "actor": settings.actor or default_producer("suppression-loader"),
+        "evidence": settings.evidence,
+    }
+
+
+def _require_list_name(settings: Settings) -> str:
+    if not settings.list_name:
+        raise ConfigError("name the list to change with --list-name NAME")
+    return settings.list_name
+
+
+def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
+    """Every number and block of the files, as one bitmap."""
+    region = _region(settings.region)
+    started = time.perf_counter()
+    bitmap = BitMap64()
+    numbers = blocks = skipped = 0
+    with progress("reading", len(files)) as advance:
+        for path in files:
+            part = read_numbers(
+                path,
+                settings.input_format,
+                column=settings.column,
+                region=region,
+                skip_invalid=settings.skip_invalid,
+            )
+            bitmap.update(part.numbers)
+            for block in part.blocks:
+                bitmap.add_range(block.first, block.last + 1)
+            numbers += len(part.numbers)
+            blocks += len(part.blocks)
+            skipped += len(part.bad_lines)
+            advance(1)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "read %d numbers and %d blocks from %d file(s) in %.2f s (%.1f million numbers/s)%s",
+        numbers,
+        blocks,
+        len(files),
+        seconds,
+        numbers / max(seconds, 1e-9) / 1e6,
+        f"; skipped {skipped} line(s)" if skipped else "",
+    )
+    return bitmap
+
+
+def _import(settings: Settings, files: Sequence[Path]) -> int:
+    list_name = _require_list_name(settings)
+    kind = _kind(settings, ListKind.REGISTRY)
+    target = _read_all(settings, files)
+    if not settings.redis_url:
+        return _import_snapshot(settings, list_name, kind, target)
+    client = connect(settings.redis_url)
+    with progress("replaying the change log", None) as advance:
+        current = materialize(settings.data_dir, client, settings.stream, advance)
+    view = current.lists.view
+    existing = view.bitmaps.get(list_name, BitMap64())
+    additions = np.asarray((target - existing).to_array(), dtype=np.uint64)
+    deletions = np.asarray((existing - target).to_array(), dtype=np.uint64)
+    actual_kind = view.infos[list_name].kind if list_name in view.infos else kind
+    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    provenance = _provenance(settings, "registry")
+    kinds = {list_name: actual_kind}
+    written: list[Version] = []
+    started = time.perf_counter()
+    with progress("publishing", len(additions) + len(deletions)) as advance:
+        if len(deletions):
+            written += publish(
+                writer, Op.REMOVE, list_name, actual_kind, deletions,
+                provenance=provenance, kinds=kinds, advance=advance,
+            )  # fmt: skip
+        written += publish(
+            writer, Op.ADD, list_name, actual_kind, additions,
+            provenance=provenance, kinds=kinds, advance=advance,
+        )  # fmt: skip
+    seconds = time.perf_counter() - started
+    print(
+        f"{list_name}: {len(additions):,} added, {len(deletions):,} removed against version "
+        f"{view.version} in {len(written):,} entries ({seconds:.2f} s); "
+        f"version {written[-1] if written else view.version}"
+    )
+    return EXIT_OK
+
+
+def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap: BitMap64) -> int:
+    """Bootstrap: a snapshot with this list replaced, before any replica follows a log."""
+    if settings.data_dir is None:
+        raise ConfigError(
+            "import needs --redis-url (publish the changes) or --data-dir (write a snapshot)"
+        )
+    newest = find_newest(settings.data_dir)
+    bitmaps: dict[str, BitMap64] = {}
+    infos: dict[str, ListInfo] = {}
+    version = Version(0, 0)
+    if newest is not None:
+        base = read_snapshot(newest)
+        bitmaps, infos, version = dict(base.bitmaps), dict(base.infos), base.version
+    bitmap.run_optimize()
+    bitmaps[list_name] = bitmap
+    infos[list_name] = ListInfo(list_name, kind)
+    lists = SuppressionLists(bitmaps, infos.values(), version.next())
+    path = write_snapshot(settings.data_dir, lists.view)
+    print(f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}")
+    return EXIT_OK
+
+
+def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
+    list_name = _require_list_name(settings)
+    if not settings.redis_url:
+        raise ConfigError("import --changes publishes to the change log: give --redis-url")
+    kind = _kind(settings, ListKind.REGISTRY)
+    changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
+    client = connect(settings.redis_url)
+    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    provenance = _provenance(settings, "registry")
+    kinds = {list_name: kind}
+    total = len(changes.additions) + len(changes.deletions)
+    written: list[Version] = []
+    with progress("publishing changes", total) as advance:
+        if len(changes.deletions):
+            written += publish(
+                writer, Op.REMOVE, list_name, kind, changes.deletions,
+                provenance=provenance, kinds=kinds, advance=advance,
+            )  # fmt: skip
+        if len(changes.additions):
+            written += publish(
+                writer, Op.ADD, list_name, kind, changes.additions,
+                provenance=provenance, kinds=kinds, advance=advance,
+            )  # fmt: skip
+    print(
+        f"{list_name}: {len(changes.additions):,} additions, {len(changes.deletions):,} "
+        f"deletions in {len(written):,} entries; version {written[-1] if written else 'unchanged'}"
+    )
+    return EXIT_OK
+
+
+# -- publish ----------------------------------------------------------------
+
+
+def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
+    list_name = _require_list_name(settings)
+    if not settings.source:
+        raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
+    if not settings.redis_url:
+        raise ConfigError("publish writes to the change log: give --redis-url")
+    kind = _kind(settings, ListKind.OPT_OUT)
+    region = _region(settings.region)
+    normalizer = Normalizer()
+    numbers: list[int] = []
+    blocks: list[NumberBlock] = []
+    for text in texts:
+        try:
+            block = parse_block(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if block is not None:
+            blocks.append(block)
+            continue
+        value, reason = normalizer.normalize(text, region)
+        if not value:
+            raise ConfigError(f"{mask_number(text)} is not a phone number ({reason.name})")
+        numbers.append(value)
+    client = connect(settings.redis_url)
+    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    written = publish(
+        writer,
+        op,
+        list_name,
+        kind,
+        list(dict.fromkeys(numbers)),
+        blocks,
+        provenance=_provenance(settings, ""),
+        kinds={list_name: kind},
+    )
+    print(f"published {len(numbers) + len(blocks)} change(s) to {list_name}; version {written[-1]}")
+    return EXIT_OK
+
+
+# -- compact ----------------------------------------------------------------
+
+
+def _compact(settings: Settings) -> int:
+    if settings.data_dir is None or not settings.redis_url:
+        raise ConfigError("compact needs --data-dir and --redis-url")
+    client = connect(settings.redis_url)
+    started = time.perf_counter()
+    with progress("replaying the change log", None) as advance:
+        current = materialize(settings.data_dir, client, settings.stream, advance)
+    view = current.lists.view
+    if current.entries == 0 and current.base is not None:
+        print(f"nothing to compact: {current.base} is at the head of the log ({view.version})")
+        return EXIT_OK
+    path = write_snapshot(settings.data_dir, view)
+    prune_snapshots(settings.data_dir, settings.snapshot_keep)
+    with redis_errors(f"trimming change log {settings.stream}"):
+        # MINID keeps the entry at the snapshot's version itself, and every later one.
+        trimmed = client.xtrim(settings.stream, minid=str(view.version), approximate=False)
+    print(
+        f"wrote {path} at version {view.version} ({current.entries:,} entries replayed, "
+        f"{len(current.dead):,} unappliable) and trimmed {trimmed:,} entries from "
+        f"{settings.stream} in {time.perf_counter() - started:.2f} s"
+    )
+    return EXIT_OK
+
+
+def _region(region: str) -> str:
+    try:
+        return validate_region(region)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The current state of every list: the newest snapshot plus the change log replayed onto it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import redis
+
+from suppression.changelog import DeadLetter, RawEntry, plan_batch, stream_info
+from suppression.errors import ChangeLogError
+from suppression.lists import SuppressionLists, Version
+from suppression.redisconn import redis_errors
+from suppression.snapshot import find_newest, read_snapshot
+
+__all__ = ["Materialized", "materialize"]
+
+logger = logging.getLogger(__name__)
+
+_PAGE = 2_000
+"""Entries per XRANGE page; each page is one batch apply (one bitmap copy per touched list)."""
+
+
+@dataclass(slots=True)
+class Materialized:
+    """Lists rebuilt from a snapshot and the stream, up to the stream's head when read."""
+
+    lists: SuppressionLists
+    base: Path | None
+    entries: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def materialize(
+    data_dir: Path | None,
+    client: redis.Redis,
+    stream: str,
+    advance: Callable[[int], None] | None = None,
+) -> Materialized:
+    """Load the newest snapshot in ``data_dir`` and replay the stream onto it.
+
+    Args:
+        data_dir: where snapshots are; None starts from empty lists.
+        client: the change log's Redis.
+        stream: the stream key.
+        advance: called with the number of entries replayed after each page.
+
+    Raises:
+        ChangeLogError: Redis is unreachable, or the stream no longer holds
+            the entries after the snapshot (a newer snapshot is needed).
+        SnapshotError: the newest snapshot is corrupt.
+    """
+    newest = find_newest(data_dir) if data_dir is not None else None
+    if newest is not None:
+        snapshot = read_snapshot(newest)
+        lists = SuppressionLists(snapshot.bitmaps, snapshot.infos.values(), snapshot.version)
+    else:
+        lists = SuppressionLists()
+    result = Materialized(lists, newest)
+    with redis_errors(f"reading change log {stream}"):
+        head = stream_info(client, stream).last_generated
+        position = lists.version
+        while position < head:
+            page = client.xrange(stream, min=f"({position}", max=str(head), count=_PAGE)
+            # Checked after the read, so a trim racing with it is caught as well.
+            info = stream_info(client, stream)
+            if info.missing_after(position):
+                where = newest or "no snapshot"
+                raise ChangeLogError(
+                    f"change log {stream} no longer holds the entries after {position} "
+                    f"({where}); it starts at {info.first_recorded}. Put a snapshot at "
+                    f"{info.first_recorded} or later into --data-dir"
+                )
+            if not page:
+                break
+            plan = plan_batch(cast(list[RawEntry], page), lists.view.infos)
+            lists.apply(plan.changes, version=Version.parse(plan.last_id))
+            result.dead.extend(plan.dead)
+            result.entries += len(page)
+            position = lists.version
+            if advance is not None:
+                advance(len(page))
+    return result
