@@ -149,10 +149,11 @@ class ListsCollector(Collector):
         yield numbers
         yield memory
         version = GaugeMetricFamily(
-            "suppression_data_version_ms",
-            "Milliseconds part of the data version (the change-log entry ID).",
+            "suppression_data_version_timestamp_seconds",
+            "Time part of the data version (the change-log entry ID of the last applied "
+            "change), in seconds since the epoch.",
         )
-        version.add_metric([], view.version.ms if view is not None else 0)
+        version.add_metric([], view.version.ms / 1000 if view is not None else 0)
         yield version
         ready = GaugeMetricFamily("suppression_ready", "1 when the replica serves checks.")
         ready.add_metric([], 1 if self._ready() else 0)

@@ -49,7 +49,11 @@ _EXPIRY_INTERVALS = 5
 """A state file this many intervals old belongs to a worker that stopped or hangs."""
 
 _TAKE_LOWEST = frozenset(
-    {"suppression_ready", "suppression_data_version_ms", "suppression_changelog_connected"}
+    {
+        "suppression_ready",
+        "suppression_data_version_timestamp_seconds",
+        "suppression_changelog_connected",
+    }
 )
 """Gauges where the worst worker has the lowest value; every other family takes the highest."""
 

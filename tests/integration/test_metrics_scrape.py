@@ -138,7 +138,7 @@ def assert_metrics_match_traffic(samples: Samples, types: dict[str, str], calls:
     assert value(samples, "suppression_list_numbers", list="national", kind="registry") == 2
     assert value(samples, "suppression_list_numbers", list="internal", kind="opt_out") == 1
     assert (value(samples, "suppression_list_bytes", list="internal") or 0) > 0
-    assert value(samples, "suppression_data_version_ms") == 1700000000000
+    assert value(samples, "suppression_data_version_timestamp_seconds") == 1700000000
     assert value(samples, "suppression_ready") == 1
     (build,) = [labels for name, labels in samples if name == "suppression_build_info"]
     assert dict(build)["version"] == build_version()

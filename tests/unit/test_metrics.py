@@ -177,7 +177,7 @@ def test_lists_and_build_info_collectors() -> None:
     assert value("suppression_list_numbers", {"list": "national", "kind": "registry"}) == 2
     assert value("suppression_list_numbers", {"list": "internal", "kind": "opt_out"}) == 1
     assert value("suppression_list_bytes", {"list": "internal"}) == data.view.list_bytes("internal")
-    assert value("suppression_data_version_ms") == 1700000000000
+    assert value("suppression_data_version_timestamp_seconds") == 1700000000
     assert value("suppression_ready") == 1
     (info,) = [f for f in registry.collect() if f.name == "suppression_build_info"]
     assert info.samples[0].labels["version"] == "9.9.9"
@@ -204,7 +204,7 @@ def test_worker_state_merges_to_the_worst_worker(tmp_path: Path) -> None:
     assert value("suppression_changelog_lag_entries") == 50
     assert value("suppression_changelog_lag_seconds") == 9.0
     assert value("suppression_stale") == 1
-    assert value("suppression_data_version_ms") == 1000
+    assert value("suppression_data_version_timestamp_seconds") == 1
     assert value("suppression_changelog_applied_total", {"op": "add"}) == 10
     assert value("suppression_changelog_dead_letters_total") == 1
     assert value("suppression_list_numbers", {"list": "internal", "kind": "opt_out"}) == 1
@@ -228,4 +228,4 @@ def test_worker_state_ignores_files_of_workers_that_stopped(tmp_path: Path) -> N
     registry = CollectorRegistry()
     registry.register(WorkerStateCollector(tmp_path, [7]))
     assert registry.get_sample_value("suppression_ready") == 0
-    assert registry.get_sample_value("suppression_data_version_ms") is None
+    assert registry.get_sample_value("suppression_data_version_timestamp_seconds") is None

@@ -1,0 +1,218 @@
+"""deploy/: alert rules through promtool; compose, Kubernetes and Grafana files parsed and checked.
+
+Docker and Kubernetes are not run here; their files are parsed and checked
+against the code (ports, settings, metric names), so they cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from suppression.metrics import (
+    BuildInfoCollector,
+    FollowerCollector,
+    GrpcServerMetrics,
+    ListsCollector,
+    ServiceMetrics,
+)
+from suppression.settings import ENV_PREFIX, Settings
+from tests.conftest import REPO
+from tests.unit.test_metrics import State
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = REPO / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "suppression.json"
+KUBERNETES = DEPLOY / "kubernetes"
+SETTINGS_VARIABLES = {ENV_PREFIX + spec.name.upper() for spec in fields(Settings)}
+METRIC_NAME = re.compile(r"\b(?:suppression|grpc_server)_[a-z_]+\b")
+
+
+def promtool(*args: str, cwd: Path = PROMETHEUS) -> str:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail(
+            "promtool is not installed; `make test` installs it (Debian package `prometheus`), "
+            "or run: apt-get install -y prometheus"
+        )
+    result = subprocess.run(
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, (
+        f"promtool {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    )
+    return result.stdout
+
+
+def test_alert_rules_pass_promtool() -> None:
+    assert "SUCCESS: 6 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
+    promtool("check", "config", "prometheus.yml")
+
+
+def test_alerts_cover_what_operators_must_hear_about() -> None:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {
+        "SuppressionDataStale",
+        "SuppressionChangeLogLagHigh",
+        "SuppressionDeadLetters",
+        "SuppressionErrorRateRising",
+        "SuppressionReplicaNotServing",
+    } <= names
+
+
+def exported_series() -> set[str]:
+    """Every series name the service can export, from the real metric definitions."""
+    registry = CollectorRegistry()
+    ServiceMetrics(registry)
+    GrpcServerMetrics(registry)
+    registry.register(ListsCollector(lambda: None, lambda: True))
+    registry.register(FollowerCollector(lambda: State(snapshot_age_seconds=1.0)))
+    registry.register(BuildInfoCollector())
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    return {
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
+    exported = exported_series()
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    expressions = dashboard_expressions() + [
+        rule["expr"] for group in rules["groups"] for rule in group["rules"]
+    ]
+    used = {name for expr in expressions for name in METRIC_NAME.findall(expr)}
+    assert used, "no metric found in the dashboard or the rules"
+    assert used <= exported, f"unknown metrics: {sorted(used - exported)}"
+    # The dashboard shows every service metric (grpc-prometheus's own are charted too).
+    service_metrics = {name for name in exported if name.startswith("suppression_")}
+    dashboard_used = {n for expr in dashboard_expressions() for n in METRIC_NAME.findall(expr)}
+    missing = {
+        name for name in service_metrics - dashboard_used if not name.endswith(("_sum", "_count"))
+    }
+    assert not missing, f"metrics without a dashboard panel: {sorted(missing)}"
+
+
+def test_dashboard_is_well_formed() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "suppression"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}"
+        position = panel["gridPos"]
+        assert position["x"] + position["w"] <= 24, panel["title"]
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "instance"}
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def test_compose_starts_redis_two_replicas_prometheus_and_grafana() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services: dict[str, Any] = compose["services"]
+    assert {"redis", "replica-1", "replica-2", "prometheus", "grafana"} <= set(services)
+    volumes = set(compose["volumes"])
+    host_ports = []
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in volumes, f"{name} mounts undeclared volume {source}"
+        host_ports += [port.split(":")[0] for port in service.get("ports", [])]
+    assert len(host_ports) == len(set(host_ports)), "two services publish the same host port"
+    for replica in ("replica-1", "replica-2"):
+        service = services[replica]
+        assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).exists()
+        assert set(service["environment"]) <= SETTINGS_VARIABLES
+        assert service["environment"]["SUPPRESSION_REDIS_URL"].startswith("redis://redis:")
+        assert service["ports"][0].endswith(f":{Settings().port}")
+    scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert sorted(targets) == [f"replica-{n}:{Settings().metrics_port}" for n in (1, 2)]
+
+
+def test_dockerfile_installs_like_make_and_serves_on_the_default_ports() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "python -m venv" in dockerfile
+    assert "pip install --no-cache-dir --quiet ." in dockerfile
+    assert f"EXPOSE {Settings().port} {Settings().metrics_port}" in dockerfile
+    assert 'ENTRYPOINT ["suppression"]' in dockerfile
+    for variable in re.findall(r"\b(SUPPRESSION_[A-Z_]+)=", dockerfile):
+        assert variable in SETTINGS_VARIABLES
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored
+    # Everything the package build needs is in the context.
+    assert "suppression" not in ignored and "pyproject.toml" not in ignored
+
+
+def test_kubernetes_deployment_is_ready_by_grpc_health_and_configured_by_env() -> None:
+    documents = [
+        document
+        for path in sorted(KUBERNETES.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for document in load_yaml_documents(path)
+    ]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        by_kind.setdefault(document["kind"], []).append(document)
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(
+        path.name for path in KUBERNETES.glob("*.yaml") if path.name != "kustomization.yaml"
+    )
+
+    (deployment,) = by_kind["Deployment"]
+    (config_map,) = by_kind["ConfigMap"]
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    template = deployment["spec"]["template"]
+    assert labels.items() <= template["metadata"]["labels"].items()
+    (container,) = template["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"grpc": Settings().port, "metrics": Settings().metrics_port}
+    assert container["readinessProbe"]["grpc"]["port"] == ports["grpc"]
+    assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+    variables = set(config_map["data"]) | {item["name"] for item in container["env"]}
+    assert variables <= SETTINGS_VARIABLES, sorted(variables - SETTINGS_VARIABLES)
+    assert all(isinstance(value, str) for value in config_map["data"].values())
+    grace = float(
+        next(item["value"] for item in container["env"] if item["name"] == "SUPPRESSION_GRACE")
+    )
+    assert template["spec"]["terminationGracePeriodSeconds"] > grace
+    claims = {claim["metadata"]["name"] for claim in by_kind["PersistentVolumeClaim"]}
+    for volume in template["spec"]["volumes"]:
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
+
+    for service in by_kind["Service"]:
+        assert service["spec"]["selector"].items() <= labels.items()
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports
