@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO := proto/suppression/v1/suppression.proto
 DEMO_DIR := demo-data
 
-.PHONY: run test lint proto proto-check bench demo redis clean
+.PHONY: run test lint proto proto-check bench demo redis promtool clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ redis:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "redis-server missing: installing it with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+## promtool: install Prometheus's promtool (Debian package prometheus) where it is missing;
+## the tests check deploy/prometheus/ with it.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "promtool missing: installing the prometheus package with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus; }
 
 ## proto: regenerate the committed gRPC code from $(PROTO).
 proto: $(STAMP)
@@ -38,7 +46,7 @@ run: $(STAMP) demo
 	$(BIN)/suppression serve --data-dir $(DEMO_DIR)
 
 ## test: the whole suite, as CI runs it.
-test: $(STAMP) redis
+test: $(STAMP) redis promtool
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
