@@ -341,6 +341,8 @@ class ChangeLogFollower:
                 self._stop.wait(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
             except Exception:  # the follower must outlive any surprise; say it loudly
+                if self._stop.is_set():
+                    break  # stop() closed the connection under a blocked read
                 logger.exception("change-log follower error; retrying in %.1f s", delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)

@@ -1,0 +1,255 @@
+"""Live changes end to end: real redis-server, real gRPC servers following the stream."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from suppression.entries import Entry, encode_entry
+from suppression.lists import ListKind, Op, Version
+from suppression.snapshotter import Snapshotter
+from suppression.v1 import suppression_pb2 as pb
+from suppression.writer import ChangeLogWriter
+from tests.conftest import RedisServer, wait_for
+from tests.integration.live_replicas import (  # noqa: F401 - fixture
+    Replica,
+    ReplicaFactory,
+    redis_client,
+    start_replica,
+)
+
+pytestmark = pytest.mark.integration
+
+CN = 8613800138000
+US = 12125550123
+STREAM = "suppression:deltas"
+DEAD = "suppression:deltas:dead"
+
+
+def suppress(
+    replica: Replica,
+    numbers: list[int],
+    list_name: str = "internal",
+    source: str = "in_call",
+    **extra: str,
+) -> pb.WriteResponse:
+    request = pb.SuppressRequest(e164=numbers, list=list_name, source=source, **extra)
+    return replica.stub.Suppress(request, timeout=10)
+
+
+def release(
+    replica: Replica,
+    numbers: list[int],
+    list_name: str = "internal",
+    source: str = "consent",
+    evidence: str = "",
+) -> pb.WriteResponse:
+    request = pb.ReleaseRequest(e164=numbers, list=list_name, source=source, evidence=evidence)
+    return replica.stub.Release(request, timeout=10)
+
+
+def health(replica: Replica) -> int:
+    stub = health_pb2_grpc.HealthStub(replica.channel)
+    return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+
+
+def test_a_write_is_visible_on_return_here_and_soon_on_every_replica(
+    start_replica: ReplicaFactory,
+) -> None:
+    first, second = start_replica(), start_replica()
+    answer = suppress(first, [CN], evidence="rec-981", actor="agent-7")
+    assert answer.applied == 1
+    assert first.suppressed(CN), "the writing replica must see its write on return"
+    check = first.check([CN, US])
+    assert list(check.verdicts) == [pb.SUPPRESSED, pb.ALLOWED]
+    assert Version.parse(check.version) >= Version.parse(answer.version)
+    wait_for(lambda: second.suppressed(CN), 5, "the second replica to apply the change")
+    assert second.check([CN]).version == check.version
+    status = second.stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    assert [(s.name, s.count, s.is_opt_out) for s in status.lists] == [("internal", 1, True)]
+
+
+def test_writes_report_invalid_numbers_and_refuse_empty_ones(start_replica: ReplicaFactory) -> None:
+    replica = start_replica()
+    request = pb.SuppressRequest(
+        e164=[US, 999],
+        numbers=["(212) 555-0124", "+1900xxxxxxx", "nonsense"],
+        default_region="US",
+        list="campaign-1",
+        source="complaint",
+    )
+    answer = replica.stub.Suppress(request, timeout=10)
+    assert dict(answer.invalid_reasons) == {1: pb.UNKNOWN_COUNTRY_CODE, 4: pb.UNPARSEABLE}
+    assert answer.applied == 2 + 10_000_000
+    assert replica.suppressed(19005550199) and replica.suppressed(12125550124)
+    with pytest.raises(grpc.RpcError) as caught:
+        replica.stub.Suppress(pb.SuppressRequest(e164=[999], list="x", source="app"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as caught:
+        replica.stub.Suppress(
+            pb.SuppressRequest(e164=[US], list="x", source="Bad Source"), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "source" in (caught.value.details() or "")
+
+
+def test_opt_outs_leave_only_with_consent_evidence(
+    start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    replica = start_replica()
+    suppress(replica, [CN, US])
+    for source, evidence in (("app", "ticket-1"), ("consent", ""), ("customer_service", "")):
+        with pytest.raises(grpc.RpcError) as caught:
+            release(replica, [CN], source=source, evidence=evidence)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "consent" in (caught.value.details() or "")
+    assert replica.suppressed(CN)
+    answer = release(replica, [CN], evidence="signed-form-17")
+    assert not replica.suppressed(CN) and replica.suppressed(US)
+    assert Version.parse(answer.version) == replica.lists.version
+    # A list that Suppress creates is an opt-out list; campaign lists come from the
+    # loader (publish --kind campaign) and have no consent rule.
+    writer = ChangeLogWriter(redis_client(redis_server), STREAM, "test")
+    writer.write([Entry(Op.ADD, "campaign-1", ListKind.CAMPAIGN, "app", (US,))])
+    suppress(replica, [CN], list_name="campaign-1")
+    release(replica, [US], list_name="campaign-1", source="app")
+    assert not replica.suppressed(US, ["campaign-1"]) and replica.suppressed(CN, ["campaign-1"])
+
+
+def test_malformed_entries_go_to_the_dead_letter_stream_once(
+    start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    first, second = start_replica(), start_replica()
+    client = redis_client(redis_server)
+    suppress(first, [CN])
+    good = encode_entry(Entry(Op.ADD, "internal", ListKind.OPT_OUT, "app", (US,)))
+    no_consent = encode_entry(Entry(Op.REMOVE, "internal", ListKind.CAMPAIGN, "app", (CN,)))
+    client.xadd(STREAM, {"hello": "world"})
+    client.xadd(STREAM, {**good, "numbers": "12125550123,abc"})
+    client.xadd(STREAM, no_consent)
+    client.xadd(STREAM, {**good, "v": "99"})
+    last = client.xadd(STREAM, good).decode()
+    for replica in (first, second):
+        wait_for(lambda r=replica: r.lists.version >= Version.parse(last), 5, "the last entry")
+        assert replica.suppressed(US) and replica.suppressed(CN)
+        assert replica.live.follower.state().dead_letters == 4
+        assert health(replica) == health_pb2.HealthCheckResponse.SERVING
+    dead = client.xrange(DEAD)
+    assert len(dead) == 4, "every replica writes the same dead letter under the same ID"
+    reasons = [fields[b"dl_reason"].decode() for _, fields in dead]
+    assert "format version" in reasons[0]
+    assert "malformed number" in reasons[1]
+    assert "consent" in reasons[2]
+    assert "'99'" in reasons[3]
+    assert dead[1][1][b"numbers"] == b"12125550123,abc"
+
+
+def test_several_writers_at_once(start_replica: ReplicaFactory, redis_server: RedisServer) -> None:
+    replicas = [start_replica(), start_replica()]
+    writer = ChangeLogWriter(redis_client(redis_server), STREAM, "test")
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for index in range(40):
+                number = 12120000000 + worker * 1000 + index
+                if worker < 4:
+                    suppress(replicas[worker % 2], [number], list_name="shared")
+                else:
+                    writer.write([Entry(Op.ADD, "shared", ListKind.OPT_OUT, "app", (number,))])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    expected = [12120000000 + w * 1000 + i for w in range(6) for i in range(40)]
+    head = Version.parse(redis_client(redis_server).xrevrange(STREAM, count=1)[0][0].decode())
+    for replica in replicas:
+        wait_for(lambda r=replica: r.lists.version == head, 5, "replicas to reach the head")
+        answer = replica.check(expected)
+        assert set(answer.verdicts) == {pb.SUPPRESSED}
+        assert answer.version == str(head)
+    assert redis_client(redis_server).xlen(STREAM) == len(expected)
+
+
+def test_redis_restarted_mid_stream(
+    start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    replica = start_replica(max_staleness=0.5)
+    closed = start_replica(max_staleness=0.5, fail_closed=True)
+    suppress(replica, [CN])
+    wait_for(lambda: closed.suppressed(CN), 5, "the second replica")
+    redis_server.kill()
+    # Still answering from the data held; stale once --max-staleness passes.
+    assert replica.suppressed(CN) and not replica.suppressed(US)
+    wait_for(lambda: replica.check([US]).stale, 5, "answers to be marked stale")
+    state = replica.live.follower.state()
+    assert not state.connected and state.stale and state.staleness_seconds > 0.5
+    fail_closed = closed.check([US])
+    assert fail_closed.failed_closed and list(fail_closed.verdicts) == [pb.SUPPRESSED]
+    with pytest.raises(grpc.RpcError) as caught:
+        suppress(replica, [US])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    redis_server.start()  # same port, same append-only file
+    wait_for(lambda: replica.live.follower.state().connected, 10, "a reconnect")
+    suppress(replica, [US])
+    assert replica.suppressed(CN) and replica.suppressed(US)
+    wait_for(lambda: not closed.check([12025550147]).failed_closed, 5, "fresh data again")
+    assert closed.suppressed(US) and not closed.suppressed(12025550147)
+    assert not replica.check([US]).stale
+
+
+def test_a_trimmed_stream_means_not_serving_until_a_snapshot_arrives(
+    start_replica: ReplicaFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    first = start_replica(tmp_path / "first")
+    suppress(first, [CN])
+    suppress(first, [US])
+    # A snapshot at the head, then a trim that keeps only the entry it holds.
+    Snapshotter(first.lists, tmp_path / "first", 3600).snapshot_now()
+    client = redis_client(redis_server)
+    client.xtrim(STREAM, minid=str(first.lists.version), approximate=False)
+    assert client.xlen(STREAM) == 1
+    late = start_replica(tmp_path / "late", max_staleness=0.5)
+    wait_for(lambda: late.live.follower.state().needs_resync, 5, "the gap to be noticed")
+    assert health(late) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert not late.suppressed(CN), "it must not pretend to have the trimmed entry"
+    assert late.check([CN]).stale
+    # The replica already past the trim point keeps serving.
+    suppress(first, [12125550124])
+    assert health(first) == health_pb2.HealthCheckResponse.SERVING
+    snapshot = next((tmp_path / "first").glob("snapshot-*.snap"))
+    (tmp_path / "late" / snapshot.name).write_bytes(snapshot.read_bytes())
+    wait_for(lambda: health(late) == health_pb2.HealthCheckResponse.SERVING, 5, "resync")
+    wait_for(lambda: late.lists.version == first.lists.version, 5, "catch-up after resync")
+    assert list(late.check([CN, US, 12125550124]).verdicts) == [pb.SUPPRESSED] * 3
+    assert not late.live.follower.state().needs_resync
+
+
+def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Path) -> None:
+    replica = start_replica(tmp_path / "data", snapshot_interval=0.2)
+    suppress(replica, [CN, US])
+    release(replica, [CN], evidence="form-1")
+    replica.stub.Suppress(
+        pb.SuppressRequest(numbers=["+1900555xxxx"], list="blocks", source="complaint"), timeout=10
+    )
+    wait_for(
+        lambda: replica.live.follower.state().snapshot_age_seconds is not None,
+        5,
+        "a periodic snapshot",
+    )
+    state = replica.live.follower.state()
+    assert state.connected and not state.stale and not state.needs_resync
+    assert state.last_applied_id == str(replica.lists.version)
+    assert state.lag_entries == 0 and state.lag_seconds == 0.0
+    assert state.applied_by_op == {"add": 2, "remove": 1, "add_range": 10_000, "remove_range": 0}
+    assert state.dead_letters == 0
+    assert replica.process.follower_state() == state or replica.process.follower_state()

@@ -1,0 +1,98 @@
+"""Registry, CSV and plain list readers, and registry change files."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loader.changefile import read_change_file
+from loader.readers import detect_format, parse_ten_digit, read_numbers
+from suppression.e164 import NumberBlock
+from suppression.errors import ConfigError, NumberFileError
+
+
+def test_ten_digit_and_area_code_forms() -> None:
+    result = parse_ten_digit(b"2125550123\n212,5550124\n3125550100")
+    assert result.numbers.tolist() == [12125550123, 12125550124, 13125550100]
+    crlf = parse_ten_digit(b"2125550123\r\n2125550123\r\n")
+    assert crlf.numbers.tolist() == [12125550123]  # distinct
+
+
+def test_ten_digit_fast_path_handles_a_large_file() -> None:
+    values = np.random.default_rng(1).integers(2_000_000_000, 9_999_999_999, 200_000)
+    data = ("\n".join(map(str, values)) + "\n").encode()
+    result = parse_ten_digit(data)
+    assert result.numbers.tolist() == sorted(set((values + 10_000_000_000).tolist()))
+
+
+def test_ten_digit_bad_lines_are_refused_or_skipped_without_echoing_them() -> None:
+    data = b"2125550123\n1234\n0125550123\n\n# comment\n3125550100\n"
+    with pytest.raises(NumberFileError, match=r"2 line\(s\).*line 2.*line 3") as caught:
+        parse_ten_digit(data)
+    assert "1234" not in str(caught.value)
+    skipped = parse_ten_digit(data, skip_invalid=True)
+    assert skipped.numbers.tolist() == [12125550123, 13125550100]
+    assert [line for line, _ in skipped.bad_lines] == [2, 3]
+
+
+def test_compressed_files(tmp_path: Path) -> None:
+    gz = tmp_path / "dnc.txt.gz"
+    gz.write_bytes(gzip.compress(b"2125550123\n"))
+    archive = tmp_path / "dnc.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("b.txt", "3125550100\n")
+        out.writestr("a.txt", "212,5550124")
+    assert read_numbers(gz).numbers.tolist() == [12125550123]
+    assert read_numbers(archive).numbers.tolist() == [12125550124, 13125550100]
+
+
+def test_csv_with_a_named_column(tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text('id,phone,name\n1,+86 138 0013 8000,"Li, Wei"\n2,(212) 555-0123,Ann\n3,,x\n')
+    result = read_numbers(path, column="phone", region="US")
+    assert result.numbers.tolist() == [12125550123, 8613800138000]
+    with pytest.raises(ConfigError, match="no column 'tel'"):
+        read_numbers(path, column="tel")
+    with pytest.raises(ConfigError, match="--column"):
+        read_numbers(path)
+
+
+def test_plain_lists_with_blocks_and_formats(tmp_path: Path) -> None:
+    path = tmp_path / "optouts.txt"
+    path.write_text("# company opt-outs\n+8613800138000\n0086 138 0013 8001\n+1900xxxxxxx\n")
+    result = read_numbers(path, region="CN")
+    assert detect_format(path, path.read_bytes()) == "plain"
+    assert result.numbers.tolist() == [8613800138000, 8613800138001]
+    assert result.blocks == [NumberBlock(19000000000, 19009999999)]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("+8613800138000\nnot a number\n")
+    with pytest.raises(NumberFileError, match="line 2"):
+        read_numbers(bad)
+    assert len(read_numbers(bad, skip_invalid=True).numbers) == 1
+
+
+def test_format_detection(tmp_path: Path) -> None:
+    assert detect_format(Path("x.csv.gz"), b"") == "csv"
+    assert detect_format(Path("x.txt"), b"2125550123\n212,5550124\n") == "ten_digit"
+    assert detect_format(Path("x.txt"), b"+12125550123\n") == "plain"
+    with pytest.raises(ConfigError, match="input-format"):
+        read_numbers(tmp_path / "x", "xml")
+
+
+def test_change_files(tmp_path: Path) -> None:
+    first = tmp_path / "changes-1.txt"
+    first.write_text("action,number\nA,2125550123\nD,212,5550124\n3125550100,A\n")
+    second = tmp_path / "changes-2.txt"
+    second.write_text("# later file wins\nd,2125550123\nADD,+8613800138000\n")
+    changes = read_change_file([first, second])
+    assert changes.additions.tolist() == [13125550100, 8613800138000]
+    assert changes.deletions.tolist() == [12125550123, 12125550124]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("A,2125550123\nX,2125550124\nA,12\n")
+    with pytest.raises(NumberFileError, match=r"2 change line\(s\)"):
+        read_change_file([bad])
+    assert read_change_file([bad], skip_invalid=True).skipped_lines == 2
