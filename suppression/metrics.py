@@ -192,7 +192,7 @@ class FollowerStateView(Protocol):
 
     @property
     def applied_by_op(self) -> Mapping[str, int]:
-        """Cumulative changes applied, by operation."""
+        """Cumulative numbers applied, by operation."""
 
     @property
     def dead_letters(self) -> int:
@@ -200,7 +200,7 @@ class FollowerStateView(Protocol):
 
     @property
     def snapshot_age_seconds(self) -> float | None:
-        """Age of the snapshot the process started from, if any."""
+        """Age of the newest snapshot the process started from or wrote, if any."""
 
 
 class FollowerCollector(Collector):
@@ -251,7 +251,8 @@ class FollowerCollector(Collector):
         )
         applied = CounterMetricFamily(
             "suppression_changelog_applied",
-            "Changes applied from the change log, by operation.",
+            "Numbers applied from the change log, by operation (add, remove, add_range, "
+            "remove_range).",
             labels=["op"],
         )
         for op, count in sorted(state.applied_by_op.items()):
@@ -266,7 +267,7 @@ class FollowerCollector(Collector):
         if state.snapshot_age_seconds is not None:
             yield _gauge(
                 "suppression_snapshot_age_seconds",
-                "Age in seconds of the snapshot this replica started from.",
+                "Age in seconds of the newest snapshot this replica started from or wrote.",
                 state.snapshot_age_seconds,
             )
 
