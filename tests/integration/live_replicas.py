@@ -11,8 +11,8 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from suppression.live import LiveChanges, initial_lists, start_live_changes
 from suppression.lists import SuppressionLists
+from suppression.live import LiveChanges, initial_lists, start_live_changes
 from suppression.server import ServingProcess, create_server
 from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
@@ -49,8 +49,8 @@ class Replica:
 ReplicaFactory = Callable[..., Replica]
 
 
-@pytest.fixture
-def start_replica(redis_server: RedisServer) -> Iterator[ReplicaFactory]:
+@pytest.fixture(name="start_replica")
+def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]:
     """Factory: an in-process replica on a free port following ``redis_server``."""
     started: list[Replica] = []
 

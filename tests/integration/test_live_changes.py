@@ -15,11 +15,11 @@ from suppression.snapshotter import Snapshotter
 from suppression.v1 import suppression_pb2 as pb
 from suppression.writer import ChangeLogWriter
 from tests.conftest import RedisServer, wait_for
-from tests.integration.live_replicas import (  # noqa: F401 - fixture
+from tests.integration.live_replicas import (  # noqa: F401 - a fixture
     Replica,
     ReplicaFactory,
     redis_client,
-    start_replica,
+    start_replica_fixture,
 )
 
 pytestmark = pytest.mark.integration
