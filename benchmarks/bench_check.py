@@ -22,7 +22,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +33,7 @@ from typing import Any, TypeVar, cast
 import grpc
 import numpy as np
 import numpy.typing as npt
+import redis.utils as redis_utils
 from _common import (
     RESULTS_PATH,
     append_results,
@@ -96,6 +98,7 @@ class Config:
     queries: int
     seconds: float
     latency_calls: int
+    inflight: int
     snapshot_reads: int
     batches: tuple[int, ...]
     sections: frozenset[str]
@@ -113,6 +116,8 @@ class Results:
     hit_rate: float = 0.0
     inprocess_ns: dict[str, float] = field(default_factory=dict)
     grpc_rate: dict[tuple[str, int], float] = field(default_factory=dict)
+    grpc_inflight: tuple[int, float] | None = None
+    """Calls in flight and e164 numbers/s for the largest batch (``--inflight``)."""
     grpc_latency_us: tuple[float, float] | None = None
     grpc_floor_us: tuple[float, float] | None = None
     """Latency of the server's gRPC health Check: the transport's share."""
@@ -203,14 +208,39 @@ _LABEL = {"e164": "e164 integers", "text": '"+1..." strings'}
 # -- gRPC -------------------------------------------------------------------
 
 
+class InFlight:
+    """Keeps up to ``depth`` calls in flight: each call starts one, then waits for the oldest."""
+
+    def __init__(self, start: Callable[[pb.CheckRequest], grpc.Future], depth: int) -> None:
+        self._start = start
+        self._depth = depth
+        self._pending: deque[grpc.Future] = deque()
+
+    def __call__(self, request: pb.CheckRequest) -> None:
+        self._pending.append(self._start(request))
+        if len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every call still in flight."""
+        while self._pending:
+            self._pending.popleft().result()
+
+
 def grpc_client(
-    port: int, queries: Numbers, batches: Sequence[int], seconds: float, latency_calls: int
+    port: int,
+    queries: Numbers,
+    batches: Sequence[int],
+    seconds: float,
+    latency_calls: int,
+    inflight: int,
 ) -> dict[str, Any]:
     """Run in a spawned process: Check throughput per form and batch, then latency.
 
     Requests are built before the clock starts, so the figures are the
     server's, the transport's and the client's serialization, not the
-    client's request building.
+    client's request building. Throughput is one call at a time, then, for
+    the largest batch, with ``inflight`` calls in flight.
     """
     limit = grpc_message_limit(max(batches))
     options = [
@@ -234,6 +264,13 @@ def grpc_client(
                 answered += len(first.verdicts)
                 timing = run_for(check, requests, seconds)
                 rates[(form, batch)] = timing.per_second(batch)
+        pipelined = None
+        if inflight > 1:
+            batch = max(batches)
+            requests = [make_request(chunk) for chunk in batches_of(as_ints, batch)]
+            window = InFlight(check.future, inflight)
+            pipelined = run_for(window, requests, seconds).per_second(batch)
+            window.drain()
         singles = [pb.CheckRequest(e164=[value]) for value in as_ints[:latency_calls]]
         samples = time_each_ns(check, singles, latency_calls)
         # The floor: an empty-handed unary call on the same server and channel.
@@ -241,6 +278,7 @@ def grpc_client(
         floor = time_each_ns(health, [health_pb2.HealthCheckRequest()], latency_calls)
     return {
         "rates": rates,
+        "inflight_rate": pipelined,
         "latency_us": tuple(percentiles_us(samples)),
         "floor_us": tuple(percentiles_us(floor)),
         "suppressed": suppressed / answered,
@@ -264,11 +302,14 @@ def measure_grpc(
                 config.batches,
                 config.seconds,
                 config.latency_calls,
+                config.inflight,
             ).result()
     finally:
         process.stop(0)
     results.grpc_rate = figures["rates"]
     results.grpc_latency_us = figures["latency_us"]
+    if figures["inflight_rate"] is not None:
+        results.grpc_inflight = (config.inflight, figures["inflight_rate"])
     results.grpc_floor_us = figures["floor_us"]
     results.notes.append(
         f"gRPC answers said SUPPRESSED for {figures['suppressed']:.1%} of sampled numbers "
@@ -307,6 +348,8 @@ def measure_redis(values: Numbers, queries: Numbers, config: Config, results: Re
         p50, p99 = percentiles_us(samples)
         results.redis_latency_us = (p50, p99)
         client.close()
+    parser = "hiredis" if redis_utils.HIREDIS_AVAILABLE else "pure Python (install hiredis: faster)"
+    results.notes.append(f"redis-py reply parser: {parser}.")
 
 
 # -- snapshot ---------------------------------------------------------------
@@ -409,6 +452,17 @@ def side_by_side_rows(results: Results, batches: Sequence[int]) -> list[list[str
                     _ratio(ours, redis_rate),
                 ]
             )
+    if results.grpc_inflight is not None:
+        depth, rate = results.grpc_inflight
+        rows.append(
+            [
+                f"numbers/s, batch {max(batches):,}: Check (e164 integers), "
+                f"{depth} calls in flight",
+                _rate(rate),
+                "-",
+                "-",
+            ]
+        )
     for index, label in enumerate(("p50", "p99")):
         ours_us = results.grpc_latency_us[index] if results.grpc_latency_us else None
         redis_us = results.redis_latency_us[index] if results.redis_latency_us else None
@@ -621,6 +675,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="sequential single-number calls per latency figure (default 10,000; quick 1,000)",
     )
     parser.add_argument(
+        "--inflight",
+        type=int,
+        default=2,
+        help="calls in flight for the extra largest-batch throughput figure; 1 skips it "
+        "(default 2)",
+    )
+    parser.add_argument(
         "--snapshot-reads", type=int, default=3, help="snapshot loads timed (median; default 3)"
     )
     parser.add_argument(
@@ -671,6 +732,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         queries=queries,
         seconds=args.seconds or (0.3 if quick else 3.0),
         latency_calls=args.latency_calls or (1_000 if quick else 10_000),
+        inflight=max(1, args.inflight),
         snapshot_reads=max(1, args.snapshot_reads if not quick else 1),
         batches=batches,
         sections=sections,
