@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,9 +19,11 @@ NUMBERS = ("+8613800138000", "8613800138000", "12125550123", "+442079460958")
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 @pytest.mark.parametrize(
@@ -85,3 +89,27 @@ def test_json_lines_are_structured(capsys: pytest.CaptureFixture[str]) -> None:
     assert first["time"].endswith("Z")
     assert second["level"] == "ERROR"
     assert "RuntimeError: boom" in second["exception"]
+
+
+def test_malformed_calls_and_uncaught_exceptions_are_masked_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "text")
+    logging.getLogger("suppression.test").info("two placeholders %s %s", NUMBERS[0])
+    try:
+        raise RuntimeError(f"crashed on {NUMBERS[1]}")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+
+    def crash() -> None:
+        raise ValueError(f"thread crashed on {NUMBERS[2]}")
+
+    thread = threading.Thread(target=crash, name="crasher")
+    thread.start()
+    thread.join()
+    output = capsys.readouterr().err
+    assert "unformattable arguments" in output
+    assert "uncaught exception in thread crasher" in output
+    assert "RuntimeError: crashed on 86138****8000" in output
+    for number in NUMBERS:
+        assert number.lstrip("+") not in output
