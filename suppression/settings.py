@@ -112,6 +112,26 @@ class Settings:
     )
     timeout: float = _opt(10.0, "seconds to wait for a server's answer", "check", "scrub")
     output: str = _opt("table", "check's output: table or json", "check")
+    encoding: str = _opt(
+        "",
+        "the lead file's encoding (utf-8, utf-8-sig, gbk, gb18030...); empty detects "
+        "UTF-8 with or without BOM and GB18030",
+        "scrub",
+    )
+    delimiter: str = _opt(
+        "",
+        "field delimiter: one character or 'tab'; empty detects it from the extension and header",
+        "scrub",
+    )
+    output_dir: Path | None = _opt(
+        None, "where scrub writes its outputs; none means beside the input", "scrub", metavar="DIR"
+    )
+    processes: int = _opt(
+        0, "local scrub: processes that check numbers; 0 means one per core", "scrub"
+    )
+    batch_size: int = _opt(
+        10_000, "numbers per batch, for a server's CheckStream or a local worker", "scrub"
+    )
     redis_url: str = _opt(
         "",
         "Redis URL of the change log (redis://host:6379/0); none means no live changes, and "
@@ -193,7 +213,14 @@ class Settings:
         "import",
         metavar="FORMAT",
     )
-    column: str = _opt("", "the CSV column that holds the numbers", "import", metavar="NAME")
+    column: str = _opt(
+        "",
+        "the CSV column that holds the numbers, by header name; scrub also takes a 1-based "
+        "position, and without one detects it (phone, mobile, 手机号... or by content)",
+        "import",
+        "scrub",
+        metavar="NAME",
+    )
     changes: bool = _opt(
         False,
         "import a registry change file (A or D, then the number, per line) and publish it",

@@ -1,0 +1,89 @@
+"""The answers for a scrub's distinct phone strings, as parallel arrays, and their source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Answers", "CheckEngine", "Progress"]
+
+Progress = Callable[[int], None]
+"""Called with how many more distinct strings have been answered."""
+
+
+@dataclass(slots=True)
+class Answers:
+    """One entry per distinct phone string, in the order the strings were first seen.
+
+    Both engines fill these, so the rest of a scrub does not care whether the
+    answers came from a server or from this process.
+    """
+
+    verdicts: npt.NDArray[np.uint8]
+    """A :class:`suppression.checker.Verdict` value per string."""
+    masks: npt.NDArray[np.uint64]
+    """Matched lists per string; bit j is ``list_names[j]``."""
+    reasons: npt.NDArray[np.uint8]
+    """An :class:`suppression.e164.InvalidReason` value per string; 0 if valid."""
+    values: npt.NDArray[np.uint64]
+    """The E.164 integer per string; 0 if invalid."""
+    list_names: tuple[str, ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)
+    """Data version per source: a target ``host:port``, or ``local``."""
+    stale: bool = False
+    failed_closed: bool = False
+
+    @classmethod
+    def empty(cls, size: int) -> Answers:
+        """Arrays of ``size`` zeros, to be filled batch by batch."""
+        return cls(
+            np.zeros(size, dtype=np.uint8),
+            np.zeros(size, dtype=np.uint64),
+            np.zeros(size, dtype=np.uint8),
+            np.zeros(size, dtype=np.uint64),
+        )
+
+    def fill(
+        self,
+        start: int,
+        verdicts: object,
+        masks: object,
+        reasons: dict[int, int],
+        values: object,
+    ) -> None:
+        """Store one batch's answers for strings ``start`` onwards.
+
+        Args:
+            start: index of the batch's first string.
+            verdicts: per-string verdicts (any int sequence).
+            masks: per-string list bitmasks.
+            reasons: batch index -> reason, for invalid strings only.
+            values: per-string E.164 integers.
+        """
+        verdict_array = np.asarray(verdicts, dtype=np.uint8)
+        end = start + len(verdict_array)
+        self.verdicts[start:end] = verdict_array
+        self.masks[start:end] = np.asarray(masks, dtype=np.uint64)
+        self.values[start:end] = np.asarray(values, dtype=np.uint64)
+        if reasons:
+            at = np.fromiter(reasons.keys(), dtype=np.int64, count=len(reasons))
+            self.reasons[start + at] = np.fromiter(
+                reasons.values(), dtype=np.uint8, count=len(reasons)
+            )
+
+
+class CheckEngine(Protocol):
+    """Answers distinct phone strings; the local and the remote engine both fit."""
+
+    def submit(self, start: int, texts: list[str]) -> None:
+        """Queue strings ``start``, ``start + 1``, ... for checking; may return before they are."""
+
+    def finish(self, total: int) -> Answers:
+        """Wait for every queued string (``total`` in all) and return the answers."""
+
+    def close(self) -> None:
+        """Release processes, threads and connections; safe to call twice."""

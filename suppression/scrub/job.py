@@ -1,0 +1,202 @@
+"""One scrub from start to finish: read, check distinct numbers, sort rows into files, summarize.
+
+Rows are read in chunks; each chunk's phone strings not seen before are
+handed to the engine at once, so checking runs while the rest of the file is
+still being parsed. Rows are written only after every answer is in, because
+a remote answer may still be asked again at a newer data version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from suppression.datasource import load_lists
+from suppression.e164 import Normalizer, validate_region
+from suppression.errors import ConfigError
+from suppression.scrub.answers import CheckEngine
+from suppression.scrub.columns import ColumnChoice, choose_column
+from suppression.scrub.local import LocalEngine
+from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
+from suppression.scrub.progress import ScrubProgress
+from suppression.scrub.reading import LeadFile, open_lead_file
+from suppression.scrub.remote import RemoteEngine
+from suppression.scrub.summary import ScrubSummary
+from suppression.scrub.writing import RowTable, write_outputs
+from suppression.settings import Settings
+
+__all__ = ["run_scrub"]
+
+logger = logging.getLogger(__name__)
+
+_SAMPLE_ROWS = 200
+_CHUNK_ROWS = 50_000
+
+
+def run_scrub(
+    settings: Settings,
+    source: Path,
+    *,
+    console: Console | None = None,
+    show_progress: bool | None = None,
+) -> ScrubSummary:
+    """Scrub one lead file and write its outputs beside it (or in ``--output-dir``).
+
+    Args:
+        settings: the scrub's options (region, lists, target or data, column...).
+        source: the CSV or TSV file, plain or ``.gz``.
+        console: where progress goes (stderr by default).
+        show_progress: force the progress bars on or off; by default they
+            show only on a terminal.
+
+    Returns:
+        The summary, also written as JSON and as a table beside the outputs.
+
+    Raises:
+        SuppressionError: bad options, an unreadable input, a missing
+            column, unreachable servers; every message is one line.
+    """
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    enabled = console.is_terminal if show_progress is None else show_progress
+    try:
+        region = validate_region(settings.region)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    lead = open_lead_file(source, settings.encoding, settings.delimiter)
+    column = choose_column(
+        lead.header,
+        lead.sample(_SAMPLE_ROWS),
+        settings.column,
+        region,
+        Normalizer(1_000),
+        str(source),
+    )
+    logger.debug("phone column %r (by %s)", column.name, column.detection)
+    paths = output_paths(source, settings.output_dir)
+    if source.resolve() in {path.resolve() for path in paths.values()}:
+        raise ConfigError(f"{source} would be overwritten by its own output; rename it")
+    progress = ScrubProgress(console, enabled)
+    with OutputSet(paths, lead.encoding) as outputs, _collector_paused():
+        engine = _engine(settings, region, lead, progress)
+        try:
+            with progress:
+                read = _read(lead, column, engine, progress)
+                logger.debug("read %d rows at %.2f s", len(read.rows), _since(started))
+                progress.total("checking", read.distinct)
+                answers = engine.finish(read.distinct)
+                logger.debug("checked %d strings at %.2f s", read.distinct, _since(started))
+                counts = write_outputs(lead, read, answers, outputs, progress)
+                logger.debug("wrote the outputs at %.2f s", _since(started))
+        finally:
+            engine.close()
+        summary = ScrubSummary(
+            input=str(source),
+            mode="remote" if settings.target else "local",
+            encoding=lead.encoding,
+            delimiter=lead.delimiter,
+            column=column.name,
+            column_detection=column.detection.value,
+            region=region,
+            blank_lines=read.blank_lines,
+            lists_checked=answers.list_names,
+            data_versions=answers.versions,
+            stale=answers.stale,
+            failed_closed=answers.failed_closed,
+            seconds=time.perf_counter() - started,
+            outputs={kind.value: str(path) for kind, path in paths.items()},
+            **counts,
+        )
+        outputs.open(OutputKind.SUMMARY_TEXT).write(summary.to_text())
+        outputs.open(OutputKind.SUMMARY_JSON).write(summary.to_json())
+        outputs.commit()
+    logger.info(
+        "scrubbed %s rows in %.2f s: %s clean, %s suppressed, %s invalid",
+        f"{summary.rows_in:,}",
+        summary.seconds,
+        f"{summary.clean:,}",
+        f"{summary.suppressed:,}",
+        f"{summary.invalid:,}",
+    )
+    return summary
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of rows are held.
+
+    Rows are lists of strings and hold no cycles, but each new list counts
+    towards a collection, and full collections walk every row: with the
+    collector on, reading a million rows takes about twice as long.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _engine(
+    settings: Settings, region: str, lead: LeadFile, progress: ScrubProgress
+) -> CheckEngine:
+    if settings.target:
+        return RemoteEngine(
+            settings.target,
+            region,
+            settings.lists,
+            batch_size=settings.batch_size,
+            timeout=settings.timeout,
+            progress=progress.checked,
+        )
+    lists, report = load_lists(settings)
+    logger.debug("loaded %d numbers in %.2f s", report.numbers, report.seconds)
+    return LocalEngine(
+        lists.view,
+        region,
+        settings.lists,
+        cache_size=settings.parse_cache_size,
+        processes=settings.processes,
+        batch_size=settings.batch_size,
+        expected_rows=lead.line_count,
+        progress=progress.checked,
+    )
+
+
+def _read(
+    lead: LeadFile, column: ColumnChoice, engine: CheckEngine, progress: ScrubProgress
+) -> RowTable:
+    """Read every row and hand each chunk's new distinct phone strings to the engine."""
+    read = RowTable()
+    progress.total("reading", lead.line_count - lead.header_line)
+    # Ids start at 1: id 0 is "", the phone of every row with a problem, never checked.
+    index: dict[str, int] = {"": 0}
+    setdefault = index.setdefault
+    for chunk in lead.chunks(column.index, _CHUNK_ROWS):
+        start = len(index)
+        ids = [setdefault(phone, len(index)) for phone in chunk.phones]
+        if len(index) > start:
+            # Keys keep insertion order, so this chunk's new strings are the newest keys.
+            fresh = list(itertools.islice(reversed(index.keys()), len(index) - start))[::-1]
+            engine.submit(start - 1, fresh)
+        read.uids += ids
+        read.rows += chunk.rows
+        read.lines += chunk.lines
+        read.problems += chunk.problems
+        read.plain.append((len(chunk.rows), chunk.plain))
+        read.blank_lines += chunk.blank_lines
+        progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
+    read.distinct = len(index) - 1
+    return read

@@ -1,0 +1,156 @@
+"""The local engine: answers a scrub in this machine's processes, against lists loaded here.
+
+Every batch goes through :func:`suppression.checker.check_batch`, the same
+function the server's Check runs, so a local scrub and a remote one give the
+same answers for the same data; both first turn plain punctuated numbers
+into canonical text (:mod:`suppression.scrub.shortcut`). Parsing the other
+loose forms costs 15-35 µs each, so distinct strings are spread over a pool
+of worker processes. The
+pool is forked after the lists are loaded and before any thread starts: the
+workers share the bitmaps copy-on-write and load nothing themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from multiprocessing.pool import AsyncResult, Pool
+
+from suppression.checker import CheckOutcome, check_batch
+from suppression.e164 import Normalizer
+from suppression.lists import ListView
+from suppression.scrub.answers import Answers, Progress
+from suppression.scrub.shortcut import canonicalize
+
+__all__ = ["LocalEngine"]
+
+logger = logging.getLogger(__name__)
+
+POOL_THRESHOLD = 20_000
+"""Below this many rows a pool costs more to start than it saves."""
+
+_Result = tuple[list[int], list[int], dict[int, int], list[int]]
+
+# The worker processes' state, inherited through fork (never pickled).
+_worker_view: ListView | None = None
+_worker_region = ""
+_worker_lists: tuple[str, ...] = ()
+_worker_normalizer: Normalizer | None = None
+
+
+def _init_worker(view: ListView, region: str, lists: tuple[str, ...], cache_size: int) -> None:
+    global _worker_view, _worker_region, _worker_lists, _worker_normalizer
+    _worker_view, _worker_region, _worker_lists = view, region, lists
+    _worker_normalizer = Normalizer(cache_size)
+
+
+def _outcome_tuple(outcome: CheckOutcome) -> _Result:
+    return outcome.verdicts, outcome.masks, outcome.invalid_reasons, outcome.normalized
+
+
+def _check_in_worker(texts: list[str]) -> _Result:
+    assert _worker_view is not None
+    outcome = check_batch(
+        _worker_view,
+        (),
+        canonicalize(texts, _worker_region),
+        _worker_region,
+        _worker_lists,
+        _worker_normalizer,
+    )
+    return _outcome_tuple(outcome)
+
+
+class LocalEngine:
+    """Checks distinct phone strings against a :class:`ListView` in this process or a pool."""
+
+    def __init__(
+        self,
+        view: ListView,
+        region: str,
+        lists: Sequence[str],
+        *,
+        cache_size: int = 200_000,
+        processes: int = 0,
+        batch_size: int = 10_000,
+        expected_rows: int = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        """Create the engine; forks the pool at once when one is worth having.
+
+        Args:
+            view: the data; every answer comes from this one version.
+            region: validated default region, or "".
+            lists: lists to check; empty means the view's default lists.
+            cache_size: parse cache per process.
+            processes: worker processes; 0 means one per core, 1 means none.
+            batch_size: strings per batch handed to a worker.
+            expected_rows: rough size of the job, to decide whether to fork.
+            progress: told how many strings each finished batch answered.
+
+        Raises:
+            UnknownListError: a named list does not exist.
+        """
+        self._list_names, _ = view.select(lists)  # fail before any work on a bad name
+        self._view = view
+        self._region = region
+        self._lists = tuple(lists)
+        self._normalizer = Normalizer(cache_size)
+        self._batch_size = max(1, batch_size)
+        self._progress = progress
+        self._pending: list[tuple[int, AsyncResult[_Result] | _Result]] = []
+        count = processes or os.cpu_count() or 1
+        self._pool: Pool | None = None
+        if count > 1 and expected_rows >= POOL_THRESHOLD:
+            context = multiprocessing.get_context("fork")
+            self._pool = context.Pool(count, _init_worker, (view, region, self._lists, cache_size))
+            logger.debug("checking with %d worker processes", count)
+
+    def submit(self, start: int, texts: list[str]) -> None:
+        """Check ``texts`` (strings ``start`` onwards), in the pool when there is one."""
+        for offset in range(0, len(texts), self._batch_size):
+            batch = texts[offset : offset + self._batch_size]
+            if self._pool is not None:
+                done = self._done_callback(len(batch))
+                pending = self._pool.apply_async(_check_in_worker, (batch,), callback=done)
+                self._pending.append((start + offset, pending))
+            else:
+                outcome = check_batch(
+                    self._view,
+                    (),
+                    canonicalize(batch, self._region),
+                    self._region,
+                    self._lists,
+                    self._normalizer,
+                )
+                self._pending.append((start + offset, _outcome_tuple(outcome)))
+                if self._progress is not None:
+                    self._progress(len(batch))
+
+    def _done_callback(self, size: int) -> Callable[[_Result], None]:
+        def done(_result: _Result) -> None:
+            if self._progress is not None:
+                self._progress(size)
+
+        return done
+
+    def finish(self, total: int) -> Answers:
+        """Collect every batch's answers."""
+        answers = Answers.empty(total)
+        answers.list_names = self._list_names
+        answers.versions = {"local": str(self._view.version)}
+        for start, pending in self._pending:
+            result = pending.get() if isinstance(pending, AsyncResult) else pending
+            verdicts, masks, reasons, values = result
+            answers.fill(start, verdicts, masks, reasons, values)
+        self._pending.clear()
+        return answers
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None

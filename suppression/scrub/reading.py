@@ -1,0 +1,330 @@
+"""Reading a lead file: bytes (plain or gzip), text, CSV/TSV dialect, header, numbered rows.
+
+Every physical line ends up in exactly one place: the header, a row, a blank
+line (counted), or a problem row that goes to the invalid file with its line
+number. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import gzip
+import io
+import itertools
+import zlib
+from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from suppression.errors import SuppressionError
+from suppression.scrub.encoding import decode, detect_encoding, has_undecodable, resolve_encoding
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
+__all__ = [
+    "Chunk",
+    "InputFileError",
+    "LeadFile",
+    "RowProblem",
+    "open_lead_file",
+    "parse_delimiter",
+]
+
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+_CANDIDATE_DELIMITERS = ("\t", ",", ";", "|")
+# csv's own limit is 128 KiB; a field this long is a runaway quote, not a lead.
+_FIELD_SIZE_LIMIT = 1 << 20
+
+
+class InputFileError(SuppressionError):
+    """The lead file cannot be read, or has no usable header."""
+
+
+class RowProblem(enum.IntEnum):
+    """Why a row never reached the number check; 0 means it did."""
+
+    NONE = 0
+    MISSING_NUMBER = 100
+    """The phone field is empty."""
+    RAGGED_ROW = 101
+    """The row has more or fewer fields than the header."""
+    MALFORMED_ROW = 102
+    """The CSV syntax is broken (stray quote, runaway field)."""
+    UNDECODABLE = 103
+    """The row holds bytes the file's encoding cannot decode."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Consecutive rows of a lead file, as parallel lists."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    """The input line number each row starts on (the header is line 1)."""
+    phones: list[str] = field(default_factory=list)
+    """The phone field, stripped; "" for a row with a problem."""
+    problems: list[int] = field(default_factory=list)
+    """A :class:`RowProblem` value per row."""
+    blank_lines: int = 0
+    plain: bool = False
+    """Every row is exactly its one input line, so outputs may copy the line as is."""
+
+
+def parse_delimiter(text: str) -> str:
+    r"""Turn ``--delimiter`` into one character: ``,``, ``tab``, ``\\t``, ``;``, ``|``.
+
+    Raises:
+        InputFileError: the value is not a single character or a known name.
+    """
+    value = _DELIMITER_NAMES.get(text.strip().lower(), text)
+    if len(value) != 1 or value in '"\r\n':
+        raise InputFileError(f"--delimiter {text!r} must be one character, or 'tab'")
+    return value
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed if it ends in ``.gz``.
+
+    Raises:
+        InputFileError: missing, unreadable, or a broken gzip stream.
+    """
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rb") as stream:
+                return stream.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"cannot read {path}: it is a directory") from None
+    except PermissionError:
+        raise InputFileError(f"cannot read {path}: permission denied") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputFileError(f"cannot read {path}: {exc}") from None
+
+
+def _sniff_delimiter(path: Path, header: str) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".tsv", ".tab")):
+        return "\t"
+    counts = {candidate: header.count(candidate) for candidate in _CANDIDATE_DELIMITERS}
+    best = max(counts, key=lambda candidate: counts[candidate])
+    return best if counts[best] else ","
+
+
+class LeadFile:
+    """A decoded lead file: its dialect, header, and an iterator over row chunks."""
+
+    def __init__(self, path: Path, data: bytes, encoding: str = "", delimiter: str = "") -> None:
+        """Decode ``data`` and read the header.
+
+        Args:
+            path: where the data came from (for messages and the dialect).
+            data: the file's bytes, already decompressed.
+            encoding: a codec name, or "" to detect.
+            delimiter: one character, or "" to detect.
+
+        Raises:
+            InputFileError: the file is empty or its header is unusable.
+        """
+        if encoding:
+            encoding = resolve_encoding(encoding)
+            if encoding == "utf-8" and data.startswith(b"\xef\xbb\xbf"):
+                encoding = "utf-8-sig"  # a BOM is never part of the first column's name
+        else:
+            encoding = detect_encoding(data)
+        decoded = decode(data, encoding)
+        self.path = path
+        self.encoding = decoded.encoding
+        self.undecodable = decoded.undecodable
+        self._lines = io.StringIO(decoded.text, newline="").readlines()
+        first = next((index for index, line in enumerate(self._lines) if line.strip()), None)
+        if first is None:
+            raise InputFileError(f"{path} is empty: expected a header row and lead rows")
+        self.delimiter = (
+            parse_delimiter(delimiter) if delimiter else _sniff_delimiter(path, self._lines[first])
+        )
+        self.line_terminator = "\r\n" if self._lines[first].endswith("\r\n") else "\n"
+        if not self._lines[-1].endswith(("\n", "\r")):
+            # Rows are copied to the outputs line by line; each needs its end.
+            self._lines[-1] += self.line_terminator
+        self._header_at = first
+        header_rows = csv.reader([self._lines[first]], delimiter=self.delimiter)
+        try:
+            self.header = [name.strip() for name in next(header_rows)]
+        except csv.Error as exc:
+            raise InputFileError(
+                f"{path}: the header on line {first + 1} is broken: {exc}"
+            ) from None
+        if has_undecodable(self._lines[first]):
+            raise InputFileError(
+                f"{path}: the header on line {first + 1} does not decode as {self.encoding}; "
+                "give the right --encoding"
+            )
+        self.header_line = first + 1
+
+    @property
+    def lines(self) -> list[str]:
+        """Every physical line, with its line end; line n is ``lines[n - 1]``."""
+        return self._lines
+
+    @property
+    def line_count(self) -> int:
+        """Physical lines in the file, header included."""
+        return len(self._lines)
+
+    def sample(self, count: int) -> list[list[str]]:
+        """Up to ``count`` well-formed rows after the header, for column detection."""
+        reader = self._reader(self._header_at + 1)
+        sample: list[list[str]] = []
+        width = len(self.header)
+        try:
+            for row in reader:
+                if len(row) == width:
+                    sample.append(row)
+                    if len(sample) >= count:
+                        break
+        except csv.Error:
+            pass
+        return sample
+
+    def _reader(self, start: int, stop: int | None = None) -> CsvReader:
+        csv.field_size_limit(_FIELD_SIZE_LIMIT)
+        return csv.reader(
+            itertools.islice(self._lines, start, stop), delimiter=self.delimiter, strict=True
+        )
+
+    def chunks(self, column: int, size: int = 50_000) -> Iterator[Chunk]:
+        """Every row after the header, in order, about ``size`` lines per chunk.
+
+        Args:
+            column: index of the phone column in the header.
+            size: physical lines per chunk.
+        """
+        start = self._header_at + 1  # 0-based index of the next unread physical line
+        end = len(self._lines)
+        while start < end:
+            stop = min(start + size, end)
+            chunk = self._plain_block(start, stop, column)
+            if chunk is None:
+                chunk, stop = self._careful_block(start, stop, column)
+            start = stop
+            yield chunk
+
+    def _plain_block(self, start: int, stop: int, column: int) -> Chunk | None:
+        """Parse lines ``[start, stop)`` in one C call, if every record is one line and sound.
+
+        Returns:
+            The chunk, or None when the block has a broken record or a record
+            spanning lines (or crossing ``stop``); the careful path takes those.
+        """
+        reader = self._reader(start, stop)
+        try:
+            rows = list(reader)
+        except csv.Error:
+            return None
+        if reader.line_num != len(rows):
+            return None
+        lines = range(start + 1, start + 1 + len(rows))
+        width = len(self.header)
+        if self.undecodable or set(map(len, rows)) != {width}:
+            chunk = self._sort_rows(rows, lines, column)
+            chunk.plain = True
+            return chunk
+        phones = [row[column].strip() for row in rows]
+        problems = [0] * len(rows)
+        if not all(phones):
+            missing = int(RowProblem.MISSING_NUMBER)
+            for index, phone in enumerate(phones):
+                if not phone:
+                    problems[index] = missing
+        return Chunk(rows, list(lines), phones, problems, plain=True)
+
+    def _sort_rows(
+        self,
+        rows: list[list[str]],
+        lines: Iterable[int],
+        column: int,
+        broken: AbstractSet[int] = frozenset(),
+    ) -> Chunk:
+        """Check each parsed row for blankness, width and undecodable bytes.
+
+        Args:
+            rows: parsed rows.
+            lines: the line each row starts on.
+            column: the phone column.
+            broken: positions of rows that failed to parse (each holds its raw line).
+        """
+        width = len(self.header)
+        ragged = int(RowProblem.RAGGED_ROW)
+        undecodable = int(RowProblem.UNDECODABLE)
+        missing = int(RowProblem.MISSING_NUMBER)
+        check_bytes = self.undecodable
+        chunk = Chunk()
+        malformed = int(RowProblem.MALFORMED_ROW)
+        for position, (row, line) in enumerate(zip(rows, lines, strict=True)):
+            if position in broken:
+                problem, phone = malformed, ""
+            elif not row:
+                chunk.blank_lines += 1
+                continue
+            elif len(row) != width:
+                problem, phone = ragged, ""
+            elif check_bytes and has_undecodable(self.delimiter.join(row)):
+                problem, phone = undecodable, ""
+            else:
+                phone = row[column].strip()
+                problem = 0 if phone else missing
+            chunk.rows.append(row)
+            chunk.lines.append(line)
+            chunk.phones.append(phone)
+            chunk.problems.append(problem)
+        return chunk
+
+    def _careful_block(self, start: int, stop: int, column: int) -> tuple[Chunk, int]:
+        """Parse record by record from ``start`` until a record ends at or after ``stop``.
+
+        A record that fails to parse keeps only its first line, as a
+        MALFORMED_ROW, and parsing starts again on the next line, so a stray
+        quote cannot swallow the rows after it.
+
+        Returns:
+            The chunk, and the index of the first line it did not use.
+        """
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        broken: set[int] = set()  # positions in rows of records that failed to parse
+        while start < stop:
+            reader = self._reader(start)
+            consumed = 0
+            try:
+                for row in reader:
+                    rows.append(row)
+                    lines.append(start + consumed + 1)
+                    consumed = reader.line_num
+                    if start + consumed >= stop:
+                        break
+                start += consumed
+                if start < stop:  # the reader ran out of lines
+                    start = stop
+            except csv.Error:
+                bad = start + consumed
+                broken.add(len(rows))
+                rows.append([self._lines[bad].rstrip("\r\n")])
+                lines.append(bad + 1)
+                start = bad + 1
+        return self._sort_rows(rows, lines, column, broken), start
+
+
+def open_lead_file(path: Path, encoding: str = "", delimiter: str = "") -> LeadFile:
+    """Read and decode a lead file (CSV or TSV, plain or ``.gz``).
+
+    Raises:
+        InputFileError: the file cannot be read or has no header.
+        ConfigError: ``encoding`` names no codec.
+    """
+    return LeadFile(path, read_bytes(path), encoding, delimiter)
