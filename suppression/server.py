@@ -150,7 +150,7 @@ def create_server(
     logger.info("gRPC server listening on %s (port %d)", bind, port)
     process = ServingProcess(server, port, servicer, health_servicer)
     scraped = registry if state_registry is None else state_registry
-    scraped.register(ListsCollector(lambda: _view_of(servicer), lambda: servicer.lists is not None))
+    scraped.register(ListsCollector(lambda: _view_of(servicer), lambda: _serving(health_servicer)))
     scraped.register(FollowerCollector(lambda: process.follower_state()))
     scraped.register(BuildInfoCollector())
     return process
@@ -159,6 +159,16 @@ def create_server(
 def _view_of(servicer: SuppressionServicer) -> ListView | None:
     lists = servicer.lists
     return lists.view if lists is not None else None
+
+
+_SERVICE_HEALTH_REQUEST = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+
+
+def _serving(health_servicer: health.HealthServicer) -> bool:
+    """What the health check answers, so the readiness metric agrees with the probes."""
+    # The service's status is always set, so Check never touches the (absent) context.
+    answer = health_servicer.Check(_SERVICE_HEALTH_REQUEST, None)
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 class _StopSignal:

@@ -229,3 +229,14 @@ def test_worker_state_ignores_files_of_workers_that_stopped(tmp_path: Path) -> N
     registry.register(WorkerStateCollector(tmp_path, [7]))
     assert registry.get_sample_value("suppression_ready") == 0
     assert registry.get_sample_value("suppression_data_version_timestamp_seconds") is None
+
+
+def test_readiness_follows_the_health_check(start_server: Callable[..., InProcessServer]) -> None:
+    server = start_server(lists())
+    assert server.registry.get_sample_value("suppression_ready") == 1
+    server.process.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert server.registry.get_sample_value("suppression_ready") == 0
+    server.process.mark_serving(lists())
+    assert server.registry.get_sample_value("suppression_ready") == 1
+    server.process.health.enter_graceful_shutdown()
+    assert server.registry.get_sample_value("suppression_ready") == 0
