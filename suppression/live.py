@@ -17,7 +17,7 @@ from suppression.changelog import ChangeLogFollower
 from suppression.datasource import LoadReport, load_lists
 from suppression.e164 import NumberBlock
 from suppression.entries import Entry, InvalidEntryError, split_numbers
-from suppression.errors import ChangeLogError
+from suppression.errors import ChangeLogError, NotReadyError
 from suppression.lists import ListKind, Op, SuppressionLists, Version
 from suppression.redisconn import connect
 from suppression.service import Freshness
@@ -101,9 +101,15 @@ class LiveChanges:
         Raises:
             InvalidEntryError: the change is malformed.
             ConsentRequiredError: a removal from an opt-out list lacks consent evidence.
+            NotReadyError: this replica must resynchronize from a snapshot first.
             ChangeLogError: Redis is unreachable, or this replica did not apply
                 the change within --write-timeout (it is in the log all the same).
         """
+        if self.follower.state().needs_resync:
+            raise NotReadyError(
+                "this replica is waiting for a snapshot to resynchronize and cannot confirm "
+                "a write; send it to another replica"
+            )
         infos = self._lists.view.infos
         kinds = {name: info.kind for name, info in infos.items()}
         kind = kinds.get(list_name, ListKind.OPT_OUT)

@@ -223,6 +223,10 @@ def test_a_trimmed_stream_means_not_serving_until_a_snapshot_arrives(
     assert health(late) == health_pb2.HealthCheckResponse.NOT_SERVING
     assert not late.suppressed(CN), "it must not pretend to have the trimmed entry"
     assert late.check([CN]).stale
+    with pytest.raises(grpc.RpcError) as caught:
+        suppress(late, [US])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "another replica" in (caught.value.details() or "")
     # The replica already past the trim point keeps serving.
     suppress(first, [12125550124])
     assert health(first) == health_pb2.HealthCheckResponse.SERVING
