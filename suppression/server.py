@@ -220,8 +220,8 @@ def _serve_one(
         lists, report = initial_lists(settings)
         snapshot_created_at = report.snapshot.created_at if report.snapshot else None
         logger.info(
-            "loaded %d numbers in %.2f s at version %s",
-            report.numbers,
+            "loaded %s numbers in %.2f s at version %s",
+            f"{report.numbers:,}",  # separators: the log filter masks 7+ digit runs
             report.seconds,
             lists.version,
         )
@@ -256,8 +256,8 @@ def _serve_workers(settings: Settings) -> int:
         settings = settings.replace(port=_free_port(settings.host))
     lists, report = initial_lists(settings)
     logger.info(
-        "loaded %d numbers in %.2f s; forking %d workers",
-        report.numbers,
+        "loaded %s numbers in %.2f s; forking %d workers",
+        f"{report.numbers:,}",
         report.seconds,
         settings.workers,
     )
