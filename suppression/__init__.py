@@ -3,8 +3,10 @@
 The public API; everything else lives in modules that may change.
 """
 
+from suppression.changelog import ChangeLogFollower, FollowerState
 from suppression.checker import CheckOutcome, Verdict, check_batch
 from suppression.e164 import InvalidReason, Normalizer, NumberBlock, mask_number, parse_block
+from suppression.entries import Entry, InvalidEntryError
 from suppression.errors import (
     ChangeLogError,
     ConfigError,
@@ -24,9 +26,13 @@ from suppression.snapshot import Snapshot, read_snapshot, write_snapshot
 __all__ = [
     "Change",
     "ChangeLogError",
+    "ChangeLogFollower",
     "CheckOutcome",
     "ConfigError",
     "ConsentRequiredError",
+    "Entry",
+    "FollowerState",
+    "InvalidEntryError",
     "InvalidReason",
     "InvalidRequestError",
     "ListInfo",

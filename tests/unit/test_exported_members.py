@@ -8,9 +8,13 @@ def test_public_api_is_pinned() -> None:
     assert suppression.__all__ == [
         "Change",
         "ChangeLogError",
+        "ChangeLogFollower",
         "CheckOutcome",
         "ConfigError",
         "ConsentRequiredError",
+        "Entry",
+        "FollowerState",
+        "InvalidEntryError",
         "InvalidReason",
         "InvalidRequestError",
         "ListInfo",
