@@ -9,15 +9,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 from pyroaring import BitMap64
 
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.metrics import build_version
+from suppression.settings import Settings
 from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from tests.conftest import ServerSubprocess, client_channel, wait_for
+from tests.conftest import RedisServer, ServerSubprocess, client_channel, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -181,13 +183,18 @@ LOGGED_NUMBERS = {
 
 
 def test_no_log_line_holds_a_number(
-    serve_subprocess: Callable[..., ServerSubprocess], data_dir: Path, tmp_path: Path
+    serve_subprocess: Callable[..., ServerSubprocess],
+    redis_server: RedisServer,
+    data_dir: Path,
+    tmp_path: Path,
 ) -> None:
+    """Reads, writes through the change log, bad requests and bad entries, all at DEBUG."""
     listed = tmp_path / "listed.txt"
     listed.write_text("+86 138 0013 8000\n(212) 555-0123\n+999 123456789\n")
     server = serve_subprocess(
         "--data-dir", str(data_dir), "--list", f"more={listed}", "--skip-invalid",
         "--region", "US", "--max-batch", "5", "--log-level", "DEBUG", "--log-format", "json",
+        "--redis-url", redis_server.url, "--snapshot-interval", "0",
     )  # fmt: skip
     server.wait_serving()
     texts = list(LOGGED_NUMBERS.values())
@@ -205,16 +212,30 @@ def test_no_log_line_holds_a_number(
         for request in failing:
             with pytest.raises(grpc.RpcError):
                 stub.Check(request, timeout=10)
-        with pytest.raises(grpc.RpcError):
-            stub.Suppress(
-                pb.SuppressRequest(numbers=texts[:2], e164=integers[:2], list="internal"),
-                timeout=10,
-            )
-        with pytest.raises(grpc.RpcError):
+        stub.Suppress(
+            pb.SuppressRequest(
+                numbers=texts[:2], e164=integers[2:4], list="internal", source="in_call"
+            ),
+            timeout=10,
+        )
+        with pytest.raises(grpc.RpcError):  # an opt-out is released only with consent
             stub.Release(
                 pb.ReleaseRequest(numbers=texts[:2], e164=integers[:2], list="internal"),
                 timeout=10,
             )
+    # Entries the follower cannot apply go to the dead-letter stream, with a logged reason.
+    bad_entries = [
+        {"v": "1", "op": "remove", "list": "internal", "numbers": "8613800138000", "source": "app"},
+        {"v": "1", "op": "add", "list": "internal", "numbers": "8613800138000,+12125550123"},
+    ]
+    with redis.Redis.from_url(redis_server.url) as client:
+        for entry in bad_entries:
+            client.xadd(Settings().stream, entry)
+    wait_for(
+        lambda: value(scrape(server)[0], "suppression_changelog_dead_letters_total") == 2,
+        10,
+        "both bad entries to be dead-lettered",
+    )
     assert server.terminate() == 0
     log = server.log()
     lines = log.splitlines()
