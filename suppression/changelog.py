@@ -228,7 +228,6 @@ class ChangeLogFollower:
         self._on_health = on_health
         self._block_ms = block_ms
         self._count = count
-        self._info_script = client.register_script(_INFO_SCRIPT)
         self._stop = threading.Event()
         self._caught_up_once = threading.Event()
         self._applied = threading.Condition()
@@ -351,7 +350,9 @@ class ChangeLogFollower:
         position = self._lists.version
         pipe = self._client.pipeline(transaction=False)
         pipe.xread({self._stream: str(position)}, count=self._count, block=self._block_ms)
-        self._info_script(keys=[self._stream], client=pipe)
+        # EVAL with the text, not a registered script: redis-py would send SCRIPT EXISTS
+        # before every pipeline, one more round trip; Redis caches the compiled script.
+        pipe.eval(_INFO_SCRIPT, 1, self._stream)
         reply, info_reply = pipe.execute()
         info = _parse_info(info_reply)
         if info.missing_after(position):

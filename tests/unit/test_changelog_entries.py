@@ -215,3 +215,11 @@ def test_planned_batches_match_a_set_model(batches: list[list[tuple]]) -> None:
         lists.apply(plan.changes, Version.parse(plan.last_id))
     for name, expected in model.items():
         assert set(lists.view.bitmaps[name]) == expected
+
+
+def test_large_entries_are_validated_in_bulk() -> None:
+    numbers = tuple(range(12125550000, 12125550100))
+    validate_entry(Entry(Op.ADD, "national", ListKind.REGISTRY, "registry", numbers))
+    broken = (*numbers[:50], 999, *numbers[50:], 1234)
+    with pytest.raises(InvalidEntryError, match=r"2 number\(s\) are not valid E.164"):
+        validate_entry(Entry(Op.ADD, "national", ListKind.REGISTRY, "registry", broken))
