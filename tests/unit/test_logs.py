@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suppression.logs import configure_logging, mask_text
 
@@ -43,6 +45,35 @@ def restore_logging() -> Iterator[None]:
 )
 def test_mask_text(text: str, expected: str | None) -> None:
     assert mask_text(text) == (text if expected is None else expected)
+
+
+@st.composite
+def written_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    """A 7-15 digit number as a person or a program might write it: (digits, text)."""
+    digits = str(draw(st.integers(10**6, 10**15 - 1)))
+    style = draw(st.sampled_from(["plain", "plus", "grouped"]))
+    if style != "grouped":
+        return digits, ("+" if style == "plus" else "") + digits
+    groups, rest = [], digits
+    while rest:
+        size = draw(st.integers(1, 4))
+        groups.append(rest[:size])
+        rest = rest[size:]
+    separator = draw(st.sampled_from([" ", "-"]))
+    return digits, draw(st.sampled_from(["", "+"])) + separator.join(groups)
+
+
+no_digits = st.text(st.characters(blacklist_categories=["Nd"]), max_size=20)
+
+
+@given(written_numbers(), no_digits, no_digits)
+def test_mask_text_hides_any_written_number(
+    number: tuple[str, str], before: str, after: str
+) -> None:
+    digits, text = number
+    masked = mask_text(before + text + after)
+    assert digits not in masked
+    assert text not in masked
 
 
 def _emit_everything(logger: logging.Logger) -> None:
