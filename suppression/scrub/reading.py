@@ -153,7 +153,7 @@ class LeadFile:
             # Rows are copied to the outputs line by line; each needs its end.
             self._lines[-1] += self.line_terminator
         self._header_at = first
-        header_rows = csv.reader([self._lines[first]], delimiter=self.delimiter)
+        header_rows = csv.reader([self._lines[first]], delimiter=self.delimiter, strict=True)
         try:
             self.header = [name.strip() for name in next(header_rows)]
         except csv.Error as exc:

@@ -109,10 +109,13 @@ class _Emitter:
                 writer.writerow([*_fit(rows[index], self._width, delimiter), *fields])
 
 
-def _plain_rows(table: RowTable) -> npt.NDArray[np.bool_]:
+def _copyable_rows(table: RowTable, problems: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Rows whose input line can be copied: one line each, and the header's shape."""
     counts = [count for count, _ in table.plain]
     flags = [flag for _, flag in table.plain]
-    return np.repeat(np.array(flags, dtype=bool), counts)
+    plain: npt.NDArray[np.bool_] = np.repeat(np.array(flags, dtype=bool), counts)
+    unproblematic: npt.NDArray[np.bool_] = problems == 0
+    return np.logical_and(plain, unproblematic)
 
 
 def _count_distinct(values: npt.NDArray[np.uint64]) -> int:
@@ -155,8 +158,7 @@ def write_outputs(
     # Every INVALID answer carries a reason; this only guards the summary's sums.
     reasons[invalid_at[reasons[invalid_at] == 0]] = InvalidReason.UNPARSEABLE
 
-    plain = _plain_rows(table)
-    emitter = _Emitter(lead, table, plain)
+    emitter = _Emitter(lead, table, _copyable_rows(table, problems))
     header = lead.header
     dialect = (lead.delimiter, lead.line_terminator)
 
