@@ -1,9 +1,10 @@
 """A gRPC server interceptor that feeds the grpc-prometheus metrics.
 
 Cost per call: one dict lookup to find the method's pre-bound label children,
-then ``started.inc()``, one ``observe()`` and one ``handled.inc()``, about
-1.5 µs in all. Wrapped handlers are built once per method and reused, because
-the generic handlers return the same handler object for every call.
+then ``started.inc()``, one ``observe()`` and one ``handled.inc()``: 4.7 µs
+measured on a busy 2-core machine, against a few hundred µs for the cheapest
+loopback gRPC call. Wrapped handlers are built once per method and reused,
+because the generic handlers return the same handler object for every call.
 """
 
 from __future__ import annotations
