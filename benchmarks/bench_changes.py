@@ -3,9 +3,9 @@
 One run, against a throwaway redis-server and real ``suppression serve`` replica
 processes following its stream:
 
-- **propagation**: a fresh number is appended to the stream (XADD), then both
-  replicas are polled with ``Check`` over gRPC, round robin, until each answers
-  SUPPRESSED. Reported: time until the first and until the last replica sees it,
+- **propagation**: a fresh number is appended to the stream (XADD), then every
+  replica is polled with ``Check`` over gRPC, all at once in rounds, until each
+  answers SUPPRESSED. Reported: time until the first and until the last replica sees it,
   p50/p99/max. A poll is itself a gRPC round trip, so figures include up to one
   round trip of polling resolution.
 - **write**: the ``Suppress`` RPC, which appends and returns once that replica applied it.
@@ -105,9 +105,12 @@ def propagation(
         start = clock()
         client.xadd(STREAM, fields)  # type: ignore[attr-defined]
         while pending:
-            for replica in list(pending):
-                answer = stubs[replica].Check(request, timeout=5)
-                if answer.verdicts[0] == pb.SUPPRESSED:
+            # One round asks every pending replica at once, so a round costs one round trip.
+            calls = [
+                (replica, stubs[replica].Check.future(request, timeout=5)) for replica in pending
+            ]
+            for replica, call in calls:
+                if call.result().verdicts[0] == pb.SUPPRESSED:
                     seen.append(clock() - start)
                     pending.remove(replica)
             if pending and poll_interval:
@@ -255,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         body = (
             f"{args.replicas} `suppression serve` replica processes following one stream on a "
             f"local redis-server {redis_server_version()}; each change is one XADD of one "
-            "number, then every replica is polled with `Check` over gRPC, round robin, until "
+            "number, then every replica is polled with `Check` over gRPC (concurrently) until "
             f"it answers SUPPRESSED, {args.poll_interval * 1e6:.0f} µs between polling rounds "
             "(figures include up to one polling round). "
             f"Load average before the run: {load_before}.\n\n"
