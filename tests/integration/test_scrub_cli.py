@@ -1,0 +1,235 @@
+"""`suppression scrub` as a real command: local and remote modes, errors, interruption, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, ServerSubprocess
+
+pytestmark = pytest.mark.integration
+
+POOL_ROWS = 30_000
+"""Large enough for the local engine to fork its worker pool."""
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
+
+
+def scrub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "suppression.cli", "scrub", *args, "--log-level", "WARNING"]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment(), cwd=REPO, timeout=timeout
+    )
+
+
+def write_lists(folder: Path) -> list[str]:
+    (folder / "internal.txt").write_text("+12125550123\n+12025550100\n")
+    (folder / "national.txt").write_text("+8613800138000\n+1900xxxxxxx\n")
+    return [
+        "--list",
+        f"internal={folder / 'internal.txt'}",
+        "--list",
+        f"national:registry={folder / 'national.txt'}",
+    ]
+
+
+def write_leads(path: Path, rows: int) -> None:
+    formats = [
+        "+1202555{:04d}",
+        "(202) 555-{:04d}",
+        "202.555.{:04d}",
+        "1-202-555-{:04d}",
+        "+1 900 555 {:04d}",
+        "{:d}",
+    ]
+    with path.open("w", newline="") as out:
+        out.write("id,name,phone,notes\n")
+        for index in range(rows):
+            phone = formats[index % len(formats)].format(index % 10_000)
+            note = '"said ""no"", twice"' if index % 11 == 0 else ""
+            out.write(f"{index},Lead {index},{phone},{note}\n")
+        out.write("broken,row\n")
+
+
+def summary_of(folder: Path, stem: str = "leads") -> dict[str, object]:
+    data: dict[str, object] = json.loads((folder / f"{stem}.summary.json").read_text())
+    return data
+
+
+def counts(summary: dict[str, object]) -> tuple[object, ...]:
+    keys = ("rows_in", "clean", "suppressed", "invalid", "duplicates", "invalid_per_reason")
+    return tuple(summary[key] for key in keys) + (summary["suppressed_per_list"],)
+
+
+def test_local_and_remote_scrubs_write_the_same_files(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    lists = write_lists(tmp_path)
+    servers = [serve_subprocess(*lists), serve_subprocess(*lists)]
+    source = tmp_path / "leads.csv"
+    write_leads(source, POOL_ROWS)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "remote").mkdir()
+
+    local = scrub(str(source), *lists, "--region", "US", "--output-dir", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    assert "clean + suppressed + invalid" in local.stdout
+    assert local.stderr == ""  # no progress bars and no logs when not on a terminal
+
+    for server in servers:
+        server.wait_serving()
+    targets = [arg for server in servers for arg in ("--target", server.target)]
+    remote = scrub(
+        str(source), *targets, "--region", "US", "--output-dir", str(tmp_path / "remote")
+    )
+    assert remote.returncode == 0, remote.stderr
+
+    here, there = summary_of(tmp_path / "local"), summary_of(tmp_path / "remote")
+    assert here["rows_in"] == POOL_ROWS + 1
+    assert here["rows_in"] == here["clean"] + here["suppressed"] + here["invalid"]  # type: ignore[operator]
+    assert counts(here) == counts(there)
+    assert here["data_versions"] == {"local": "0-0"}
+    assert there["data_versions"] == {server.target: "0-0" for server in servers}
+    assert (here["mode"], there["mode"]) == ("local", "remote")
+    for kind in ("clean", "suppressed", "invalid"):
+        name = f"leads.{kind}.csv"
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+    invalid_lines = (tmp_path / "local" / "leads.invalid.csv").read_text().splitlines()
+    assert invalid_lines[-1] == f"broken,row,,,RAGGED_ROW,{POOL_ROWS + 2}"
+    clean_lines = (tmp_path / "local" / "leads.clean.csv").read_text().splitlines()
+    assert '"said ""no"", twice"' in clean_lines[1]  # other columns are copied as written
+
+
+def test_gzip_tsv_with_a_bom_and_a_named_column(tmp_path: Path) -> None:
+    import gzip
+
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.tsv.gz"
+    body = "\ufeffid\tTel\tname\n1\t+12125550123\tAnn\n2\t(202) 555-0147\tBo\n"
+    source.write_bytes(gzip.compress(body.encode("utf-8")))
+    result = scrub(str(source), *lists, "--region", "US", "--column", "tel")
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(tmp_path)
+    assert (summary["encoding"], summary["delimiter"], summary["column"]) == (
+        "utf-8-sig",
+        "\t",
+        "Tel",
+    )
+    assert (tmp_path / "leads.clean.tsv").read_bytes() == (
+        "\ufeffid\tTel\tname\n2\t(202) 555-0147\tBo\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--column", "mobile"], "column 'mobile' is not in"),
+        (["--lists", "nope"], "unknown list(s) nope"),
+        (["--region", "XX"], "unknown default region 'XX'"),
+        (["--target", "127.0.0.1:1", "--timeout", "2"], "cannot reach server 127.0.0.1:1"),
+        (["--encoding", "klingon"], "unknown --encoding 'klingon'"),
+    ],
+)
+def test_bad_options_are_one_line_errors_with_exit_code_2(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    source.write_text("id,phone\n1,+12025550147\n")
+    result = scrub(str(source), *lists, *arguments)
+    assert result.returncode == 2
+    assert result.stderr.startswith("suppression: error: ")
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "leads.clean.csv").exists()
+
+
+def test_unreadable_inputs_are_one_line_errors_with_exit_code_2(tmp_path: Path) -> None:
+    lists = write_lists(tmp_path)
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(b"this is not gzip")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for source, message in (
+        (tmp_path / "missing.csv", "no such file"),
+        (tmp_path, "it is a directory"),
+        (corrupt, "cannot read"),
+        (empty, "is empty"),
+    ):
+        result = scrub(str(source), *lists)
+        assert result.returncode == 2, result
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_scrub_leaves_no_clean_file(tmp_path: Path) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 300_000)
+    command = [sys.executable, "-m", "suppression.cli", "scrub", str(source), *lists]
+    process = subprocess.Popen(
+        [*command, "--region", "US", "--processes", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(),
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".leads.clean.csv.*.partial")):
+            assert process.poll() is None, "the scrub finished before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert not (tmp_path / "leads.clean.csv").exists()
+    assert not (tmp_path / "leads.summary.json").exists()
+
+
+def test_a_terminal_gets_progress_bars(tmp_path: Path) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 2_000)
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "suppression.cli", "scrub", str(source), *lists]
+    process = subprocess.Popen(
+        [*command, "--region", "US", "--log-level", "WARNING"],
+        stdout=terminal,
+        stderr=terminal,
+        env=environment() | {"TERM": "xterm", "COLUMNS": "120"},
+        cwd=REPO,
+    )
+    os.close(terminal)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the scrub is done
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        process.wait(60)
+    assert process.returncode == 0
+    text = output.decode("utf-8", "replace")
+    for expected in ("reading", "checking", "writing", "2001/2001"):
+        assert expected in text
