@@ -362,5 +362,8 @@ def append_results(
         f"Command: `{' '.join(argv)}`\n\n"
         f"{body.strip()}\n"
     )
-    existing = path.read_text() if path.exists() else _RESULTS_HEADER
-    path.write_text(existing.rstrip("\n") + "\n" + section)
+    if not path.exists():
+        path.write_text(_RESULTS_HEADER)
+    # One append, not read-modify-write: two benchmarks may finish at once.
+    with path.open("a") as out:
+        out.write(section)
