@@ -324,7 +324,7 @@ class ChangeLogFollower:
                     continue
                 self._step()
                 if not self._connected:
-                    logger.info("change log %s reachable again", self._stream)
+                    logger.info("following change log %s at %s", self._stream, self.position)
                 self._connected = True
                 delay = 0.05
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
