@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from suppression.datasource import load_lists
@@ -181,17 +182,20 @@ def _read(
     """Read every row and hand each chunk's new distinct phone strings to the engine."""
     read = RowTable()
     progress.total("reading", lead.line_count - lead.header_line)
-    # Ids start at 1: id 0 is "", the phone of every row with a problem, never checked.
+    # Each distinct string gets an id from a counter, so one C-level map call per chunk
+    # finds or assigns ids (duplicates skip counter values; the order of first sight
+    # is restored below). Id 0 is "", the phone of every row with a problem: never checked.
     index: dict[str, int] = {"": 0}
+    ids = itertools.count(1)
     setdefault = index.setdefault
+    found: list[int] = []
     for chunk in lead.chunks(column.index, _CHUNK_ROWS):
         start = len(index)
-        ids = [setdefault(phone, len(index)) for phone in chunk.phones]
+        found += map(setdefault, chunk.phones, ids)
         if len(index) > start:
             # Keys keep insertion order, so this chunk's new strings are the newest keys.
             fresh = list(itertools.islice(reversed(index.keys()), len(index) - start))[::-1]
             engine.submit(start - 1, fresh)
-        read.uids += ids
         read.rows += chunk.rows
         read.lines += chunk.lines
         read.problems += chunk.problems
@@ -199,4 +203,6 @@ def _read(
         read.blank_lines += chunk.blank_lines
         progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
     read.distinct = len(index) - 1
+    first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    read.uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)).tolist()
     return read

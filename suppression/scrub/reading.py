@@ -58,11 +58,18 @@ class RowProblem(enum.IntEnum):
     """The row holds bytes the file's encoding cannot decode."""
 
 
+_MISSING = int(RowProblem.MISSING_NUMBER)
+_RAGGED = int(RowProblem.RAGGED_ROW)
+_MALFORMED = int(RowProblem.MALFORMED_ROW)
+_UNDECODABLE = int(RowProblem.UNDECODABLE)
+
+
 @dataclass(slots=True)
 class Chunk:
     """Consecutive rows of a lead file, as parallel lists."""
 
-    rows: list[list[str]] = field(default_factory=list)
+    rows: list[list[str] | None] = field(default_factory=list)
+    """The fields of each row; None for a plain row with nothing wrong (its line is enough)."""
     lines: list[int] = field(default_factory=list)
     """The input line number each row starts on (the header is line 1)."""
     phones: list[str] = field(default_factory=list)
@@ -216,33 +223,83 @@ class LeadFile:
             yield chunk
 
     def _plain_block(self, start: int, stop: int, column: int) -> Chunk | None:
-        """Parse lines ``[start, stop)`` in one C call, if every record is one line and sound.
+        """Split lines ``[start, stop)`` with string methods, if every record is one line.
+
+        Most lead rows hold no quote character, and for those a field count
+        and one ``split`` find the phone in a third of the time the csv module
+        takes to build every field. Lines with quotes go through the csv
+        module one by one. Fields are kept only for rows that will need them
+        (rows with a problem); other rows are copied to the outputs as lines.
 
         Returns:
-            The chunk, or None when the block has a broken record or a record
-            spanning lines (or crossing ``stop``); the careful path takes those.
+            The chunk, or None when a quoted field may span lines (an odd
+            number of quote characters on a line); the careful path takes those.
         """
-        reader = self._reader(start, stop)
-        try:
-            rows = list(reader)
-        except csv.Error:
+        block = self._lines[start:stop]
+        quoted = [index for index, line in enumerate(block) if '"' in line]
+        if any(block[index].count('"') % 2 for index in quoted):
             return None
-        if reader.line_num != len(rows):
-            return None
-        lines = range(start + 1, start + 1 + len(rows))
+        delimiter = self.delimiter
         width = len(self.header)
-        if self.undecodable or set(map(len, rows)) != {width}:
-            chunk = self._sort_rows(rows, lines, column)
-            chunk.plain = True
-            return chunk
-        phones = [row[column].strip() for row in rows]
-        problems = [0] * len(rows)
+        separators = width - 1
+        counts = [line.count(delimiter) for line in block]
+        phones = [
+            line.split(delimiter, column + 1)[column].strip() if count == separators else ""
+            for line, count in zip(block, counts, strict=True)
+        ]
+        rows: list[list[str] | None] = [None] * len(block)
+        problems = [0] * len(block)
+        special = set(quoted)
+        special.update(index for index, count in enumerate(counts) if count != separators)
+        if self.undecodable:
+            special.update(i for i, line in enumerate(block) if has_undecodable(line))
+        blank = [index for index in special if block[index] in ("\n", "\r\n", "\r")]
+        parsed = sorted(special.difference(blank))
+        parsed_fields = self._parse_lines([block[index] for index in parsed])
+        for index, fields in zip(parsed, parsed_fields, strict=True):
+            line = block[index]
+            if fields is None:
+                rows[index], phones[index] = [line.rstrip("\r\n")], ""
+                problems[index] = _MALFORMED
+                continue
+            rows[index] = fields
+            if len(fields) != width:
+                phones[index], problems[index] = "", _RAGGED
+            elif self.undecodable and has_undecodable(line):
+                phones[index], problems[index] = "", _UNDECODABLE
+            else:
+                phones[index] = fields[column].strip()
         if not all(phones):
-            missing = int(RowProblem.MISSING_NUMBER)
             for index, phone in enumerate(phones):
-                if not phone:
-                    problems[index] = missing
-        return Chunk(rows, list(lines), phones, problems, plain=True)
+                if not phone and not problems[index]:
+                    problems[index] = _MISSING
+        lines = list(range(start + 1, stop + 1))
+        if blank:
+            keep = sorted(set(range(len(block))).difference(blank))
+            rows = [rows[index] for index in keep]
+            lines = [lines[index] for index in keep]
+            phones = [phones[index] for index in keep]
+            problems = [problems[index] for index in keep]
+        return Chunk(rows, lines, phones, problems, blank_lines=len(blank), plain=True)
+
+    def _parse_lines(self, lines: list[str]) -> list[list[str] | None]:
+        """Parse single-line records: all in one C call, or line by line if one is broken."""
+        try:
+            rows: list[list[str] | None] = list(
+                csv.reader(lines, delimiter=self.delimiter, strict=True)
+            )
+        except csv.Error:
+            pass
+        else:
+            if len(rows) == len(lines):  # else a quote opened a field that ran on
+                return rows
+        parsed: list[list[str] | None] = []
+        for line in lines:
+            try:
+                parsed.append(next(csv.reader([line], delimiter=self.delimiter, strict=True)))
+            except csv.Error:
+                parsed.append(None)  # broken quoting: a MALFORMED_ROW
+        return parsed
 
     def _sort_rows(
         self,

@@ -8,6 +8,7 @@ formatting fields again, and it changes nothing the lead file's owner wrote.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -36,7 +37,8 @@ _REASON_NAMES = {int(reason): reason.name for reason in InvalidReason} | {
 class RowTable:
     """Every row read, as parallel lists."""
 
-    rows: list[list[str]] = field(default_factory=list)
+    rows: list[list[str] | None] = field(default_factory=list)
+    """Fields per row; None where the row's line is all there is to write."""
     lines: list[int] = field(default_factory=list)
     """The input line each row starts on."""
     problems: list[int] = field(default_factory=list)
@@ -106,7 +108,11 @@ class _Emitter:
                     line = line.rstrip("\r\n") + delimiter + tail + end
                 stream.write(line)
             else:
-                writer.writerow([*_fit(rows[index], self._width, delimiter), *fields])
+                row = rows[index]
+                if row is None:  # a plain row with a problem: parse its line now
+                    line = raw[self._table.lines[index] - 1]
+                    row = next(csv.reader([line], delimiter=delimiter))
+                writer.writerow([*_fit(row, self._width, delimiter), *fields])
 
 
 def _copyable_rows(table: RowTable, problems: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:

@@ -26,7 +26,13 @@ from suppression.scrub.reading import (
 def read_all(lead: LeadFile, column: int, size: int = 50_000) -> Chunk:
     total = Chunk()
     for chunk in lead.chunks(column, size):
-        total.rows += chunk.rows
+        # Plain rows carry no fields (their line is copied); parse the line here to compare.
+        total.rows += [
+            row
+            if row is not None
+            else next(csv.reader([lead.lines[line - 1]], delimiter=lead.delimiter))
+            for row, line in zip(chunk.rows, chunk.lines, strict=True)
+        ]
         total.lines += chunk.lines
         total.phones += chunk.phones
         total.problems += chunk.problems
