@@ -10,11 +10,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from suppression.entries import Entry, encode_entry
-from suppression.lists import ListKind, Op, Version
+from suppression.lists import ListInfo, ListKind, Op, SuppressionLists, Version
+from suppression.snapshot import write_snapshot
 from suppression.snapshotter import Snapshotter
 from suppression.v1 import suppression_pb2 as pb
 from suppression.writer import ChangeLogWriter
-from tests.conftest import RedisServer, wait_for
+from tests.conftest import RedisServer, free_port, wait_for
 from tests.integration.live_replicas import (  # noqa: F401 - a fixture
     Replica,
     ReplicaFactory,
@@ -257,3 +258,16 @@ def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Pat
     assert state.applied_by_op == {"add": 2, "remove": 1, "add_range": 10_000, "remove_range": 0}
     assert state.dead_letters == 0
     assert replica.process.follower_state() == state or replica.process.follower_state()
+
+
+def test_start_without_redis_serves_the_snapshot_marked_stale(
+    start_replica: ReplicaFactory, tmp_path: Path
+) -> None:
+    lists = SuppressionLists(infos=[ListInfo("internal")], version=Version(6, 0))
+    write_snapshot(tmp_path / "data", lists.view)
+    dead_url = f"redis://127.0.0.1:{free_port()}/0"
+    replica = start_replica(tmp_path / "data", redis_url=dead_url, max_staleness=0.3)
+    assert health(replica) == health_pb2.HealthCheckResponse.SERVING
+    answer = replica.check([CN])
+    assert answer.stale and answer.version == "6-0"
+    assert not replica.live.follower.state().connected
