@@ -81,6 +81,17 @@ class Chunk:
     """Every row is exactly its one input line, so outputs may copy the line as is."""
 
 
+_OTHER_LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Characters str.splitlines also breaks at, but CSV does not."""
+
+
+def _split_lines(text: str) -> list[str]:
+    """Split at LF, CR LF and CR only, keeping the line ends, as the csv module reads."""
+    if any(mark in text for mark in _OTHER_LINE_BREAKS):
+        return io.StringIO(text, newline="").readlines()
+    return text.splitlines(keepends=True)  # twice as fast, and the same without those marks
+
+
 def parse_delimiter(text: str) -> str:
     r"""Turn ``--delimiter`` into one character: ``,``, ``tab``, ``\\t``, ``;``, ``|``.
 
@@ -148,7 +159,7 @@ class LeadFile:
         self.path = path
         self.encoding = decoded.encoding
         self.undecodable = decoded.undecodable
-        self._lines = io.StringIO(decoded.text, newline="").readlines()
+        self._lines = _split_lines(decoded.text)
         first = next((index for index, line in enumerate(self._lines) if line.strip()), None)
         if first is None:
             raise InputFileError(f"{path} is empty: expected a header row and lead rows")

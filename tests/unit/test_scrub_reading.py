@@ -272,3 +272,16 @@ def test_every_row_comes_back_with_its_line_number(
         else:
             assert problem in (0, RowProblem.MISSING_NUMBER)
             assert (problem == RowProblem.MISSING_NUMBER) == (row[1].strip() == "")
+
+
+def test_only_lf_and_cr_end_lines(tmp_path: Path) -> None:
+    data = "id,phone,note\n1,+12125550123,a\u2028b\x0cc\n2,+12125550124,\x85\n".encode()
+    chunk = read_all(lead_from(tmp_path, data), 1)
+    assert chunk.lines == [2, 3]
+    assert chunk.rows[0][2] == "a\u2028b\x0cc"
+
+
+def test_a_quote_inside_an_unquoted_field_is_kept(tmp_path: Path) -> None:
+    chunk = read_all(lead_from(tmp_path, b'id,phone,note\n1,+12125550123,5" tall\n'), 1)
+    assert chunk.rows == [["1", "+12125550123", '5" tall']]
+    assert chunk.problems == [0]
