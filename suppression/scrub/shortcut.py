@@ -7,7 +7,9 @@ leading ``+``, parse's answer depends only on the digits and on three
 prefixes from its metadata:
 
 - the default region's international dialling prefix (``011`` for US);
-- the default region's country code (``1``), which parse tries to strip;
+- the default region's country code (``1``), which parse strips when what
+  follows is a national number by the region's general pattern and the
+  whole is not (``1-202-555-0147``);
 - the national prefix pattern (``1`` for US; ``0`` and carrier codes for CN)
   of the region the number belongs to.
 
@@ -48,6 +50,8 @@ class _Prefixes:
     country_code: str
     idd: re.Pattern[str] | None
     national_prefix: re.Pattern[str] | None
+    general: re.Pattern[str] | None = None
+    """The region's general national number pattern (parse's ``general_desc``)."""
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
@@ -63,6 +67,7 @@ def _region_prefixes(region: str) -> _Prefixes | None:
         str(metadata.country_code),
         _compile(metadata.international_prefix),
         _compile(metadata.national_prefix_for_parsing),
+        _compile(metadata.general_desc.national_number_pattern if metadata.general_desc else None),
     )
 
 
@@ -105,13 +110,41 @@ def _candidate(text: str, region: str) -> str | None:
     if not region or not (compact.isascii() and compact.isdigit()) or compact[0] == "0":
         return None
     region_prefixes = _region_prefixes(region)
-    if region_prefixes is None or compact.startswith(region_prefixes.country_code):
+    if region_prefixes is None:
         return None
+    if compact.startswith(region_prefixes.country_code):
+        return _with_country_code(compact, region_prefixes)
     for pattern in (region_prefixes.idd, region_prefixes.national_prefix):
         if pattern is not None and pattern.match(compact):
             return None
     e164 = region_prefixes.country_code + compact
     return e164 if len(compact) >= _MIN_NATIONAL and len(e164) <= MAX_E164_DIGITS else None
+
+
+def _with_country_code(compact: str, region: _Prefixes) -> str | None:
+    """Digits that begin with the default region's own country code: ``1 202 555 0147`` in US.
+
+    Parse strips that country code when the whole is not a national number
+    of the region (by its general pattern) and the rest is; we take only that
+    case, and only when no national prefix could then be stripped from the rest.
+    """
+    general = region.general
+    if general is None or (region.idd is not None and region.idd.match(compact)):
+        return None
+    rest = compact[len(region.country_code) :]
+    if len(rest) < _MIN_NATIONAL or rest[0] == "0":
+        return None
+    if general.fullmatch(compact) or not general.fullmatch(rest):
+        return None
+    # parse tries the default region's national prefix, then that of the country
+    # code's main region (the same region unless, say, CA numbers are read as US).
+    main = _country_prefixes(int(region.country_code))
+    for prefixes in (region, main):
+        if prefixes is None or (
+            prefixes.national_prefix is not None and prefixes.national_prefix.match(rest)
+        ):
+            return None
+    return compact if len(compact) <= MAX_E164_DIGITS else None
 
 
 def canonical_text(text: str, region: str) -> str | None:

@@ -6,6 +6,7 @@ import phonenumbers
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from phonenumbers import PhoneNumberType
 
 from suppression.e164 import Normalizer
 from suppression.scrub.shortcut import canonical_text, canonicalize
@@ -29,6 +30,41 @@ def punctuated(draw: st.DrawFn) -> str:
         pieces.append(digit)
         pieces.append(draw(st.sampled_from(["", "", "", " ", "-", ".", "(", ")"])))
     return draw(st.sampled_from(["", " ", "("])) + "".join(pieces)
+
+
+def punctuate(draw: st.DrawFn, digits: str) -> str:
+    pieces = []
+    for digit in digits:
+        pieces.append(digit)
+        pieces.append(draw(st.sampled_from(["", "", " ", "-", ".", "(", ")"])))
+    return "".join(pieces)
+
+
+@st.composite
+def own_country_code(draw: st.DrawFn) -> tuple[str, str]:
+    """Near-real national numbers written with the region's own country code in front."""
+    region = draw(st.sampled_from([region for region in REGIONS if region]))
+    kind = draw(st.sampled_from([PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE]))
+    example = phonenumbers.example_number_for_type(region, kind)
+    assert example is not None
+    national = str(example.national_number)
+    changed = draw(st.integers(min_value=0, max_value=min(4, len(national) - 1)))
+    tail = draw(st.text(alphabet="0123456789", min_size=changed, max_size=changed))
+    national = national[: len(national) - changed] + tail
+    extra = draw(st.sampled_from(["", "", "0", "1", "00"]))
+    return punctuate(draw, f"{example.country_code}{extra}{national}"), region
+
+
+@settings(max_examples=1_000)
+@given(case=own_country_code())
+@example(case=("1-202-555-0147", "US"))
+@example(case=("1 1 212 555 0123", "US"))
+@example(case=("86 0 10 1234 5678", "CN"))
+def test_the_own_country_code_shortcut_agrees_with_the_normalizer(case: tuple[str, str]) -> None:
+    text, region = case
+    shortcut = canonical_text(text, region)
+    if shortcut is not None:
+        assert NORMALIZER.normalize(shortcut, region) == NORMALIZER.normalize(text, region)
 
 
 @settings(max_examples=1_000)
@@ -56,7 +92,8 @@ def test_the_shortcut_agrees_with_the_normalizer(text: str, region: str) -> None
         # Left to parse: a national prefix, the region's country code, an IDD prefix,
         # letters, no region, and anything invalid.
         ("+44 020 7946 0000", "US", None),
-        ("1-212-555-0123", "US", None),
+        ("1-212-555-0123", "US", "+12125550123"),
+        ("1 1 212 555 0123", "US", None),
         ("011 44 20 7946 0000", "US", None),
         ("0086 138 0013 8000", "CN", None),
         ("1-800-FLOWERS", "US", None),
@@ -69,11 +106,11 @@ def test_what_the_shortcut_takes_and_leaves(text: str, region: str, expected: st
 
 
 def test_canonicalize_keeps_what_it_cannot_shorten() -> None:
-    texts = ["+12125550123", "(212) 555-0123", "1-212-555-0123", "junk", "555"]
+    texts = ["+12125550123", "(212) 555-0123", "011 44 20 7946 0000", "junk", "555"]
     assert canonicalize(texts, "US") == [
         "+12125550123",
         "+12125550123",
-        "1-212-555-0123",
+        "011 44 20 7946 0000",
         "junk",
         "555",
     ]
