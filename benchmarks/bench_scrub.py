@@ -5,11 +5,12 @@ written as a snapshot) and a lead file of ``--rows`` rows whose phone column
 mixes formats the way CRM exports do:
 
 - 40% canonical E.164 (``+12125550123``), the fast path;
-- 30% US national with punctuation (``(212) 555-0123``), 8% with dots or
-  dashes (``212.555.0123``, ``1-212-555-0123``);
-- 4% international with spaces (``+86 138 0013 8000``, ``+44 20 7946 0000``);
-- 10% repeats of an earlier row's number, in any of those formats;
-- 8% invalid: empty, ``n/a``, too short, unknown country code, words.
+- 30% US national with punctuation (``(212) 555-0123``), 4% with dots
+  (``212.555.0123``), 4% with the country code (``1-212-555-0123``);
+- 4% international with spaces (``+86 138 0013 8000``, ``+44 20 7946 0000``)
+  and 4% ``+1 212 555 0123``;
+- 10% repeats of an earlier row's phone string;
+- 4% invalid: empty, ``n/a``, too short, unknown country code, words.
 
 About 20% of the valid numbers are drawn from the lists, so they come back
 SUPPRESSED. Then it runs the real command twice, as a subprocess, timing the
