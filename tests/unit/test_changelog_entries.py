@@ -71,6 +71,8 @@ def test_round_trip_numbers_and_ranges() -> None:
         ({"numbers": "12125550123,abc"}, "malformed number field"),
         ({"numbers": "+12125550123"}, "malformed number field"),
         ({"numbers": "12125550123,999"}, "not valid E.164"),
+        ({"numbers": "12125550123,1234567890123456"}, "more than 15 digits"),
+        ({"numbers": "12125550123,,12125550124"}, "malformed number field"),
         ({"numbers": None}, "no 'numbers' field"),
         ({"kind": "friends"}, "friends"),
         ({"evidence": "x" * 501}, "at most 500"),
@@ -223,3 +225,14 @@ def test_large_entries_are_validated_in_bulk() -> None:
     broken = (*numbers[:50], 999, *numbers[50:], 1234)
     with pytest.raises(InvalidEntryError, match=r"2 number\(s\) are not valid E.164"):
         validate_entry(Entry(Op.ADD, "national", ListKind.REGISTRY, "registry", broken))
+
+
+def test_long_number_fields_are_parsed_in_bulk_and_still_strictly() -> None:
+    numbers = tuple(range(12125550000, 12125550200))
+    fields = encode_entry(Entry(Op.ADD, "national", ListKind.REGISTRY, "registry", numbers))
+    assert decode_entry(fields).numbers == numbers
+    for tail in (",99999999999999999999999", ",1234567890123456"):
+        with pytest.raises(InvalidEntryError, match="more than 15 digits"):
+            decode_entry({**fields, "numbers": fields["numbers"] + tail})
+    with pytest.raises(InvalidEntryError, match="separated by commas"):
+        decode_entry({**fields, "numbers": fields["numbers"] + ",12125550123 "})
