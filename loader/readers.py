@@ -117,7 +117,7 @@ def _fixed_width(cleaned: bytes) -> npt.NDArray[np.uint64] | None:
     """The fast path: every line exactly ten digits, so the bytes form an (n, 11) grid.
 
     Horner's rule over the ten digit columns: ten vector passes, no per-line
-    Python, about 20 million numbers a second here.
+    Python: 6 to 17 million numbers a second here, whole read included, depending on load.
     """
     if len(cleaned) % 11:
         return None
