@@ -202,6 +202,7 @@ def _read(
         read.plain.append((len(chunk.rows), chunk.plain))
         read.blank_lines += chunk.blank_lines
         progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
+    progress.total("reading", len(read.rows) + read.blank_lines)  # rows may span lines
     read.distinct = len(index) - 1
     first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
     read.uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)).tolist()
