@@ -90,10 +90,10 @@ def run_scrub(
         try:
             with progress:
                 read = _read(lead, column, engine, progress)
-                logger.debug("read %d rows at %.2f s", len(read.rows), _since(started))
+                logger.debug("read %s rows at %.2f s", f"{len(read.rows):,}", _since(started))
                 progress.total("checking", read.distinct)
                 answers = engine.finish(read.distinct)
-                logger.debug("checked %d strings at %.2f s", read.distinct, _since(started))
+                logger.debug("checked %s strings at %.2f s", f"{read.distinct:,}", _since(started))
                 counts = write_outputs(lead, read, answers, outputs, progress)
                 logger.debug("wrote the outputs at %.2f s", _since(started))
         finally:
@@ -163,7 +163,8 @@ def _engine(
             progress=progress.checked,
         )
     lists, report = load_lists(settings)
-    logger.debug("loaded %d numbers in %.2f s", report.numbers, report.seconds)
+    # Counts are written with separators: the log filter masks long digit runs as numbers.
+    logger.debug("loaded %s numbers in %.2f s", f"{report.numbers:,}", report.seconds)
     return LocalEngine(
         lists.view,
         region,
