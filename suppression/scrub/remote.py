@@ -114,9 +114,15 @@ class RemoteEngine:
         self._batches: list[_Batch] = []
         self._error: RemoteError | None = None
         self._lock = threading.Lock()
-        self._targets = [self._connect(address, streams_per_target) for address in targets]
         self._threads: list[threading.Thread] = []
         self._calls: list[tuple[Any, dict[str, float], deque[_Batch]]] = []
+        self._targets: list[_Target] = []
+        try:
+            for address in targets:
+                self._targets.append(self._connect(address, streams_per_target))
+        except RemoteError:
+            self.close()
+            raise
         for target in self._targets:
             for stub in target.stubs:
                 thread = threading.Thread(
