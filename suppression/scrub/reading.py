@@ -12,6 +12,7 @@ import enum
 import gzip
 import io
 import itertools
+import operator
 import zlib
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
@@ -253,17 +254,24 @@ class LeadFile:
         delimiter = self.delimiter
         width = len(self.header)
         separators = width - 1
-        counts = [line.count(delimiter) for line in block]
-        phones = [
-            line.split(delimiter, column + 1)[column].strip() if count == separators else ""
-            for line, count in zip(block, counts, strict=True)
-        ]
-        rows: list[list[str] | None] = [None] * len(block)
-        problems = [0] * len(block)
+        counts = list(map(str.count, block, itertools.repeat(delimiter)))
         special = set(quoted)
         special.update(index for index, count in enumerate(counts) if count != separators)
         if self.undecodable:
             special.update(i for i, line in enumerate(block) if has_undecodable(line))
+        # Every other line splits into the header's width: find the phones with C-level
+        # maps only (a comprehension costs twice as much), standing in a line of empty
+        # fields for each special line, which is parsed properly below.
+        plain = block
+        if special:
+            plain = block.copy()
+            empty = delimiter * separators
+            for index in special:
+                plain[index] = empty
+        pieces = map(str.split, plain, itertools.repeat(delimiter), itertools.repeat(column + 1))
+        phones = list(map(str.strip, map(operator.itemgetter(column), pieces)))
+        rows: list[list[str] | None] = [None] * len(block)
+        problems = [0] * len(block)
         blank = [index for index in special if block[index] in ("\n", "\r\n", "\r")]
         parsed = sorted(special.difference(blank))
         parsed_fields = self._parse_lines([block[index] for index in parsed])
