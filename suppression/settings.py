@@ -127,7 +127,10 @@ class Settings:
         None, "where scrub writes its outputs; none means beside the input", "scrub", metavar="DIR"
     )
     processes: int = _opt(
-        0, "local scrub: processes that check numbers; 0 means one per core", "scrub"
+        0,
+        "scrub: processes that check numbers (local) or rewrite punctuated ones before sending "
+        "(remote); 0 means one per core",
+        "scrub",
     )
     batch_size: int = _opt(
         10_000, "numbers per batch, for a server's CheckStream or a local worker", "scrub"

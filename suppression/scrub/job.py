@@ -161,6 +161,8 @@ def _engine(
             batch_size=settings.batch_size,
             timeout=settings.timeout,
             progress=progress.checked,
+            processes=settings.processes,
+            expected_rows=lead.line_count,
         )
     lists, report = load_lists(settings)
     # Counts are written with separators: the log filter masks long digit runs as numbers.
