@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -137,3 +139,27 @@ def test_the_batch_size_shrinks_to_the_servers_maximum(start_server: Start) -> N
     server = start_server(make_lists(), max_batch=3)
     answers = answer(RemoteEngine([server.target], "US", [], batch_size=1000), TEXTS, split=8)
     assert len(answers.verdicts) == len(TEXTS)
+
+
+def test_data_that_never_stops_changing_fails_the_scrub(start_server: Start) -> None:
+    lists = make_lists()
+    server = start_server(lists)
+    stop = threading.Event()
+
+    def keep_changing() -> None:
+        number = 12025550000
+        while not stop.is_set():
+            number += 1
+            lists.apply([Change(Op.ADD, "internal", [number])])
+            time.sleep(0.0005)
+
+    changer = threading.Thread(target=keep_changing, daemon=True)
+    changer.start()
+    try:
+        texts = [f"+1303555{n:04d}" for n in range(60)]
+        engine = RemoteEngine([server.target], "US", [], batch_size=1, streams_per_target=2)
+        with pytest.raises(RemoteError, match="the data kept changing during the scrub"):
+            answer(engine, texts, split=60)
+    finally:
+        stop.set()
+        changer.join(5)
