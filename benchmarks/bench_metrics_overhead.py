@@ -9,18 +9,19 @@ over the same registry-shaped list:
 - ``metrics, multiprocess``: the same, with values in prometheus_client's
   multiprocess files, as each worker of ``--workers N`` writes them.
 
-One client thread sends batches of ``--batch`` E.164 integers in a loop. Rounds
-alternate between the servers in a rotating order, so drift in machine load hits
-all of them alike; the cost is the median over rounds of each round's throughput
-against the baseline's in the same round. The target is at most 5% lower
-throughput with metrics. On a shared machine, wall-clock throughput (and even
-CPU time per call) swings by more than that between rounds, so two cross-checks
-are reported too: each server's CPU time per Check call (from /proc, Linux
-only), and the metric work of one call (the interceptor's three updates and the
-service's per-batch counters) timed in-process against the call time, which is
-the figure least disturbed by other load.
+One client thread sends batches of ``--batch`` E.164 integers, one call at a
+time, and interleaves the servers call by call in a rotating order: each
+"turn" times one call on every server within a few tens of milliseconds, so
+load from other work on the machine hits all three alike. A sequential
+client's throughput is the batch size over the call time, so the cost of
+metrics is the median over turns of each server's call time against the
+baseline's in the same turn. The target is at most 5% lower throughput.
 
-Usage: ``python benchmarks/bench_metrics_overhead.py [--seconds 2] [--rounds 5]``.
+Two cross-checks: each server's CPU time per call (from /proc, Linux only),
+and the metric work of one call (the interceptor's three updates and the
+service's per-batch counters) timed in-process against the call time.
+
+Usage: ``python benchmarks/bench_metrics_overhead.py [--turns 600]``, about a minute.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from suppression.settings import Settings
 from suppression.workermetrics import use_multiprocess_values
 
 VARIANTS = ("no metrics", "metrics", "metrics, multiprocess")
+BASELINE = VARIANTS[0]
 
 
 class _NoMetrics(ServiceMetrics):
@@ -76,7 +78,7 @@ def _serve(variant: str, port: int, lists: SuppressionLists, settings: Settings)
 
     from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
-    if variant == "no metrics":
+    if variant == BASELINE:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads),
             options=server_options(settings, reuse_port=False),
@@ -92,19 +94,6 @@ def _serve(variant: str, port: int, lists: SuppressionLists, settings: Settings)
         process.mark_serving(lists)
     signal.sigwait({signal.SIGTERM})
     os._exit(0)
-
-
-def _throughput(stub: object, request: object, batch: int, seconds: float) -> tuple[float, int]:
-    """Numbers per second over ``seconds``, and the calls made (with the warm-up call)."""
-    check = stub.Check  # type: ignore[attr-defined]
-    check(request)
-    calls = 0
-    started = time.perf_counter()
-    deadline = started + seconds
-    while time.perf_counter() < deadline:
-        check(request)
-        calls += 1
-    return calls * batch / (time.perf_counter() - started), calls + 1
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -139,8 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=10_000, help="numbers per Check")
     parser.add_argument("--list-size", type=int, default=1_000_000, help="numbers on the list")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per server")
+    parser.add_argument("--turns", type=int, default=600, help="calls per server")
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args()
 
@@ -177,89 +165,96 @@ def main() -> int:
     channels = {
         v: grpc.insecure_channel(f"127.0.0.1:{p}", options=options) for v, (_, p) in servers.items()
     }
-    figures: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    cpu: dict[str, float] = dict.fromkeys(VARIANTS, 0.0)
-    calls: dict[str, int] = dict.fromkeys(VARIANTS, 0)
+    seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    cpu_start: dict[str, float | None] = {}
+    cpu_end: dict[str, float | None] = {}
     load_before = load_average()
     try:
         for channel in channels.values():
             grpc.channel_ready_future(channel).result(timeout=30)
-        stubs = {v: pb_grpc.SuppressionStub(c) for v, c in channels.items()}
-        for round_number in range(args.rounds):
-            # Rotate the order, so no server always runs right after another.
-            shift = round_number % len(VARIANTS)
+        checks = {v: pb_grpc.SuppressionStub(c).Check for v, c in channels.items()}
+        for variant in VARIANTS:  # warm up
+            for _ in range(5):
+                checks[variant](request)
+            cpu_start[variant] = _cpu_seconds(servers[variant][0])
+        perf_counter = time.perf_counter
+        for turn in range(args.turns):
+            shift = turn % len(VARIANTS)
             for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                pid = servers[variant][0]
-                before = _cpu_seconds(pid)
-                rate, made = _throughput(stubs[variant], request, args.batch, args.seconds)
-                after = _cpu_seconds(pid)
-                figures[variant].append(rate)
-                if before is not None and after is not None:
-                    cpu[variant] += after - before
-                    calls[variant] += made
+                check = checks[variant]
+                began = perf_counter()
+                check(request)
+                seconds[variant].append(perf_counter() - began)
+        for variant in VARIANTS:
+            cpu_end[variant] = _cpu_seconds(servers[variant][0])
     finally:
         for channel in channels.values():
             channel.close()
         for pid, _ in servers.values():
             os.kill(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
+    load_after = load_average()
 
     work_us = _metric_work_us(lists, batch)
     use_multiprocess_values(Path(tempfile.mkdtemp(prefix="bench-metrics-")))
     work_multiprocess_us = _metric_work_us(lists, batch)
-    cpu_us = {v: cpu[v] / calls[v] * 1e6 if calls[v] else float("nan") for v in VARIANTS}
+
     headers = [
         "Server",
-        "Numbers/s (median)",
-        "Min",
-        "Max",
-        "Check calls/s",
-        "Throughput vs no metrics, paired rounds",
+        "Numbers/s (batch / mean call)",
+        "Call p50",
+        "Call p90",
+        "Throughput vs no metrics (median of turns)",
         "Server CPU per call",
         "CPU vs no metrics",
     ]
-    rows = []
-    costs: dict[str, float] = {}
+    cpu_us: dict[str, float] = {}
     for variant in VARIANTS:
-        median = statistics.median(figures[variant])
-        ratios = [a / b for a, b in zip(figures[variant], figures["no metrics"], strict=True)]
+        start, end = cpu_start.get(variant), cpu_end.get(variant)
+        cpu_us[variant] = (
+            (end - start) / args.turns * 1e6 if start is not None and end is not None else 0.0
+        )
+    costs: dict[str, float] = {}
+    rows = []
+    for variant in VARIANTS:
+        times = seconds[variant]
+        ratios = [base / own for base, own in zip(seconds[BASELINE], times, strict=True)]
         costs[variant] = 1 - statistics.median(ratios)
+        cpu_change = cpu_us[variant] / cpu_us[BASELINE] - 1 if cpu_us[BASELINE] else 0.0
+        quantiles = statistics.quantiles(times, n=10)
         rows.append(
             [
                 variant,
-                f"{median:,.0f}",
-                f"{min(figures[variant]):,.0f}",
-                f"{max(figures[variant]):,.0f}",
-                f"{median / args.batch:,.0f}",
+                f"{args.batch / statistics.fmean(times):,.0f}",
+                f"{statistics.median(times) * 1e3:.2f} ms",
+                f"{quantiles[8] * 1e3:.2f} ms",
                 f"{-costs[variant] * 100:+.1f}%",
                 f"{cpu_us[variant]:,.0f} µs",
-                f"{(cpu_us[variant] / cpu_us['no metrics'] - 1) * 100:+.1f}%",
+                f"{cpu_change * 100:+.1f}%",
             ]
         )
-    call_us = 1e6 * args.batch / statistics.median(figures["no metrics"])
+    call_us = statistics.median(seconds[BASELINE]) * 1e6
     note = (
         f"Metric updates per Check call, timed in-process: {work_us:.1f} µs with values in "
-        f"memory, {work_multiprocess_us:.1f} µs with multiprocess files; "
-        f"{work_multiprocess_us / call_us * 100:.2f}% at most of a {call_us:,.0f} µs call."
+        f"memory, {work_multiprocess_us:.1f} µs with multiprocess files; at most "
+        f"{max(work_us, work_multiprocess_us) / call_us * 100:.2f}% of a {call_us:,.0f} µs call."
     )
     title = (
         f"bench_metrics_overhead.py: Check, batches of {args.batch:,} over loopback gRPC, "
-        f"{args.rounds} rounds of {args.seconds:g} s"
+        f"{args.turns} interleaved calls per server"
     )
     print_table(title, headers, rows)
     print(note)
-    print(f"load average before: {load_before}; after: {load_average()}")
+    print(f"load average before: {load_before}; after: {load_after}")
     if not args.no_append:
         worst = max(costs[v] for v in VARIANTS[1:])
-        worst_cpu = max(cpu_us[v] / cpu_us["no metrics"] - 1 for v in VARIANTS[1:])
         body = (
             markdown_table(headers, rows)
             + f"\n\nList of {args.list_size:,} registry-shaped numbers; half of each batch "
-            f"listed. Load average before the run: {load_before}; after: {load_average()}. "
-            f"Largest cost of metrics: {worst * 100:.1f}% of throughput "
-            f"({'within' if worst <= 0.05 else 'OVER'} the 5% target), "
-            f"{worst_cpu * 100:.1f}% of server CPU per call "
-            f"({'within' if worst_cpu <= 0.05 else 'OVER'}); a negative cost is noise. {note}"
+            f"listed. Load average before the run: {load_before}; after: {load_after}. "
+            f"Largest cost of metrics: {worst * 100:.1f}% of throughput, "
+            f"{'within' if worst <= 0.05 else 'OVER'} the 5% target (a negative cost is "
+            f"noise). {note}"
         )
         append_results(
             title, machine_description(["grpcio", "prometheus-client", "pyroaring"]), body
