@@ -9,7 +9,8 @@ formatting fields again, and it changes nothing the lead file's owner wrote.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -88,30 +89,36 @@ class _Emitter:
         stream: IO[str],
         writer: Any,
         at: npt.NDArray[np.int64],
-        extra: Callable[[int], list[str]] | None = None,
+        extras: list[list[str]] | None = None,
     ) -> None:
-        """Write rows ``at``, each followed by ``extra(row_index)`` fields."""
+        """Write rows ``at``, the i-th followed by the fields ``extras[i]``."""
         raw = self._raw
-        if extra is None and bool(self._plain[at].all()):
-            stream.writelines(map(raw.__getitem__, (self._lines[at] - 1).tolist()))
+        copyable = bool(self._plain[at].all())
+        starts = (self._lines[at] - 1).tolist()
+        if extras is None and copyable:
+            stream.writelines(map(raw.__getitem__, starts))
+            return
+        delimiter = self._delimiter
+        end = self._terminator
+        tails = [
+            delimiter + delimiter.join([_quote(value, delimiter) for value in fields]) + end
+            for fields in (extras if extras is not None else [[] for _ in starts])
+        ]
+        if extras is not None and copyable:
+            bodies = map(str.rstrip, map(raw.__getitem__, starts), itertools.repeat("\r\n"))
+            stream.writelines(map(operator.add, bodies, tails))
             return
         rows = self._table.rows
         plain = self._plain
-        delimiter = self._delimiter
-        end = self._terminator
-        for index in at.tolist():
-            fields = extra(index) if extra is not None else []
+        for position, (index, start) in enumerate(zip(at.tolist(), starts, strict=True)):
+            fields = extras[position] if extras is not None else []
             if plain[index]:
-                line = raw[self._table.lines[index] - 1]
-                if fields:
-                    tail = delimiter.join(_quote(value, delimiter) for value in fields)
-                    line = line.rstrip("\r\n") + delimiter + tail + end
-                stream.write(line)
+                line = raw[start]
+                stream.write(line.rstrip("\r\n") + tails[position] if fields else line)
             else:
                 row = rows[index]
                 if row is None:  # a plain row with a problem: parse its line now
-                    line = raw[self._table.lines[index] - 1]
-                    row = next(csv.reader([line], delimiter=delimiter))
+                    row = next(csv.reader([raw[start]], delimiter=delimiter))
                 writer.writerow([*_fit(row, self._width, delimiter), *fields])
 
 
@@ -175,26 +182,24 @@ def write_outputs(
     progress.advance("writing", len(clean_at))
 
     names = answers.list_names
-    labels: dict[int, str] = {}
-
-    def matched_lists(index: int) -> list[str]:
-        mask = int(masks[index])
+    labels: dict[int, list[str]] = {}
+    matched: list[list[str]] = []
+    for mask in masks[suppressed_at].tolist():
         label = labels.get(mask)
         if label is None:
             chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-            label = labels[mask] = ";".join(chosen) or FAILED_CLOSED_LABEL
-        return [label]
-
+            label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
+        matched.append(label)
     suppressed = outputs.writer(OutputKind.SUPPRESSED, *dialect)
     suppressed.writerow([*header, *SUPPRESSED_COLUMNS])
-    emitter.emit(outputs.stream(OutputKind.SUPPRESSED), suppressed, suppressed_at, matched_lists)
+    emitter.emit(outputs.stream(OutputKind.SUPPRESSED), suppressed, suppressed_at, matched)
     progress.advance("writing", len(suppressed_at))
 
     lines = table.lines
-
-    def reason_and_line(index: int) -> list[str]:
-        return [_REASON_NAMES[int(reasons[index])], str(lines[index])]
-
+    reason_and_line = [
+        [_REASON_NAMES[reason], str(lines[index])]
+        for index, reason in zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)
+    ]
     invalid = outputs.writer(OutputKind.INVALID, *dialect)
     invalid.writerow([*header, *INVALID_COLUMNS])
     emitter.emit(outputs.stream(OutputKind.INVALID), invalid, invalid_at, reason_and_line)

@@ -88,9 +88,9 @@ def test_remote_answers_equal_local_answers(start_server: Start) -> None:
 def test_batches_spread_over_targets_with_different_list_orders(start_server: Start) -> None:
     first = start_server(make_lists(["internal", "national"]))
     second = start_server(make_lists(["national", "internal"]))
-    texts = TEXTS * 25
+    texts = TEXTS * 250  # 400 batches: the second server is connected long before they run out
     answers = answer(
-        RemoteEngine([first.target, second.target], "US", [], batch_size=7), texts, split=50
+        RemoteEngine([first.target, second.target], "US", [], batch_size=5), texts, split=500
     )
     assert set(answers.versions) == {first.target, second.target}
     assert by_name(answers) == by_name(
