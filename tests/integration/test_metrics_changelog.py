@@ -15,7 +15,7 @@ from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, ServerSubprocess, client_channel, wait_for
-from tests.integration.test_metrics_scrape import scrape, value
+from tests.integration.test_metrics_scrape import lint_with_promtool, scrape, scrape_text, value
 
 pytestmark = pytest.mark.integration
 
@@ -75,4 +75,5 @@ def test_follower_metrics_after_a_write_and_a_dead_letter(
     assert (value(samples, "suppression_staleness_seconds") or 0) < 10
     assert value(samples, "suppression_list_numbers", list="internal", kind="opt_out") == 2
     assert value(samples, "suppression_ready") == 1
+    lint_with_promtool(scrape_text(server))
     assert server.terminate() == 0

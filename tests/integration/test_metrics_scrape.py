@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -43,11 +45,15 @@ def data_dir(tmp_path: Path) -> Path:
     return directory
 
 
-def scrape(server: ServerSubprocess) -> tuple[Samples, dict[str, str]]:
-    """Samples by (name, labels), and each family's type."""
+def scrape_text(server: ServerSubprocess) -> str:
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as answer:
-        text = answer.read().decode()
+        return str(answer.read().decode())
+
+
+def scrape(server: ServerSubprocess) -> tuple[Samples, dict[str, str]]:
+    """Samples by (name, labels), and each family's type."""
+    text = scrape_text(server)
     samples: Samples = {}
     types: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
@@ -155,6 +161,23 @@ def test_metrics_after_real_traffic(
     send_traffic(server.target, calls=5)
     samples, types = scrape(server)
     assert_metrics_match_traffic(samples, types, calls=5)
+    lint_with_promtool(scrape_text(server))
+
+
+def lint_with_promtool(exposition: str) -> None:
+    """`promtool check metrics`: Prometheus's own lint of names, types and help."""
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool is not installed; `make test` installs it (Debian: prometheus)")
+    result = subprocess.run(
+        [binary, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_workers_metrics_are_aggregated(
@@ -168,6 +191,7 @@ def test_workers_metrics_are_aggregated(
     send_traffic(server.target, calls=20)
     samples, types = scrape(server)
     assert_metrics_match_traffic(samples, types, calls=20)
+    lint_with_promtool(scrape_text(server))
     assert server.terminate() == 0
 
 
