@@ -25,7 +25,7 @@ def punctuated(draw: st.DrawFn) -> str:
     else:
         digits = draw(st.text(alphabet="0123456789", min_size=1, max_size=14))
         prefix = ""
-    pieces = [prefix]
+    pieces = [prefix, draw(st.sampled_from(["", "", " ", "-", "(", "."])) if prefix else ""]
     for digit in digits:
         pieces.append(digit)
         pieces.append(draw(st.sampled_from(["", "", "", " ", "-", ".", "(", ")"])))
