@@ -184,6 +184,21 @@ class _StopSignal:
         self.event.set()
 
 
+def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
+    """A worker whose parent died stops gracefully, rather than serve on unmonitored.
+
+    Without the parent, nothing serves the worker's metrics or forwards SIGTERM.
+    """
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                logger.warning("parent process %d is gone; stopping this worker", parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -208,6 +223,8 @@ def _serve_one(
 ) -> int:
     """Serve in this process; a worker (``metrics_dir`` given) publishes its metrics there."""
     stop = _StopSignal()
+    if metrics_dir is not None:
+        _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
         start_http_server(settings.metrics_port, registry=REGISTRY)
     state_registry = CollectorRegistry() if metrics_dir is not None else None

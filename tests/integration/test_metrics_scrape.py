@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -271,3 +273,30 @@ def test_no_log_line_holds_a_number(
     for digits, text in LOGGED_NUMBERS.items():
         assert digits not in log
         assert text not in log
+
+
+def test_a_dead_worker_makes_the_replica_not_ready(
+    serve_subprocess: Callable[..., ServerSubprocess], data_dir: Path
+) -> None:
+    server = serve_subprocess("--data-dir", str(data_dir), "--workers", "2")
+    server.wait_serving()
+    wait_for(lambda: value(scrape(server)[0], "suppression_ready") == 1, 10, "workers ready")
+    parent = server.process.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    assert len(children) == 2
+    os.kill(int(children[0]), signal.SIGKILL)
+    # Its state file stops being refreshed; after 5 publish intervals it no longer counts.
+    wait_for(lambda: value(scrape(server)[0], "suppression_ready") == 0, 15, "ready to drop")
+    samples, _ = scrape(server)
+    assert value(samples, "suppression_list_numbers", list="internal", kind="opt_out") == 1
+    # A worker whose parent dies stops too, instead of serving on unmonitored.
+    server.kill()
+    wait_for(lambda: exited(int(children[1])), 10, "the orphaned worker to stop")
+
+
+def exited(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
