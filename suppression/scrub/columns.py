@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from suppression.e164 import Normalizer
+from suppression.e164 import Normalizer, mask_number
 from suppression.errors import ConfigError
 
-__all__ = ["ColumnChoice", "Detection", "choose_column"]
+__all__ = ["ColumnChoice", "Detection", "check_header", "choose_column"]
 
 # In order of preference: when a file has both "phone" and "mobile", "phone" wins.
 _KNOWN_NAMES = (
@@ -58,6 +58,16 @@ class ColumnChoice:
     detection: Detection
 
 
+_DIGITS_OF_A_NUMBER = 7
+
+
+def _shown(name: str) -> str:
+    """A header name for a message, masked if it could be a phone number (no header row)."""
+    if sum(character.isdigit() for character in name) >= _DIGITS_OF_A_NUMBER:
+        return mask_number(name)
+    return name
+
+
 def _key(name: str) -> str:
     return _SEPARATORS.sub("", name.strip().lower())
 
@@ -84,7 +94,7 @@ def choose_column(
     Raises:
         ConfigError: the requested column does not exist, or none looks like phones.
     """
-    columns = ", ".join(header)
+    columns = ", ".join(_shown(name) for name in header)
     if requested:
         wanted = _key(requested)
         for index, name in enumerate(header):
@@ -114,3 +124,21 @@ def choose_column(
             f"name it with --column (columns: {columns})"
         )
     return ColumnChoice(best_index, header[best_index], Detection.CONTENT)
+
+
+def check_header(
+    header: Sequence[str], column: ColumnChoice, region: str, normalizer: Normalizer, source: str
+) -> None:
+    """Refuse a file whose first line is a lead rather than a header.
+
+    Without this, the first lead would become every output's header and never
+    be checked.
+
+    Raises:
+        ConfigError: the header's phone column holds a valid phone number.
+    """
+    if not normalizer.normalize(header[column.index].strip(), region)[1]:
+        raise ConfigError(
+            f"{source} has no header row: its first line holds a phone number in column "
+            f"{column.index + 1}; add a header line (such as id,name,phone)"
+        )

@@ -23,7 +23,7 @@ from suppression.datasource import load_lists
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
 from suppression.scrub.answers import CheckEngine
-from suppression.scrub.columns import ColumnChoice, choose_column
+from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
@@ -72,15 +72,12 @@ def run_scrub(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     lead = open_lead_file(source, settings.encoding, settings.delimiter)
+    normalizer = Normalizer(1_000)
     column = choose_column(
-        lead.header,
-        lead.sample(_SAMPLE_ROWS),
-        settings.column,
-        region,
-        Normalizer(1_000),
-        str(source),
+        lead.header, lead.sample(_SAMPLE_ROWS), settings.column, region, normalizer, str(source)
     )
-    logger.debug("phone column %r (by %s)", column.name, column.detection)
+    check_header(lead.header, column, region, normalizer, str(source))
+    logger.debug("phone column %d (by %s)", column.index + 1, column.detection)
     paths = output_paths(source, settings.output_dir)
     if source.resolve() in {path.resolve() for path in paths.values()}:
         raise ConfigError(f"{source} would be overwritten by its own output; rename it")

@@ -168,7 +168,10 @@ def test_unreadable_inputs_are_one_line_errors_with_exit_code_2(tmp_path: Path) 
     corrupt.write_bytes(b"this is not gzip")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
+    headless = tmp_path / "headless.csv"
+    headless.write_text("1,Ann,+12125550123\n2,Bo,+12025550147\n")
     for source, message in (
+        (headless, "has no header row"),
         (tmp_path / "missing.csv", "no such file"),
         (tmp_path, "it is a directory"),
         (corrupt, "cannot read"),
@@ -178,6 +181,7 @@ def test_unreadable_inputs_are_one_line_errors_with_exit_code_2(tmp_path: Path) 
         assert result.returncode == 2, result
         assert message in result.stderr
         assert "Traceback" not in result.stderr
+        assert "5550123" not in result.stderr  # never a number in a message
         assert len(result.stderr.strip().splitlines()) == 1
 
 

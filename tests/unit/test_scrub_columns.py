@@ -6,7 +6,7 @@ import pytest
 
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
-from suppression.scrub.columns import Detection, choose_column
+from suppression.scrub.columns import Detection, check_header, choose_column
 
 ROWS = [["1", "Ann", "(212) 555-0123", "2024-01-01"], ["2", "Bo", "202.555.0147", "2024-01-02"]]
 
@@ -54,3 +54,20 @@ def test_content_decides_when_no_name_is_known() -> None:
 def test_national_forms_without_a_region_cannot_be_recognized() -> None:
     with pytest.raises(ConfigError, match="national number forms also need --region"):
         choose(["a", "b", "c", "d"], region="")
+
+
+def test_messages_never_show_a_number_from_a_first_line_without_header() -> None:
+    with pytest.raises(ConfigError) as caught:
+        choose(["Ann", "+12125550123", "NYC", "x"], "phone")
+    assert "+12125550123" not in str(caught.value)
+    assert "+1212****123" in str(caught.value)
+
+
+def test_a_first_line_that_is_a_lead_is_refused() -> None:
+    header = ["1", "Ann", "(212) 555-0123", "2024-01-01"]
+    choice = choose(header)
+    assert choice.detection == Detection.CONTENT
+    with pytest.raises(ConfigError, match="has no header row") as caught:
+        check_header(header, choice, "US", Normalizer(), "leads.csv")
+    assert "555" not in str(caught.value)
+    check_header(["id", "name", "phone", "date"], choice, "US", Normalizer(), "leads.csv")
