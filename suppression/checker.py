@@ -87,7 +87,8 @@ def check_batch(
         raise InvalidRequestError("text numbers need a normalizer")
     if total < _VECTOR_THRESHOLD:
         return _check_small(view, e164, texts, region, lists, normalizer, fail_closed)
-    values = np.fromiter(e164, dtype=np.uint64, count=len(e164))
+    # np.array reads protobuf's repeated field in bulk; fromiter costs ~50x more.
+    values = np.array(e164, dtype=np.uint64)
     reasons = e164_reasons(values)
     normalized: list[int] = []
     if texts:

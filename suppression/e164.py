@@ -343,8 +343,3 @@ def mask_number(number: int | str) -> str:
     else:
         return "+" + "*" * len(digits)
     return f"+{digits[:head]}{'*' * (len(digits) - head - tail)}{digits[-tail:]}"
-
-
-def as_uint64(values: Sequence[int]) -> npt.NDArray[np.uint64]:
-    """Copy integers into a uint64 array (fast path for protobuf repeated fields)."""
-    return np.fromiter(values, dtype=np.uint64, count=len(values))
