@@ -102,7 +102,8 @@ def load_lists(settings: Settings) -> tuple[SuppressionLists, LoadReport]:
             bitmap |= bitmaps[spec.name]
         bitmaps[spec.name] = bitmap
         infos[spec.name] = ListInfo(spec.name, spec.kind)
-        logger.info("loaded list %s from %s: %d numbers", spec.name, spec.path, len(bitmap))
+        # Separators keep the count from looking like a phone number to the log mask.
+        logger.info("loaded list %s from %s: %s numbers", spec.name, spec.path, f"{len(bitmap):,}")
     defaults = settings.default_lists or None
     lists = SuppressionLists(bitmaps, infos.values(), version, defaults)
     total = sum(len(b) for b in bitmaps.values())
