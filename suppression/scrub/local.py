@@ -12,19 +12,22 @@ workers share the bitmaps copy-on-write and load nothing themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from multiprocessing.pool import AsyncResult, Pool
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
+from suppression.errors import SuppressionError
 from suppression.lists import ListView
 from suppression.scrub.answers import Answers, Progress
 from suppression.scrub.shortcut import canonicalize
 
-__all__ = ["LocalEngine"]
+__all__ = ["LocalEngine", "WorkerError"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,17 @@ POOL_THRESHOLD = 20_000
 """Below this many rows a pool costs more to start than it saves."""
 
 _Result = tuple[list[int], list[int], dict[int, int], list[int]]
+
+
+class WorkerError(SuppressionError):
+    """A worker process of the local engine died."""
+
+
+_WORKER_DIED = (
+    "a worker process died (killed, or out of memory?); run the scrub again, "
+    "perhaps with fewer --processes"
+)
+
 
 # The worker processes' state, inherited through fork (never pickled).
 _worker_view: ListView | None = None
@@ -92,6 +106,7 @@ class LocalEngine:
 
         Raises:
             UnknownListError: a named list does not exist.
+            WorkerError: a worker process died at once.
         """
         self._list_names, _ = view.select(lists)  # fail before any work on a bad name
         self._view = view
@@ -100,22 +115,41 @@ class LocalEngine:
         self._normalizer = Normalizer(cache_size)
         self._batch_size = max(1, batch_size)
         self._progress = progress
-        self._pending: list[tuple[int, AsyncResult[_Result] | _Result]] = []
+        self._pending: list[tuple[int, Future[_Result] | _Result]] = []
         count = processes or os.cpu_count() or 1
-        self._pool: Pool | None = None
+        self._pool: ProcessPoolExecutor | None = None
         if count > 1 and expected_rows >= POOL_THRESHOLD:
-            context = multiprocessing.get_context("fork")
-            self._pool = context.Pool(count, _init_worker, (view, region, self._lists, cache_size))
+            self._pool = ProcessPoolExecutor(
+                count,
+                multiprocessing.get_context("fork"),
+                initializer=_init_worker,
+                initargs=(view, region, self._lists, cache_size),
+            )
+            # The executor forks on its first task; make that now, before any thread
+            # (the progress display) exists in this process.
+            try:
+                self._pool.submit(int).result()
+            except BrokenProcessPool:
+                self.close()
+                raise WorkerError(_WORKER_DIED) from None
             logger.debug("checking with %d worker processes", count)
 
     def submit(self, start: int, texts: list[str]) -> None:
-        """Check ``texts`` (strings ``start`` onwards), in the pool when there is one."""
+        """Check ``texts`` (strings ``start`` onwards), in the pool when there is one.
+
+        Raises:
+            WorkerError: a worker process died (killed, or out of memory).
+        """
         for offset in range(0, len(texts), self._batch_size):
             batch = texts[offset : offset + self._batch_size]
             if self._pool is not None:
-                done = self._done_callback(len(batch))
-                pending = self._pool.apply_async(_check_in_worker, (batch,), callback=done)
-                self._pending.append((start + offset, pending))
+                try:
+                    future = self._pool.submit(_check_in_worker, batch)
+                except BrokenProcessPool:
+                    raise WorkerError(_WORKER_DIED) from None
+                if self._progress is not None:
+                    future.add_done_callback(functools.partial(self._done, len(batch)))
+                self._pending.append((start + offset, future))
             else:
                 outcome = check_batch(
                     self._view,
@@ -129,20 +163,24 @@ class LocalEngine:
                 if self._progress is not None:
                     self._progress(len(batch))
 
-    def _done_callback(self, size: int) -> Callable[[_Result], None]:
-        def done(_result: _Result) -> None:
-            if self._progress is not None:
-                self._progress(size)
-
-        return done
+    def _done(self, size: int, future: Future[_Result]) -> None:
+        if self._progress is not None and not future.cancelled() and future.exception() is None:
+            self._progress(size)
 
     def finish(self, total: int) -> Answers:
-        """Collect every batch's answers."""
+        """Collect every batch's answers.
+
+        Raises:
+            WorkerError: a worker process died (killed, or out of memory).
+        """
         answers = Answers.empty(total)
         answers.list_names = self._list_names
         answers.versions = {"local": str(self._view.version)}
         for start, pending in self._pending:
-            result = pending.get() if isinstance(pending, AsyncResult) else pending
+            try:
+                result = pending.result() if isinstance(pending, Future) else pending
+            except BrokenProcessPool:
+                raise WorkerError(_WORKER_DIED) from None
             verdicts, masks, reasons, values = result
             answers.fill(start, verdicts, masks, reasons, values)
         self._pending.clear()
@@ -151,6 +189,5 @@ class LocalEngine:
     def close(self) -> None:
         """Stop the worker processes."""
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -244,3 +244,32 @@ def test_a_terminal_gets_progress_bars(tmp_path: Path) -> None:
     text = output.decode("utf-8", "replace")
     for expected in ("reading", "checking", "writing", "2001/2001"):
         assert expected in text
+
+
+def test_a_dead_worker_is_a_one_line_error(tmp_path: Path) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 300_000)
+    command = [sys.executable, "-m", "suppression.cli", "scrub", str(source), *lists]
+    process = subprocess.Popen(
+        [*command, "--region", "US", "--processes", "2", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    while not children.read_text().split():
+        assert process.poll() is None, "the scrub finished before a worker started"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(int(children.read_text().split()[0]), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert stderr.strip() == (
+        "suppression: error: a worker process died (killed, or out of memory?); "
+        "run the scrub again, perhaps with fewer --processes"
+    )
+    assert not (tmp_path / "leads.clean.csv").exists()
