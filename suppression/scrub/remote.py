@@ -23,8 +23,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
 import grpc
@@ -50,6 +51,9 @@ _RECONCILE_ROUNDS = 3
 
 class RemoteError(SuppressionError):
     """A server could not be reached, refused a batch, or its data kept changing."""
+
+
+_WORKER_DIED = "a worker process died (killed, or out of memory?); run the scrub again"
 
 
 @dataclass(slots=True)
@@ -126,12 +130,20 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._calls: list[tuple[Any, dict[str, float], deque[_Batch]]] = []
-        self._shortening: list[AsyncResult[list[str]]] = []
-        self._pool: Pool | None = None
+        self._shortening: list[Future[list[str]]] = []
+        self._shortened_count = 0
+        self._shortened_changed = threading.Condition()
+        self._pool: ProcessPoolExecutor | None = None
         count = processes or os.cpu_count() or 1
         if count > 1 and expected_rows >= POOL_THRESHOLD:
-            # Fork before any channel exists: gRPC does not survive a fork after that.
-            self._pool = multiprocessing.get_context("fork").Pool(count)
+            self._pool = ProcessPoolExecutor(count, multiprocessing.get_context("fork"))
+            # The executor forks on its first task: make that happen now, before any
+            # channel exists (gRPC does not survive a fork after that) or any thread.
+            try:
+                self._pool.submit(int).result()
+            except BrokenProcessPool:
+                self.close()
+                raise RemoteError(_WORKER_DIED) from None
         self._targets: list[_Target] = []
         try:
             for address in targets:
@@ -193,13 +205,19 @@ class RemoteEngine:
         if self._pool is None:
             self._enqueue(start, canonicalize(texts, self._region))
             return
-        self._shortening.append(
-            self._pool.apply_async(
-                canonicalize,
-                (texts, self._region),
-                callback=functools.partial(self._enqueue, start),
-            )
-        )
+        try:
+            shortening = self._pool.submit(canonicalize, texts, self._region)
+        except BrokenProcessPool:
+            raise RemoteError(_WORKER_DIED) from None
+        shortening.add_done_callback(functools.partial(self._shortened, start))
+        self._shortening.append(shortening)
+
+    def _shortened(self, start: int, shortening: Future[list[str]]) -> None:
+        if not shortening.cancelled() and shortening.exception() is None:
+            self._enqueue(start, shortening.result())
+        with self._shortened_changed:
+            self._shortened_count += 1
+            self._shortened_changed.notify_all()
 
     def _enqueue(self, start: int, texts: list[str]) -> None:
         with self._lock:
@@ -285,7 +303,16 @@ class RemoteEngine:
             RemoteError: a server failed, or its data changed throughout every retry.
         """
         for shortening in self._shortening:
-            shortening.get()  # its callback has queued the batches by now
+            try:
+                shortening.result()
+            except BrokenProcessPool:
+                self._fail(RemoteError(_WORKER_DIED))
+                break
+        # A future reports its result before its callback has queued the batches.
+        with self._shortened_changed:
+            self._shortened_changed.wait_for(
+                lambda: self._shortened_count == len(self._shortening) or self._error is not None
+            )
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
@@ -360,8 +387,7 @@ class RemoteEngine:
         if self._error is None and any(thread.is_alive() for thread in self._threads):
             self._fail(RemoteError("scrub stopped"))
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         for target in self._targets:
             for channel in target.channels:
