@@ -44,7 +44,7 @@ __all__ = ["RemoteEngine", "RemoteError"]
 
 logger = logging.getLogger(__name__)
 
-STREAMS_PER_TARGET = 4
+STREAMS_PER_TARGET = 8
 _IN_FLIGHT_PER_STREAM = 2
 _RECONCILE_ROUNDS = 3
 
