@@ -54,8 +54,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check suppression loader tests benchmarks
 	$(BIN)/mypy suppression loader
 
+## bench: every benchmark, appending figures to benchmarks/RESULTS.md (not part of CI).
 bench: $(STAMP) redis
-	$(BIN)/python benchmarks/bench_check.py
+	$(BIN)/python benchmarks/bench_check.py --record
+	$(BIN)/python benchmarks/bench_changes.py --record
+	$(BIN)/python benchmarks/bench_metrics_overhead.py
+	$(BIN)/python benchmarks/bench_scrub.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
