@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block
+from suppression.e164 import NumberBlock
 from suppression.errors import ConfigError, NumberFileError
+from suppression.numberfile import normalize_lines
 
 __all__ = [
     "FORMATS",
@@ -206,28 +207,12 @@ def _parse_csv(
 
 def _normalize(rows: Iterable[tuple[int, str]], region: str, skip_invalid: bool) -> ImportedNumbers:
     """Normalize ``(line number, text)`` pairs with phonenumbers' fallback; blocks allowed."""
-    normalizer = Normalizer()
-    values: list[int] = []
-    blocks: list[NumberBlock] = []
-    bad: list[tuple[int, str]] = []
-    for line, text in rows:
-        try:
-            block = parse_block(text)
-        except ValueError:
-            bad.append((line, InvalidReason.UNPARSEABLE.name))
-            continue
-        if block is not None:
-            blocks.append(block)
-            continue
-        value, reason = normalizer.normalize(text, region)
-        if value:
-            values.append(value)
-        else:
-            bad.append((line, reason.name))
+    loaded = normalize_lines(rows, region)
+    bad = [(line, reason.name) for line, reason in loaded.skipped_lines]
     if bad and not skip_invalid:
         raise _bad_lines_error(bad)
-    array = _distinct(np.array(values, dtype=np.uint64)) if values else _empty()
-    return ImportedNumbers(array, blocks, bad)
+    array = _distinct(loaded.numbers) if len(loaded.numbers) else _empty()
+    return ImportedNumbers(array, loaded.blocks, bad)
 
 
 def _bad_lines_error(bad: list[tuple[int, str]]) -> NumberFileError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from pyroaring import BitMap64
 from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block
 from suppression.errors import NumberFileError
 
-__all__ = ["NumberFile", "read_number_file"]
+__all__ = ["NumberFile", "normalize_lines", "read_number_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,36 @@ def _lines(path: Path) -> Iterator[str]:
         yield from text
 
 
+def normalize_lines(
+    rows: Iterable[tuple[int, str]], region: str = "", normalizer: Normalizer | None = None
+) -> NumberFile:
+    """Normalize ``(line number, text)`` pairs: numbers in any format, or ``+1900xxxxxxx`` blocks.
+
+    The one per-line loop for every reader of number lists (``serve --list``
+    and the loader's plain and CSV formats). Lines that are neither land in
+    ``skipped_lines`` with their reason; the caller decides whether to refuse.
+    """
+    normalize = (normalizer or Normalizer()).normalize
+    values: list[int] = []
+    result = NumberFile(np.zeros(0, dtype=np.uint64))
+    for line_number, text in rows:
+        try:
+            block = parse_block(text)
+        except ValueError:
+            result.skipped_lines.append((line_number, InvalidReason.UNPARSEABLE))
+            continue
+        if block is not None:
+            result.blocks.append(block)
+            continue
+        value, reason = normalize(text, region)
+        if reason:
+            result.skipped_lines.append((line_number, reason))
+        else:
+            values.append(value)
+    result.numbers = np.array(values, dtype=np.uint64)
+    return result
+
+
 def read_number_file(
     path: Path,
     region: str = "",
@@ -71,30 +101,15 @@ def read_number_file(
         NumberFileError: the file cannot be read, or it has invalid lines and
             ``skip_invalid`` is false.
     """
-    normalize = (normalizer or Normalizer()).normalize
-    values: list[int] = []
-    result = NumberFile(np.zeros(0, dtype=np.uint64))
     try:
-        for line_number, line in enumerate(_lines(path), start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                block = parse_block(text)
-            except ValueError:
-                result.skipped_lines.append((line_number, InvalidReason.UNPARSEABLE))
-                continue
-            if block is not None:
-                result.blocks.append(block)
-                continue
-            value, reason = normalize(text, region)
-            if reason:
-                result.skipped_lines.append((line_number, reason))
-            else:
-                values.append(value)
+        numbered = ((n, line.strip()) for n, line in enumerate(_lines(path), start=1))
+        result = normalize_lines(
+            ((n, text) for n, text in numbered if text and not text.startswith("#")),
+            region,
+            normalizer,
+        )
     except (OSError, EOFError) as exc:
         raise NumberFileError(f"cannot read number file {path}: {exc}") from exc
-    result.numbers = np.array(values, dtype=np.uint64)
     if result.skipped_lines:
         shown = ", ".join(
             f"line {n} ({reason.name.lower()})"
