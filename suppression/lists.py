@@ -194,7 +194,6 @@ class ListView:
 class _Draft:
     """The next view under construction; bitmaps are copied on first write."""
 
-    base: ListView
     bitmaps: dict[str, BitMap64] = field(default_factory=dict)
     infos: dict[str, ListInfo] = field(default_factory=dict)
     copied: set[str] = field(default_factory=set)
@@ -295,7 +294,7 @@ class SuppressionLists:
                 raise VersionError(
                     f"version {new_version} is not newer than the current {base.version}"
                 )
-            draft = _Draft(base, dict(base.bitmaps), dict(base.infos))
+            draft = _Draft(dict(base.bitmaps), dict(base.infos))
             for change in changes:
                 _apply_one(draft, change)
             for name in draft.reshaped:
