@@ -30,7 +30,12 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from suppression.datasource import LoadedData
+from suppression.lists import SuppressionLists
+from suppression.replica import Replica
+
 __all__ = [
+    "served",
     "RESULTS_PATH",
     "RedisServer",
     "Timing",
@@ -367,3 +372,11 @@ def append_results(
     # One append, not read-modify-write: two benchmarks may finish at once.
     with path.open("a") as out:
         out.write(section)
+
+
+def served(lists: SuppressionLists) -> Replica:
+    """A started replica over lists built in memory, as the server and servicer take them."""
+    total = sum(len(bitmap) for bitmap in lists.view.bitmaps.values())
+    replica = Replica(LoadedData(lists, None, None, 0.0, total))
+    replica.start()
+    return replica

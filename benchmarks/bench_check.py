@@ -45,6 +45,7 @@ from _common import (
     redis_server,
     redis_server_version,
     run_for,
+    served,
     time_each_ns,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -55,9 +56,8 @@ from suppression.checker import check_batch
 from suppression.demo import registry_shaped
 from suppression.lists import ListInfo, ListKind, ListView, SuppressionLists
 from suppression.metrics import ServiceMetrics
-from suppression.server import create_server, grpc_message_limit
+from suppression.server import ServerOptions, create_server, grpc_message_limit
 from suppression.service import SuppressionServicer
-from suppression.settings import Settings
 from suppression.snapshot import read_snapshot, write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1.suppression_pb2_grpc import SuppressionStub
@@ -186,7 +186,7 @@ def measure_inprocess(
     figures[f"BitMap64.__contains__ over map(), batch {batch:,}"] = timing.ns_per_item(batch)
 
     # The whole server-side path except the transport: parse, check, build, serialize.
-    servicer = SuppressionServicer(lists, ServiceMetrics(CollectorRegistry()))
+    servicer = SuppressionServicer(served(lists), ServiceMetrics(CollectorRegistry()))
     context = cast(grpc.ServicerContext, None)  # only used on errors, which do not happen here
     for form, numbers in (("e164", as_ints), ("text", [f"+{value}" for value in as_ints])):
         payloads = [make_request(chunk).SerializeToString() for chunk in batches_of(numbers, batch)]
@@ -289,10 +289,9 @@ def measure_grpc(
     lists: SuppressionLists, queries: Numbers, config: Config, results: Results
 ) -> None:
     """Serve ``lists`` from this process; measure from a spawned client process."""
-    settings = Settings(port=0, metrics_port=0, max_batch=max(100_000, max(config.batches)))
-    process = create_server(settings, CollectorRegistry(), "127.0.0.1:0")
+    options = ServerOptions(port=0, max_batch=max(100_000, max(config.batches)))
+    process = create_server(served(lists), options, CollectorRegistry(), "127.0.0.1:0")
     try:
-        process.mark_serving(lists)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             figures = pool.submit(

@@ -44,6 +44,7 @@ from _common import (
     machine_description,
     markdown_table,
     print_table,
+    served,
 )
 from prometheus_client import CollectorRegistry
 from pyroaring import BitMap64
@@ -53,9 +54,8 @@ from suppression.demo import registry_shaped
 from suppression.e164 import Normalizer
 from suppression.lists import ListInfo, ListKind, SuppressionLists
 from suppression.metrics import GrpcServerMetrics, ServiceMetrics
-from suppression.server import create_server, grpc_message_limit, server_options
+from suppression.server import ServerOptions, create_server, grpc_message_limit, server_options
 from suppression.service import SuppressionServicer
-from suppression.settings import Settings
 from suppression.workermetrics import use_multiprocess_values
 
 VARIANTS = ("no metrics", "metrics", "metrics, multiprocess")
@@ -72,7 +72,7 @@ class _NoMetrics(ServiceMetrics):
         pass
 
 
-def _serve(variant: str, port: int, lists: SuppressionLists, settings: Settings) -> None:
+def _serve(variant: str, port: int, lists: SuppressionLists, settings: ServerOptions) -> None:
     """Run one server until SIGTERM (in a forked child, before any gRPC object exists)."""
     import grpc
 
@@ -83,15 +83,14 @@ def _serve(variant: str, port: int, lists: SuppressionLists, settings: Settings)
             futures.ThreadPoolExecutor(max_workers=settings.threads),
             options=server_options(settings, reuse_port=False),
         )
-        servicer = SuppressionServicer(lists, _NoMetrics(), max_batch=settings.max_batch)
+        servicer = SuppressionServicer(served(lists), _NoMetrics(), max_batch=settings.max_batch)
         pb_grpc.add_SuppressionServicer_to_server(servicer, server)
         server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
     else:
         if variant == "metrics, multiprocess":
             use_multiprocess_values(Path(tempfile.mkdtemp(prefix="bench-metrics-")))
-        process = create_server(settings, CollectorRegistry(), f"127.0.0.1:{port}")
-        process.mark_serving(lists)
+        create_server(served(lists), settings, CollectorRegistry(), f"127.0.0.1:{port}")
     signal.sigwait({signal.SIGTERM})
     os._exit(0)
 
@@ -141,7 +140,7 @@ def main() -> int:
     hits = rng.choice(listed, args.batch // 2, replace=False)
     misses = rng.choice(listed, args.batch - len(hits)) + np.uint64(1)
     batch = [int(n) for n in np.concatenate([hits, misses])]
-    settings = Settings(max_batch=max(args.batch, 100_000), threads=4)
+    settings = ServerOptions(max_batch=max(args.batch, 100_000), threads=4)
 
     # Fork every server before this process creates any gRPC object, as gRPC requires.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})

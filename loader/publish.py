@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from suppression.e164 import NumberBlock
-from suppression.entries import MAX_NUMBERS_PER_ENTRY, Entry
+from suppression.entries import entries_for
 from suppression.lists import ListKind, Op, Version
 from suppression.writer import ChangeLogWriter
 
@@ -46,19 +46,16 @@ def publish(
         ConsentRequiredError: removal from an opt-out list without consent evidence.
         ChangeLogError: Redis is unreachable or refused.
     """
-    values = np.asarray(numbers, dtype=np.uint64)
-    range_op = Op.ADD_RANGE if op is Op.ADD else Op.REMOVE_RANGE
-    source = provenance.get("source", "")
-    actor = provenance.get("actor", "")
-    evidence = provenance.get("evidence", "")
-    entries: list[Entry] = []
-    for start in range(0, len(values), MAX_NUMBERS_PER_ENTRY):
-        chunk = tuple(values[start : start + MAX_NUMBERS_PER_ENTRY].tolist())
-        entries.append(Entry(op, list_name, kind, source, chunk, actor=actor, evidence=evidence))
-    for block in blocks:
-        entries.append(
-            Entry(range_op, list_name, kind, source, (), block.first, block.last, actor, evidence)
-        )
+    entries = entries_for(
+        op,
+        list_name,
+        kind,
+        np.asarray(numbers, dtype=np.uint64),
+        blocks,
+        source=provenance.get("source", ""),
+        actor=provenance.get("actor", ""),
+        evidence=provenance.get("evidence", ""),
+    )
     written: list[Version] = []
     for start in range(0, len(entries), ENTRIES_PER_WRITE):
         group = entries[start : start + ENTRIES_PER_WRITE]

@@ -10,7 +10,8 @@ from typing import cast
 
 import redis
 
-from suppression.changelog import DeadLetter, RawEntry, plan_batch, stream_info
+from suppression.changelog.planning import DeadLetter, RawEntry, plan_batch
+from suppression.changelog.streaminfo import stream_info
 from suppression.errors import ChangeLogError
 from suppression.lists import SuppressionLists, Version
 from suppression.redisconn import redis_errors

@@ -14,11 +14,12 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from suppression.checker import CheckOutcome, Verdict, check_batch
-from suppression.datasource import load_lists
+from suppression.checker import CheckOutcome, Verdict
+from suppression.datasource import DataSource
 from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.logs import configure_logging
+from suppression.replica import Replica
 from suppression.scrub import run_scrub
 from suppression.server import grpc_message_limit, serve
 from suppression.settings import Settings, add_arguments, settings_from_args
@@ -112,8 +113,9 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         )
         version, stale = response.version, response.stale
     else:
-        lists, _ = load_lists(settings)
-        outcome = check_batch(lists.view, (), numbers, region, settings.lists, Normalizer())
+        replica = Replica(DataSource.from_settings(settings))
+        replica.start()
+        outcome, _ = replica.check((), numbers, region, settings.lists, Normalizer())
         verdicts = outcome.verdicts
         rows = _outcome_rows(numbers, outcome)
         version, stale = str(outcome.version), False

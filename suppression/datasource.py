@@ -6,17 +6,20 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyroaring import BitMap64
 
 from suppression.e164 import Normalizer, validate_region
-from suppression.errors import ConfigError, SnapshotError
+from suppression.errors import ConfigError, InvalidInputError, SnapshotError
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.numberfile import read_number_file
-from suppression.settings import Settings
 from suppression.snapshot import Snapshot, find_newest, read_snapshot
 
-__all__ = ["ListFileSpec", "LoadReport", "load_lists", "parse_list_spec"]
+if TYPE_CHECKING:
+    from suppression.settings import Settings
+
+__all__ = ["DataSource", "ListFileSpec", "LoadedData", "load_lists", "parse_list_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +34,48 @@ class ListFileSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class LoadReport:
-    """What was loaded, for logs and metrics."""
+class DataSource:
+    """Where a replica's lists come from at start-up: a snapshot directory and number files."""
 
-    snapshot: Snapshot | None
+    data_dir: Path | None = None
+    """Directory of snapshot files; the newest is loaded."""
+    list_files: tuple[ListFileSpec, ...] = ()
+    """Plain number files loaded as lists, over the snapshot's."""
+    region: str = ""
+    """Default region for national number forms in the files."""
+    skip_invalid: bool = False
+    """Load number files even if some lines are not numbers."""
+    default_lists: tuple[str, ...] = ()
+    """Lists checked when a request names none; empty means all lists."""
+    parse_cache_size: int = 200_000
+    """Loose-format parse results kept while reading number files."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DataSource:
+        """The data source the ``serve``, ``check`` and ``scrub`` options describe.
+
+        Raises:
+            ConfigError: a ``--list`` option or the region is malformed.
+        """
+        return cls(
+            data_dir=settings.data_dir,
+            list_files=tuple(parse_list_spec(item) for item in settings.list),
+            region=_region(settings.region),
+            skip_invalid=settings.skip_invalid,
+            default_lists=settings.default_lists,
+            parse_cache_size=settings.parse_cache_size,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedData:
+    """Lists as loaded, with what logs and freshness need to know about them."""
+
+    lists: SuppressionLists
+    data_dir: Path | None
+    """The snapshot directory they were loaded from, where newer snapshots appear."""
+    snapshot_created_at: float | None
+    """When the snapshot they came from was written; None without a snapshot."""
     seconds: float
     numbers: int
 
@@ -59,43 +100,44 @@ def parse_list_spec(text: str) -> ListFileSpec:
     return ListFileSpec(name.strip(), kind, Path(path))
 
 
-def load_lists(settings: Settings) -> tuple[SuppressionLists, LoadReport]:
-    """Build the lists from ``--data-dir`` and ``--list`` options.
+def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
+    """Build the lists from the newest snapshot and the number files.
+
+    Args:
+        source: where to read.
+        allow_empty: with nothing to read, start from empty lists (a replica
+            that replays the change log from its start) instead of failing.
 
     Raises:
         ConfigError: nothing to load, or a file is missing.
         SnapshotError: the newest snapshot is corrupt.
-        NumberFileError: a number file has invalid lines (without --skip-invalid).
+        NumberFileError: a number file has invalid lines (without skip_invalid).
     """
     started = time.perf_counter()
-    specs = [parse_list_spec(item) for item in settings.list]
-    if settings.data_dir is None and not specs:
+    if source.data_dir is None and not source.list_files and not allow_empty:
         raise ConfigError("nothing to serve: give --data-dir DIR and/or --list NAME=FILE")
-    region = _region(settings.region)
     bitmaps: dict[str, BitMap64] = {}
     infos: dict[str, ListInfo] = {}
     version = Version()
     snapshot: Snapshot | None = None
-    if settings.data_dir is not None:
-        newest = find_newest(settings.data_dir)
-        if newest is None:
-            if not specs:
-                raise SnapshotError(
-                    f"no snapshot in {settings.data_dir}; create one with suppression-loader "
-                    "import, or give --list NAME=FILE"
-                )
-        else:
-            snapshot = read_snapshot(newest)
-            bitmaps.update(snapshot.bitmaps)
-            infos.update(snapshot.infos)
-            version = snapshot.version
-            logger.info("loaded snapshot %s at version %s", newest, version)
-    normalizer = Normalizer(settings.parse_cache_size)
-    for spec in specs:
+    newest = find_newest(source.data_dir) if source.data_dir is not None else None
+    if newest is not None:
+        snapshot = read_snapshot(newest)
+        bitmaps.update(snapshot.bitmaps)
+        infos.update(snapshot.infos)
+        version = snapshot.version
+        logger.info("loaded snapshot %s at version %s", newest, version)
+    elif source.data_dir is not None and not source.list_files and not allow_empty:
+        raise SnapshotError(
+            f"no snapshot in {source.data_dir}; create one with suppression-loader "
+            "import, or give --list NAME=FILE"
+        )
+    normalizer = Normalizer(source.parse_cache_size)
+    for spec in source.list_files:
         if not spec.path.is_file():
             raise ConfigError(f"--list {spec.name}={spec.path}: no such file")
         loaded = read_number_file(
-            spec.path, region, skip_invalid=settings.skip_invalid, normalizer=normalizer
+            spec.path, source.region, skip_invalid=source.skip_invalid, normalizer=normalizer
         )
         bitmap = loaded.to_bitmap()
         if spec.name in bitmaps:
@@ -104,14 +146,14 @@ def load_lists(settings: Settings) -> tuple[SuppressionLists, LoadReport]:
         infos[spec.name] = ListInfo(spec.name, spec.kind)
         # Separators keep the count from looking like a phone number to the log mask.
         logger.info("loaded list %s from %s: %s numbers", spec.name, spec.path, f"{len(bitmap):,}")
-    defaults = settings.default_lists or None
-    lists = SuppressionLists(bitmaps, infos.values(), version, defaults)
+    lists = SuppressionLists(bitmaps, infos.values(), version, source.default_lists or None)
     total = sum(len(b) for b in bitmaps.values())
-    return lists, LoadReport(snapshot, time.perf_counter() - started, total)
+    created = snapshot.created_at if snapshot is not None else None
+    return LoadedData(lists, source.data_dir, created, time.perf_counter() - started, total)
 
 
 def _region(region: str) -> str:
     try:
         return validate_region(region)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    except InvalidInputError as exc:
+        raise ConfigError(f"--region: {exc}") from exc

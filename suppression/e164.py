@@ -25,6 +25,8 @@ import numpy.typing as npt
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata
 
+from suppression.errors import InvalidInputError
+
 __all__ = [
     "MAX_E164_DIGITS",
     "InvalidReason",
@@ -172,13 +174,13 @@ def e164_reasons(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
 
 
 def validate_region(region: str) -> str:
-    """Return the upper-cased region code, or raise ValueError if phonenumbers lacks it.
+    """Return the upper-cased region code, or raise InvalidInputError if phonenumbers lacks it.
 
     An empty region is allowed: national forms then come back MISSING_REGION.
     """
     code = region.strip().upper()
     if code and code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown default region {region!r}: give an ISO 3166-1 alpha-2 code such as US or CN"
         )
     return code
@@ -306,7 +308,7 @@ def parse_block(text: str) -> NumberBlock | None:
         The block, or None if ``text`` is not in block form.
 
     Raises:
-        ValueError: block form, but not a valid E.164 prefix.
+        InvalidInputError: block form, but not a valid E.164 prefix.
     """
     stripped = text.strip()
     if not (stripped.startswith("+") and stripped.lower().endswith("x")):
@@ -315,15 +317,15 @@ def parse_block(text: str) -> NumberBlock | None:
     prefix = body.rstrip("x")
     wildcards = len(body) - len(prefix)
     if not prefix.isdigit() or not prefix.isascii() or prefix[0] == "0":
-        raise ValueError(f"block {text!r} must be '+', digits, then 'x' wildcards")
+        raise InvalidInputError(f"block {text!r} must be '+', digits, then 'x' wildcards")
     if len(body) > MAX_E164_DIGITS:
-        raise ValueError(f"block {text!r} has more than {MAX_E164_DIGITS} digits")
+        raise InvalidInputError(f"block {text!r} has more than {MAX_E164_DIGITS} digits")
     first = int(prefix) * 10**wildcards
     last = first + 10**wildcards - 1
     for end in (first, last):
         reason = e164_reason(end)
         if reason is not InvalidReason.VALID:
-            raise ValueError(f"block {text!r} is not a valid E.164 range ({reason.name})")
+            raise InvalidInputError(f"block {text!r} is not a valid E.164 range ({reason.name})")
     return NumberBlock(first, last)
 
 

@@ -14,15 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from suppression.e164 import (
     MAX_E164_DIGITS,
     InvalidReason,
+    NumberBlock,
     e164_reason,
     e164_reasons,
     mask_number,
 )
-from suppression.errors import ChangeLogError, ConsentRequiredError
+from suppression.errors import ConsentRequiredError, InvalidEntryError
 from suppression.lists import Change, ListKind, Op
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "check_consent",
     "decode_entry",
     "encode_entry",
+    "entries_for",
+    "field_text",
     "split_numbers",
     "validate_entry",
 ]
@@ -57,10 +61,6 @@ _MAX_TEXT = 500
 _VECTOR_THRESHOLD = 32
 _RANGE_OPS = (Op.ADD_RANGE, Op.REMOVE_RANGE)
 _REMOVALS = (Op.REMOVE, Op.REMOVE_RANGE)
-
-
-class InvalidEntryError(ChangeLogError):
-    """A change-log entry that cannot be applied: malformed, or breaking a rule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +253,7 @@ def decode_entry(
         InvalidEntryError: the entry is malformed or of an unknown version.
         ConsentRequiredError: it breaks the opt-out permanence rule.
     """
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {field_text(k): field_text(v) for k, v in raw.items()}
     version = fields.get("v")
     if version != str(FORMAT_VERSION):
         raise InvalidEntryError(
@@ -293,10 +293,47 @@ def decode_entry(
 
 
 def split_numbers(
-    numbers: Sequence[int], size: int = MAX_NUMBERS_PER_ENTRY
+    numbers: Sequence[int] | npt.NDArray[np.uint64], size: int = MAX_NUMBERS_PER_ENTRY
 ) -> list[tuple[int, ...]]:
-    """Split numbers into chunks that each fit one entry."""
-    return [tuple(numbers[i : i + size]) for i in range(0, len(numbers), size)]
+    """Split numbers (a sequence or a numpy array) into chunks that each fit one entry."""
+    chunks = (numbers[i : i + size] for i in range(0, len(numbers), size))
+    return [tuple(c.tolist()) if hasattr(c, "tolist") else tuple(c) for c in chunks]
+
+
+def entries_for(
+    op: Op,
+    list_name: str,
+    kind: ListKind,
+    numbers: Sequence[int] | npt.NDArray[np.uint64],
+    blocks: Sequence[NumberBlock] = (),
+    *,
+    source: str,
+    actor: str = "",
+    evidence: str = "",
+) -> list[Entry]:
+    """The entries that write ``numbers`` and ``blocks`` to one list, in that order.
+
+    Args:
+        op: ADD or REMOVE; blocks become the matching range operation.
+        list_name: the list.
+        kind: the list's kind as the producer knows it.
+        numbers: validated E.164 integers, split into entries of bounded size.
+        blocks: inclusive ranges of numbers.
+        source: where the change comes from.
+        actor: who records it.
+        evidence: the reference that proves it (consent, recording, ticket).
+    """
+    range_op = Op.ADD_RANGE if op in (Op.ADD, Op.ADD_RANGE) else Op.REMOVE_RANGE
+    plain_op = Op.ADD if range_op is Op.ADD_RANGE else Op.REMOVE
+    entries = [
+        Entry(plain_op, list_name, kind, source, chunk, actor=actor, evidence=evidence)
+        for chunk in split_numbers(numbers)
+    ]
+    entries += [
+        Entry(range_op, list_name, kind, source, (), b.first, b.last, actor, evidence)
+        for b in blocks
+    ]
+    return entries
 
 
 def _parse_numbers(text: str) -> tuple[int, ...]:
@@ -323,7 +360,8 @@ def _required(fields: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _text(value: bytes | str) -> str:
+def field_text(value: bytes | str) -> str:
+    """A stream field or ID as text; fields that are not UTF-8 make the entry invalid."""
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")

@@ -4,11 +4,14 @@
     ├── ConfigError            bad settings or command-line input
     ├── UnknownListError       a request names a list that does not exist
     ├── InvalidRequestError    a request is malformed (batch too big, bad region)
+    ├── InvalidInputError      a region code, number block or version that does not parse
+    │                          (also a ValueError)
     ├── NotReadyError          data is not loaded yet, or was lost (resync needed)
     ├── VersionError           a change is older than the data it would apply to
     ├── SnapshotError          a snapshot file is corrupt, truncated or unreadable
     ├── NumberFileError        a number file has lines that are not numbers
     └── ChangeLogError         the change log cannot be read or written
+        ├── InvalidEntryError      an entry is malformed or breaks a rule
         └── ConsentRequiredError   a removal from an opt-out list lacks consent evidence
 
 Domain errors become gRPC status codes in one place: the servicer.
@@ -20,6 +23,8 @@ __all__ = [
     "ChangeLogError",
     "ConfigError",
     "ConsentRequiredError",
+    "InvalidEntryError",
+    "InvalidInputError",
     "InvalidRequestError",
     "NotReadyError",
     "NumberFileError",
@@ -46,6 +51,13 @@ class InvalidRequestError(SuppressionError):
     """A request is malformed as a whole."""
 
 
+class InvalidInputError(SuppressionError, ValueError):
+    """A value that does not parse: a region code, a number block, a version.
+
+    Also a ValueError, because that is what a caller of a parser expects.
+    """
+
+
 class NotReadyError(SuppressionError):
     """Data is not loaded, or must be resynchronized from a snapshot."""
 
@@ -68,3 +80,7 @@ class ChangeLogError(SuppressionError):
 
 class ConsentRequiredError(ChangeLogError):
     """A removal from an opt-out list without consent evidence."""
+
+
+class InvalidEntryError(ChangeLogError):
+    """A change-log entry that cannot be applied: malformed, or breaking a rule."""

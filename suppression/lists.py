@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
-from suppression.errors import UnknownListError, VersionError
+from suppression.errors import InvalidInputError, UnknownListError, VersionError
 
 __all__ = [
     "MAX_LISTS_PER_CHECK",
@@ -55,10 +55,12 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        """Parse ``"1700000000000-3"``; raises ValueError otherwise."""
+        """Parse ``"1700000000000-3"``; raises InvalidInputError otherwise."""
         ms_text, sep, seq_text = text.strip().partition("-")
         if not sep or not ms_text.isdigit() or not seq_text.isdigit():
-            raise ValueError(f"version {text!r} is not of the form <milliseconds>-<sequence>")
+            raise InvalidInputError(
+                f"version {text!r} is not of the form <milliseconds>-<sequence>"
+            )
         return cls(int(ms_text), int(seq_text))
 
     def next(self) -> Version:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pyroaring import BitMap64
 
 from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block
-from suppression.errors import NumberFileError
+from suppression.errors import InvalidInputError, NumberFileError
 
 __all__ = ["NumberFile", "normalize_lines", "read_number_file"]
 
@@ -66,7 +66,7 @@ def normalize_lines(
     for line_number, text in rows:
         try:
             block = parse_block(text)
-        except ValueError:
+        except InvalidInputError:
             result.skipped_lines.append((line_number, InvalidReason.UNPARSEABLE))
             continue
         if block is not None:

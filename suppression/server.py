@@ -1,4 +1,9 @@
-"""Assembles a serving process: settings, data, gRPC server, health, reflection, metrics."""
+"""The gRPC shell around a :class:`~suppression.replica.Replica`: server, health, metrics.
+
+:func:`create_server` wraps a replica in a listening gRPC server whose health
+follows the replica; :func:`serve` is the ``suppression serve`` command: one
+process, or a parent that loads once and forks workers.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -20,26 +25,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
+from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
 from suppression.interceptor import MetricsInterceptor
-from suppression.lists import ListView, SuppressionLists
-from suppression.live import LiveChanges, initial_lists, start_live_changes
+from suppression.lists import ListView
 from suppression.metrics import (
     BuildInfoCollector,
     FollowerCollector,
-    FollowerStateView,
     GrpcServerMetrics,
     ListsCollector,
     ServiceMetrics,
 )
+from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.service import SuppressionServicer
 from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from suppression.workermetrics import StatePublisher, parent_registry, use_multiprocess_values
 
-__all__ = ["ServingProcess", "create_server", "grpc_message_limit", "serve"]
+__all__ = ["ServerOptions", "ServingProcess", "create_server", "grpc_message_limit", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,92 +52,176 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Suppression"].full_name
 _BYTES_PER_NUMBER_ON_WIRE = 64
 """Generous: a text number plus its share of every parallel response array."""
 
+_HEALTH_POLL = 0.1
+"""Seconds between readings of the replica's state by the health reporter."""
+
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+"""Clients may send keepalive pings this often (gRPC's server default is 5 minutes,
+and a client pinging more often gets its connection closed with ``too_many_pings``)."""
+
 
 def grpc_message_limit(max_batch: int) -> int:
     """A message size limit that fits the largest batch, request or response."""
     return max_batch * _BYTES_PER_NUMBER_ON_WIRE + (1 << 20)
 
 
-def server_options(settings: Settings, reuse_port: bool) -> list[tuple[str, int]]:
-    """Server options derived from the settings."""
-    limit = grpc_message_limit(settings.max_batch)
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """What the gRPC shell needs to know; the replica has its own options."""
+
+    host: str = "[::]"
+    """Address to bind."""
+    port: int = 50051
+    """Port to bind; 0 picks a free port."""
+    max_batch: int = 100_000
+    """Largest batch of numbers one request may carry."""
+    threads: int = 16
+    """gRPC worker threads."""
+    parse_cache_size: int = 200_000
+    """Loose-format parse results kept (LRU)."""
+    max_connection_age: float = 300.0
+    """Seconds before a client connection is asked to reconnect."""
+    grace: float = 10.0
+    """Seconds in-flight calls get to finish on stop."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerOptions:
+        """The ``serve`` options of the gRPC shell."""
+        return cls(
+            host=settings.host,
+            port=settings.port,
+            max_batch=settings.max_batch,
+            threads=settings.threads,
+            parse_cache_size=settings.parse_cache_size,
+            max_connection_age=settings.max_connection_age,
+            grace=settings.grace,
+        )
+
+
+def server_options(options: ServerOptions, reuse_port: bool) -> list[tuple[str, int]]:
+    """The gRPC channel arguments of the server."""
+    limit = grpc_message_limit(options.max_batch)
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
-        ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
-        ("grpc.max_connection_age_grace_ms", int(settings.grace * 1000)),
+        ("grpc.max_connection_age_ms", int(options.max_connection_age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(options.grace * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
-def _no_follower() -> FollowerStateView | None:
-    return None
+def _always() -> bool:
+    return True
+
+
+class _HealthReporter:
+    """Keeps the health service in step with the replica (and the worker pool, if any).
+
+    Polling keeps the replica free of any knowledge of gRPC health; a change
+    shows within :data:`_HEALTH_POLL` seconds, while answers themselves never
+    wait for it (the replica refuses to answer from data it knows is incomplete).
+    """
+
+    def __init__(self, servicer: health.HealthServicer, serving: Callable[[], bool]) -> None:
+        self._servicer = servicer
+        self._serving = serving
+        self._last: bool | None = None
+        self._stop = threading.Event()
+        self.sync()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._thread.start()
+
+    def sync(self, force: bool = False) -> None:
+        """Set the health status from the replica's state, if it changed (or ``force``)."""
+        serving = self._serving()
+        if self._stop.is_set() or (serving == self._last and not force):
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            self._servicer.set(name, status)
+        self._last = serving
+
+    def stop(self) -> None:
+        """Stop following the replica (shutdown sets its own status)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_HEALTH_POLL):
+            self.sync()
 
 
 @dataclass
 class ServingProcess:
-    """The parts of one serving process, for start-up, tests and shutdown.
-
-    ``follower_state`` is read by /metrics at scrape time: set it to the
-    change-log follower's ``state`` method once the follower exists.
-    """
+    """The parts of one serving process, for start-up, tests and shutdown."""
 
     server: grpc.Server
     port: int
     servicer: SuppressionServicer
     health: health.HealthServicer
-    follower_state: Callable[[], FollowerStateView | None] = field(default=_no_follower)
+    replica: Replica
+    _reporter: _HealthReporter
 
-    def mark_serving(self, lists: SuppressionLists) -> None:
-        """Serve ``lists`` and report SERVING."""
-        self.servicer.set_lists(lists)
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    def sync_health(self) -> None:
+        """Report the replica's state in the health service now, not at the next poll."""
+        self._reporter.sync(force=True)
 
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then let in-flight calls finish for up to ``grace`` seconds."""
+        self._reporter.stop()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
 
 
 def create_server(
-    settings: Settings,
+    replica: Replica,
+    options: ServerOptions,
     registry: CollectorRegistry,
     address: str | None = None,
     *,
     reuse_port: bool = False,
     state_registry: CollectorRegistry | None = None,
+    pool_full: Callable[[], bool] = _always,
 ) -> ServingProcess:
-    """Build and start a gRPC server that reports NOT_SERVING until data is given.
+    """Start a gRPC server over ``replica``; health is SERVING while the replica is.
+
+    The replica need not be started: the server reports NOT_SERVING and
+    answers UNAVAILABLE until it is.
 
     Args:
-        settings: the process settings.
+        replica: the data, change log and snapshots to serve.
+        options: the gRPC shell's options.
         registry: where metrics are registered.
-        address: ``host:port`` to bind; port 0 picks a free port.
+        address: ``host:port`` to bind, overriding the options; port 0 picks a free port.
         reuse_port: share the port with sibling worker processes.
         state_registry: where the metrics read at scrape time (lists, version,
             readiness, follower, build) are registered; ``registry`` when None.
+        pool_full: for a pre-forked worker, whether every sibling is alive;
+            health is NOT_SERVING while it is not.
 
     Raises:
         ConfigError: the address cannot be bound.
     """
     metrics = ServiceMetrics(registry)
     servicer = SuppressionServicer(
-        None,
+        replica,
         metrics,
-        normalizer=Normalizer(settings.parse_cache_size),
-        max_batch=settings.max_batch,
+        normalizer=Normalizer(options.parse_cache_size),
+        max_batch=options.max_batch,
     )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
         interceptors=[MetricsInterceptor(GrpcServerMetrics(registry))],
-        options=server_options(settings, reuse_port),
+        options=server_options(options, reuse_port),
     )
     pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
@@ -141,23 +230,23 @@ def create_server(
         ),
         server,
     )
-    bind = address or f"{settings.host}:{settings.port}"
+    bind = address or f"{options.host}:{options.port}"
     try:
         port = server.add_insecure_port(bind)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {bind}: {exc}") from exc
+    reporter = _HealthReporter(health_servicer, lambda: replica.serving and pool_full())
     server.start()
     logger.info("gRPC server listening on %s (port %d)", bind, port)
-    process = ServingProcess(server, port, servicer, health_servicer)
     scraped = registry if state_registry is None else state_registry
-    scraped.register(ListsCollector(lambda: _view_of(servicer), lambda: _serving(health_servicer)))
-    scraped.register(FollowerCollector(lambda: process.follower_state()))
+    scraped.register(ListsCollector(lambda: _view_of(replica), lambda: _serving(health_servicer)))
+    scraped.register(FollowerCollector(replica.follower_state))
     scraped.register(BuildInfoCollector())
-    return process
+    return ServingProcess(server, port, servicer, health_servicer, replica, reporter)
 
 
-def _view_of(servicer: SuppressionServicer) -> ListView | None:
-    lists = servicer.lists
+def _view_of(replica: Replica) -> ListView | None:
+    lists = replica.lists
     return lists.view if lists is not None else None
 
 
@@ -210,83 +299,95 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGTERM; returns the process exit code."""
     if settings.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
+    source = DataSource.from_settings(settings)
     if settings.workers == 1:
-        return _serve_one(settings, preloaded=None, reuse_port=False)
-    return _serve_workers(settings)
+        return _serve_one(settings, Replica(source, *_live_options(settings)))
+    return _serve_workers(settings, source)
+
+
+def _live_options(settings: Settings) -> tuple[ChangeLogOptions | None, SnapshotOptions | None]:
+    return ChangeLogOptions.from_settings(settings), SnapshotOptions.from_settings(settings)
 
 
 def _serve_one(
     settings: Settings,
-    preloaded: SuppressionLists | None,
-    reuse_port: bool,
+    replica: Replica,
+    *,
+    reuse_port: bool = False,
     metrics_dir: Path | None = None,
 ) -> int:
-    """Serve in this process; a worker (``metrics_dir`` given) publishes its metrics there."""
+    """Serve ``replica`` in this process; a worker (``metrics_dir`` given) publishes its metrics."""
     stop = _StopSignal()
     if metrics_dir is not None:
         _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
         start_http_server(settings.metrics_port, registry=REGISTRY)
     state_registry = CollectorRegistry() if metrics_dir is not None else None
-    process = create_server(
-        settings, REGISTRY, reuse_port=reuse_port, state_registry=state_registry
-    )
-    lists = preloaded
-    snapshot_created_at: float | None = None
-    if lists is None:
-        lists, report = initial_lists(settings)
-        snapshot_created_at = report.snapshot.created_at if report.snapshot else None
-        logger.info(
-            "loaded %s numbers in %.2f s at version %s",
-            f"{report.numbers:,}",  # separators: the log filter masks 7+ digit runs
-            report.seconds,
-            lists.version,
+    options = ServerOptions.from_settings(settings)
+
+    def listen() -> ServingProcess:
+        return create_server(
+            replica, options, REGISTRY, reuse_port=reuse_port, state_registry=state_registry
         )
-    live: LiveChanges | None = None
-    if settings.redis_url:
-        live = start_live_changes(process, settings, lists, snapshot_created_at)
+
+    if reuse_port:
+        # A sibling already serves this port: listen only once ready, or the kernel
+        # would hand this worker connections it can only answer UNAVAILABLE.
+        loaded = replica.start()
+        process = listen()
     else:
-        process.mark_serving(lists)
-    logger.info("serving %d lists at version %s", len(lists.view.bitmaps), lists.version)
+        # Alone: listen at once, so probes see NOT_SERVING rather than a refused port.
+        process = listen()
+        loaded = replica.start()
+    process.sync_health()
+    logger.info(
+        "serving %d lists at version %s; loaded %s numbers in %.2f s",
+        len(loaded.lists.view.bitmaps),
+        loaded.lists.version,
+        f"{loaded.numbers:,}",  # separators: the log filter masks 7+ digit runs
+        loaded.seconds,
+    )
     publisher = None
     if state_registry is not None and metrics_dir is not None:
         publisher = StatePublisher(state_registry, metrics_dir)
         publisher.start()
     stop.event.wait()
-    process.stop(settings.grace)
-    if live is not None:
-        live.stop()
+    process.stop(options.grace)
+    replica.stop()
     if publisher is not None:
         publisher.stop()
     logger.info("stopped")
     return 0
 
 
-def _serve_workers(settings: Settings) -> int:
+def _serve_workers(settings: Settings, source: DataSource) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
     Forking happens before any gRPC object exists in this process, as gRPC requires.
     Workers write their metrics into a fresh directory, and this process serves
     them, aggregated, on the metrics port (see :mod:`suppression.workermetrics`).
+    Only the first worker writes snapshots: the others hold the same data.
     """
     if settings.port == 0:
         settings = settings.replace(port=_free_port(settings.host))
-    lists, report = initial_lists(settings)
+    change_log, snapshots = _live_options(settings)
+    loaded = load_lists(source, allow_empty=change_log is not None)
     logger.info(
         "loaded %s numbers in %.2f s; forking %d workers",
-        f"{report.numbers:,}",
-        report.seconds,
+        f"{loaded.numbers:,}",
+        loaded.seconds,
         settings.workers,
     )
     metrics_dir = Path(tempfile.mkdtemp(prefix="suppression-metrics-"))
     children: list[int] = []
-    for _ in range(settings.workers):
+    for slot in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 use_multiprocess_values(metrics_dir)
-                code = _serve_one(settings, lists, reuse_port=True, metrics_dir=metrics_dir)
+                replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
+                code = _serve_one(settings, replica, reuse_port=True, metrics_dir=metrics_dir)
             finally:
                 os._exit(code)
         children.append(pid)

@@ -6,34 +6,37 @@ Domain errors become gRPC status codes here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol, cast
+from collections.abc import Iterator
+from typing import cast
 
 import grpc
 
-from suppression.checker import CheckOutcome, check_batch
-from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block, validate_region
-from suppression.entries import InvalidEntryError
+from suppression.checker import CheckOutcome
+from suppression.e164 import Normalizer, NumberBlock, validate_region
 from suppression.errors import (
     ChangeLogError,
     ConsentRequiredError,
+    InvalidEntryError,
+    InvalidInputError,
     InvalidRequestError,
     NotReadyError,
     SuppressionError,
     UnknownListError,
 )
-from suppression.lists import Op, SuppressionLists, Version
+from suppression.lists import Op
 from suppression.metrics import ServiceMetrics
+from suppression.numberfile import normalize_lines
+from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
-__all__ = ["ChangeSink", "Freshness", "SuppressionServicer"]
+__all__ = ["SuppressionServicer"]
 
 logger = logging.getLogger(__name__)
 
 _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
     (UnknownListError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConsentRequiredError, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidEntryError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -42,96 +45,39 @@ _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """How current the data is, as the change-log follower sees it."""
-
-    stale: bool = False
-    staleness_ms: int = 0
-    fail_closed: bool = False
-
-
-def _always_fresh() -> Freshness:
-    return Freshness()
-
-
-class ChangeSink(Protocol):
-    """Where Suppress and Release write: the change log (see suppression.live)."""
-
-    def submit(
-        self,
-        op: Op,
-        list_name: str,
-        numbers: Sequence[int],
-        blocks: Sequence[NumberBlock],
-        *,
-        source: str,
-        actor: str,
-        evidence: str,
-    ) -> Version:
-        """Write the change and return once this replica applied it."""
-
-
 class SuppressionServicer(pb_grpc.SuppressionServicer):
-    """Serves Check, CheckStream and GetStatus over one :class:`SuppressionLists`."""
+    """Serves Check, CheckStream, GetStatus, Suppress and Release over one :class:`Replica`."""
 
     def __init__(
         self,
-        lists: SuppressionLists | None,
+        replica: Replica,
         metrics: ServiceMetrics,
         *,
         normalizer: Normalizer | None = None,
         max_batch: int = 100_000,
-        freshness: Callable[[], Freshness] = _always_fresh,
     ) -> None:
         """Create the servicer.
 
         Args:
-            lists: the data, or None until it is loaded (see :meth:`set_lists`).
+            replica: the data and the change log; it answers and writes.
             metrics: where to count answers.
             normalizer: parses text numbers.
             max_batch: the largest batch accepted.
-            freshness: reports staleness; the follower provides it.
         """
-        self._lists = lists
+        self._replica = replica
         self._metrics = metrics
         self._normalizer = normalizer or Normalizer()
         self._max_batch = max_batch
-        self._freshness = freshness
-        self._changes: ChangeSink | None = None
-
-    def attach_change_log(self, changes: ChangeSink, freshness: Callable[[], Freshness]) -> None:
-        """Accept Suppress and Release through ``changes``; report ``freshness``."""
-        self._changes = changes
-        self._freshness = freshness
-
-    def set_lists(self, lists: SuppressionLists) -> None:
-        """Start serving ``lists`` (called once loading finishes)."""
-        self._lists = lists
-
-    @property
-    def lists(self) -> SuppressionLists | None:
-        """The served lists, or None before loading finishes."""
-        return self._lists
 
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
-        lists = self._lists
-        if lists is None:
-            raise NotReadyError("data is still loading; retry shortly")
-        try:
-            region = validate_region(request.default_region) if request.numbers else ""
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from exc
-        freshness = self._freshness()
-        outcome = check_batch(
-            lists.view,
+        region = validate_region(request.default_region) if request.numbers else ""
+        outcome, freshness = self._replica.check(
             request.e164,
             request.numbers,
             region,
             request.lists,
             self._normalizer,
             max_batch=self._max_batch,
-            fail_closed=freshness.fail_closed,
         )
         self._metrics.record_check(outcome)
         return _to_response(outcome, request.request_id, freshness.stale)
@@ -160,16 +106,17 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self, request: pb.GetStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetStatusResponse:
         """Report list sizes, the version and readiness; never list contents."""
-        freshness = self._freshness()
+        freshness = self._replica.freshness()
+        lists = self._replica.lists
         response = pb.GetStatusResponse(
-            ready=self._lists is not None,
+            ready=self._replica.serving,
             stale=freshness.stale,
             staleness_ms=freshness.staleness_ms,
             max_batch=self._max_batch,
         )
-        if self._lists is None:
+        if lists is None:
             return response
-        view = self._lists.view
+        view = lists.view
         response.version = str(view.version)
         defaults = set(view.default_lists)
         for name in sorted(view.bitmaps):
@@ -200,8 +147,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         request: pb.SuppressRequest | pb.ReleaseRequest,
         context: grpc.ServicerContext,
     ) -> pb.WriteResponse:
-        changes = self._changes
-        if changes is None:
+        if not self._replica.accepts_writes:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "this server follows no change log, so a write could not be made durable; "
@@ -209,12 +155,12 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             )
             raise AssertionError("unreachable")
         try:
-            numbers, blocks, invalid = self._write_numbers(request)
             if not request.list:
                 raise InvalidRequestError("name the list to change in `list`")
+            numbers, blocks, invalid = self._write_numbers(request)
             if not numbers and not blocks:
                 raise InvalidRequestError("no valid numbers to write; see invalid_reasons")
-            version = changes.submit(
+            version = self._replica.submit(
                 op,
                 request.list,
                 numbers,
@@ -241,33 +187,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             raise InvalidRequestError(
                 f"{total:,} numbers exceed the maximum of {self._max_batch:,}; split them"
             )
-        try:
-            region = validate_region(request.default_region) if request.numbers else ""
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from exc
-        values, reasons = self._normalizer.normalize_many(
-            [f"+{value}" for value in request.e164], ""
-        )
-        blocks: list[NumberBlock] = []
-        for text in request.numbers:
-            try:
-                block = parse_block(text)
-            except ValueError:
-                block = None
-                values.append(0)
-                reasons.append(InvalidReason.UNPARSEABLE)
-                continue
-            if block is not None:
-                blocks.append(block)
-                values.append(0)
-                reasons.append(InvalidReason.VALID)
-                continue
-            value, reason = self._normalizer.normalize(text, region)
-            values.append(value)
-            reasons.append(reason)
-        invalid = {index: reason for index, reason in enumerate(reasons) if reason}
-        numbers = list(dict.fromkeys(value for value in values if value))
-        return numbers, blocks, invalid
+        region = validate_region(request.default_region) if request.numbers else ""
+        # Integers become "+digits" text: the fast canonical path, which ignores the region.
+        texts = [f"+{value}" for value in request.e164]
+        texts.extend(request.numbers)
+        parsed = normalize_lines(enumerate(texts), region, self._normalizer)
+        invalid = {index: int(reason) for index, reason in parsed.skipped_lines}
+        numbers = list(dict.fromkeys(parsed.numbers.tolist()))
+        return numbers, parsed.blocks, invalid
 
 
 def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.CheckResponse:

@@ -23,9 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
+from suppression.datasource import LoadedData
 from suppression.lists import SuppressionLists
-from suppression.server import ServingProcess, create_server, grpc_message_limit
-from suppression.settings import Settings
+from suppression.replica import Replica
+from suppression.server import ServerOptions, ServingProcess, create_server, grpc_message_limit
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
 settings.register_profile(
@@ -42,6 +43,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def replica_data(lists: SuppressionLists) -> LoadedData:
+    """Lists built in a test, as a replica's already-loaded data."""
+    total = sum(len(bitmap) for bitmap in lists.view.bitmaps.values())
+    return LoadedData(lists, None, None, 0.0, total)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -157,12 +164,16 @@ def start_server() -> Iterator[Callable[..., InProcessServer]]:
     """Factory: start an in-process server over given lists; everything stops after the test."""
     started: list[InProcessServer] = []
 
-    def start(lists: SuppressionLists | None, **overrides: object) -> InProcessServer:
-        config = Settings(port=0, metrics_port=0, **overrides)  # type: ignore[arg-type]
+    def start(
+        lists: SuppressionLists | None, *, loaded: bool | None = None, **overrides: object
+    ) -> InProcessServer:
+        """Serve ``lists``; the replica is started unless ``loaded`` is False or lists is None."""
+        config = ServerOptions(port=0, **overrides)  # type: ignore[arg-type]
         registry = CollectorRegistry()
-        process = create_server(config, registry, "127.0.0.1:0")
-        if lists is not None:
-            process.mark_serving(lists)
+        replica = Replica(replica_data(lists if lists is not None else SuppressionLists()))
+        if loaded if loaded is not None else lists is not None:
+            replica.start()
+        process = create_server(replica, config, registry, "127.0.0.1:0")
         channel = client_channel(f"127.0.0.1:{process.port}", config.max_batch)
         server = InProcessServer(process, channel, pb_grpc.SuppressionStub(channel), registry)
         started.append(server)

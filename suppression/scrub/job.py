@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from suppression.datasource import load_lists
+from suppression.datasource import DataSource
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
+from suppression.replica import Replica
 from suppression.scrub.answers import CheckEngine
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.local import LocalEngine
@@ -161,11 +162,12 @@ def _engine(
             processes=settings.processes,
             expected_rows=lead.line_count,
         )
-    lists, report = load_lists(settings)
+    replica = Replica(DataSource.from_settings(settings))
+    loaded = replica.start()
     # Counts are written with separators: the log filter masks long digit runs as numbers.
-    logger.debug("loaded %s numbers in %.2f s", f"{report.numbers:,}", report.seconds)
+    logger.debug("loaded %s numbers in %.2f s", f"{loaded.numbers:,}", loaded.seconds)
     return LocalEngine(
-        lists.view,
+        replica.view(),
         region,
         settings.lists,
         cache_size=settings.parse_cache_size,

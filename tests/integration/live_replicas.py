@@ -11,10 +11,12 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from suppression.changelog.follower import FollowerState
+from suppression.datasource import DataSource
 from suppression.lists import SuppressionLists
-from suppression.live import LiveChanges, initial_lists, start_live_changes
-from suppression.server import ServingProcess, create_server
-from suppression.settings import Settings
+from suppression.replica import ChangeLogOptions, SnapshotOptions
+from suppression.replica import Replica as ReplicaCore
+from suppression.server import ServerOptions, ServingProcess, create_server
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, client_channel
@@ -25,10 +27,21 @@ class Replica:
     """One serving process that follows the change log, called over gRPC."""
 
     process: ServingProcess
-    live: LiveChanges
-    lists: SuppressionLists
+    core: ReplicaCore
     channel: grpc.Channel
     stub: pb_grpc.SuppressionStub
+    registry: CollectorRegistry
+
+    @property
+    def lists(self) -> SuppressionLists:
+        lists = self.core.lists
+        assert lists is not None
+        return lists
+
+    def follower_state(self) -> FollowerState:
+        state = self.core.follower_state()
+        assert state is not None
+        return state
 
     @property
     def target(self) -> str:
@@ -43,7 +56,7 @@ class Replica:
     def stop(self) -> None:
         self.channel.close()
         self.process.stop(0)
-        self.live.stop()
+        self.core.stop()
 
 
 ReplicaFactory = Callable[..., Replica]
@@ -54,23 +67,28 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
     """Factory: an in-process replica on a free port following ``redis_server``."""
     started: list[Replica] = []
 
-    def start(data_dir: Path | None = None, **overrides: object) -> Replica:
-        values: dict[str, object] = {
-            "port": 0,
-            "metrics_port": 0,
-            "redis_url": redis_server.url,
-            "data_dir": data_dir,
-            "snapshot_interval": 0.0,
-            "max_staleness": 5.0,
-        }
-        values.update(overrides)
-        settings = Settings(**values)  # type: ignore[arg-type]
-        process = create_server(settings, CollectorRegistry(), "127.0.0.1:0")
-        lists, report = initial_lists(settings)
-        created = report.snapshot.created_at if report.snapshot else None
-        live = start_live_changes(process, settings, lists, created)
+    def start(
+        data_dir: Path | None = None,
+        *,
+        snapshot_interval: float = 0.0,
+        snapshot_keep: int = 3,
+        **overrides: object,
+    ) -> Replica:
+        options: dict[str, object] = {"redis_url": redis_server.url, "max_staleness": 5.0}
+        options.update(overrides)
+        change_log = ChangeLogOptions(**options)  # type: ignore[arg-type]
+        snapshots = (
+            SnapshotOptions(snapshot_interval, snapshot_keep)
+            if data_dir is not None and snapshot_interval > 0
+            else None
+        )
+        core = ReplicaCore(DataSource(data_dir=data_dir), change_log, snapshots)
+        registry = CollectorRegistry()
+        process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
+        core.start()
+        process.sync_health()
         channel = client_channel(f"127.0.0.1:{process.port}")
-        replica = Replica(process, live, lists, channel, pb_grpc.SuppressionStub(channel))
+        replica = Replica(process, core, channel, pb_grpc.SuppressionStub(channel), registry)
         started.append(replica)
         return replica
 

@@ -137,7 +137,7 @@ def test_malformed_entries_go_to_the_dead_letter_stream_once(
     for replica in (first, second):
         wait_for(lambda r=replica: r.lists.version >= Version.parse(last), 5, "the last entry")
         assert replica.suppressed(US) and replica.suppressed(CN)
-        assert replica.live.follower.state().dead_letters == 4
+        assert replica.follower_state().dead_letters == 4
         assert health(replica) == health_pb2.HealthCheckResponse.SERVING
     dead = client.xrange(DEAD)
     assert len(dead) == 4, "every replica writes the same dead letter under the same ID"
@@ -192,7 +192,7 @@ def test_redis_restarted_mid_stream(
     # Still answering from the data held; stale once --max-staleness passes.
     assert replica.suppressed(CN) and not replica.suppressed(US)
     wait_for(lambda: replica.check([US]).stale, 5, "answers to be marked stale")
-    state = replica.live.follower.state()
+    state = replica.follower_state()
     assert not state.connected and state.stale and state.staleness_seconds > 0.5
     fail_closed = closed.check([US])
     assert fail_closed.failed_closed and list(fail_closed.verdicts) == [pb.SUPPRESSED]
@@ -200,7 +200,7 @@ def test_redis_restarted_mid_stream(
         suppress(replica, [US])
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     redis_server.start()  # same port, same append-only file
-    wait_for(lambda: replica.live.follower.state().connected, 10, "a reconnect")
+    wait_for(lambda: replica.follower_state().connected, 10, "a reconnect")
     suppress(replica, [US])
     assert replica.suppressed(CN) and replica.suppressed(US)
     wait_for(lambda: not closed.check([12025550147]).failed_closed, 5, "fresh data again")
@@ -220,10 +220,14 @@ def test_a_trimmed_stream_means_not_serving_until_a_snapshot_arrives(
     client.xtrim(STREAM, minid=str(first.lists.version), approximate=False)
     assert client.xlen(STREAM) == 1
     late = start_replica(tmp_path / "late", max_staleness=0.5)
-    wait_for(lambda: late.live.follower.state().needs_resync, 5, "the gap to be noticed")
+    wait_for(lambda: late.follower_state().needs_resync, 5, "the gap to be noticed")
     assert health(late) == health_pb2.HealthCheckResponse.NOT_SERVING
-    assert not late.suppressed(CN), "it must not pretend to have the trimmed entry"
-    assert late.check([CN]).stale
+    # It knows it misses changes: it refuses to answer rather than say ALLOWED.
+    for ask in (lambda: late.check([CN]), lambda: late.check([US, CN, 12125550124] * 20)):
+        with pytest.raises(grpc.RpcError) as refused:
+            ask()
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "another replica" in (refused.value.details() or "")
     with pytest.raises(grpc.RpcError) as caught:
         suppress(late, [US])
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -236,7 +240,21 @@ def test_a_trimmed_stream_means_not_serving_until_a_snapshot_arrives(
     wait_for(lambda: health(late) == health_pb2.HealthCheckResponse.SERVING, 5, "resync")
     wait_for(lambda: late.lists.version == first.lists.version, 5, "catch-up after resync")
     assert list(late.check([CN, US, 12125550124]).verdicts) == [pb.SUPPRESSED] * 3
-    assert not late.live.follower.state().needs_resync
+    assert not late.follower_state().needs_resync
+
+
+def test_a_replica_missing_changes_fails_closed_where_configured(
+    start_replica: ReplicaFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    first = start_replica(tmp_path / "first")
+    suppress(first, [CN])
+    suppress(first, [US])
+    redis_client(redis_server).xtrim(STREAM, minid=str(first.lists.version), approximate=False)
+    late = start_replica(tmp_path / "late", max_staleness=0.5, fail_closed=True)
+    wait_for(lambda: late.follower_state().needs_resync, 5, "the gap to be noticed")
+    answer = late.check([CN, 12125550199])
+    assert answer.failed_closed and answer.stale
+    assert list(answer.verdicts) == [pb.SUPPRESSED, pb.SUPPRESSED]
 
 
 def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Path) -> None:
@@ -247,17 +265,22 @@ def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Pat
         pb.SuppressRequest(numbers=["+1900555xxxx"], list="blocks", source="complaint"), timeout=10
     )
     wait_for(
-        lambda: replica.live.follower.state().snapshot_age_seconds is not None,
+        lambda: replica.follower_state().snapshot_age_seconds is not None,
         5,
         "a periodic snapshot",
     )
-    state = replica.live.follower.state()
+    state = replica.follower_state()
     assert state.connected and not state.stale and not state.needs_resync
     assert state.last_applied_id == str(replica.lists.version)
     assert state.lag_entries == 0 and state.lag_seconds == 0.0
     assert state.applied_by_op == {"add": 2, "remove": 1, "add_range": 10_000, "remove_range": 0}
     assert state.dead_letters == 0
-    assert replica.process.follower_state() == state or replica.process.follower_state()
+    # /metrics reads the same follower at scrape time.
+    sample = replica.registry.get_sample_value
+    assert sample("suppression_changelog_connected") == 1
+    assert sample("suppression_changelog_needs_resync") == 0
+    assert sample("suppression_changelog_lag_entries") == 0
+    assert sample("suppression_changelog_applied_total", {"op": "add_range"}) == 10_000
 
 
 def test_start_without_redis_serves_the_snapshot_marked_stale(
@@ -270,4 +293,4 @@ def test_start_without_redis_serves_the_snapshot_marked_stale(
     assert health(replica) == health_pb2.HealthCheckResponse.SERVING
     answer = replica.check([CN])
     assert answer.stale and answer.version == "6-0"
-    assert not replica.live.follower.state().connected
+    assert not replica.follower_state().connected

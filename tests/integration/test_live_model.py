@@ -91,7 +91,7 @@ def test_replicas_converge_on_the_model(
                 if verdict == pb.SUPPRESSED
             }
         answers.append(per_list)
-        for replica_state in (replica.live.follower.state(),):
+        for replica_state in (replica.follower_state(),):
             assert replica_state.last_applied_id == str(head)
     assert answers[0] == answers[1] == model
     for replica in replicas:

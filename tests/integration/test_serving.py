@@ -17,7 +17,7 @@ from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from tests.conftest import REPO, ServerSubprocess, client_channel
+from tests.conftest import REPO, ServerSubprocess, client_channel, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -124,17 +124,19 @@ def test_two_worker_processes_share_the_port(
 ) -> None:
     server = serve_subprocess("--data-dir", str(data_dir), "--workers", "2")
     server.wait_serving()
-    pids = set()
+
+    def serving_pids() -> set[str]:
+        return {
+            line.split("[")[1].split("]")[0]
+            for line in server.log().splitlines()
+            if "serving 2 lists" in line
+        }
+
+    wait_for(lambda: len(serving_pids()) == 2, 30, "both workers to serve")
     for _ in range(40):
         with client_channel(server.target) as channel:
             stub = pb_grpc.SuppressionStub(channel)
             assert list(stub.Check(pb.CheckRequest(e164=[US])).verdicts) == [pb.SUPPRESSED]
-    pids = {
-        line.split("[")[1].split("]")[0]
-        for line in server.log().splitlines()
-        if "serving 2 lists" in line
-    }
-    assert len(pids) == 2
     assert server.terminate() == 0
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suppression.changelog import StreamInfo, plan_batch
+from suppression.changelog.planning import plan_batch
+from suppression.changelog.streaminfo import StreamInfo
 from suppression.entries import (
     FORMAT_VERSION,
     MAX_NUMBERS_PER_ENTRY,

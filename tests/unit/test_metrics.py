@@ -236,7 +236,7 @@ def test_readiness_follows_the_health_check(start_server: Callable[..., InProces
     assert server.registry.get_sample_value("suppression_ready") == 1
     server.process.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
     assert server.registry.get_sample_value("suppression_ready") == 0
-    server.process.mark_serving(lists())
+    server.process.sync_health()
     assert server.registry.get_sample_value("suppression_ready") == 1
     server.process.health.enter_graceful_shutdown()
     assert server.registry.get_sample_value("suppression_ready") == 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from suppression.datasource import load_lists, parse_list_spec
+from suppression.datasource import DataSource, load_lists, parse_list_spec
 from suppression.errors import ConfigError, NumberFileError, SnapshotError
 from suppression.lists import ListKind
 from suppression.numberfile import read_number_file
@@ -53,10 +53,10 @@ def test_list_specs() -> None:
 
 def test_load_lists_errors_are_actionable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nothing to serve"):
-        load_lists(Settings())
+        load_lists(DataSource.from_settings(Settings()))
     with pytest.raises(SnapshotError, match="no snapshot in"):
-        load_lists(Settings(data_dir=tmp_path))
+        load_lists(DataSource.from_settings(Settings(data_dir=tmp_path)))
     with pytest.raises(ConfigError, match="no such file"):
-        load_lists(Settings(list=("a=" + str(tmp_path / "missing.txt"),)))
+        load_lists(DataSource.from_settings(Settings(list=("a=" + str(tmp_path / "missing.txt"),))))
     with pytest.raises(ConfigError, match="unknown default region"):
-        load_lists(Settings(list=("a=x",), region="ZZ"))
+        DataSource.from_settings(Settings(list=("a=x",), region="ZZ"))

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyroaring import BitMap64
 
-from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.lists import ListInfo, ListKind, ListView, SuppressionLists, Version
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import InProcessServer
 
@@ -73,7 +73,7 @@ def test_named_lists_and_request_errors(start_server: Callable[..., InProcessSer
 
 
 def test_not_ready_until_data_is_loaded(start_server: Callable[..., InProcessServer]) -> None:
-    server = start_server(None)
+    server = start_server(demo_lists(), loaded=False)
     health = health_pb2_grpc.HealthStub(server.channel)
     assert (
         health.Check(health_pb2.HealthCheckRequest()).status
@@ -83,7 +83,8 @@ def test_not_ready_until_data_is_loaded(start_server: Callable[..., InProcessSer
         server.stub.Check(pb.CheckRequest(e164=[US]))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert not server.stub.GetStatus(pb.GetStatusRequest()).ready
-    server.process.mark_serving(demo_lists())
+    server.process.replica.start()
+    server.process.sync_health()
     assert (
         health.Check(health_pb2.HealthCheckRequest()).status
         == health_pb2.HealthCheckResponse.SERVING
@@ -157,12 +158,14 @@ members = st.integers(min_value=8613800138000, max_value=8613800138040)
 def shared_server():  # type: ignore[no-untyped-def]
     from prometheus_client import CollectorRegistry
 
-    from suppression.server import create_server
-    from suppression.settings import Settings
+    from suppression.replica import Replica
+    from suppression.server import ServerOptions, create_server
     from suppression.v1 import suppression_pb2_grpc as pb_grpc
-    from tests.conftest import client_channel
+    from tests.conftest import client_channel, replica_data
 
-    process = create_server(Settings(port=0, metrics_port=0), CollectorRegistry(), "127.0.0.1:0")
+    replica = Replica(replica_data(SuppressionLists()))
+    replica.start()
+    process = create_server(replica, ServerOptions(port=0), CollectorRegistry(), "127.0.0.1:0")
     channel = client_channel(f"127.0.0.1:{process.port}")
     yield process, pb_grpc.SuppressionStub(channel)
     channel.close()
@@ -178,7 +181,15 @@ def shared_server():  # type: ignore[no-untyped-def]
 )
 def test_check_over_grpc_agrees_with_a_set_model(shared_server, model, query, as_text) -> None:  # type: ignore[no-untyped-def]
     process, stub = shared_server
-    process.mark_serving(SuppressionLists({name: BitMap64(v) for name, v in model.items()}))
+    served = process.replica.lists
+    served.replace(
+        ListView(
+            Version(),
+            {n: BitMap64(v) for n, v in model.items()},
+            {n: ListInfo(n) for n in model},
+            (),
+        )
+    )
     if as_text:
         request = pb.CheckRequest(numbers=[f"+{n}" for n in query])
     else:

@@ -5,66 +5,41 @@ the last stream entry it applied, so replicas that reach the same ID hold
 the same data. Entries it cannot apply go to the dead-letter stream with the
 reason; the follower never stops for them. See docs/changelog-format.md.
 
-Gaps: Redis does not say when an XREAD skipped trimmed entries, so every read
-is pipelined with a small script that returns ``XINFO STREAM``'s
-``recorded-first-entry-id``, ``max-deleted-entry-id``, ``entries-added``,
-``length`` and ``last-generated-id`` in the same round trip. If entries after
-our position may have been removed, the follower stops applying, reports
-NOT_SERVING and waits for a snapshot at or past the gap in the data directory.
+Gaps: every read is pipelined with a small script that returns the stream's
+:class:`~suppression.changelog.streaminfo.StreamInfo` in the same round trip.
+If entries after our position may have been removed, the follower stops
+applying, reports that it needs a resync and waits for a snapshot at or past
+the gap in the data directory.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from suppression.entries import Entry, decode_entry
-from suppression.errors import ChangeLogError, SnapshotError, VersionError
-from suppression.lists import Change, ListInfo, ListKind, ListView, Op, SuppressionLists, Version
+from suppression.changelog.planning import DeadLetter, RawEntry, plan_batch
+from suppression.changelog.streaminfo import INFO_SCRIPT, StreamInfo, parse_info
+from suppression.entries import field_text
+from suppression.errors import SnapshotError, VersionError
+from suppression.lists import ListView, Op, SuppressionLists, Version
 from suppression.snapshot import find_newest, read_snapshot
 
-__all__ = [
-    "ChangeLogFollower",
-    "DeadLetter",
-    "FollowerState",
-    "Plan",
-    "RawEntry",
-    "StreamInfo",
-    "plan_batch",
-    "stream_info",
-]
+__all__ = ["ChangeLogFollower", "FollowerState"]
 
 logger = logging.getLogger(__name__)
 
-_INFO_SCRIPT = """
-local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if not ok then return {} end
-local out = {}
-for i = 1, #info, 2 do
-  local k = info[i]
-  if k == 'max-deleted-entry-id' or k == 'last-generated-id' or k == 'entries-added'
-     or k == 'length' or k == 'recorded-first-entry-id' then
-    out[#out + 1] = k
-    out[#out + 1] = info[i + 1]
-  end
-end
-return out
-"""
-"""XINFO STREAM without the first and last entries, which may hold 100,000 numbers each."""
-
+_MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _RESYNC_POLL = 0.25
 _REMEMBERED_DEAD = 10_000
-
-RawEntry = tuple[bytes | str, Mapping[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,99 +68,6 @@ class FollowerState:
     """Age of the newest snapshot written or loaded."""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """The parts of ``XINFO STREAM`` the follower needs; all zero for a missing stream."""
-
-    exists: bool = False
-    length: int = 0
-    entries_added: int = 0
-    last_generated: Version = field(default_factory=Version)
-    first_recorded: Version = field(default_factory=Version)
-    max_deleted: Version = field(default_factory=Version)
-
-    def missing_after(self, position: Version) -> bool:
-        """Whether entries after ``position`` may have been removed before being read.
-
-        Conservative: a replica just behind a trim point resyncs, which is
-        harmless because a trim only follows a snapshot at that point.
-        """
-        if not self.exists:
-            return False
-        if self.max_deleted > position:
-            return True
-        return self.entries_added > self.length and self.first_recorded > position
-
-
-def _parse_info(reply: Sequence[Any]) -> StreamInfo:
-    if not reply:
-        return StreamInfo()
-    values = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
-    return StreamInfo(
-        exists=True,
-        length=int(values.get("length", 0)),
-        entries_added=int(values.get("entries-added", 0)),
-        last_generated=Version.parse(_text(values.get("last-generated-id", b"0-0"))),
-        first_recorded=Version.parse(_text(values.get("recorded-first-entry-id", b"0-0"))),
-        max_deleted=Version.parse(_text(values.get("max-deleted-entry-id", b"0-0"))),
-    )
-
-
-def stream_info(client: redis.Redis, stream: str) -> StreamInfo:
-    """Read a stream's :class:`StreamInfo` (raises redis errors)."""
-    script = client.register_script(_INFO_SCRIPT)
-    return _parse_info(script(keys=[stream]))
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An entry that cannot be applied, and why."""
-
-    entry_id: str
-    reason: str
-    fields: Mapping[bytes, bytes]
-
-
-@dataclass(slots=True)
-class Plan:
-    """What one read of the stream turns into."""
-
-    changes: list[Change] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    numbers_by_op: dict[str, int] = field(default_factory=dict)
-    last_id: str = ""
-
-
-def plan_batch(entries: Sequence[RawEntry], infos: Mapping[str, ListInfo]) -> Plan:
-    """Turn stream entries into list changes; invalid entries become dead letters.
-
-    Args:
-        entries: ``(id, fields)`` pairs in stream order.
-        infos: the lists as they are before the batch; their kinds decide
-            the consent rule, not the kind an entry claims.
-    """
-    kinds: dict[str, ListKind] = {name: info.kind for name, info in infos.items()}
-    plan = Plan()
-    for raw_id, fields in entries:
-        entry_id = _text(raw_id)
-        plan.last_id = entry_id
-        try:
-            list_name = _text(fields.get(b"list", b""))
-            entry = decode_entry(fields, kinds.get(list_name))
-        except ChangeLogError as exc:
-            plan.dead.append(DeadLetter(entry_id, str(exc), fields))
-            continue
-        if entry.list_name not in kinds and _creates(entry):
-            kinds[entry.list_name] = entry.kind
-        plan.changes.append(entry.to_change(kinds.get(entry.list_name)))
-        plan.numbers_by_op[entry.op] = plan.numbers_by_op.get(entry.op, 0) + entry.count
-    return plan
-
-
-def _creates(entry: Entry) -> bool:
-    return entry.op in (Op.ADD, Op.ADD_RANGE)
-
-
 class ChangeLogFollower:
     """A thread that keeps one :class:`SuppressionLists` in step with the stream."""
 
@@ -199,7 +81,6 @@ class ChangeLogFollower:
         max_staleness: float,
         data_dir: Path | None = None,
         snapshot_created_at: float | None = None,
-        on_health: Callable[[bool], None] | None = None,
         block_ms: int = 500,
         count: int = 200,
     ) -> None:
@@ -215,7 +96,6 @@ class ChangeLogFollower:
             data_dir: where newer snapshots appear when a resync is needed.
             snapshot_created_at: creation time of the snapshot ``lists`` came
                 from; the data counts as that old until the first catch-up.
-            on_health: called with False when a resync is needed, True after.
             block_ms: how long one XREAD blocks.
             count: the most entries one XREAD returns (and one batch applies).
         """
@@ -225,7 +105,6 @@ class ChangeLogFollower:
         self._dead_stream = dead_letter_stream
         self._max_staleness = max_staleness
         self._data_dir = data_dir
-        self._on_health = on_health
         self._block_ms = block_ms
         self._count = count
         self._stop = threading.Event()
@@ -268,6 +147,15 @@ class ChangeLogFollower:
     def position(self) -> Version:
         """The ID of the last applied entry."""
         return self._lists.version
+
+    @property
+    def needs_resync(self) -> bool:
+        """Whether entries were trimmed away before being applied: data known to be missing."""
+        return self._needs_resync
+
+    def staleness_seconds(self) -> float:
+        """Seconds since the follower last confirmed it had read the whole stream."""
+        return max(0.0, time.time() - self._confirmed_at)
 
     def wait_caught_up(self, timeout: float) -> bool:
         """Wait until the follower first confirms it has read the whole stream."""
@@ -315,7 +203,8 @@ class ChangeLogFollower:
     # -- the loop -----------------------------------------------------------
 
     def _run(self) -> None:
-        delay = 0.05
+        delay = _MIN_BACKOFF
+        reported = False
         while not self._stop.is_set():
             try:
                 if self._needs_resync:
@@ -326,25 +215,32 @@ class ChangeLogFollower:
                 if not self._connected:
                     logger.info("following change log %s at %s", self._stream, self.position)
                 self._connected = True
-                delay = 0.05
+                reported = False
+                delay = _MIN_BACKOFF
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 if self._stop.is_set():
                     break
-                if self._connected:
+                if not reported:
+                    # Once per outage, including an outage that began before the first read.
                     logger.warning(
-                        "change log unreachable (%s); answering from data at %s, retrying",
+                        "change log %s unreachable (%s); answering from data at %s, retrying",
+                        self._stream,
                         exc,
                         self._lists.version,
                     )
+                    reported = True
                 self._connected = False
-                self._stop.wait(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                delay = self._back_off(delay)
             except Exception:  # the follower must outlive any surprise; say it loudly
                 if self._stop.is_set():
                     break  # stop() closed the connection under a blocked read
-                logger.exception("change-log follower error; retrying in %.1f s", delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
+                logger.exception("change-log follower error; retrying in about %.1f s", delay)
+                delay = self._back_off(delay)
+
+    def _back_off(self, delay: float) -> float:
+        """Wait about ``delay`` seconds, jittered so that replicas do not reconnect in step."""
+        self._stop.wait(random.uniform(delay / 2, delay))
+        return min(delay * 2, _MAX_BACKOFF)
 
     def _step(self) -> None:
         position = self._lists.version
@@ -352,15 +248,15 @@ class ChangeLogFollower:
         pipe.xread({self._stream: str(position)}, count=self._count, block=self._block_ms)
         # EVAL with the text, not a registered script: redis-py would send SCRIPT EXISTS
         # before every pipeline, one more round trip; Redis caches the compiled script.
-        pipe.eval(_INFO_SCRIPT, 1, self._stream)
+        pipe.eval(INFO_SCRIPT, 1, self._stream)
         reply, info_reply = pipe.execute()
-        info = _parse_info(info_reply)
+        info = parse_info(info_reply)
         if info.missing_after(position):
             self._start_resync(position, info)
             return
         entries: list[RawEntry] = reply[0][1] if reply else []
         if entries:
-            self._oldest_unapplied_ms = Version.parse(_text(entries[0][0])).ms
+            self._oldest_unapplied_ms = Version.parse(field_text(entries[0][0])).ms
             self._apply(entries)
         self._update_lag(info)
 
@@ -440,8 +336,6 @@ class ChangeLogFollower:
             self._resync_floor,
             where,
         )
-        if self._on_health is not None:
-            self._on_health(False)
 
     def _try_resync(self) -> None:
         if self._data_dir is None:
@@ -463,9 +357,3 @@ class ChangeLogFollower:
         logger.info("resynchronized from snapshot %s at version %s", newest, snapshot.version)
         with self._applied:
             self._applied.notify_all()
-        if self._on_health is not None:
-            self._on_health(True)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

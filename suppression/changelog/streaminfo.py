@@ -1,0 +1,81 @@
+"""Where a change-log stream stands: ``XINFO STREAM`` fields and gap detection.
+
+Redis does not say when an XREAD skipped trimmed entries, so readers compare
+their position with ``recorded-first-entry-id`` and ``max-deleted-entry-id``.
+Used by the follower and by the loader's ``compact``; imports no Redis client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from suppression.entries import field_text
+from suppression.lists import Version
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["INFO_SCRIPT", "StreamInfo", "parse_info", "stream_info"]
+
+INFO_SCRIPT = """
+local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
+if not ok then return {} end
+local out = {}
+for i = 1, #info, 2 do
+  local k = info[i]
+  if k == 'max-deleted-entry-id' or k == 'last-generated-id' or k == 'entries-added'
+     or k == 'length' or k == 'recorded-first-entry-id' then
+    out[#out + 1] = k
+    out[#out + 1] = info[i + 1]
+  end
+end
+return out
+"""
+"""XINFO STREAM without the first and last entries, which may hold 100,000 numbers each."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """The parts of ``XINFO STREAM`` the follower needs; all zero for a missing stream."""
+
+    exists: bool = False
+    length: int = 0
+    entries_added: int = 0
+    last_generated: Version = field(default_factory=Version)
+    first_recorded: Version = field(default_factory=Version)
+    max_deleted: Version = field(default_factory=Version)
+
+    def missing_after(self, position: Version) -> bool:
+        """Whether entries after ``position`` may have been removed before being read.
+
+        Conservative: a replica just behind a trim point resyncs, which is
+        harmless because a trim only follows a snapshot at that point.
+        """
+        if not self.exists:
+            return False
+        if self.max_deleted > position:
+            return True
+        return self.entries_added > self.length and self.first_recorded > position
+
+
+def parse_info(reply: Sequence[Any]) -> StreamInfo:
+    """Read :data:`INFO_SCRIPT`'s reply; an empty reply means the stream does not exist."""
+    if not reply:
+        return StreamInfo()
+    values = {field_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+    return StreamInfo(
+        exists=True,
+        length=int(values.get("length", 0)),
+        entries_added=int(values.get("entries-added", 0)),
+        last_generated=Version.parse(field_text(values.get("last-generated-id", b"0-0"))),
+        first_recorded=Version.parse(field_text(values.get("recorded-first-entry-id", b"0-0"))),
+        max_deleted=Version.parse(field_text(values.get("max-deleted-entry-id", b"0-0"))),
+    )
+
+
+def stream_info(client: redis.Redis, stream: str) -> StreamInfo:
+    """Read a stream's :class:`StreamInfo` (raises redis errors)."""
+    script = client.register_script(INFO_SCRIPT)
+    return parse_info(script(keys=[stream]))

@@ -1,0 +1,382 @@
+"""A replica: one process's lists, kept current from the change log, with writes and snapshots.
+
+The gRPC server, ``suppression check``, the local scrub and any program that
+embeds the lists are thin shells around one :class:`Replica`. It owns:
+
+- the lists (loaded from a snapshot and number files, or handed over loaded);
+- the change-log follower that applies the stream to them;
+- the writer that Suppress and Release go through;
+- the snapshotter that writes periodic snapshots;
+- freshness: whether its answers may be trusted, read in O(1) per request.
+
+Build it from explicit options, call :meth:`Replica.start`, then ask it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from suppression.checker import CheckOutcome, check_batch
+from suppression.datasource import DataSource, LoadedData, load_lists
+from suppression.e164 import Normalizer, NumberBlock
+from suppression.entries import entries_for
+from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError
+from suppression.freshness import Freshness
+from suppression.lists import ListKind, ListView, Op, SuppressionLists, Version
+
+if TYPE_CHECKING:
+    from suppression.changelog.follower import ChangeLogFollower, FollowerState
+    from suppression.settings import Settings
+    from suppression.snapshotter import Snapshotter
+    from suppression.writer import ChangeLogWriter
+
+__all__ = ["ChangeLogOptions", "Replica", "SnapshotOptions"]
+
+logger = logging.getLogger(__name__)
+
+_BLOCK_MS = 500
+"""How long one XREAD blocks; stop() interrupts it sooner."""
+
+_FRESH = Freshness()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeLogOptions:
+    """How a replica follows and writes the change log."""
+
+    redis_url: str
+    """Redis URL of the change log (redis://host:6379/0)."""
+    stream: str = "suppression:deltas"
+    """The stream key."""
+    dead_letter_stream: str = "suppression:deltas:dead"
+    """Where entries that cannot be applied go, with the reason."""
+    max_staleness: float = 10.0
+    """Seconds without confirming the data is caught up before answers are stale."""
+    write_timeout: float = 5.0
+    """Seconds a write waits for this replica to apply it."""
+    fail_closed: bool = False
+    """Answer every valid number SUPPRESSED while stale or known to miss changes."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChangeLogOptions | None:
+        """The ``serve`` options of the change log; None without ``--redis-url``."""
+        if not settings.redis_url:
+            return None
+        return cls(
+            redis_url=settings.redis_url,
+            stream=settings.stream,
+            dead_letter_stream=settings.dead_letter_stream,
+            max_staleness=settings.max_staleness,
+            write_timeout=settings.write_timeout,
+            fail_closed=settings.fail_closed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOptions:
+    """How often a replica that follows the change log writes snapshots into its data directory."""
+
+    interval: float = 300.0
+    """Seconds between snapshots; 0 turns them off."""
+    keep: int = 3
+    """Snapshots kept; older ones are deleted."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SnapshotOptions | None:
+        """The ``serve`` snapshot options; None when turned off or without a data directory."""
+        if settings.data_dir is None or settings.snapshot_interval <= 0:
+            return None
+        return cls(settings.snapshot_interval, settings.snapshot_keep)
+
+
+class Replica:
+    """The lists of one process, the parts that keep them current, and the questions they answer.
+
+    Thread-safe: any number of threads may call :meth:`check`, :meth:`submit`
+    and the properties while the follower applies changes.
+    """
+
+    def __init__(
+        self,
+        data: DataSource | LoadedData,
+        change_log: ChangeLogOptions | None = None,
+        snapshots: SnapshotOptions | None = None,
+        *,
+        producer: str = "suppression",
+    ) -> None:
+        """Describe a replica; nothing is read or connected until :meth:`start`.
+
+        Args:
+            data: where to load the lists from, or lists already loaded (a
+                pre-forked worker gets its parent's, shared copy-on-write).
+            change_log: follow and write this change log; None serves the
+                loaded data as it is and refuses writes.
+            snapshots: write periodic snapshots into the data source's
+                directory (only with a change log and a data directory).
+            producer: the program name written into each entry this replica writes.
+        """
+        self._data = data
+        self._change_log = change_log
+        self._snapshots = snapshots
+        self._producer = producer
+        self._lists: SuppressionLists | None = None
+        self._started = False
+        self._follower: ChangeLogFollower | None = None
+        self._writer: ChangeLogWriter | None = None
+        self._snapshotter: Snapshotter | None = None
+        self._loaded: LoadedData | None = None
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self) -> LoadedData:
+        """Load the data and, with a change log, follow it until caught up.
+
+        Waits up to ``max_staleness`` for the first catch-up. If Redis cannot
+        be reached by then, the replica serves the data it has, marked stale.
+
+        Returns:
+            What was loaded, for logs.
+
+        Raises:
+            ConfigError: nothing to load, a file is missing, or the Redis URL is malformed.
+            SnapshotError: the newest snapshot is corrupt.
+            NumberFileError: a number file has invalid lines.
+        """
+        loaded = self._data
+        if isinstance(loaded, DataSource):
+            loaded = load_lists(loaded, allow_empty=self._change_log is not None)
+        self._loaded = loaded
+        self._lists = loaded.lists
+        if self._change_log is not None:
+            self._follow(self._change_log, loaded)
+        self._started = True
+        return loaded
+
+    def _follow(self, options: ChangeLogOptions, loaded: LoadedData) -> None:
+        # Imported here so that a replica without a change log loads no Redis client.
+        from suppression.changelog.follower import ChangeLogFollower
+        from suppression.redisconn import connect
+        from suppression.snapshotter import Snapshotter
+        from suppression.writer import ChangeLogWriter, default_producer
+
+        data_dir = self.data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        if loaded.snapshot_created_at is None and loaded.numbers == 0:
+            logger.info("no snapshot: replaying the change log %s from the start", options.stream)
+        follower = ChangeLogFollower(
+            loaded.lists,
+            connect(options.redis_url, socket_timeout=_BLOCK_MS / 1000 + 5.0),
+            stream=options.stream,
+            dead_letter_stream=options.dead_letter_stream,
+            max_staleness=options.max_staleness,
+            data_dir=data_dir,
+            snapshot_created_at=loaded.snapshot_created_at,
+            block_ms=_BLOCK_MS,
+        )
+        self._writer = ChangeLogWriter(
+            connect(options.redis_url, socket_timeout=options.write_timeout),
+            options.stream,
+            default_producer(self._producer),
+        )
+        if data_dir is not None and self._snapshots is not None:
+            self._snapshotter = Snapshotter(
+                loaded.lists,
+                data_dir,
+                self._snapshots.interval,
+                self._snapshots.keep,
+                on_written=follower.note_snapshot,
+            )
+        self._follower = follower
+        started = time.monotonic()
+        follower.start()
+        if follower.wait_caught_up(options.max_staleness):
+            logger.info(
+                "caught up with %s at %s in %.2f s",
+                options.stream,
+                loaded.lists.version,
+                time.monotonic() - started,
+            )
+        else:
+            logger.warning(
+                "not caught up with %s after %.1f s; serving data at %s, marked stale",
+                options.stream,
+                options.max_staleness,
+                loaded.lists.version,
+            )
+        if self._snapshotter is not None:
+            self._snapshotter.start()
+
+    def stop(self) -> None:
+        """Stop following; write a last snapshot if one is due."""
+        if self._follower is not None:
+            self._follower.stop()
+        if self._snapshotter is not None:
+            self._snapshotter.stop()
+            try:
+                self._snapshotter.snapshot_now()
+            except OSError as exc:
+                logger.error("cannot write the final snapshot: %s", exc)
+
+    # -- what it knows --------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The snapshot directory of the data, if any."""
+        return self._data.data_dir
+
+    @property
+    def lists(self) -> SuppressionLists | None:
+        """The lists, or None before :meth:`start` loaded them."""
+        return self._lists
+
+    @property
+    def loaded(self) -> LoadedData | None:
+        """What :meth:`start` loaded, or None before."""
+        return self._loaded
+
+    @property
+    def serving(self) -> bool:
+        """Started, and not known to miss changes: what health reports as SERVING."""
+        follower = self._follower
+        return self._started and not (follower is not None and follower.needs_resync)
+
+    @property
+    def accepts_writes(self) -> bool:
+        """Whether Suppress and Release can go through this replica (it follows a change log)."""
+        return self._writer is not None
+
+    def freshness(self) -> Freshness:
+        """How current the data is; O(1), asked on every answer."""
+        follower = self._follower
+        options = self._change_log
+        if follower is None or options is None:
+            return _FRESH
+        staleness = follower.staleness_seconds()
+        stale = follower.needs_resync or staleness > options.max_staleness
+        return Freshness(
+            stale=stale,
+            staleness_ms=int(staleness * 1000),
+            fail_closed=options.fail_closed and stale,
+        )
+
+    def follower_state(self) -> FollowerState | None:
+        """The follower's full state for /metrics; None without a change log."""
+        return self._follower.state() if self._follower is not None else None
+
+    def view(self) -> ListView:
+        """The current data, to answer from.
+
+        Raises:
+            NotReadyError: still loading, or known to miss changes (the
+                change log was trimmed past this replica).
+        """
+        lists = self._lists
+        if lists is None or not self._started:
+            raise NotReadyError("data is still loading; retry shortly or ask another replica")
+        return lists.view
+
+    # -- questions and writes -------------------------------------------------
+
+    def check(
+        self,
+        e164: Sequence[int],
+        texts: Sequence[str] = (),
+        region: str = "",
+        lists: Sequence[str] = (),
+        normalizer: Normalizer | None = None,
+        *,
+        max_batch: int = 0,
+    ) -> tuple[CheckOutcome, Freshness]:
+        """Decide a batch against the current data (see :func:`~suppression.checker.check_batch`).
+
+        Returns:
+            The outcome and the freshness it was answered with.
+
+        Raises:
+            NotReadyError: still loading; or the replica knows it misses
+                changes and is not configured to fail closed. It never
+                answers ALLOWED from data it knows to be incomplete.
+            InvalidRequestError: the batch is too large.
+            UnknownListError: a named list does not exist.
+        """
+        view = self.view()
+        freshness = self.freshness()
+        follower = self._follower
+        if follower is not None and follower.needs_resync and not freshness.fail_closed:
+            raise NotReadyError(
+                "this replica is missing changes that the change log no longer holds and is "
+                "waiting for a newer snapshot; ask another replica"
+            )
+        outcome = check_batch(
+            view,
+            e164,
+            texts,
+            region,
+            lists,
+            normalizer,
+            max_batch=max_batch,
+            fail_closed=freshness.fail_closed,
+        )
+        return outcome, freshness
+
+    def submit(
+        self,
+        op: Op,
+        list_name: str,
+        numbers: Sequence[int],
+        blocks: Sequence[NumberBlock] = (),
+        *,
+        source: str,
+        actor: str = "",
+        evidence: str = "",
+    ) -> Version:
+        """Validate, append to the change log, and wait until this replica applied it.
+
+        ``op`` is ADD or REMOVE; blocks become range entries. A new list is
+        created as an opt-out list, the strictest kind.
+
+        Returns:
+            The stream ID of the last entry written: from this version on,
+            this replica's answers include the change.
+
+        Raises:
+            InvalidEntryError: the change is malformed, or a replica refused it.
+            ConsentRequiredError: a removal from an opt-out list lacks consent evidence.
+            NotReadyError: no change log, still loading, or this replica must
+                resynchronize from a snapshot first.
+            ChangeLogError: Redis is unreachable, or this replica did not apply
+                the change within the write timeout (it is in the log all the same).
+        """
+        writer, follower, options = self._writer, self._follower, self._change_log
+        if writer is None or follower is None or options is None:
+            raise NotReadyError("this replica follows no change log, so it cannot accept writes")
+        view = self.view()
+        if follower.needs_resync:
+            raise NotReadyError(
+                "this replica is waiting for a snapshot to resynchronize and cannot confirm "
+                "a write; send it to another replica"
+            )
+        kinds = {name: info.kind for name, info in view.infos.items()}
+        kind = kinds.get(list_name, ListKind.OPT_OUT)
+        entries = entries_for(
+            op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
+        )
+        ids = writer.write(entries, kinds)
+        last = ids[-1]
+        if not follower.wait_applied(last, options.write_timeout):
+            raise ChangeLogError(
+                f"the change is in the change log as {last}, but this replica has not applied it "
+                f"within {options.write_timeout:g} s (it is at {view.version}); "
+                "other replicas apply it as they catch up"
+            )
+        for entry_id in ids:
+            reason = follower.dead_letter_reason(str(entry_id))
+            if reason is not None:
+                raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
+        return last
