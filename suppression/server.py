@@ -55,10 +55,6 @@ _BYTES_PER_NUMBER_ON_WIRE = 64
 _HEALTH_POLL = 0.1
 """Seconds between readings of the replica's state by the health reporter."""
 
-MIN_CLIENT_PING_INTERVAL_MS = 10_000
-"""Clients may send keepalive pings this often (gRPC's server default is 5 minutes,
-and a client pinging more often gets its connection closed with ``too_many_pings``)."""
-
 
 def grpc_message_limit(max_batch: int) -> int:
     """A message size limit that fits the largest batch, request or response."""
@@ -83,6 +79,9 @@ class ServerOptions:
     """Seconds before a client connection is asked to reconnect."""
     grace: float = 10.0
     """Seconds in-flight calls get to finish on stop."""
+    min_client_ping_interval: float = 10.0
+    """Clients may send keepalive pings this often. gRPC's server default is 5 minutes,
+    and a client that pings more often gets its connection closed with ``too_many_pings``."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerOptions:
@@ -106,7 +105,10 @@ def server_options(options: ServerOptions, reuse_port: bool) -> list[tuple[str, 
         ("grpc.max_send_message_length", limit),
         ("grpc.max_connection_age_ms", int(options.max_connection_age * 1000)),
         ("grpc.max_connection_age_grace_ms", int(options.grace * 1000)),
-        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(options.min_client_ping_interval * 1000),
+        ),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
