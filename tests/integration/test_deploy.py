@@ -162,10 +162,43 @@ def test_compose_starts_redis_two_replicas_prometheus_and_grafana() -> None:
     assert sorted(targets) == [f"replica-{n}:{Settings().metrics_port}" for n in (1, 2)]
 
 
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """deploy/Dockerfile as (INSTRUCTION, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, arguments = line.partition(" ")
+            instructions.append((keyword.upper(), " ".join(arguments.split())))
+    return instructions
+
+
+def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
+    commands = [
+        command.strip()
+        for keyword, arguments in dockerfile_instructions()
+        if keyword == "RUN"
+        for command in arguments.split("&&")
+    ]
+    installs = [command for command in commands if " pip install " in command]
+    assert installs, "the Dockerfile installs nothing with pip"
+    for command in installs:
+        words = command.split()
+        assert "--constraint" in words or "-c" in words, f"unconstrained install: {command}"
+        flag = "--constraint" if "--constraint" in words else "-c"
+        assert words[words.index(flag) + 1] == "constraints.txt", command
+    assert any(command.endswith(" .") for command in installs), "the package itself is installed"
+    # COPY . . brings it into the build stage: it must exist and not be ignored.
+    assert (REPO / "constraints.txt").is_file()
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert "constraints.txt" not in ignored and "*.txt" not in ignored
+
+
 def test_dockerfile_installs_like_make_and_serves_on_the_default_ports() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "python -m venv" in dockerfile
-    assert "pip install --no-cache-dir --quiet ." in dockerfile
+    assert "pip install --no-cache-dir --quiet" in dockerfile
     assert f"EXPOSE {Settings().port} {Settings().metrics_port}" in dockerfile
     assert 'ENTRYPOINT ["suppression"]' in dockerfile
     for variable in re.findall(r"\b(SUPPRESSION_[A-Z_]+)=", dockerfile):

@@ -1,4 +1,6 @@
-"""pyproject.toml's dependency floors must not allow runtimes the generated code refuses.
+"""Dependency ranges and pins: pyproject.toml's floors, and constraints.txt's pins.
+
+pyproject.toml's floors must not allow runtimes the generated code refuses.
 
 The generated code in suppression/v1/ checks its runtime at import:
 ``suppression_pb2_grpc.py`` raises below ``GRPC_GENERATED_VERSION`` of grpcio, and
@@ -7,11 +9,17 @@ version of protoc that wrote it, which refuses any older runtime. A floor below
 those lets ``pip install`` succeed and then every command crash. These tests read
 the guards from the generated files themselves, so regenerating with a newer
 ``grpcio-tools`` fails here until the floors follow.
+
+constraints.txt pins what the container installs: every runtime dependency, direct
+or transitive (as installed here, the same Python minor version as the image), at
+one exact version inside the ranges that pyproject.toml and the dependencies
+themselves declare.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,9 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "suppression" / "v1"
+CONSTRAINTS = REPO / "constraints.txt"
+# Pinned too, though no package depends on it: the image upgrades pip before installing.
+INSTALLER = {"pip"}
 # Released in lockstep with grpcio; their own generated code carries the same guard.
 GRPC_FAMILY = ("grpcio", "grpcio-health-checking", "grpcio-reflection")
 
@@ -122,3 +133,66 @@ def test_lowest_allowed_reads_the_floor_of_a_range() -> None:
     assert lowest_allowed(SpecifierSet(">=1.66,<2")) == Version("1.66")
     assert lowest_allowed(SpecifierSet("~=7.35.1")) == Version("7.35.1")
     assert lowest_allowed(SpecifierSet("<8")) is None
+
+
+def constraint_pins() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for number, line in enumerate(CONSTRAINTS.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        requirement = Requirement(text)
+        specs = list(requirement.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version, (
+            f"constraints.txt:{number}: {text!r} is not an exact pin (name==version)"
+        )
+        assert not requirement.marker and not requirement.extras, f"constraints.txt:{number}"
+        name = canonicalize_name(requirement.name)
+        assert name not in pins, f"constraints.txt:{number}: {name} is pinned twice"
+        pins[name] = Version(specs[0].version)
+    return pins
+
+
+def runtime_closure() -> dict[str, list[Requirement]]:
+    """Every runtime dependency, direct or transitive, with the requirements naming it."""
+    wanted: dict[str, list[Requirement]] = {}
+    queue = list(runtime_requirements().values())
+    while queue:
+        requirement = queue.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        seen = name in wanted
+        wanted.setdefault(name, []).append(requirement)
+        if seen:
+            continue
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            pytest.fail(f"{name} is a runtime dependency but is not installed: run `make test`")
+        queue += [Requirement(text) for text in requires]
+    return wanted
+
+
+def test_constraints_pin_every_runtime_dependency_inside_its_range() -> None:
+    pins = constraint_pins()
+    for name, requirement in runtime_requirements().items():
+        assert name in pins, f"{name} is a runtime dependency but constraints.txt does not pin it"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement}"
+        )
+
+
+def test_constraints_pin_every_transitive_dependency_and_nothing_else() -> None:
+    pins = constraint_pins()
+    closure = runtime_closure()
+    missing = sorted(set(closure) - set(pins))
+    assert not missing, f"constraints.txt does not pin these runtime dependencies: {missing}"
+    for name, requirements in closure.items():
+        for requirement in requirements:
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"constraints.txt pins {name}=={pins[name]}, but a dependency requires "
+                f"{requirement}"
+            )
+    extra = sorted(set(pins) - set(closure) - INSTALLER)
+    assert not extra, f"constraints.txt pins packages nothing at runtime needs: {extra}"
