@@ -7,15 +7,21 @@ against the code (ports, settings, metric names), so they cannot drift from it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from suppression.metrics import (
@@ -193,6 +199,58 @@ def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
     assert (REPO / "constraints.txt").is_file()
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     assert "constraints.txt" not in ignored and "*.txt" not in ignored
+
+
+def healthcheck_command() -> list[str]:
+    (arguments,) = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    _, _, command = arguments.partition(" CMD ")
+    assert command, "HEALTHCHECK without CMD"
+    parsed: list[str] = json.loads(command)
+    return parsed
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[health.HealthServicer, int]]:
+    """A real gRPC server with the standard health service, on a free port."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, port
+    finally:
+        server.stop(None)
+
+
+def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    program, *arguments = healthcheck_command()
+    assert program == "python"
+    # Only SUPPRESSION_PORT says where the server listens, as in a container.
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    env["SUPPRESSION_PORT"] = str(port)
+    return subprocess.run(
+        [sys.executable, *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_dockerfile_healthcheck_asks_the_configured_port(
+    health_server: tuple[health.HealthServicer, int],
+) -> None:
+    servicer, port = health_server
+    assert port != Settings().port
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    result = run_healthcheck(port)
+    assert result.returncode == 0, result.stderr
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert run_healthcheck(port).returncode == 1
+    # No port is written into the command; it comes from the settings.
+    assert str(Settings().port) not in " ".join(healthcheck_command())
 
 
 def test_dockerfile_installs_like_make_and_serves_on_the_default_ports() -> None:
