@@ -24,6 +24,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from loader.cli import build_parser as build_loader_parser
 from suppression.metrics import (
     BuildInfoCollector,
     FollowerCollector,
@@ -31,7 +32,7 @@ from suppression.metrics import (
     ListsCollector,
     ServiceMetrics,
 )
-from suppression.settings import ENV_PREFIX, Settings
+from suppression.settings import ENV_PREFIX, Settings, settings_from_args
 from tests.conftest import REPO
 from tests.unit.test_metrics import State
 
@@ -301,9 +302,203 @@ def test_kubernetes_deployment_is_ready_by_grpc_health_and_configured_by_env() -
     assert template["spec"]["terminationGracePeriodSeconds"] > grace
     claims = {claim["metadata"]["name"] for claim in by_kind["PersistentVolumeClaim"]}
     for volume in template["spec"]["volumes"]:
-        assert volume["persistentVolumeClaim"]["claimName"] in claims
+        if "persistentVolumeClaim" in volume:
+            assert volume["persistentVolumeClaim"]["claimName"] in claims
 
     for service in by_kind["Service"]:
         assert service["spec"]["selector"].items() <= labels.items()
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports
+
+
+def kubernetes_by_kind() -> dict[str, list[dict[str, Any]]]:
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for document in load_yaml_documents(path):
+                by_kind.setdefault(document["kind"], []).append(document)
+    return by_kind
+
+
+def pod_templates() -> dict[str, dict[str, Any]]:
+    """Every pod template of every workload, by "Kind/name"."""
+    templates = {}
+    for kind, documents in kubernetes_by_kind().items():
+        for document in documents:
+            name = f"{kind}/{document['metadata']['name']}"
+            if kind == "CronJob":
+                templates[name] = document["spec"]["jobTemplate"]["spec"]["template"]
+            elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+                templates[name] = document["spec"]["template"]
+            elif kind == "Pod":
+                templates[name] = document
+    return templates
+
+
+# Pod Security Standards, "restricted" profile (Kubernetes documentation, v1.25 and later).
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What keeps a pod spec from the "restricted" Pod Security profile; empty if nothing."""
+    problems = []
+    pod_context = pod.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            problems.append(f"pod sets {field}")
+    if pod_context.get("sysctls"):
+        problems.append("pod sets sysctls")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']} is of type {sorted(kinds)}")
+    containers = [
+        *pod.get("initContainers", []),
+        *pod.get("containers", []),
+        *pod.get("ephemeralContainers", []),
+    ]
+    if not containers:
+        problems.append("pod has no containers")
+    for container in containers:
+        name = container["name"]
+        context = container.get("securityContext") or {}
+
+        def effective(key: str, context: dict[str, Any] = context) -> Any:
+            # A container's setting wins over the pod's.
+            return context.get(key, pod_context.get(key))
+
+        if context.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if effective("runAsNonRoot") is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if effective("runAsUser") == 0:
+            problems.append(f"{name}: runAsUser is 0")
+        seccomp = (effective("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile type is {seccomp}")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in capabilities.get("drop", []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {capabilities['add']}")
+        if context.get("procMount", "Default") != "Default":
+            problems.append(f"{name}: procMount")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def test_restricted_check_finds_what_the_profile_forbids() -> None:
+    # The old Deployment: pod-level non-root only.
+    pod = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "containers": [{"name": "suppression", "ports": [{"containerPort": 50051}]}],
+        "volumes": [{"name": "data", "hostPath": {"path": "/srv"}}],
+    }
+    problems = " ".join(restricted_violations(pod))
+    for expected in ("allowPrivilegeEscalation", "seccompProfile", "drop ALL", "hostPath"):
+        assert expected in problems
+
+
+def test_every_kubernetes_pod_meets_the_restricted_pod_security_profile() -> None:
+    templates = pod_templates()
+    assert {"Deployment/suppression", "CronJob/suppression-compact"} <= set(templates)
+    for name, template in templates.items():
+        assert restricted_violations(template["spec"]) == [], name
+
+
+def test_every_kubernetes_container_has_a_read_only_root_and_a_writable_tmp() -> None:
+    for name, template in pod_templates().items():
+        pod = template["spec"]
+        empty_dirs = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+            mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+            # Python's tempfile and the --workers metrics directory need somewhere to write.
+            assert mounts["/tmp"]["name"] in empty_dirs, name
+            assert not mounts["/tmp"].get("readOnly"), name
+
+
+def test_kubernetes_pods_get_time_to_leave_the_endpoints_and_finish_calls() -> None:
+    (deployment,) = kubernetes_by_kind()["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep", command
+    pause = float(command[1])
+    assert 1 <= pause <= 15
+    grace = float(
+        next(item["value"] for item in container["env"] if item["name"] == "SUPPRESSION_GRACE")
+    )
+    # The kubelet runs preStop, then sends SIGTERM; the whole must fit before SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] >= pause + grace + 1
+
+
+def test_kubernetes_disruption_budget_keeps_replicas_serving_and_drains_possible() -> None:
+    by_kind = kubernetes_by_kind()
+    (deployment,) = by_kind["Deployment"]
+    (budget,) = by_kind["PodDisruptionBudget"]
+    assert budget["apiVersion"] == "policy/v1"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    replicas = deployment["spec"]["replicas"]
+    spec = budget["spec"]
+    assert ("maxUnavailable" in spec) != ("minAvailable" in spec)
+    allowed = (
+        spec["maxUnavailable"] if "maxUnavailable" in spec else replicas - spec["minAvailable"]
+    )
+    assert isinstance(allowed, int) and 1 <= allowed < replicas
+
+
+def test_kubernetes_compact_job_writes_snapshots_the_replicas_read() -> None:
+    by_kind = kubernetes_by_kind()
+    (deployment,) = by_kind["Deployment"]
+    (cronjob,) = by_kind["CronJob"]
+    (config_map,) = by_kind["ConfigMap"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    pod = template["spec"]
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    # Services and the disruption budget select replicas only.
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= template["metadata"]["labels"].items()
+    for service in by_kind["Service"]:
+        assert not service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+
+    (container,) = pod["containers"]
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == server["image"]
+    assert container["command"] == ["suppression-loader"]
+    args = build_loader_parser().parse_args(container["args"])
+    assert args.command == "compact"
+    env = dict(config_map["data"])
+    assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+    env.update({item["name"]: item["value"] for item in container.get("env", [])})
+    assert set(env) <= SETTINGS_VARIABLES, sorted(set(env) - SETTINGS_VARIABLES)
+    settings = settings_from_args(args, env)
+    assert settings.redis_url and settings.data_dir is not None
+
+    # It writes, into the claim the replicas read, at its data directory.
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    mount = mounts[str(settings.data_dir)]
+    assert not mount.get("readOnly")
+    claim = volumes[mount["name"]]["persistentVolumeClaim"]
+    assert not claim.get("readOnly")
+    server_volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    server_mounts = {mount["mountPath"]: mount for mount in server["volumeMounts"]}
+    server_env = dict(config_map["data"]) | {item["name"]: item["value"] for item in server["env"]}
+    server_data = server_mounts[server_env["SUPPRESSION_DATA_DIR"]]
+    server_claim = server_volumes[server_data["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim["claimName"] == server_claim
