@@ -119,6 +119,78 @@ def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
     assert not missing, f"metrics without a dashboard panel: {sorted(missing)}"
 
 
+# The one way alerts, dashboard and scrape configurations agree to select the
+# service's targets (docs/operations.md, "Which targets are the service's").
+JOB = "suppression"
+SELECTOR = re.compile(r"\b(up|(?:suppression|grpc_server)_[a-z_]+)\b(\{[^}]*\})?")
+
+
+def alert_expressions() -> dict[str, str]:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def dashboard_panel_expression(title: str) -> str:
+    dashboard = json.loads(DASHBOARD.read_text())
+    (panel,) = [panel for panel in dashboard["panels"] if panel["title"] == title]
+    (target,) = panel["targets"]
+    expression: str = target["expr"]
+    return expression
+
+
+def test_alerts_and_dashboard_select_only_the_service_job() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = [variable["definition"] for variable in dashboard["templating"]["list"][1:]]
+    expressions = [*alert_expressions().values(), *dashboard_expressions(), *variables]
+    for expression in expressions:
+        selectors = list(SELECTOR.finditer(expression))
+        assert selectors, f"no metric found in {expression!r}"
+        for match in selectors:
+            matchers = match.group(2) or ""
+            assert f'job="{JOB}"' in matchers, f"{match.group(0)!r} in {expression!r}"
+
+
+def test_every_scrape_configuration_names_the_job_the_alerts_select() -> None:
+    compose_scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert [job["job_name"] for job in compose_scrape["scrape_configs"]] == [JOB]
+
+    by_kind = kubernetes_by_kind()
+    (deployment,) = by_kind["Deployment"]
+    template = deployment["spec"]["template"]
+    pod_labels = template["metadata"]["labels"]
+    (container,) = template["spec"]["containers"]
+    port_names = {port["name"] for port in container["ports"]}
+    compact_labels = pod_templates()["CronJob/suppression-compact"]["metadata"]["labels"]
+    # Annotation-based jobs would scrape the pods a second time under another job name.
+    annotations = template["metadata"].get("annotations", {})
+    assert not any(key.startswith("prometheus.io/") for key in annotations)
+
+    (cluster_job,) = yaml.safe_load((PROMETHEUS / "kubernetes.yml").read_text())["scrape_configs"]
+    assert cluster_job["job_name"] == JOB
+    keeps = {
+        tuple(rule["source_labels"]): rule["regex"]
+        for rule in cluster_job["relabel_configs"]
+        if rule.get("action") == "keep"
+    }
+    (name_regex,) = [
+        regex
+        for labels, regex in keeps.items()
+        if labels == ("__meta_kubernetes_pod_label_app_kubernetes_io_name",)
+    ]
+    assert re.fullmatch(name_regex, pod_labels["app.kubernetes.io/name"])
+    assert not re.fullmatch(name_regex, compact_labels["app.kubernetes.io/name"])
+    port_regex = keeps[("__meta_kubernetes_pod_container_port_name",)]
+    assert [name for name in port_names if re.fullmatch(port_regex, name)] == ["metrics"]
+
+    monitor = yaml.safe_load((PROMETHEUS / "podmonitor.yaml").read_text())
+    assert monitor["kind"] == "PodMonitor"
+    assert pod_labels[monitor["spec"]["jobLabel"]] == JOB
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    assert not selector.items() <= compact_labels.items()
+    assert [endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+
+
 def test_dashboard_is_well_formed() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "suppression"
