@@ -191,6 +191,14 @@ def test_every_scrape_configuration_names_the_job_the_alerts_select() -> None:
     assert [endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
 
 
+def test_dashboard_serving_panels_are_the_expressions_promtool_tests() -> None:
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    tested = {case["expr"] for test in tests for case in test.get("promql_expr_test", [])}
+    for title in ("Replicas not serving", "Replicas ready"):
+        expression = dashboard_panel_expression(title).replace("$instance", ".*")
+        assert expression in tested, f"panel {title!r} has no promtool test: {expression}"
+
+
 def test_dashboard_is_well_formed() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "suppression"
