@@ -261,6 +261,63 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
+# What docker-compose 1.29, the last Compose v1 line, accepts: the keys its schema
+# (compose/config/compose_spec.json) allows. Compose v2 accepts all of them too.
+COMPOSE_V1_TOP_LEVEL = {"version", "services", "networks", "volumes", "secrets", "configs"}
+COMPOSE_V1_SERVICE = set(
+    """
+    blkio_config build cap_add cap_drop cgroup_parent command configs container_name
+    cpu_count cpu_percent cpu_period cpu_quota cpu_rt_period cpu_rt_runtime cpu_shares cpus
+    cpuset credential_spec depends_on deploy device_cgroup_rules devices dns dns_opt
+    dns_search domainname entrypoint env_file environment expose extends external_links
+    extra_hosts group_add healthcheck hostname image init ipc isolation labels links logging
+    mac_address mem_limit mem_reservation mem_swappiness memswap_limit network_mode networks
+    oom_kill_disable oom_score_adj pid pids_limit platform ports privileged profiles
+    pull_policy read_only restart runtime scale secrets security_opt shm_size stdin_open
+    stop_grace_period stop_signal storage_opt sysctls tmpfs tty ulimits user userns_mode
+    volumes volumes_from working_dir
+    """.split()
+)
+COMPOSE_V1_BUILD = set(
+    """
+    context dockerfile args labels cache_from network target shm_size extra_hosts isolation
+    """.split()
+)
+COMPOSE_V1_HEALTHCHECK = {"disable", "interval", "retries", "test", "timeout", "start_period"}
+COMPOSE_V1_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+def extension(key: str) -> bool:
+    return key.startswith("x-")
+
+
+def test_compose_file_is_accepted_by_compose_v1() -> None:
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    unknown = {key for key in compose if not extension(key)} - COMPOSE_V1_TOP_LEVEL
+    assert not unknown, f"docker-compose v1 refuses top-level {sorted(unknown)}"
+    assert not re.search(r"^name:", text, re.MULTILINE)
+    for name, service in compose["services"].items():
+        keys = {key for key in service if not extension(key)}
+        assert keys <= COMPOSE_V1_SERVICE, f"{name}: v1 refuses {sorted(keys - COMPOSE_V1_SERVICE)}"
+        build = service.get("build")
+        if isinstance(build, dict):
+            assert set(build) <= COMPOSE_V1_BUILD, f"{name}: build {sorted(build)}"
+        assert set(service.get("healthcheck", {})) <= COMPOSE_V1_HEALTHCHECK, name
+        depends_on = service.get("depends_on", [])
+        if isinstance(depends_on, dict):
+            for dependency, condition in depends_on.items():
+                # v1 takes only `condition`; v2's `required` and `restart` are refused.
+                assert set(condition) == {"condition"}, f"{name} -> {dependency}: {condition}"
+                assert condition["condition"] in COMPOSE_V1_CONDITIONS, f"{name} -> {dependency}"
+        environment = service.get("environment", {})
+        if isinstance(environment, dict):
+            for variable, value in environment.items():
+                assert isinstance(value, str | int | float | bool | None), f"{name}: {variable}"
+        for mount in service.get("volumes", []):
+            assert isinstance(mount, str) or "type" in mount, f"{name}: {mount}"
+
+
 def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
     commands = [
         command.strip()
