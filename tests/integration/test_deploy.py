@@ -639,3 +639,22 @@ def test_kubernetes_compact_job_writes_snapshots_the_replicas_read() -> None:
     server_data = server_mounts[server_env["SUPPRESSION_DATA_DIR"]]
     server_claim = server_volumes[server_data["name"]]["persistentVolumeClaim"]["claimName"]
     assert claim["claimName"] == server_claim
+
+
+def test_kustomization_builds_every_manifest() -> None:
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not installed; the manifests are still parsed by the other tests")
+    result = subprocess.run(
+        [binary, "kustomize", str(KUBERNETES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    built = [document for document in yaml.safe_load_all(result.stdout) if document]
+    expected = [document for documents in kubernetes_by_kind().values() for document in documents]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in built) == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in expected
+    )
