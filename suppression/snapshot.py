@@ -21,8 +21,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import struct
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -50,6 +50,7 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sII")
 _TRAILER = struct.Struct("<I")
 _NAME_PATTERN = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
+_TEMPORARY_ATTEMPTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
         header["file_size"] = size
     encoded = json.dumps(header, sort_keys=True).encode()
     target = directory / snapshot_name(view.version)
-    fd, temp_name = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=directory)
+    fd, temp_path = _create_temporary(directory)
     try:
         with os.fdopen(fd, "wb") as out:
             crc = 0
@@ -117,9 +118,9 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
             out.write(_TRAILER.pack(crc))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp_name, target)
+        os.replace(temp_path, target)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp_path.unlink(missing_ok=True)
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -128,6 +129,28 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
         os.close(dir_fd)
     logger.info("wrote snapshot %s (version %s, %d lists)", target, view.version, len(names))
     return target
+
+
+def _create_temporary(directory: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file in ``directory``, open for writing.
+
+    The file gets the mode any new file of this process gets, 0666 less the umask
+    (0644 under the usual 022). ``tempfile.mkstemp`` would make it 0600 whatever
+    the umask, and the rename keeps that mode: replicas running as another user
+    than the writer (a root demo job, the compact job) could not read it.
+    ``O_EXCL`` makes the name ours alone, as mkstemp does.
+
+    Raises:
+        FileExistsError: no free name was found (practically impossible).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(_TEMPORARY_ATTEMPTS):
+        path = directory / f".snapshot-{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")
 
 
 def read_snapshot(path: Path) -> Snapshot:
