@@ -105,7 +105,7 @@ class PoolHealthServicer(health.HealthServicer):
             self._own[service] = status
             ready = all(own == _SERVING for own in self._own.values())
             self._census.mark(self._slot, ready)
-            super().set(service, self._reported(status, self._census.full()))
+            self._report_locked(only=service)
 
     def Check(  # noqa: N802 - the gRPC method name
         self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext | None
@@ -121,21 +121,21 @@ class PoolHealthServicer(health.HealthServicer):
         self._stopped.set()
         super().enter_graceful_shutdown()
 
-    @staticmethod
-    def _reported(own: Any, full: bool) -> Any:
-        return own if full or own != _SERVING else _NOT_SERVING
+    def _report_locked(self, only: str | None = None) -> None:
+        """Report every service's status again if the census changed, else only ``only``."""
+        full = self._census.full()
+        changed = full != self._full
+        self._full = full
+        for service, own in self._own.items():
+            if changed or service == only:
+                super().set(service, own if full or own != _SERVING else _NOT_SERVING)
 
     def _watch_census(self) -> None:
         while not self._stopped.wait(self._poll_interval):
-            full = self._census.full()
-            if full == self._full:
-                continue
-            self._full = full
             with self._lock:
                 if self._gracefully_shutting_down:
                     return
-                for service, own in self._own.items():
-                    super().set(service, self._reported(own, full))
+                self._report_locked()
 
 
 def describe_exit(status: int) -> str:

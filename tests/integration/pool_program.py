@@ -6,7 +6,7 @@ Modes of the workers:
 - ``crash``: exit 3 at once;
 - ``stubborn``: ready at once, and ignore SIGTERM and SIGINT;
 - ``health``: a real gRPC server with a :class:`PoolHealthServicer` on a free
-  port, written to ``DIR/port-SLOT``; it reports SERVING once ``DIR/hold-SLOT``
+  port, written with its pid to ``DIR/port-SLOT``; it reports SERVING once ``DIR/hold-SLOT``
   does not exist.
 
 The parent serves its /metrics (``parent_registry``) when given a port, as
@@ -62,7 +62,7 @@ def _health_worker(census: WorkerCensus, slot: int, directory: Path) -> int:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     temp = directory / f".port-{slot}-{os.getpid()}"
-    temp.write_text(str(port))
+    temp.write_text(f"{port} {os.getpid()}")
     temp.replace(directory / f"port-{slot}")
     hold = directory / f"hold-{slot}"
     while hold.exists():

@@ -181,8 +181,13 @@ def test_workers_that_ignore_sigterm_are_killed_after_the_stop_timeout(
     assert "restarted it" not in pool.log()
 
 
+def port_and_pid(directory: Path, slot: int) -> tuple[int, int]:
+    port, pid = (directory / f"port-{slot}").read_text().split()
+    return int(port), int(pid)
+
+
 def health_stub(directory: Path, slot: int) -> health_pb2_grpc.HealthStub:
-    port = int((directory / f"port-{slot}").read_text())
+    port, _ = port_and_pid(directory, slot)
     return health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
 
 
@@ -202,13 +207,12 @@ def test_health_is_not_serving_while_the_pool_is_short(start_pool: Callable[...,
 
     # Worker 1 dies; its replacement is held back from becoming ready.
     (directory / "hold-1").touch()
-    dead = int(Path(f"/proc/{pool.pid}/task/{pool.pid}/children").read_text().split()[1])
-    old_port = (directory / "port-1").read_text()
+    _, dead = port_and_pid(directory, 1)
     os.kill(dead, signal.SIGKILL)
     # Worker 0 still runs and is fine by itself, but the replica is short.
     assert next(watch).status == NOT_SERVING
     assert check(stub) == NOT_SERVING
-    wait_for(lambda: (directory / "port-1").read_text() != old_port, 20, "the replacement")
+    wait_for(lambda: port_and_pid(directory, 1)[1] != dead, 20, "the replacement to listen")
     assert check(stub) == NOT_SERVING
     assert pool.metric("suppression_workers_ready") == 1
     assert pool.metric("suppression_worker_restarts_total") == 1
