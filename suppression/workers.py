@@ -323,16 +323,15 @@ class WorkerPool:
             pass
 
     def _reap(self) -> None:
-        while self._pids:
+        # Each worker by its pid, never waitpid(-1): a status that is not ours stays put.
+        for slot, pid in list(self._pids.items()):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                reaped, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            slot = next((s for s, p in self._pids.items() if p == pid), None)
-            if slot is None:
-                continue  # not a worker of ours
+                # Reaped by someone else, status lost: counted as a crash (exit code 255).
+                reaped, status = pid, 0xFF00
+            if reaped == 0:
+                continue
             del self._pids[slot]
             self.census.mark(slot, False)
             self._after_exit(slot, pid, status)
