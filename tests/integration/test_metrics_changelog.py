@@ -15,7 +15,13 @@ from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, ServerSubprocess, client_channel, wait_for
-from tests.integration.test_metrics_scrape import lint_with_promtool, scrape, scrape_text, value
+from tests.integration.test_metrics_scrape import (
+    lint_with_promtool,
+    needs_pool,
+    scrape,
+    scrape_text,
+    value,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,4 +82,28 @@ def test_follower_metrics_after_a_write_and_a_dead_letter(
     assert value(samples, "suppression_list_numbers", list="internal", kind="opt_out") == 2
     assert value(samples, "suppression_ready") == 1
     lint_with_promtool(scrape_text(server))
+    assert server.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    "workers", ["1", pytest.param("2", marks=needs_pool, id="2-needs-server-integration")]
+)
+def test_snapshot_age_is_exported(
+    serve_subprocess: Callable[..., ServerSubprocess],
+    redis_server: RedisServer,
+    data_dir: Path,
+    workers: str,
+) -> None:
+    """The age of the snapshot the replica started from, with or without workers."""
+    server = serve_subprocess(
+        "--data-dir", str(data_dir), "--redis-url", redis_server.url,
+        "--workers", workers, "--snapshot-interval", "0",
+    )  # fmt: skip
+    server.wait_serving()
+    wait_for(lambda: value(scrape(server)[0], "suppression_ready") == 1, 20, "ready")
+    samples, types = scrape(server)
+    age = value(samples, "suppression_snapshot_age_seconds")
+    assert age is not None, "no suppression_snapshot_age_seconds"
+    assert 0 <= age < 600  # the fixture wrote the snapshot moments ago
+    assert types["suppression_snapshot_age_seconds"] == "gauge"
     assert server.terminate() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +13,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 from pyroaring import BitMap64
 
-from suppression.interceptor import code_label
+from suppression.interceptor import code_label, initialize_metrics
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
-from suppression.metrics import BuildInfoCollector, FollowerCollector, ListsCollector
+from suppression.metrics import (
+    BuildInfoCollector,
+    FollowerCollector,
+    GrpcServerMetrics,
+    ListsCollector,
+)
 from suppression.v1 import suppression_pb2 as pb
-from suppression.workermetrics import StatePublisher, WorkerStateCollector
+from suppression.workermetrics import (
+    ProcessMemoryCollector,
+    StatePublisher,
+    WorkerStateCollector,
+    parent_registry,
+)
 from tests.conftest import InProcessServer
 
 CN = 8613800138000
@@ -105,6 +116,66 @@ def test_unavailable_while_loading_is_counted(start_server: Callable[..., InProc
         == 1
     )
     assert server.registry.get_sample_value("suppression_ready") == 0
+
+
+SERVICES = (
+    pb.DESCRIPTOR.services_by_name["Suppression"],
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+)
+
+
+def grpc_series(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in registry.collect()
+        if family.name.startswith("grpc_server_")
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_grpc_series_exist_at_zero_before_the_first_call() -> None:
+    registry = CollectorRegistry()
+    initialize_metrics(GrpcServerMetrics(registry), SERVICES)
+    for method in ("Check", "GetStatus", "Suppress", "Release"):
+        assert grpc_sample(registry, "grpc_server_started_total", method) == 0
+        assert grpc_sample(registry, "grpc_server_handling_seconds_count", method) == 0
+        for code in grpc.StatusCode:
+            labels = {"grpc_code": code_label(code)}
+            assert grpc_sample(registry, "grpc_server_handled_total", method, **labels) == 0
+    stream = ("CheckStream", "bidi_stream")
+    assert grpc_sample(registry, "grpc_server_started_total", *stream) == 0
+    assert grpc_sample(registry, "grpc_server_handled_total", *stream, grpc_code="Internal") == 0
+    health = {"grpc_service": "grpc.health.v1.Health", "grpc_code": "Unavailable"}
+    assert (
+        registry.get_sample_value(
+            "grpc_server_handled_total", {"grpc_type": "unary", "grpc_method": "Check", **health}
+        )
+        == 0
+    )
+    assert (
+        registry.get_sample_value(
+            "grpc_server_handled_total",
+            {"grpc_type": "server_stream", "grpc_method": "Watch", **health},
+        )
+        == 0
+    )
+
+
+def test_initialized_series_are_the_ones_calls_feed(
+    start_server: Callable[..., InProcessServer],
+) -> None:
+    """Pre-created labels equal the interceptor's: no second series for the same calls."""
+    server = start_server(lists())
+    server.stub.Check(pb.CheckRequest(e164=[US]))
+    list(server.stub.CheckStream(iter([pb.CheckRequest(e164=[US])])))
+    server.stub.GetStatus(pb.GetStatusRequest())
+    health_pb2_grpc.HealthStub(server.channel).Check(health_pb2.HealthCheckRequest())
+    initialized = CollectorRegistry()
+    initialize_metrics(GrpcServerMetrics(initialized), SERVICES)
+    fed = grpc_series(server.registry)
+    assert fed
+    assert fed.keys() <= grpc_series(initialized).keys()
 
 
 def test_code_labels_match_grpc_prometheus() -> None:
@@ -219,6 +290,70 @@ def test_worker_state_merges_to_the_worst_worker(tmp_path: Path) -> None:
     # A worker that is not ready makes the replica not ready.
     StatePublisher(_worker_registry(ahead, False, 2000), tmp_path, pid=101).publish()
     assert value("suppression_ready") == 0
+
+
+def test_the_replicas_snapshot_age_is_its_newest_snapshot(tmp_path: Path) -> None:
+    """Any worker's snapshot is on the shared disk, so the youngest counts."""
+    StatePublisher(
+        _worker_registry(State(snapshot_age_seconds=30.0), True, 5), tmp_path, pid=1
+    ).publish()
+    StatePublisher(
+        _worker_registry(State(snapshot_age_seconds=900.0), True, 5), tmp_path, pid=2
+    ).publish()
+    registry = CollectorRegistry()
+    registry.register(WorkerStateCollector(tmp_path, [1, 2]))
+    assert registry.get_sample_value("suppression_snapshot_age_seconds") == 30
+
+
+@dataclass
+class FakePool:
+    """The pool's view, as WorkerPool answers it, with values the test sets."""
+
+    workers: int
+    restarts: int = 0
+    running: dict[int, int] = field(default_factory=dict)
+    ready_count: int = 0
+
+    def pids(self) -> Mapping[int, int]:
+        return dict(self.running)
+
+    def ready(self) -> int:
+        return self.ready_count
+
+
+def test_the_parent_registry_reports_the_pool(tmp_path: Path) -> None:
+    pool = FakePool(workers=2, running={0: 11, 1: 12}, ready_count=2)
+    for pid in (11, 12):
+        StatePublisher(_worker_registry(State(), True, 5), tmp_path, pid=pid).publish()
+    registry = parent_registry(tmp_path, pool)
+    value = registry.get_sample_value
+    assert value("suppression_workers") == 2
+    assert value("suppression_workers_ready") == 2
+    assert value("suppression_worker_restarts_total") == 0
+    assert value("suppression_ready") == 1
+    # A worker dies: the census knows at once, before its state file expires.
+    pool.ready_count = 1
+    assert value("suppression_ready") == 0
+    assert value("suppression_workers_ready") == 1
+    # Its replacement has a new pid, whose state file counts from now on.
+    pool.running[0], pool.restarts, pool.ready_count = 13, 1, 2
+    assert value("suppression_ready") == 0  # pid 13 has published nothing yet
+    StatePublisher(_worker_registry(State(), True, 5), tmp_path, pid=13).publish()
+    assert value("suppression_ready") == 1
+    assert value("suppression_worker_restarts_total") == 1
+
+
+def test_memory_of_the_parent_and_of_each_worker() -> None:
+    registry = CollectorRegistry()
+    # This process stands for worker 0; a pid that does not exist yields no sample.
+    registry.register(ProcessMemoryCollector(lambda: {0: os.getpid(), 1: 2**22 + 1}))
+    value = registry.get_sample_value
+    for process in ("parent", "worker-0"):
+        resident = value("suppression_resident_memory_bytes", {"process": process})
+        proportional = value("suppression_proportional_memory_bytes", {"process": process})
+        assert resident is not None and resident > 1 << 20
+        assert proportional is not None and 0 < proportional <= resident
+    assert value("suppression_resident_memory_bytes", {"process": "worker-1"}) is None
 
 
 def test_worker_state_ignores_files_of_workers_that_stopped(tmp_path: Path) -> None:
