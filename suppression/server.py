@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
-from suppression.interceptor import MetricsInterceptor
+from suppression.interceptor import MetricsInterceptor, initialize_metrics
 from suppression.lists import ListView
 from suppression.metrics import (
     BuildInfoCollector,
@@ -43,6 +43,7 @@ from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from suppression.workermetrics import StatePublisher, parent_registry, use_multiprocess_values
+from suppression.workers import PoolHealthServicer, WorkerCensus, WorkerPool
 
 __all__ = ["ServerOptions", "ServingProcess", "create_server", "grpc_message_limit", "serve"]
 
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Suppression"].full_name
 _BYTES_PER_NUMBER_ON_WIRE = 64
 """Generous: a text number plus its share of every parallel response array."""
+
+_HEALTH_DESCRIPTOR = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 _HEALTH_POLL = 0.1
 """Seconds between readings of the replica's state by the health reporter."""
@@ -112,10 +115,6 @@ def server_options(options: ServerOptions, reuse_port: bool) -> list[tuple[str, 
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-
-
-def _always() -> bool:
-    return True
 
 
 class _HealthReporter:
@@ -188,7 +187,7 @@ def create_server(
     *,
     reuse_port: bool = False,
     state_registry: CollectorRegistry | None = None,
-    pool_full: Callable[[], bool] = _always,
+    health_servicer: health.HealthServicer | None = None,
 ) -> ServingProcess:
     """Start a gRPC server over ``replica``; health is SERVING while the replica is.
 
@@ -203,13 +202,17 @@ def create_server(
         reuse_port: share the port with sibling worker processes.
         state_registry: where the metrics read at scrape time (lists, version,
             readiness, follower, build) are registered; ``registry`` when None.
-        pool_full: for a pre-forked worker, whether every sibling is alive;
-            health is NOT_SERVING while it is not.
+        health_servicer: the health service to report through; a pre-forked
+            worker passes one that also reports NOT_SERVING while a sibling is down.
 
     Raises:
         ConfigError: the address cannot be bound.
     """
     metrics = ServiceMetrics(registry)
+    grpc_metrics = GrpcServerMetrics(registry)
+    initialize_metrics(
+        grpc_metrics, (pb.DESCRIPTOR.services_by_name["Suppression"], _HEALTH_DESCRIPTOR)
+    )
     servicer = SuppressionServicer(
         replica,
         metrics,
@@ -218,16 +221,17 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(GrpcServerMetrics(registry))],
+        interceptors=[MetricsInterceptor(grpc_metrics)],
         options=server_options(options, reuse_port),
     )
     pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    if health_servicer is None:
+        health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            _HEALTH_DESCRIPTOR.full_name,
             reflection.SERVICE_NAME,
         ),
         server,
@@ -237,7 +241,7 @@ def create_server(
         port = server.add_insecure_port(bind)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {bind}: {exc}") from exc
-    reporter = _HealthReporter(health_servicer, lambda: replica.serving and pool_full())
+    reporter = _HealthReporter(health_servicer, lambda: replica.serving)
     server.start()
     logger.info("gRPC server listening on %s (port %d)", bind, port)
     scraped = registry if state_registry is None else state_registry
@@ -317,6 +321,7 @@ def _serve_one(
     *,
     reuse_port: bool = False,
     metrics_dir: Path | None = None,
+    health_servicer: health.HealthServicer | None = None,
 ) -> int:
     """Serve ``replica`` in this process; a worker (``metrics_dir`` given) publishes its metrics."""
     stop = _StopSignal()
@@ -329,7 +334,12 @@ def _serve_one(
 
     def listen() -> ServingProcess:
         return create_server(
-            replica, options, REGISTRY, reuse_port=reuse_port, state_registry=state_registry
+            replica,
+            options,
+            REGISTRY,
+            reuse_port=reuse_port,
+            state_registry=state_registry,
+            health_servicer=health_servicer,
         )
 
     if reuse_port:
@@ -381,36 +391,27 @@ def _serve_workers(settings: Settings, source: DataSource) -> int:
         settings.workers,
     )
     metrics_dir = Path(tempfile.mkdtemp(prefix="suppression-metrics-"))
-    children: list[int] = []
-    for slot in range(settings.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                use_multiprocess_values(metrics_dir)
-                replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
-                code = _serve_one(settings, replica, reuse_port=True, metrics_dir=metrics_dir)
-            finally:
-                os._exit(code)
-        children.append(pid)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=parent_registry(metrics_dir, children))
+    census = WorkerCensus(settings.workers)
 
-    def forward(signum: int, _frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+    def run_worker(slot: int) -> int:
+        use_multiprocess_values(metrics_dir)
+        replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
+        return _serve_one(
+            settings,
+            replica,
+            reuse_port=True,
+            metrics_dir=metrics_dir,
+            health_servicer=PoolHealthServicer(census, slot),
+        )
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    exit_code = 0
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        exit_code = exit_code or os.waitstatus_to_exitcode(status)
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    return exit_code
+    pool = WorkerPool(settings.workers, run_worker, census=census, stop_timeout=settings.grace + 5)
+    try:
+        pool.start()  # installs the signal handlers, then forks
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, registry=parent_registry(metrics_dir, pool))
+        return pool.supervise()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from suppression.metrics import (
 )
 from suppression.settings import ENV_PREFIX, Settings, settings_from_args
 from tests.conftest import REPO
-from tests.unit.test_metrics import State
+from tests.samples import State
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,8 @@ from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, ServerSubprocess, client_channel, wait_for
-from tests.integration.test_metrics_scrape import (
+from tests.integration.scraping import (
     lint_with_promtool,
-    needs_pool,
     scrape,
     scrape_text,
     value,
@@ -85,9 +84,7 @@ def test_follower_metrics_after_a_write_and_a_dead_letter(
     assert server.terminate() == 0
 
 
-@pytest.mark.parametrize(
-    "workers", ["1", pytest.param("2", marks=needs_pool, id="2-needs-server-integration")]
-)
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_snapshot_age_is_exported(
     serve_subprocess: Callable[..., ServerSubprocess],
     redis_server: RedisServer,

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +12,6 @@ import grpc
 import pytest
 import redis
 from grpc_health.v1 import health_pb2
-from prometheus_client.parser import text_string_to_metric_families
 from pyroaring import BitMap64
 
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
@@ -25,6 +21,7 @@ from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, ServerSubprocess, client_channel, wait_for
+from tests.integration.scraping import Samples, lint_with_promtool, scrape, scrape_text, value
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +30,6 @@ US = 12125550123
 US_LISTED_TOO = 12125550124
 ALLOWED = 12025550147
 SERVICE = "suppression.v1.Suppression"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -46,28 +42,6 @@ def data_dir(tmp_path: Path) -> Path:
     )
     write_snapshot(directory, lists.view)
     return directory
-
-
-def scrape_text(server: ServerSubprocess) -> str:
-    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        return str(answer.read().decode())
-
-
-def scrape(server: ServerSubprocess) -> tuple[Samples, dict[str, str]]:
-    """Samples by (name, labels), and each family's type."""
-    text = scrape_text(server)
-    samples: Samples = {}
-    types: dict[str, str] = {}
-    for family in text_string_to_metric_families(text):
-        types[family.name] = family.type
-        for sample in family.samples:
-            samples[sample.name, frozenset(sample.labels.items())] = sample.value
-    return samples, types
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def grpc_labels(method: str, grpc_type: str = "unary", **more: str) -> dict[str, str]:
@@ -165,22 +139,6 @@ def test_metrics_after_real_traffic(
     samples, types = scrape(server)
     assert_metrics_match_traffic(samples, types, calls=5)
     lint_with_promtool(scrape_text(server))
-
-
-def lint_with_promtool(exposition: str) -> None:
-    """`promtool check metrics`: Prometheus's own lint of names, types and help."""
-    binary = shutil.which("promtool")
-    if binary is None:
-        pytest.fail("promtool is not installed; `make test` installs it (Debian: prometheus)")
-    result = subprocess.run(
-        [binary, "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_workers_metrics_are_aggregated(
@@ -282,20 +240,12 @@ def test_no_log_line_holds_a_number(
         assert text not in log
 
 
-needs_pool = pytest.mark.xfail(
-    strict=True,
-    reason="until server.py runs its workers through suppression.workers.WorkerPool and "
-    "calls initialize_metrics; remove this mark with that integration",
-)
-
-
 def worker_pids(parent: int) -> list[int]:
     """The live worker processes of a parent."""
     text = Path(f"/proc/{parent}/task/{parent}/children").read_text()
     return [int(pid) for pid in text.split() if not exited(int(pid))]
 
 
-@needs_pool
 def test_a_killed_worker_is_restarted_and_the_replica_recovers(
     serve_subprocess: Callable[..., ServerSubprocess], data_dir: Path
 ) -> None:
@@ -334,7 +284,6 @@ def test_a_killed_worker_is_restarted_and_the_replica_recovers(
     wait_for(lambda: all(exited(pid) for pid in workers), 10, "the orphaned workers to stop")
 
 
-@needs_pool
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_grpc_series_exist_before_the_first_call(
     serve_subprocess: Callable[..., ServerSubprocess], data_dir: Path, workers: str

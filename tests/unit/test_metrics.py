@@ -29,6 +29,7 @@ from suppression.workermetrics import (
     parent_registry,
 )
 from tests.conftest import InProcessServer
+from tests.samples import State
 
 CN = 8613800138000
 US = 12125550123
@@ -183,22 +184,6 @@ def test_code_labels_match_grpc_prometheus() -> None:
     assert code_label(grpc.StatusCode.CANCELLED) == "Canceled"
     assert code_label(grpc.StatusCode.DEADLINE_EXCEEDED) == "DeadlineExceeded"
     assert code_label(grpc.StatusCode.FAILED_PRECONDITION) == "FailedPrecondition"
-
-
-@dataclass(frozen=True, slots=True)
-class State:
-    """A value shaped like changelog.FollowerState."""
-
-    connected: bool = True
-    last_applied_id: str = "1700000000000-7"
-    lag_entries: int = 0
-    lag_seconds: float = 0.0
-    staleness_seconds: float = 0.5
-    stale: bool = False
-    needs_resync: bool = False
-    applied_by_op: Mapping[str, int] = field(default_factory=dict)
-    dead_letters: int = 0
-    snapshot_age_seconds: float | None = None
 
 
 def test_follower_collector_exports_state_and_cumulative_counters() -> None:

@@ -6,10 +6,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from pyroaring import BitMap64
 
 from suppression.errors import SnapshotError
-from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.lists import ListKind, Version
 from suppression.snapshot import (
     FORMAT_VERSION,
     find_newest,
@@ -17,18 +16,7 @@ from suppression.snapshot import (
     snapshot_name,
     write_snapshot,
 )
-
-DEFAULT_VERSION = Version(1700000000000, 3)
-
-
-def make_lists(version: Version = DEFAULT_VERSION) -> SuppressionLists:
-    national = BitMap64(range(12125550000, 12125560000, 3))
-    national.add_range(19000000000, 19010000000)
-    return SuppressionLists(
-        {"national": national, "internal": BitMap64([8613800138000]), "empty": BitMap64()},
-        infos=[ListInfo("national", ListKind.REGISTRY), ListInfo("empty", ListKind.CAMPAIGN)],
-        version=version,
-    )
+from tests.samples import make_lists
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from loader.cli import main as loader_main
 from suppression.lists import Version
 from suppression.snapshot import read_snapshot, write_snapshot
-from tests.unit.test_snapshot import make_lists
+from tests.samples import make_lists
 
 # The image's unprivileged user (deploy/Dockerfile).
 OTHER_UID = 10001
