@@ -336,6 +336,14 @@ class Settings:
         object.__setattr__(self, "target", tuple(normalize_target(t) for t in self.target))
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        for name in ("stream", "dead_letter_stream"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{_flag(name)} is empty: name a Redis stream key")
+        if self.dead_letter_stream == self.stream:
+            raise ConfigError(
+                f"--dead-letter-stream and --stream are both {self.stream!r}: entries that "
+                "cannot be applied would be appended to the change log itself; use another key"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -154,6 +154,13 @@ def test_direct_construction_is_validated_too() -> None:
         Settings(max_staleness=0)
 
 
+def test_streams_are_named_and_distinct() -> None:
+    with pytest.raises(ConfigError, match="--stream is empty"):
+        Settings.from_env({"SUPPRESSION_STREAM": ""})
+    with pytest.raises(ConfigError, match="appended to the change log itself"):
+        Settings(dead_letter_stream="suppression:deltas")
+
+
 def test_redis_url_errors_never_echo_a_password() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings(redis_url="redis://user:s3cret@h:99999/0")
