@@ -114,8 +114,15 @@ class MaskingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info)
         for key, value in list(record.__dict__.items()):
-            if key not in _RECORD_FIELDS and isinstance(value, str):
+            if key in _RECORD_FIELDS:
+                continue
+            if isinstance(value, str):
                 setattr(record, key, mask_text(value))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                # extra={"number": 8613800138000} would reach JSON logs as a bare integer.
+                text = str(value)
+                if mask_text(text) != text:
+                    setattr(record, key, mask_text(text))
         return True
 
 

@@ -259,3 +259,14 @@ def test_python_warnings_go_through_the_json_handler() -> None:
     assert record["logger"] == "py.warnings"
     assert "DeprecationWarning" in record["message"]
     assert "13800138000" not in lines[0]
+
+
+def test_integer_extra_fields_that_could_be_numbers_are_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "json")
+    extra = {"number": 8613800138000, "batch": 100_000, "ok": True}
+    logging.getLogger("suppression.test").info("with integer extras", extra=extra)
+    record = json.loads(capsys.readouterr().err)
+    assert record["number"] == "86138****8000"
+    assert (record["batch"], record["ok"]) == (100_000, True), "small counts stay integers"
