@@ -92,12 +92,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SuppressionError as exc:
         report_error(PROG, str(exc))
     except grpc.RpcError as exc:
-        report_error(PROG, f"server answered {exc.code().name}: {exc.details()}")
+        report_error(PROG, _rpc_message(exc))
     except OSError as exc:
         report_error(PROG, str(exc))
     except KeyboardInterrupt:
         report_error(PROG, "interrupted")
     return EXIT_ERROR
+
+
+_RPC_HINTS = {
+    grpc.StatusCode.UNAVAILABLE: "is `suppression serve` running and reachable at --target?",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the server did not answer within --timeout seconds",
+}
+
+
+def _rpc_message(exc: grpc.RpcError) -> str:
+    code: grpc.StatusCode = exc.code()
+    details: str = exc.details()
+    hint = _RPC_HINTS.get(code)
+    return f"server answered {code.name}: {details}" + (f" ({hint})" if hint else "")
 
 
 def _scrub(settings: Settings, source: str) -> int:
