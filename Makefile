@@ -40,9 +40,10 @@ demo: $(STAMP)
 	@test -f $(DEMO_DIR)/.complete || $(BIN)/python -m suppression.demo $(DEMO_DIR)
 
 ## run: start the server on the demo data (gRPC :50051, metrics :9464).
+## The hint names the console script by its absolute path, so it runs from any directory.
 run: $(STAMP) demo
-	@echo "serving the demo data on :50051; in another terminal try:"
-	@echo "  $(BIN)/suppression check --target localhost:50051 +8613800138000 +12125550123 +12025550147"
+	@echo "serving the demo data on :50051; in another terminal try (exit code 1: some are suppressed):"
+	@echo "  $(CURDIR)/$(BIN)/suppression check --target localhost:50051 +8613800138000 +12125550123 +12025550147"
 	$(BIN)/suppression serve --data-dir $(DEMO_DIR)
 
 ## test: the whole suite, as CI runs it.

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import redis
 from pyroaring import BitMap64
 
 from loader.changefile import read_change_file
-from loader.progress import progress
+from loader.progress import progress, read_progress
 from loader.publish import publish
 from loader.readers import read_numbers
 from loader.state import materialize
+from suppression.cliparse import CommandParser, add_version
 from suppression.e164 import Normalizer, NumberBlock, mask_number, parse_block, validate_region
 from suppression.errors import ConfigError, SuppressionError
-from suppression.lists import ListInfo, ListKind, Op, SuppressionLists, Version
-from suppression.logs import configure_logging
+from suppression.lists import ListInfo, ListKind, ListView, Op, SuppressionLists, Version
+from suppression.logs import configure_logging, report_error, requested_format
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
@@ -37,14 +40,17 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_ERROR = 2
+PROG = "suppression-loader"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="suppression-loader",
-        description="Load registry files and opt-outs into snapshots and the change log.",
+    parser = CommandParser(
+        prog=PROG,
+        description="Load registry files and opt-outs into snapshots and the change log. "
+        "Exit code 0: done; 2: error, in one line on stderr, with nothing written.",
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     importer = commands.add_parser(
         "import",
@@ -67,9 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``suppression-loader`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``suppression-loader`` console script.
+
+    Every error, a usage error included, is one line on stderr (a JSON record
+    with ``--log-format json``) and exit code 2.
+    """
+    raw = sys.argv[1:] if argv is None else list(argv)
+    configure_logging("INFO", requested_format(raw, os.environ))
     try:
+        args = build_parser().parse_args(raw)
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "import":
@@ -80,8 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _publish(settings, Op.ADD if args.action == "add" else Op.REMOVE, args.numbers)
         return _compact(settings)
     except SuppressionError as exc:
-        print(f"suppression-loader: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        report_error(PROG, str(exc))
+    except OSError as exc:
+        report_error(PROG, str(exc))
+    except KeyboardInterrupt:
+        report_error(PROG, "interrupted; run the same command again to finish")
+    return EXIT_ERROR
 
 
 # -- import -----------------------------------------------------------------
@@ -109,13 +125,45 @@ def _require_list_name(settings: Settings) -> str:
     return settings.list_name
 
 
+def _list_kind(
+    settings: Settings, infos: Mapping[str, ListInfo], list_name: str, default: ListKind
+) -> ListKind:
+    """The kind of the list to change, which must exist unless ``--create-list`` was given.
+
+    A mistyped ``--list-name`` would otherwise create a new list quietly, and the
+    numbers meant for the real one would never be suppressed.
+
+    Raises:
+        ConfigError: the list does not exist and ``--create-list`` is off, or
+            ``--kind`` contradicts the existing list's kind.
+    """
+    requested = _kind(settings, default)
+    info = infos.get(list_name)
+    if info is None:
+        if not settings.create_list:
+            known = ", ".join(sorted(infos)) or "none yet"
+            raise ConfigError(
+                f"list {list_name!r} does not exist (existing lists: {known}); check "
+                f"--list-name, or add --create-list to create it as a new {requested.value} list "
+                "(choose the kind with --kind)"
+            )
+        logger.info("creating list %s (%s)", list_name, requested.value)
+        return requested
+    if settings.kind and info.kind is not requested:
+        raise ConfigError(
+            f"list {list_name!r} is a {info.kind.value} list, not {requested.value}: drop "
+            "--kind, or name another list"
+        )
+    return info.kind
+
+
 def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
     """Every number and block of the files, as one bitmap."""
     region = _region(settings.region)
     started = time.perf_counter()
     bitmap = BitMap64()
     numbers = blocks = skipped = 0
-    with progress("reading", len(files)) as advance:
+    with read_progress(sum(_size(path) for path in files)) as report:
         for path in files:
             part = read_numbers(
                 path,
@@ -123,6 +171,7 @@ def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
                 column=settings.column,
                 region=region,
                 skip_invalid=settings.skip_invalid,
+                progress=report,
             )
             bitmap.update(part.numbers)
             for block in part.blocks:
@@ -130,34 +179,47 @@ def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
             numbers += len(part.numbers)
             blocks += len(part.blocks)
             skipped += len(part.bad_lines)
-            advance(1)
     seconds = time.perf_counter() - started
+    # Counts with separators: the log filter masks bare runs of 7+ digits as phone numbers.
     logger.info(
-        "read %d numbers and %d blocks from %d file(s) in %.2f s (%.1f million numbers/s)%s",
-        numbers,
-        blocks,
-        len(files),
+        "read %s numbers and %s blocks from %s file(s) in %.2f s (%.1f million numbers/s)%s",
+        f"{numbers:,}",
+        f"{blocks:,}",
+        f"{len(files):,}",
         seconds,
         numbers / max(seconds, 1e-9) / 1e6,
-        f"; skipped {skipped} line(s)" if skipped else "",
+        f"; skipped {skipped:,} line(s)" if skipped else "",
     )
     return bitmap
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # read_numbers reports the missing file
+
+
+def _current(settings: Settings, client: redis.Redis) -> ListView:
+    """The lists as they are now: the newest snapshot in --data-dir plus the change log."""
+    with progress("replaying the change log", None) as advance:
+        return materialize(settings.data_dir, client, settings.stream, advance).lists.view
 
 
 def _import(settings: Settings, files: Sequence[Path]) -> int:
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
+    if settings.redis_url:
+        connect(settings.redis_url)  # a malformed URL fails before minutes of reading
     target = _read_all(settings, files)
     if not settings.redis_url:
         return _import_snapshot(settings, list_name, kind, target)
     client = connect(settings.redis_url)
-    with progress("replaying the change log", None) as advance:
-        current = materialize(settings.data_dir, client, settings.stream, advance)
-    view = current.lists.view
+    view = _current(settings, client)
+    actual_kind = _list_kind(settings, view.infos, list_name, kind)
     existing = view.bitmaps.get(list_name, BitMap64())
     additions = np.asarray((target - existing).to_array(), dtype=np.uint64)
     deletions = np.asarray((existing - target).to_array(), dtype=np.uint64)
-    actual_kind = view.infos[list_name].kind if list_name in view.infos else kind
     writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
     provenance = _provenance(settings, "registry")
     kinds = {list_name: actual_kind}
@@ -195,6 +257,7 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     if newest is not None:
         base = read_snapshot(newest)
         bitmaps, infos, version = dict(base.bitmaps), dict(base.infos), base.version
+    kind = _list_kind(settings, infos, list_name, kind)
     bitmap.run_optimize()
     bitmaps[list_name] = bitmap
     infos[list_name] = ListInfo(list_name, kind)
@@ -208,9 +271,9 @@ def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
     list_name = _require_list_name(settings)
     if not settings.redis_url:
         raise ConfigError("import --changes publishes to the change log: give --redis-url")
-    kind = _kind(settings, ListKind.REGISTRY)
     changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
     client = connect(settings.redis_url)
+    kind = _list_kind(settings, _current(settings, client).infos, list_name, ListKind.REGISTRY)
     writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
     provenance = _provenance(settings, "registry")
     kinds = {list_name: kind}
@@ -243,7 +306,6 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
         raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
     if not settings.redis_url:
         raise ConfigError("publish writes to the change log: give --redis-url")
-    kind = _kind(settings, ListKind.OPT_OUT)
     region = _region(settings.region)
     normalizer = Normalizer()
     numbers: list[int] = []
@@ -261,6 +323,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
             raise ConfigError(f"{mask_number(text)} is not a phone number ({reason.name})")
         numbers.append(value)
     client = connect(settings.redis_url)
+    kind = _list_kind(settings, _current(settings, client).infos, list_name, ListKind.OPT_OUT)
     writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
     written = publish(
         writer,
@@ -272,7 +335,9 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
         provenance=_provenance(settings, ""),
         kinds={list_name: kind},
     )
-    print(f"published {len(numbers) + len(blocks)} change(s) to {list_name}; version {written[-1]}")
+    print(
+        f"published {len(numbers) + len(blocks):,} change(s) to {list_name}; version {written[-1]}"
+    )
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from suppression.checker import CheckOutcome, Verdict
+from suppression.cliparse import CommandParser, add_version
 from suppression.datasource import DataSource
 from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
-from suppression.logs import configure_logging
+from suppression.logs import configure_logging, report_error, requested_format
 from suppression.replica import Replica
 from suppression.scrub import run_scrub
 from suppression.server import grpc_message_limit, serve
@@ -33,14 +35,17 @@ logger = logging.getLogger(__name__)
 EXIT_ALL_ALLOWED = 0
 EXIT_SOME_BLOCKED = 1
 EXIT_ERROR = 2
+PROG = "suppression"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="suppression",
-        description="Pre-dial suppression service: may this number be dialed?",
+    parser = CommandParser(
+        prog=PROG,
+        description="Pre-dial suppression service: may this number be dialed? "
+        "Exit code 2, with one line on stderr, on any error.",
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser(
         "serve", help="serve Check, CheckStream and GetStatus over gRPC"
@@ -68,9 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``suppression`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``suppression`` console script.
+
+    Every error, a usage error included, is one line on stderr (a JSON record
+    with ``--log-format json``) and exit code 2; ``check`` keeps 1 for "some
+    numbers may not be dialed".
+    """
+    raw = sys.argv[1:] if argv is None else list(argv)
+    configure_logging("INFO", requested_format(raw, os.environ))
     try:
+        args = build_parser().parse_args(raw)
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
@@ -79,14 +91,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scrub(settings, args.input)
         return _check(settings, args.numbers)
     except SuppressionError as exc:
-        print(f"suppression: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        report_error(PROG, str(exc))
     except grpc.RpcError as exc:
-        print(
-            f"suppression: error: server answered {exc.code().name}: {exc.details()}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+        report_error(PROG, _rpc_message(exc))
+    except OSError as exc:
+        report_error(PROG, str(exc))
+    except KeyboardInterrupt:
+        report_error(PROG, "interrupted")
+    return EXIT_ERROR
+
+
+_RPC_HINTS = {
+    grpc.StatusCode.UNAVAILABLE: "is `suppression serve` running and reachable at --target?",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the server did not answer within --timeout seconds",
+}
+
+
+def _rpc_message(exc: grpc.RpcError) -> str:
+    code: grpc.StatusCode = exc.code()
+    details: str = exc.details()
+    hint = _RPC_HINTS.get(code)
+    return f"server answered {code.name}: {details}" + (f" ({hint})" if hint else "")
 
 
 def _scrub(settings: Settings, source: str) -> int:
@@ -113,6 +138,11 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         )
         version, stale = response.version, response.stale
     else:
+        if settings.data_dir is None and not settings.list:
+            raise ConfigError(
+                "check needs --target HOST[:PORT] to ask a running server, or --data-dir DIR "
+                "or --list NAME=FILE to check locally"
+            )
         replica = Replica(DataSource.from_settings(settings))
         replica.start()
         outcome, _ = replica.check((), numbers, region, settings.lists, Normalizer())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from pyroaring import BitMap64
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.snapshot import write_snapshot
 
-__all__ = ["DEMO_NUMBERS", "build_demo", "registry_shaped"]
+__all__ = ["DEMO_NUMBERS", "build_demo", "check_hints", "registry_shaped"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,15 +116,46 @@ def build_demo(directory: Path, registry_size: int = 2_000_000, seed: int = 7) -
     return path
 
 
+def check_hints(directory: Path, target: str = "localhost:50051") -> list[str]:
+    """Commands that check the demo numbers, runnable as printed from any directory.
+
+    The first asks a server on ``target``; the second reads ``directory`` itself.
+    Both exit with code 1, ``check``'s "some numbers may not be dialed": all
+    but one of :data:`DEMO_NUMBERS` are suppressed.
+    """
+    command = _suppression_command()
+    numbers = " ".join(DEMO_NUMBERS)
+    return [
+        f"{command} check --target {target} {numbers}",
+        f"{command} check --data-dir {shlex.quote(str(directory.resolve()))} {numbers}",
+    ]
+
+
+def _suppression_command() -> str:
+    """The ``suppression`` console script beside this Python, else this Python running it."""
+    script = Path(sys.executable).parent / "suppression"
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m suppression.cli"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the demo data set into a directory."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
     parser.add_argument("--registry-size", type=int, default=2_000_000)
+    parser.add_argument(
+        "--target",
+        default="localhost:50051",
+        help="the server address the printed check command names (default localhost:50051)",
+    )
     args = parser.parse_args(argv)
     path = build_demo(args.directory, args.registry_size)
+    remote, local = check_hints(args.directory, args.target)
     print(f"demo data written to {path}")
-    print("try, once the server runs:  .venv/bin/suppression check " + " ".join(DEMO_NUMBERS))
+    print(f"once `suppression serve --data-dir {args.directory}` runs, try:\n  {remote}")
+    print(f"or, without a server:\n  {local}")
+    print("(exit code 1 from check means some numbers may not be dialed, as here)")
     return 0
 
 

@@ -15,19 +15,30 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from suppression.e164 import mask_number
 
-__all__ = ["JsonFormatter", "MaskingFilter", "configure_logging", "mask_text"]
+__all__ = [
+    "JsonFormatter",
+    "MaskingFilter",
+    "configure_logging",
+    "mask_text",
+    "report_error",
+    "requested_format",
+]
 
 _DIGIT_GROUP = re.compile(r"\d+")
 
 _CANDIDATE = re.compile(
-    r"(?<!\d)(?:(?P<entry_id>\d{13}-\d+)(?!\d)|(?P<number>\+?\d+(?:[ \-]\d+)*))"
+    r"(?<!\d)(?:(?P<entry_id>\d{13}-\d+)(?!\d)|(?P<number>\+?\d+(?:[ .\-]\d+)*))"
 )
-"""A change-log entry ID (kept), or digits joined by single spaces or hyphens."""
+"""A change-log entry ID (kept), or digits joined by single spaces, dots or hyphens."""
+
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)")
+"""An IPv4 address is kept: ``212.555.0123`` is not one (555 > 255), so it stays masked."""
 
 _MIN_DIGITS = 7
 _MAX_DIGITS = 15
@@ -42,7 +53,7 @@ def _mask_run(text: str) -> str:
 
 def _mask_candidate(match: re.Match[str]) -> str:
     text = match.group("number")
-    if text is None:
+    if text is None or _IPV4.fullmatch(text):
         return match.group(0)
     digits = sum(len(group) for group in _DIGIT_GROUP.findall(text))
     if _MIN_DIGITS <= digits <= _MAX_DIGITS:
@@ -64,11 +75,15 @@ def mask_text(text: str) -> str:
     """Mask everything in ``text`` that looks like a phone number.
 
     Runs of 7 to 15 digits, with an optional ``+`` and optionally grouped by
-    single spaces or hyphens (``+86 138 0013 8000``, ``1-212-555-0123``), are
-    masked with :func:`suppression.e164.mask_number`. Change-log entry IDs
-    (``1700000000000-5``) and runs longer than 15 digits, which cannot be a
-    number, are kept. Counts above a million are masked too unless written
-    with thousands separators (``f"{n:,}"``), which log messages should use.
+    single spaces, dots or hyphens (``+86 138 0013 8000``, ``1-212-555-0123``,
+    ``212.555.0123``), are masked with :func:`suppression.e164.mask_number`.
+    Change-log entry IDs (``1700000000000-5``), IPv4 addresses and runs longer
+    than 15 digits, which cannot be a number, are kept.
+
+    A bare count of a million or more cannot be told from a phone number, so it
+    is masked too: messages write counts with thousands separators
+    (``f"{n:,}"``: ``1,234,567``), which no phone number format uses, and
+    timings with a few decimals (``"%.2f"``).
 
     >>> mask_text("opt-out from +8613800138000 at version 1700000000000-5")
     'opt-out from +86138****8000 at version 1700000000000-5'
@@ -99,8 +114,15 @@ class MaskingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info)
         for key, value in list(record.__dict__.items()):
-            if key not in _RECORD_FIELDS and isinstance(value, str):
+            if key in _RECORD_FIELDS:
+                continue
+            if isinstance(value, str):
                 setattr(record, key, mask_text(value))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                # extra={"number": 8613800138000} would reach JSON logs as a bare integer.
+                text = str(value)
+                if mask_text(text) != text:
+                    setattr(record, key, mask_text(text))
         return True
 
 
@@ -143,9 +165,43 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python's warnings would otherwise be written to stderr as plain, unmasked text.
+    logging.captureWarnings(True)
     # Uncaught exceptions would otherwise print their tracebacks past the filter.
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
+
+
+def requested_format(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format asked for by ``--log-format`` in ``argv`` or else by the environment.
+
+    Read before the command line is parsed, so that even a usage error is
+    written in the format the operator asked for. Anything but ``json`` is text.
+    """
+    wanted = env.get("SUPPRESSION_LOG_FORMAT", "")
+    for index, arg in enumerate(argv):
+        if arg == "--log-format" and index + 1 < len(argv):
+            wanted = argv[index + 1]
+        elif arg.startswith("--log-format="):
+            wanted = arg.partition("=")[2]
+    return "json" if wanted.strip().lower() == "json" else "text"
+
+
+def report_error(prog: str, message: str) -> None:
+    """Write a command's fatal error as one stderr line, masked.
+
+    With JSON logging configured, the line is a JSON log record (level ERROR,
+    logger ``prog``), written whatever ``--log-level`` is; otherwise it reads
+    ``prog: error: message``.
+    """
+    text = mask_text(" ".join(message.split()))
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+    if not handlers:
+        print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+        return
+    record = logging.LogRecord(prog, logging.ERROR, __file__, 0, text, None, None)
+    for handler in handlers:
+        handler.handle(record)
 
 
 _uncaught_logger = logging.getLogger("suppression.uncaught")

@@ -112,7 +112,7 @@ def read_number_file(
         raise NumberFileError(f"cannot read number file {path}: {exc}") from exc
     if result.skipped_lines:
         shown = ", ".join(
-            f"line {n} ({reason.name.lower()})"
+            f"line {n:,} ({reason.name.lower()})"
             for n, reason in result.skipped_lines[:_SHOWN_BAD_LINES]
         )
         more = len(result.skipped_lines) - _SHOWN_BAD_LINES

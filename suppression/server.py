@@ -23,11 +23,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
+from suppression.exposition import serve_metrics
 from suppression.interceptor import MetricsInterceptor, initialize_metrics
 from suppression.lists import ListView
 from suppression.metrics import (
@@ -237,6 +238,7 @@ def create_server(
         server,
     )
     bind = address or f"{options.host}:{options.port}"
+    _check_bindable(bind, reuse_port)
     try:
         port = server.add_insecure_port(bind)
     except RuntimeError as exc:
@@ -249,6 +251,30 @@ def create_server(
     scraped.register(FollowerCollector(replica.follower_state))
     scraped.register(BuildInfoCollector())
     return ServingProcess(server, port, servicer, health_servicer, replica, reporter)
+
+
+def _check_bindable(bind: str, reuse_port: bool) -> None:
+    """Refuse a busy port with one line, before gRPC's core logs its own error to stderr.
+
+    Raises:
+        ConfigError: the address cannot be bound.
+    """
+    host, _, port_text = bind.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or int(port_text) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((host or "::", int(port_text)))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {bind}: {exc.strerror or exc}; choose another --port "
+                "or stop what holds it"
+            ) from exc
 
 
 def _view_of(replica: Replica) -> ListView | None:
@@ -328,7 +354,7 @@ def _serve_one(
     if metrics_dir is not None:
         _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
-        start_http_server(settings.metrics_port, registry=REGISTRY)
+        serve_metrics(settings.host, settings.metrics_port, REGISTRY)
     state_registry = CollectorRegistry() if metrics_dir is not None else None
     options = ServerOptions.from_settings(settings)
 
@@ -382,6 +408,7 @@ def _serve_workers(settings: Settings, source: DataSource) -> int:
     """
     if settings.port == 0:
         settings = settings.replace(port=_free_port(settings.host))
+    _check_bindable(f"{settings.host}:{settings.port}", reuse_port=True)
     change_log, snapshots = _live_options(settings)
     loaded = load_lists(source, allow_empty=change_log is not None)
     logger.info(
@@ -406,9 +433,11 @@ def _serve_workers(settings: Settings, source: DataSource) -> int:
 
     pool = WorkerPool(settings.workers, run_worker, census=census, stop_timeout=settings.grace + 5)
     try:
-        pool.start()  # installs the signal handlers, then forks
         if settings.metrics_port:
-            start_http_server(settings.metrics_port, registry=parent_registry(metrics_dir, pool))
+            # Before forking, so that a busy port fails with no worker to clean up. The
+            # HTTP thread holds no lock a worker needs, so forking beside it is safe.
+            serve_metrics(settings.host, settings.metrics_port, parent_registry(metrics_dir, pool))
+        pool.start()  # installs the signal handlers, then forks
         return pool.supervise()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

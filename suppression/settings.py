@@ -8,23 +8,55 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from suppression.errors import ConfigError
+from suppression.targets import normalize_target
 
 __all__ = ["ENV_PREFIX", "Settings", "add_arguments", "option_table", "settings_from_args"]
 
 ENV_PREFIX = "SUPPRESSION_"
 
 
-def _opt(default: Any, help_text: str, *commands: str, metavar: str | None = None) -> Any:
+def _opt(
+    default: Any,
+    help_text: str,
+    *commands: str,
+    metavar: str | None = None,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> Any:
+    """A Settings field with its help, its commands and the values it accepts.
+
+    ``choices`` lists the accepted strings (compared case-insensitively, stored as
+    written in ``choices``; an empty string always means "not given"); ``minimum``
+    and ``maximum`` bound a number inclusively, ``above`` exclusively.
+    """
     return field(
-        default=default, metadata={"help": help_text, "commands": commands, "metavar": metavar}
+        default=default,
+        metadata={
+            "help": help_text,
+            "commands": commands,
+            "metavar": metavar,
+            "choices": choices,
+            "minimum": minimum,
+            "maximum": maximum,
+            "above": above,
+        },
     )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LIST_KINDS = ("registry", "opt_out", "campaign")
+"""The values of :class:`suppression.lists.ListKind` (a test keeps them equal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +64,16 @@ class Settings:
     """Every option of the ``suppression`` command, documented in place."""
 
     host: str = _opt("[::]", "address to bind the gRPC server to", "serve")
-    port: int = _opt(50051, "gRPC port", "serve")
-    metrics_port: int = _opt(9464, "port for Prometheus /metrics; 0 turns it off", "serve")
+    port: int = _opt(
+        50051, "gRPC port (0-65535; 0 picks a free one)", "serve", minimum=0, maximum=65535
+    )
+    metrics_port: int = _opt(
+        9464,
+        "port for Prometheus /metrics, bound to --host (0-65535); 0 turns it off",
+        "serve",
+        minimum=0,
+        maximum=65535,
+    )
     data_dir: Path | None = _opt(
         None,
         "directory of snapshot files; the newest is loaded",
@@ -41,6 +81,7 @@ class Settings:
         "check",
         "scrub",
         "import",
+        "publish",
         "compact",
         metavar="DIR",
     )
@@ -72,37 +113,61 @@ class Settings:
     default_lists: tuple[str, ...] = _opt(
         (), "lists checked when a request names none; empty means all lists", "serve"
     )
-    max_batch: int = _opt(100_000, "largest batch of numbers one Check may carry", "serve")
-    workers: int = _opt(
-        1, "server processes sharing the port (SO_REUSEPORT); use one per core", "serve"
+    max_batch: int = _opt(
+        100_000, "largest batch of numbers one Check may carry (at least 1)", "serve", minimum=1
     )
-    threads: int = _opt(16, "gRPC worker threads per process", "serve")
+    workers: int = _opt(
+        1,
+        "server processes sharing the port (SO_REUSEPORT); use one per core (at least 1)",
+        "serve",
+        minimum=1,
+    )
+    threads: int = _opt(16, "gRPC worker threads per process (at least 1)", "serve", minimum=1)
     parse_cache_size: int = _opt(
-        200_000, "loose-format parse results kept per process (LRU)", "serve", "scrub"
+        200_000,
+        "loose-format parse results kept per process (LRU); 0 turns the cache off",
+        "serve",
+        "scrub",
+        minimum=0,
     )
     max_connection_age: float = _opt(
         300.0,
         "seconds before a client connection is asked to reconnect, so load rebalances "
-        "across replicas",
+        "across replicas (above 0)",
         "serve",
+        above=0,
     )
-    grace: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM", "serve")
+    grace: float = _opt(
+        10.0, "seconds in-flight calls get to finish on SIGTERM (0 or more)", "serve", minimum=0
+    )
     log_level: str = _opt(
         "INFO",
-        "DEBUG, INFO, WARNING or ERROR",
+        "least severe level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL",
         "serve",
         "check",
         "scrub",
         "import",
         "publish",
         "compact",
+        metavar="LEVEL",
+        choices=LOG_LEVELS,
     )
     log_format: str = _opt(
-        "text", "text or json", "serve", "check", "scrub", "import", "publish", "compact"
+        "text",
+        "text, or json for one JSON object per stderr line",
+        "serve",
+        "check",
+        "scrub",
+        "import",
+        "publish",
+        "compact",
+        metavar="FORMAT",
+        choices=("text", "json"),
     )
     target: tuple[str, ...] = _opt(
         (),
-        "server(s) to ask, host:port; without it, check and scrub read --data-dir locally",
+        "server(s) to ask, HOST[:PORT] or [IPv6][:PORT], port 50051 when not given; without "
+        "it, check and scrub read --data-dir locally",
         "check",
         "scrub",
         metavar="HOST:PORT",
@@ -110,8 +175,16 @@ class Settings:
     lists: tuple[str, ...] = _opt(
         (), "lists to check; empty means the server's default lists", "check", "scrub"
     )
-    timeout: float = _opt(10.0, "seconds to wait for a server's answer", "check", "scrub")
-    output: str = _opt("table", "check's output: table or json", "check")
+    timeout: float = _opt(
+        10.0, "seconds to wait for a server's answer (above 0)", "check", "scrub", above=0
+    )
+    output: str = _opt(
+        "table",
+        "check's output: table or json",
+        "check",
+        metavar="FORMAT",
+        choices=("table", "json"),
+    )
     encoding: str = _opt(
         "",
         "the lead file's encoding (utf-8, utf-8-sig, gbk, gb18030...); empty detects "
@@ -131,9 +204,13 @@ class Settings:
         "scrub: processes that check numbers (local) or rewrite punctuated ones before sending "
         "(remote); 0 means one per core",
         "scrub",
+        minimum=0,
     )
     batch_size: int = _opt(
-        10_000, "numbers per batch, for a server's CheckStream or a local worker", "scrub"
+        10_000,
+        "numbers per batch, for a server's CheckStream or a local worker (at least 1)",
+        "scrub",
+        minimum=1,
     )
     redis_url: str = _opt(
         "",
@@ -163,8 +240,9 @@ class Settings:
     max_staleness: float = _opt(
         10.0,
         "seconds without confirming the data is caught up with the change log before answers "
-        "are marked stale",
+        "are marked stale (above 0)",
         "serve",
+        above=0,
     )
     fail_closed: bool = _opt(
         False, "answer every number SUPPRESSED (reason stale) while the data is stale", "serve"
@@ -174,15 +252,20 @@ class Settings:
         "seconds between snapshots written into --data-dir while following the change log; "
         "0 turns them off",
         "serve",
+        minimum=0,
     )
     snapshot_keep: int = _opt(
         3,
-        "snapshots kept in --data-dir when writing a new one; older ones are deleted",
+        "snapshots kept in --data-dir when writing a new one; older ones are deleted (at least 1)",
         "serve",
         "compact",
+        minimum=1,
     )
     write_timeout: float = _opt(
-        5.0, "seconds Suppress and Release wait for this replica to apply the change", "serve"
+        5.0,
+        "seconds Suppress and Release wait for this replica to apply the change (above 0)",
+        "serve",
+        above=0,
     )
     list_name: str = _opt(
         "", "the list that import and publish change", "import", "publish", metavar="NAME"
@@ -193,6 +276,7 @@ class Settings:
         "default opt_out)",
         "import",
         "publish",
+        choices=LIST_KINDS,
     )
     source: str = _opt(
         "",
@@ -215,6 +299,7 @@ class Settings:
         "or plain (any number format)",
         "import",
         metavar="FORMAT",
+        choices=("auto", "ten_digit", "csv", "plain"),
     )
     column: str = _opt(
         "",
@@ -229,6 +314,36 @@ class Settings:
         "import a registry change file (A or D, then the number, per line) and publish it",
         "import",
     )
+    create_list: bool = _opt(
+        False,
+        "let import and publish create --list-name, of kind --kind, when it does not exist "
+        "yet; without it a list name that is not in the current state is refused",
+        "import",
+        "publish",
+    )
+
+    def __post_init__(self) -> None:
+        """Check every value and bring choices and targets to their canonical form.
+
+        Raises:
+            ConfigError: a value is out of range, not one of its choices, or malformed.
+        """
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            checked = _checked(spec, value, _flag(spec.name))
+            if checked is not value:
+                object.__setattr__(self, spec.name, checked)
+        object.__setattr__(self, "target", tuple(normalize_target(t) for t in self.target))
+        if self.redis_url:
+            _check_redis_url(self.redis_url)
+        for name in ("stream", "dead_letter_stream"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{_flag(name)} is empty: name a Redis stream key")
+        if self.dead_letter_stream == self.stream:
+            raise ConfigError(
+                f"--dead-letter-stream and --stream are both {self.stream!r}: entries that "
+                "cannot be applied would be appended to the change log itself; use another key"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -245,8 +360,9 @@ class Settings:
         values: dict[str, Any] = {}
         for spec in fields(cls):
             name = ENV_PREFIX + spec.name.upper()
-            if name in source:
-                values[spec.name] = _convert(spec, source[name], name)
+            if name in source and spec.name not in overrides:
+                # Checked here too, so that the message names the variable, not the flag.
+                values[spec.name] = _checked(spec, _convert(spec, source[name], name), name)
         values.update(overrides)
         return cls(**values)
 
@@ -257,6 +373,61 @@ class Settings:
 
 def _field_type(spec: dataclasses.Field[Any]) -> str:
     return str(spec.type)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _checked(spec: dataclasses.Field[Any], value: Any, origin: str) -> Any:
+    """``value`` if it is acceptable for ``spec`` (choices in their canonical case).
+
+    Raises:
+        ConfigError: naming ``origin`` (a flag or a variable), the value and what is accepted.
+    """
+    meta = spec.metadata
+    choices: tuple[str, ...] = meta["choices"]
+    if choices and value == "":
+        return spec.default
+    if choices and isinstance(value, str):
+        for choice in choices:
+            if value.strip().lower() == choice.lower():
+                return choice if choice != value else value
+        raise ConfigError(f"{origin} {value!r}: use one of {', '.join(choices)}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high, above = meta["minimum"], meta["maximum"], meta["above"]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{origin} {value!r}: give a finite number")
+        if low is not None and value < low or high is not None and value > high:
+            span = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise ConfigError(f"{origin} {value!r}: must be {span}")
+        if above is not None and value <= above:
+            raise ConfigError(f"{origin} {value!r}: must be above {above}")
+    return value
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that redis-py would reject, or misread, only when it connects."""
+    # Imported here: redis is a dependency of the serving and loading commands only.
+    from redis.connection import parse_url
+
+    shown = re.sub(r"//[^@/]*@", "//***@", url)  # never echo a password
+    try:
+        parsed = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigError(
+            f"--redis-url {shown!r} is not a Redis URL ({exc}); write redis://HOST:PORT/DB, "
+            "rediss://... or unix:///PATH"
+        ) from None
+    if not url.startswith("unix://"):
+        path = url.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
+        if path and not path.isdigit():
+            raise ConfigError(
+                f"--redis-url {shown!r}: the database after the host must be a number, "
+                "as in redis://HOST:6379/0"
+            )
+        if not parsed.get("host"):
+            raise ConfigError(f"--redis-url {shown!r} names no host: write redis://HOST:PORT/DB")
 
 
 def _convert(spec: dataclasses.Field[Any], raw: str, origin: str) -> Any:
@@ -304,6 +475,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 metavar=spec.metadata["metavar"] or spec.name.upper(),
                 help=help_text,
             )
+        elif spec.metadata["choices"]:
+            choices = spec.metadata["choices"]
+            parser.add_argument(
+                flag, type=_choice(choices), choices=choices, default=None, help=help_text
+            )
         else:
             converter = {"int": int, "float": float}.get(kind, str)
             if kind.startswith("Path"):
@@ -315,6 +491,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 metavar=spec.metadata["metavar"] or spec.name.upper(),
                 help=help_text,
             )
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse type that accepts a choice in any letter case."""
+    canonical = {choice.lower(): choice for choice in choices}
+
+    def convert(text: str) -> str:
+        return canonical.get(text.strip().lower(), text)
+
+    return convert
 
 
 def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:

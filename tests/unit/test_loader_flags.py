@@ -28,4 +28,4 @@ def test_missing_options_are_errors_that_say_what_to_give(capsys) -> None:  # ty
     assert main(["publish", "add", "+8613800138000", "--source", "app"]) == 2
     assert "--list-name" in capsys.readouterr().err
     assert main(["import", "x.txt", "--list-name", "n", "--kind", "friends"]) == 2
-    assert "use one of registry, opt_out, campaign" in capsys.readouterr().err
+    assert "choose from 'registry', 'opt_out', 'campaign'" in capsys.readouterr().err

@@ -96,3 +96,58 @@ def test_change_files(tmp_path: Path) -> None:
     with pytest.raises(NumberFileError, match=r"2 change line\(s\)"):
         read_change_file([bad])
     assert read_change_file([bad], skip_invalid=True).skipped_lines == 2
+
+
+def _registry_lines(count: int) -> list[bytes]:
+    values = np.arange(count, dtype=np.uint64) + np.uint64(2_125_550_000)
+    return [str(v).encode() for v in values.tolist()]
+
+
+def test_ten_digit_progress_moves_within_one_file_and_counts_numbers() -> None:
+    # More than one parse piece (CHUNK_BYTES), so a single large file reports as it goes.
+    lines = _registry_lines(1_000_000)
+    data = b"\n".join(lines) + b"\n"
+    reports: list[tuple[int, int]] = []
+    result = parse_ten_digit(data, progress=lambda size, numbers: reports.append((size, numbers)))
+    assert len(reports) >= 2, "progress is reported per piece, not once per file"
+    assert sum(size for size, _ in reports) == len(data)
+    assert sum(numbers for _, numbers in reports) == 1_000_000 == len(result.numbers)
+
+
+def test_ten_digit_bad_line_numbers_are_exact_across_pieces() -> None:
+    lines = _registry_lines(1_000_000)
+    lines[899_999] = b"12345"  # line 900,000: in the second piece
+    data = b"\n".join(lines) + b"\n"
+    with pytest.raises(NumberFileError, match=r"1 line\(s\).*line 900,000:"):
+        parse_ten_digit(data)
+    skipped = parse_ten_digit(data, skip_invalid=True)
+    assert skipped.bad_lines == [(900_000, "not a ten-digit number")]
+    assert len(skipped.numbers) == 999_999
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt"),
+    [
+        ("dnc.txt.gz", gzip.compress(b"2125550123\n2125550124\n" * 3), "auto"),
+        ("plain.txt", "\n".join(f"+86138{n:08d}" for n in range(40_000)).encode(), "plain"),
+        ("list.csv", b"phone\n" + b"\n".join(b"+12125%06d" % n for n in range(20_000)), "csv"),
+    ],
+)
+def test_read_numbers_reports_stored_bytes_and_numbers(
+    tmp_path: Path, name: str, content: bytes, fmt: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    reports: list[tuple[int, int]] = []
+    result = read_numbers(
+        path,
+        fmt,
+        column="phone",
+        progress=lambda size, numbers: reports.append((size, numbers)),
+    )
+    assert all(size >= 0 for size, _ in reports)
+    assert sum(size for size, _ in reports) == path.stat().st_size, "bytes add up to the file"
+    counted = sum(numbers for _, numbers in reports)
+    assert counted >= len(result.numbers) > 0
+    if fmt != "auto":
+        assert len(reports) >= 2, "per-line formats report during the file"

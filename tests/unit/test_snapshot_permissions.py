@@ -71,7 +71,7 @@ def test_the_loader_writes_snapshots_with_the_same_mode(tmp_path: Path) -> None:
     numbers = tmp_path / "optouts.txt"
     numbers.write_text("+8613800138000\n+12125550123\n")
     data = tmp_path / "data"
-    argv = ["import", str(numbers), "--list-name", "internal", "--kind", "opt_out"]
+    argv = ["import", str(numbers), "--list-name", "internal", "--kind", "opt_out", "--create-list"]
     assert loader_main([*argv, "--input-format", "plain", "--data-dir", str(data)]) == 0
     (path,) = data.glob("snapshot-*.snap")
     assert mode(path) == 0o644
