@@ -23,10 +23,19 @@ from loader.progress import progress, read_progress
 from loader.publish import publish
 from loader.readers import read_numbers
 from loader.state import materialize
+from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
 from suppression.e164 import Normalizer, NumberBlock, mask_number, parse_block, validate_region
 from suppression.errors import ConfigError, SuppressionError
-from suppression.lists import ListInfo, ListKind, ListView, Op, SuppressionLists, Version
+from suppression.lists import (
+    ListInfo,
+    ListKind,
+    ListView,
+    LogPosition,
+    Op,
+    SuppressionLists,
+    Version,
+)
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
@@ -69,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         "log up to that snapshot",
     )
     add_arguments(compact, "compact")
+    reseeder = commands.add_parser(
+        "reseed",
+        help="after Redis lost the change log: start a new epoch of the log from the newest "
+        "snapshot in --data-dir, so that replicas load it and serve again",
+    )
+    add_arguments(reseeder, "reseed")
     return parser
 
 
@@ -90,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import(settings, args.files)
         if args.command == "publish":
             return _publish(settings, Op.ADD if args.action == "add" else Op.REMOVE, args.numbers)
+        if args.command == "reseed":
+            return _reseed(settings)
         return _compact(settings)
     except SuppressionError as exc:
         report_error(PROG, str(exc))
@@ -206,6 +223,12 @@ def _current(settings: Settings, client: redis.Redis) -> ListView:
         return materialize(settings.data_dir, client, settings.stream, advance).lists.view
 
 
+def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLogWriter:
+    """A writer bound to the log the current state came from: a reset log refuses it."""
+    producer = default_producer("suppression-loader")
+    return ChangeLogWriter(client, settings.stream, producer, epoch=view.position.epoch)
+
+
 def _import(settings: Settings, files: Sequence[Path]) -> int:
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
@@ -220,7 +243,7 @@ def _import(settings: Settings, files: Sequence[Path]) -> int:
     existing = view.bitmaps.get(list_name, BitMap64())
     additions = np.asarray((target - existing).to_array(), dtype=np.uint64)
     deletions = np.asarray((existing - target).to_array(), dtype=np.uint64)
-    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    writer = _writer(settings, client, view)
     provenance = _provenance(settings, "registry")
     kinds = {list_name: actual_kind}
     written: list[Version] = []
@@ -254,14 +277,16 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     bitmaps: dict[str, BitMap64] = {}
     infos: dict[str, ListInfo] = {}
     version = Version(0, 0)
+    position = LogPosition()
     if newest is not None:
         base = read_snapshot(newest)
         bitmaps, infos, version = dict(base.bitmaps), dict(base.infos), base.version
+        position = base.position
     kind = _list_kind(settings, infos, list_name, kind)
     bitmap.run_optimize()
     bitmaps[list_name] = bitmap
     infos[list_name] = ListInfo(list_name, kind)
-    lists = SuppressionLists(bitmaps, infos.values(), version.next())
+    lists = SuppressionLists(bitmaps, infos.values(), version.next(), position=position)
     path = write_snapshot(settings.data_dir, lists.view)
     print(f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}")
     return EXIT_OK
@@ -273,8 +298,9 @@ def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
         raise ConfigError("import --changes publishes to the change log: give --redis-url")
     changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
     client = connect(settings.redis_url)
-    kind = _list_kind(settings, _current(settings, client).infos, list_name, ListKind.REGISTRY)
-    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    view = _current(settings, client)
+    kind = _list_kind(settings, view.infos, list_name, ListKind.REGISTRY)
+    writer = _writer(settings, client, view)
     provenance = _provenance(settings, "registry")
     kinds = {list_name: kind}
     total = len(changes.additions) + len(changes.deletions)
@@ -323,8 +349,9 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
             raise ConfigError(f"{mask_number(text)} is not a phone number ({reason.name})")
         numbers.append(value)
     client = connect(settings.redis_url)
-    kind = _list_kind(settings, _current(settings, client).infos, list_name, ListKind.OPT_OUT)
-    writer = ChangeLogWriter(client, settings.stream, default_producer("suppression-loader"))
+    view = _current(settings, client)
+    kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
+    writer = _writer(settings, client, view)
     written = publish(
         writer,
         op,
@@ -365,6 +392,16 @@ def _compact(settings: Settings) -> int:
         f"{len(current.dead):,} unappliable) and trimmed {trimmed:,} entries from "
         f"{settings.stream} in {time.perf_counter() - started:.2f} s"
     )
+    return EXIT_OK
+
+
+def _reseed(settings: Settings) -> int:
+    if settings.data_dir is None or not settings.redis_url:
+        raise ConfigError("reseed needs --data-dir (the snapshots) and --redis-url (the log)")
+    client = connect(settings.redis_url)
+    with redis_errors(f"reseeding change log {settings.stream}"):
+        epoch, path = reseed(client, settings.stream, settings.data_dir, force=settings.force)
+    print(f"change log {settings.stream} now has epoch {epoch[:8]}, starting from {path}")
     return EXIT_OK
 
 

@@ -10,9 +10,17 @@ from typing import cast
 
 import redis
 
-from suppression.changelog.planning import DeadLetter, RawEntry, plan_batch
+from suppression.changelog.planning import (
+    DeadLetter,
+    RawEntry,
+    counter_ahead,
+    follow_on,
+    lost_log,
+    plan_batch,
+)
 from suppression.changelog.streaminfo import stream_info
-from suppression.errors import ChangeLogError
+from suppression.entries import field_text
+from suppression.errors import ChangeLogError, ChangeLogResetError
 from suppression.lists import SuppressionLists, Version
 from suppression.redisconn import redis_errors
 from suppression.snapshot import find_newest, read_snapshot
@@ -57,31 +65,51 @@ def materialize(
     newest = find_newest(data_dir) if data_dir is not None else None
     if newest is not None:
         snapshot = read_snapshot(newest)
-        lists = SuppressionLists(snapshot.bitmaps, snapshot.infos.values(), snapshot.version)
+        lists = SuppressionLists(
+            snapshot.bitmaps, snapshot.infos.values(), snapshot.version, position=snapshot.position
+        )
     else:
         lists = SuppressionLists()
     result = Materialized(lists, newest)
     with redis_errors(f"reading change log {stream}"):
-        head = stream_info(client, stream).last_generated
+        info = stream_info(client, stream)
+        head = info.last_generated
         position = lists.version
-        while position < head:
-            page = client.xrange(stream, min=f"({position}", max=str(head), count=_PAGE)
+        while True:
+            loss = lost_log(lists.view.position, info.position)
+            if loss:
+                raise ChangeLogResetError(
+                    f"change log {stream} was {loss}: the data in {newest or 'no snapshot'} is "
+                    f"at {lists.view.position}, the log at {info.position}. Reseed the log "
+                    "from the newest snapshot (suppression-loader reseed) before writing to it"
+                )
+            page = (
+                client.xrange(stream, min=f"({position}", max=str(head), count=_PAGE)
+                if position < head
+                else []
+            )
             # Checked after the read, so a trim racing with it is caught as well.
             info = stream_info(client, stream)
-            if info.missing_after(position):
+            entries = cast(list[RawEntry], page)
+            sequenced, consumed, kept, dead = follow_on(entries, lists.view.position)
+            gap = consumed < len(entries) or (
+                len(entries) < _PAGE and counter_ahead(sequenced, info.position, lists.version)
+            )
+            if info.missing_after(position) or gap:
                 where = newest or "no snapshot"
                 raise ChangeLogError(
                     f"change log {stream} no longer holds the entries after {position} "
                     f"({where}); it starts at {info.first_recorded}. Put a snapshot at "
                     f"{info.first_recorded} or later into --data-dir"
                 )
-            if not page:
+            if not entries:
                 break
-            plan = plan_batch(cast(list[RawEntry], page), lists.view.infos)
-            lists.apply(plan.changes, version=Version.parse(plan.last_id))
-            result.dead.extend(plan.dead)
-            result.entries += len(page)
+            plan = plan_batch(kept, lists.view.infos)
+            last = Version.parse(field_text(entries[-1][0]))
+            lists.apply(plan.changes, version=last, position=sequenced)
+            result.dead.extend([*dead, *plan.dead])
+            result.entries += len(entries)
             position = lists.version
             if advance is not None:
-                advance(len(page))
+                advance(len(entries))
     return result

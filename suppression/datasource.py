@@ -12,7 +12,7 @@ from pyroaring import BitMap64
 
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError, InvalidInputError, SnapshotError
-from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.lists import ListInfo, ListKind, LogPosition, SuppressionLists, Version
 from suppression.numberfile import read_number_file
 from suppression.snapshot import Snapshot, find_newest, read_snapshot
 
@@ -119,6 +119,7 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
     bitmaps: dict[str, BitMap64] = {}
     infos: dict[str, ListInfo] = {}
     version = Version()
+    position = LogPosition()
     snapshot: Snapshot | None = None
     newest = find_newest(source.data_dir) if source.data_dir is not None else None
     if newest is not None:
@@ -126,7 +127,8 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
         bitmaps.update(snapshot.bitmaps)
         infos.update(snapshot.infos)
         version = snapshot.version
-        logger.info("loaded snapshot %s at version %s", newest, version)
+        position = snapshot.position
+        logger.info("loaded snapshot %s at version %s (%s)", newest, version, position)
     elif source.data_dir is not None and not source.list_files and not allow_empty:
         raise SnapshotError(
             f"no snapshot in {source.data_dir}; create one with suppression-loader "
@@ -146,7 +148,9 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
         infos[spec.name] = ListInfo(spec.name, spec.kind)
         # Separators keep the count from looking like a phone number to the log mask.
         logger.info("loaded list %s from %s: %s numbers", spec.name, spec.path, f"{len(bitmap):,}")
-    lists = SuppressionLists(bitmaps, infos.values(), version, source.default_lists or None)
+    lists = SuppressionLists(
+        bitmaps, infos.values(), version, source.default_lists or None, position
+    )
     total = sum(len(b) for b in bitmaps.values())
     created = snapshot.created_at if snapshot is not None else None
     return LoadedData(lists, source.data_dir, created, time.perf_counter() - started, total)

@@ -12,6 +12,7 @@
     ├── NumberFileError        a number file has lines that are not numbers
     └── ChangeLogError         the change log cannot be read or written
         ├── InvalidEntryError      an entry is malformed or breaks a rule
+        ├── ChangeLogResetError    the log lost its epoch, or changed it: it was reset
         └── ConsentRequiredError   a removal from an opt-out list lacks consent evidence
 
 Domain errors become gRPC status codes in one place: the servicer.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChangeLogError",
+    "ChangeLogResetError",
     "ConfigError",
     "ConsentRequiredError",
     "InvalidEntryError",
@@ -84,3 +86,7 @@ class ConsentRequiredError(ChangeLogError):
 
 class InvalidEntryError(ChangeLogError):
     """A change-log entry that cannot be applied: malformed, or breaking a rule."""
+
+
+class ChangeLogResetError(ChangeLogError):
+    """The change log is not the one the writer knew: Redis lost it, or it was reseeded."""

@@ -32,6 +32,7 @@ __all__ = [
     "ListInfo",
     "ListKind",
     "ListView",
+    "LogPosition",
     "Op",
     "SuppressionLists",
     "Version",
@@ -74,6 +75,24 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.ms}-{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """Where data stands in the change log: the log's epoch and the last sequence applied.
+
+    The epoch names one life of the change log: a log that Redis lost and an
+    operator reseeded gets a new epoch. Writers number every entry of an epoch
+    1, 2, 3...; a reader that sees a number skipped, the epoch change, or the
+    log's counter fall behind its own knows that changes are missing. An empty
+    epoch means data that never saw a sequenced log (or an older snapshot).
+    """
+
+    epoch: str = ""
+    seq: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.epoch[:8] or '-'}#{self.seq}"
 
 
 class ListKind(enum.StrEnum):
@@ -129,6 +148,8 @@ class ListView:
     bitmaps: Mapping[str, BitMap64]
     infos: Mapping[str, ListInfo]
     default_lists: tuple[str, ...]
+    position: LogPosition = LogPosition()
+    """Where this data stands in the change log (see :class:`LogPosition`)."""
     _sizes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def list_bytes(self, name: str) -> int:
@@ -230,6 +251,7 @@ class SuppressionLists:
         infos: Iterable[ListInfo] = (),
         version: Version | None = None,
         default_lists: Sequence[str] | None = None,
+        position: LogPosition | None = None,
     ) -> None:
         """Create the lists.
 
@@ -239,6 +261,7 @@ class SuppressionLists:
             version: the version the initial data reflects.
             default_lists: lists checked when a request names none; None
                 means every list, including lists created later.
+            position: where the initial data stands in the change log.
         """
         bitmaps = dict(bitmaps or {})
         info_map = {info.name: info for info in infos}
@@ -248,10 +271,16 @@ class SuppressionLists:
             bitmaps.setdefault(name, BitMap64())
         self._fixed_defaults = tuple(default_lists) if default_lists is not None else None
         self._lock = threading.Lock()
-        self._view = self._make_view(version or Version(), bitmaps, info_map)
+        self._view = self._make_view(
+            version or Version(), bitmaps, info_map, position or LogPosition()
+        )
 
     def _make_view(
-        self, version: Version, bitmaps: dict[str, BitMap64], infos: dict[str, ListInfo]
+        self,
+        version: Version,
+        bitmaps: dict[str, BitMap64],
+        infos: dict[str, ListInfo],
+        position: LogPosition,
     ) -> ListView:
         if self._fixed_defaults is None:
             defaults = tuple(sorted(bitmaps))
@@ -263,7 +292,7 @@ class SuppressionLists:
                     f"default list(s) {', '.join(missing)} do not exist; "
                     f"known lists: {', '.join(sorted(bitmaps)) or 'none'}"
                 )
-        return ListView(version, bitmaps, infos, defaults)
+        return ListView(version, bitmaps, infos, defaults, position)
 
     @property
     def view(self) -> ListView:
@@ -275,13 +304,19 @@ class SuppressionLists:
         """The version of the current state."""
         return self._view.version
 
-    def apply(self, changes: Sequence[Change], version: Version | None = None) -> Version:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        version: Version | None = None,
+        position: LogPosition | None = None,
+    ) -> Version:
         """Apply a batch of changes atomically.
 
         Args:
             changes: the batch; validated E.164 integers only.
             version: the change-log ID of the batch's last entry, or None for
                 a local batch (the sequence advances by one).
+            position: the change-log position after the batch; None keeps the current one.
 
         Returns:
             The new version.
@@ -301,13 +336,17 @@ class SuppressionLists:
                 _apply_one(draft, change)
             for name in draft.reshaped:
                 draft.bitmaps[name].run_optimize()
-            self._view = self._make_view(new_version, draft.bitmaps, draft.infos)
+            self._view = self._make_view(
+                new_version, draft.bitmaps, draft.infos, position or base.position
+            )
             return new_version
 
     def replace(self, view: ListView) -> None:
         """Swap in a whole new state (a freshly loaded snapshot)."""
         with self._lock:
-            self._view = self._make_view(view.version, dict(view.bitmaps), dict(view.infos))
+            self._view = self._make_view(
+                view.version, dict(view.bitmaps), dict(view.infos), view.position
+            )
 
 
 _BULK = 4096

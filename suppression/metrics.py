@@ -202,6 +202,10 @@ class FollowerStateView(Protocol):
     def snapshot_age_seconds(self) -> float | None:
         """Age of the newest snapshot the process started from or wrote, if any."""
 
+    @property
+    def losses(self) -> Mapping[str, int]:
+        """Cumulative times changes were found missing, by kind (trimmed, reset, rewound)."""
+
 
 class FollowerCollector(Collector):
     """Reads the change-log follower's state at scrape time; nothing when there is none.
@@ -264,6 +268,16 @@ class FollowerCollector(Collector):
         )
         dead.add_metric([], state.dead_letters)
         yield dead
+        losses = CounterMetricFamily(
+            "suppression_changelog_losses",
+            "Times this replica found changes missing from the change log, by kind: trimmed "
+            "(entries removed before it read them), reset (Redis lost the log, or it was "
+            "reseeded), rewound (a failover lost entries it had applied).",
+            labels=["kind"],
+        )
+        for kind, count in sorted(state.losses.items()):
+            losses.add_metric([kind], count)
+        yield losses
         if state.snapshot_age_seconds is not None:
             yield _gauge(
                 "suppression_snapshot_age_seconds",

@@ -177,6 +177,7 @@ class Replica:
             max_staleness=options.max_staleness,
             data_dir=data_dir,
             snapshot_created_at=loaded.snapshot_created_at,
+            on_loss=self._save_after_loss,
             block_ms=_BLOCK_MS,
         )
         self._writer = ChangeLogWriter(
@@ -211,6 +212,13 @@ class Replica:
             )
         if self._snapshotter is not None:
             self._snapshotter.start()
+
+    def _save_after_loss(self) -> None:
+        """The log lost changes this replica may hold: save them as a snapshot to reseed from."""
+        if self._snapshotter is not None:
+            path = self._snapshotter.snapshot_now()
+            if path is not None:
+                logger.warning("saved this replica's data as %s to reseed the log from", path)
 
     def stop(self) -> None:
         """Stop following; write a last snapshot if one is due."""
@@ -348,6 +356,8 @@ class Replica:
         Raises:
             InvalidEntryError: the change is malformed, or a replica refused it.
             ConsentRequiredError: a removal from an opt-out list lacks consent evidence.
+            ChangeLogResetError: the log is not the one this replica's data came
+                from (Redis lost it); nothing was written.
             NotReadyError: no change log, still loading, or this replica must
                 resynchronize from a snapshot first.
             ChangeLogError: Redis is unreachable, or this replica did not apply
@@ -367,7 +377,7 @@ class Replica:
         entries = entries_for(
             op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
         )
-        ids = writer.write(entries, kinds)
+        ids = writer.write(entries, kinds, epoch=view.position.epoch)
         last = ids[-1]
         if not follower.wait_applied(last, options.write_timeout):
             raise ChangeLogError(

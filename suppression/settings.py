@@ -83,6 +83,7 @@ class Settings:
         "import",
         "publish",
         "compact",
+        "reseed",
         metavar="DIR",
     )
     list: tuple[str, ...] = _opt(
@@ -149,6 +150,7 @@ class Settings:
         "import",
         "publish",
         "compact",
+        "reseed",
         metavar="LEVEL",
         choices=LOG_LEVELS,
     )
@@ -161,6 +163,7 @@ class Settings:
         "import",
         "publish",
         "compact",
+        "reseed",
         metavar="FORMAT",
         choices=("text", "json"),
     )
@@ -220,6 +223,7 @@ class Settings:
         "import",
         "publish",
         "compact",
+        "reseed",
         metavar="URL",
     )
     stream: str = _opt(
@@ -229,6 +233,7 @@ class Settings:
         "import",
         "publish",
         "compact",
+        "reseed",
         metavar="KEY",
     )
     dead_letter_stream: str = _opt(
@@ -320,6 +325,12 @@ class Settings:
         "yet; without it a list name that is not in the current state is refused",
         "import",
         "publish",
+    )
+    force: bool = _opt(
+        False,
+        "reseed even though the change log still has an epoch: only when replicas report that "
+        "the log went backwards (a failover lost entries)",
+        "reseed",
     )
 
     def __post_init__(self) -> None:

@@ -32,7 +32,7 @@ from typing import cast
 from pyroaring import BitMap64
 
 from suppression.errors import SnapshotError
-from suppression.lists import ListInfo, ListKind, ListView, Version
+from suppression.lists import ListInfo, ListKind, ListView, LogPosition, Version
 
 __all__ = [
     "FORMAT_VERSION",
@@ -62,6 +62,11 @@ class Snapshot:
     created_at: float
     bitmaps: dict[str, BitMap64]
     infos: dict[str, ListInfo]
+    position: LogPosition = LogPosition()
+
+    def view(self) -> ListView:
+        """The snapshot's data as a list view (default lists are the holder's business)."""
+        return ListView(self.version, self.bitmaps, self.infos, (), self.position)
 
 
 def snapshot_name(version: Version) -> str:
@@ -94,6 +99,8 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
         offset += len(payload)
     header = {
         "version": str(view.version),
+        "log_epoch": view.position.epoch,
+        "log_seq": view.position.seq,
         "created_at": time.time(),
         "lists": entries,
         "file_size": 0,
@@ -196,6 +203,7 @@ def read_snapshot(path: Path) -> Snapshot:
         )
     try:
         version = Version.parse(header["version"])
+        position = LogPosition(str(header.get("log_epoch", "")), int(header.get("log_seq", 0)))
         bitmaps: dict[str, BitMap64] = {}
         infos: dict[str, ListInfo] = {}
         for entry in header["lists"]:
@@ -212,7 +220,15 @@ def read_snapshot(path: Path) -> Snapshot:
             infos[entry["name"]] = ListInfo(entry["name"], ListKind(entry["kind"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} has an invalid header or payload: {exc}") from exc
-    return Snapshot(path, version, float(header.get("created_at", 0.0)), bitmaps, infos)
+    name_match = _NAME_PATTERN.match(path.name)
+    if name_match is not None and snapshot_name(version) != path.name:
+        raise SnapshotError(
+            f"snapshot {path} holds version {version}, which its name does not say: it was "
+            f"renamed or swapped; restore the right file, or rename it {snapshot_name(version)} "
+            "if its content is the one you want"
+        )
+    created = float(header.get("created_at", 0.0))
+    return Snapshot(path, version, created, bitmaps, infos, position)
 
 
 def find_newest(directory: Path) -> Path | None:

@@ -9,7 +9,10 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
-from suppression.entries import Entry, encode_entry, validate_entry
+from suppression.changelog.epoch import APPEND_SCRIPT, new_epoch
+from suppression.changelog.streaminfo import meta_key
+from suppression.entries import Entry, encode_entry, field_text, validate_entry
+from suppression.errors import ChangeLogError, ChangeLogResetError
 from suppression.lists import ListKind, Version
 from suppression.redisconn import redis_errors
 
@@ -26,17 +29,23 @@ def default_producer(program: str) -> str:
 class ChangeLogWriter:
     """Appends validated entries to the change-log stream. Thread-safe."""
 
-    def __init__(self, client: redis.Redis, stream: str, producer: str = "") -> None:
+    def __init__(
+        self, client: redis.Redis, stream: str, producer: str = "", *, epoch: str = ""
+    ) -> None:
         """Create a writer.
 
         Args:
             client: the Redis client (bytes responses).
             stream: the stream key.
             producer: written into each entry's ``producer`` field.
+            epoch: the epoch of the log the writer's data comes from, for
+                every write that names none (see :meth:`write`).
         """
         self._client = client
         self._stream = stream
         self._producer = producer
+        self._epoch = epoch
+        self._append = client.register_script(APPEND_SCRIPT)
 
     @property
     def stream(self) -> str:
@@ -44,16 +53,26 @@ class ChangeLogWriter:
         return self._stream
 
     def write(
-        self, entries: Sequence[Entry], kinds: Mapping[str, ListKind] | None = None
+        self,
+        entries: Sequence[Entry],
+        kinds: Mapping[str, ListKind] | None = None,
+        *,
+        epoch: str | None = None,
     ) -> list[Version]:
-        """Validate every entry, then append them all in one MULTI/EXEC, in order.
+        """Validate every entry, then append them all in one atomic step, in order.
 
         Nothing is written unless every entry is valid. The entries of one call
-        are contiguous in the stream, so no other writer's entry lands between them.
+        are contiguous in the stream and numbered consecutively in the log's
+        epoch (see :mod:`suppression.changelog.epoch`).
 
         Args:
             entries: the entries.
             kinds: the known kinds of existing lists, for the consent rule.
+            epoch: the epoch of the log the writer's data comes from (None: the
+                one given at construction). The write is refused if the log's
+                epoch is another one, or gone: Redis lost the log. "" is data
+                that never saw an epoch: it joins the log's epoch, or starts
+                the first one in a new, empty log.
 
         Returns:
             The stream IDs the entries received, in order.
@@ -62,6 +81,8 @@ class ChangeLogWriter:
             InvalidEntryError: an entry is malformed.
             ConsentRequiredError: an entry would remove from an opt-out list
                 without consent evidence.
+            ChangeLogResetError: the log lost its epoch or has another one;
+                nothing was written.
             ChangeLogError: Redis is unreachable or refused the write.
         """
         known = kinds or {}
@@ -69,21 +90,39 @@ class ChangeLogWriter:
             validate_entry(entry, known.get(entry.list_name))
         if not entries:
             return []
-        encoded = []
+        known_epoch = self._epoch if epoch is None else epoch
+        arguments: list[str] = [known_epoch, new_epoch(), "", str(len(entries))]
         for entry in entries:
             fields = encode_entry(entry)
             if self._producer and not entry.producer:
                 fields["producer"] = self._producer
-            encoded.append(fields)
-        with redis_errors(f"appending to change log {self._stream}"):
-            pipe = self._client.pipeline(transaction=len(encoded) > 1)
-            for fields in encoded:
-                pipe.xadd(self._stream, fields)  # type: ignore[arg-type]
-            ids = pipe.execute()
-        versions = [Version.parse(_text(i)) for i in ids]
+            arguments.append(str(2 * len(fields)))
+            for name, value in fields.items():
+                arguments += (name, value)
+        what = f"appending to change log {self._stream}"
+        try:
+            with redis_errors(what):
+                reply = self._append(keys=[self._stream, meta_key(self._stream)], args=arguments)
+        except ChangeLogError as exc:
+            raise _reset_error(exc, self._stream) from exc.__cause__
+        versions = [Version.parse(field_text(i)) for i in reply[1:]]
         logger.debug("appended %d entries, last %s", len(versions), versions[-1])
         return versions
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _reset_error(exc: ChangeLogError, stream: str) -> ChangeLogError:
+    """Turn the append script's refusals into errors that say what happened and what to do."""
+    text = str(exc)
+    if "EPOCHGONE" in text or "EPOCHCHANGED" in text:
+        return ChangeLogResetError(
+            f"nothing was written: change log {stream} is not the log this data came from "
+            "(Redis lost it, or it was reseeded). Replicas refuse to answer until it is "
+            "reseeded from the newest snapshot (suppression-loader reseed); then retry"
+        )
+    if "NOEPOCH" in text:
+        return ChangeLogResetError(
+            f"nothing was written: change log {stream} holds entries but no epoch (it was "
+            "written by an older version); start its epoch from the newest snapshot with "
+            "suppression-loader reseed"
+        )
+    return exc

@@ -36,3 +36,4 @@ class State:
     applied_by_op: Mapping[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     snapshot_age_seconds: float | None = None
+    losses: Mapping[str, int] = field(default_factory=dict)

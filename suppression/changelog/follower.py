@@ -19,22 +19,34 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from suppression.changelog.planning import DeadLetter, RawEntry, plan_batch
-from suppression.changelog.streaminfo import INFO_SCRIPT, StreamInfo, parse_info
+from suppression.changelog.epoch import mark_lost
+from suppression.changelog.planning import (
+    LOSS_KINDS,
+    RESET,
+    TRIMMED,
+    DeadLetter,
+    RawEntry,
+    counter_ahead,
+    follow_on,
+    lost_log,
+    plan_batch,
+)
+from suppression.changelog.streaminfo import INFO_SCRIPT, StreamInfo, meta_key, parse_info
 from suppression.entries import field_text
 from suppression.errors import SnapshotError, VersionError
-from suppression.lists import ListView, Op, SuppressionLists, Version
+from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Version
 from suppression.snapshot import find_newest, read_snapshot
 
 __all__ = ["ChangeLogFollower", "FollowerState"]
 
 logger = logging.getLogger(__name__)
+
 
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
@@ -66,6 +78,10 @@ class FollowerState:
     """Cumulative entries sent to the dead-letter stream."""
     snapshot_age_seconds: float | None
     """Age of the newest snapshot written or loaded."""
+    losses: Mapping[str, int]
+    """Cumulative times changes were found missing, by kind: trimmed, reset, rewound."""
+    position: str = ""
+    """Where the data stands in the log: epoch prefix and sequence number."""
 
 
 class ChangeLogFollower:
@@ -81,6 +97,7 @@ class ChangeLogFollower:
         max_staleness: float,
         data_dir: Path | None = None,
         snapshot_created_at: float | None = None,
+        on_loss: Callable[[], None] | None = None,
         block_ms: int = 500,
         count: int = 200,
     ) -> None:
@@ -96,6 +113,8 @@ class ChangeLogFollower:
             data_dir: where newer snapshots appear when a resync is needed.
             snapshot_created_at: creation time of the snapshot ``lists`` came
                 from; the data counts as that old until the first catch-up.
+            on_loss: called once when the log is found reset or rewound, while
+                this replica still holds changes the log lost (to save them).
             block_ms: how long one XREAD blocks.
             count: the most entries one XREAD returns (and one batch applies).
         """
@@ -105,6 +124,7 @@ class ChangeLogFollower:
         self._dead_stream = dead_letter_stream
         self._max_staleness = max_staleness
         self._data_dir = data_dir
+        self._on_loss = on_loss
         self._block_ms = block_ms
         self._count = count
         self._stop = threading.Event()
@@ -116,7 +136,10 @@ class ChangeLogFollower:
         self._snapshot_created_at = snapshot_created_at
         self._connected = False
         self._needs_resync = False
+        self._loss = ""
+        self._losses: dict[str, int] = {kind: 0 for kind in LOSS_KINDS}
         self._resync_floor = Version()
+        self._tried_snapshot: tuple[Path, float] | None = None
         self._lag_entries = 0
         self._oldest_unapplied_ms: int | None = None
         self._ordinal_base: int | None = None
@@ -198,6 +221,8 @@ class ChangeLogFollower:
             applied_by_op=dict(self._numbers_by_op),
             dead_letters=self._dead_letters,
             snapshot_age_seconds=max(0.0, now - created) if created is not None else None,
+            losses=dict(self._losses),
+            position=str(self._lists.view.position),
         )
 
     # -- the loop -----------------------------------------------------------
@@ -243,37 +268,64 @@ class ChangeLogFollower:
         return min(delay * 2, _MAX_BACKOFF)
 
     def _step(self) -> None:
-        position = self._lists.version
+        view = self._lists.view
         pipe = self._client.pipeline(transaction=False)
-        pipe.xread({self._stream: str(position)}, count=self._count, block=self._block_ms)
+        # The log's state first, then the read: every entry numbered up to the counter seen
+        # here is in the stream by the time XREAD answers, unless it was lost.
         # EVAL with the text, not a registered script: redis-py would send SCRIPT EXISTS
         # before every pipeline, one more round trip; Redis caches the compiled script.
-        pipe.eval(INFO_SCRIPT, 1, self._stream)
-        reply, info_reply = pipe.execute()
+        pipe.eval(INFO_SCRIPT, 2, self._stream, meta_key(self._stream))
+        pipe.xread({self._stream: str(view.version)}, count=self._count, block=self._block_ms)
+        info_reply, reply = pipe.execute()
         info = parse_info(info_reply)
-        if info.missing_after(position):
-            self._start_resync(position, info)
+        loss = lost_log(view.position, info.position)
+        if loss:
+            self._start_resync(loss, view, info)
+            return
+        if info.missing_after(view.version):
+            self._start_resync(TRIMMED, view, info)
             return
         entries: list[RawEntry] = reply[0][1] if reply else []
         if entries:
             self._oldest_unapplied_ms = Version.parse(field_text(entries[0][0])).ms
-            self._apply(entries)
+            if not self._apply(entries):
+                self._start_resync(TRIMMED, self._lists.view, info)
+                return
+        position = self._lists.view.position
+        read_all = len(entries) < self._count
+        if read_all and counter_ahead(position, info.position, self._lists.version):
+            self._start_resync(TRIMMED, self._lists.view, info)
+            return
         self._update_lag(info)
 
-    def _apply(self, entries: Sequence[RawEntry]) -> None:
-        plan = plan_batch(entries, self._lists.view.infos)
-        if plan.dead:
-            self._dead_letter(plan.dead)
+    def _apply(self, entries: Sequence[RawEntry]) -> bool:
+        """Apply the entries that follow on from the data's position.
+
+        Returns:
+            False if an entry was missing before one of them (a gap): the
+            entries before the gap are applied, the rest are not.
+        """
+        view = self._lists.view
+        position, consumed, kept, dead = follow_on(entries, view.position)
+        if not consumed:
+            return False
+        plan = plan_batch(kept, view.infos)
+        if plan.dead or dead:
+            # In stream order: each dead letter keeps its entry's ID, which must increase.
+            letters = sorted([*dead, *plan.dead], key=lambda d: Version.parse(d.entry_id))
+            self._dead_letter(letters)
+        last_id = field_text(entries[consumed - 1][0])
         try:
-            self._lists.apply(plan.changes, version=Version.parse(plan.last_id))
+            self._lists.apply(plan.changes, version=Version.parse(last_id), position=position)
         except VersionError:
-            logger.warning("skipping a read that ends at %s: data is already newer", plan.last_id)
-            return
+            logger.warning("skipping a read that ends at %s: data is already newer", last_id)
+            return True
         for op, count in plan.numbers_by_op.items():
             self._numbers_by_op[op] = self._numbers_by_op.get(op, 0) + count
-        self._applied_since_base += len(entries)
+        self._applied_since_base += consumed
         with self._applied:
             self._applied.notify_all()
+        return consumed == len(entries)
 
     def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
         """Copy dead entries to the dead-letter stream under their own IDs.
@@ -322,20 +374,48 @@ class ChangeLogFollower:
 
     # -- resync -------------------------------------------------------------
 
-    def _start_resync(self, position: Version, info: StreamInfo) -> None:
+    def _start_resync(self, loss: str, view: ListView, info: StreamInfo) -> None:
         self._needs_resync = True
+        self._loss = loss
+        self._losses[loss] += 1
         self._resync_floor = max(info.first_recorded, info.max_deleted)
+        self._tried_snapshot = None
         where = self._data_dir if self._data_dir is not None else "--data-dir (not set)"
-        logger.error(
-            "change log %s no longer holds the entries after %s (it starts at %s): "
-            "not serving until a snapshot at %s or later appears in %s "
-            "(run suppression-loader compact)",
+        if loss == TRIMMED:
+            logger.error(
+                "change log %s no longer holds the entries after %s (%s; it starts at %s): "
+                "not serving until a snapshot at %s or later appears in %s "
+                "(run suppression-loader compact)",
+                self._stream,
+                view.version,
+                view.position,
+                info.first_recorded,
+                self._resync_floor,
+                where,
+            )
+            return
+        logger.critical(
+            "change log %s was %s: this replica is at %s (version %s) but the log is at %s. "
+            "Not serving: changes are missing or the log lost changes this replica holds. "
+            "Reseed the log from the newest snapshot (suppression-loader reseed --data-dir "
+            "%s); this replica then loads it",
             self._stream,
-            position,
-            info.first_recorded,
-            self._resync_floor,
+            "reset" if loss == RESET else "rewound",
+            view.position,
+            view.version,
+            info.position,
             where,
         )
+        if loss == RESET and not info.epoch:
+            try:
+                mark_lost(self._client, self._stream, view.position.epoch)
+            except redis.RedisError as exc:
+                logger.error("cannot mark change log %s as lost: %s", self._stream, exc)
+        if self._on_loss is not None:
+            try:
+                self._on_loss()
+            except Exception:  # saving is a courtesy; failing it must not stop the follower
+                logger.exception("cannot save this replica's data after the change-log loss")
 
     def _try_resync(self) -> None:
         if self._data_dir is None:
@@ -343,17 +423,43 @@ class ChangeLogFollower:
         newest = find_newest(self._data_dir)
         if newest is None:
             return
+        stamp = (newest, newest.stat().st_mtime)
+        if stamp == self._tried_snapshot:
+            return  # already refused; reading a registry-sized file again costs seconds
         try:
             snapshot = read_snapshot(newest)
-        except SnapshotError as exc:
+        except (SnapshotError, OSError) as exc:
             logger.warning("cannot resync from %s yet: %s", newest, exc)
             return
-        if snapshot.version < self._resync_floor or snapshot.version <= self._lists.version:
+        self._tried_snapshot = stamp
+        if not self._resyncs_to(snapshot.version, snapshot.position):
             return
-        self._lists.replace(ListView(snapshot.version, snapshot.bitmaps, snapshot.infos, ()))
+        self._lists.replace(snapshot.view())
         self.note_snapshot(snapshot.created_at)
         self._needs_resync = False
+        self._loss = ""
         self._ordinal_base = None
-        logger.info("resynchronized from snapshot %s at version %s", newest, snapshot.version)
+        logger.warning(
+            "resynchronized from snapshot %s at version %s (%s)",
+            newest,
+            snapshot.version,
+            snapshot.position,
+        )
         with self._applied:
             self._applied.notify_all()
+
+    def _resyncs_to(self, version: Version, position: LogPosition) -> bool:
+        """Whether a snapshot at ``version``/``position`` brings this replica back in step.
+
+        With a sequenced log: a snapshot of the log's current epoch, no further
+        than the log itself (past a trim point, after a trim). Without one (an
+        older log): a snapshot at or past the trim point, newer than the data.
+        """
+        log = parse_info(
+            self._client.eval(INFO_SCRIPT, 2, self._stream, meta_key(self._stream))
+        ).position
+        if log.epoch:
+            if position.epoch != log.epoch or position.seq > log.seq:
+                return False
+            return self._loss != TRIMMED or version >= self._resync_floor
+        return version >= self._resync_floor and version > self._lists.version

@@ -11,12 +11,36 @@ from dataclasses import dataclass, field
 
 from suppression.entries import Entry, decode_entry, field_text
 from suppression.errors import ChangeLogError
-from suppression.lists import Change, ListInfo, ListKind, Op
+from suppression.lists import Change, ListInfo, ListKind, LogPosition, Op, Version
 
-__all__ = ["DeadLetter", "Plan", "RawEntry", "plan_batch"]
+__all__ = [
+    "LOSS_KINDS",
+    "RESET",
+    "REWOUND",
+    "TRIMMED",
+    "DeadLetter",
+    "Plan",
+    "RawEntry",
+    "counter_ahead",
+    "follow_on",
+    "lost_log",
+    "plan_batch",
+    "sequence_of",
+]
 
 RawEntry = tuple[bytes | str, Mapping[bytes, bytes]]
 """One stream entry as redis-py returns it: ``(id, fields)``."""
+
+TRIMMED = "trimmed"
+"""Entries after this replica's position were removed before it read them."""
+RESET = "reset"
+"""The log lost its epoch or has another one: Redis lost it, or it was reseeded."""
+REWOUND = "rewound"
+"""The log numbers fewer entries than this replica applied: a failover lost writes."""
+LOSS_KINDS = (TRIMMED, RESET, REWOUND)
+
+EPOCH_FIELD = b"epoch"
+SEQ_FIELD = b"seq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +90,74 @@ def plan_batch(entries: Sequence[RawEntry], infos: Mapping[str, ListInfo]) -> Pl
 
 def _creates(entry: Entry) -> bool:
     return entry.op in (Op.ADD, Op.ADD_RANGE)
+
+
+def sequence_of(fields: Mapping[bytes, bytes]) -> LogPosition | None:
+    """An entry's epoch and sequence number; None for an entry written without them."""
+    epoch = fields.get(EPOCH_FIELD)
+    seq = fields.get(SEQ_FIELD)
+    if not epoch or not seq or not seq.isdigit():
+        return None
+    return LogPosition(field_text(epoch), int(seq))
+
+
+def lost_log(data: LogPosition, log: LogPosition) -> str:
+    """RESET or REWOUND if the log is not one this data can follow on from, else ""."""
+    if not data.epoch:
+        return ""
+    if log.epoch != data.epoch:
+        return RESET
+    if log.seq < data.seq:
+        return REWOUND
+    return ""
+
+
+def counter_ahead(data: LogPosition, log: LogPosition, version: Version) -> bool:
+    """After reading everything there is: did the log number entries this data never saw?
+
+    Data from before sequenced logs (a snapshot without an epoch) cannot tell,
+    unless it is empty and so must have read the epoch from its first entry.
+    """
+    if not log.epoch:
+        return False
+    if data.epoch == log.epoch:
+        return log.seq > data.seq
+    return not data.epoch and version == Version() and log.seq > 0
+
+
+def follow_on(
+    entries: Sequence[RawEntry], start: LogPosition
+) -> tuple[LogPosition, int, list[RawEntry], list[DeadLetter]]:
+    """The entries that follow on from ``start``, in order.
+
+    Returns the position after them, how many entries were consumed, those to
+    apply and those to dead-letter.
+
+    An entry numbered past the next expected one means entries in between are
+    gone: it and everything after it are left for a resync. An entry without
+    epoch and sequence number, in a log that has them, was not written through
+    the change-log writer and is dead-lettered.
+    """
+    position = start
+    kept: list[RawEntry] = []
+    dead: list[DeadLetter] = []
+    consumed = 0
+    for raw_id, fields in entries:
+        stamp = sequence_of(fields)
+        if stamp is None:
+            if position.epoch:
+                reason = (
+                    "entry has no epoch and sequence number: it was not written through the "
+                    "change-log writer (suppression-loader publish, or the Suppress RPC)"
+                )
+                dead.append(DeadLetter(field_text(raw_id), reason, fields))
+            else:
+                kept.append((raw_id, fields))
+            consumed += 1
+            continue
+        if position.epoch and (stamp.epoch != position.epoch or stamp.seq != position.seq + 1):
+            break
+        position = stamp
+        kept.append((raw_id, fields))
+        consumed += 1
+    return position, consumed, kept, dead

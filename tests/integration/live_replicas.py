@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +11,9 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from suppression.changelog.epoch import APPEND_SCRIPT, new_epoch
 from suppression.changelog.follower import FollowerState
+from suppression.changelog.streaminfo import meta_key
 from suppression.datasource import DataSource
 from suppression.lists import SuppressionLists
 from suppression.replica import ChangeLogOptions, SnapshotOptions
@@ -99,3 +101,16 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
 
 def redis_client(server: RedisServer) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+
+
+def append_raw(client: redis.Redis, stream: str, fields: Mapping[str, str]) -> str:
+    """Append ``fields`` as a producer that skips validation but numbers its entries would.
+
+    The consumers' own checks are what such tests exercise; an entry written
+    without a sequence number at all is dead-lettered for that alone.
+    """
+    arguments = ["", new_epoch(), "", "1", str(2 * len(fields))]
+    for name, value in fields.items():
+        arguments += (name, value)
+    reply = client.eval(APPEND_SCRIPT, 2, stream, meta_key(stream), *arguments)
+    return str(reply[1].decode())

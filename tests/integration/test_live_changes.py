@@ -19,6 +19,7 @@ from tests.conftest import RedisServer, free_port, wait_for
 from tests.integration.live_replicas import (  # noqa: F401 - a fixture
     Replica,
     ReplicaFactory,
+    append_raw,
     redis_client,
     start_replica_fixture,
 )
@@ -129,23 +130,25 @@ def test_malformed_entries_go_to_the_dead_letter_stream_once(
     suppress(first, [CN])
     good = encode_entry(Entry(Op.ADD, "internal", ListKind.OPT_OUT, "app", (US,)))
     no_consent = encode_entry(Entry(Op.REMOVE, "internal", ListKind.CAMPAIGN, "app", (CN,)))
-    client.xadd(STREAM, {"hello": "world"})
-    client.xadd(STREAM, {**good, "numbers": "12125550123,abc"})
-    client.xadd(STREAM, no_consent)
-    client.xadd(STREAM, {**good, "v": "99"})
-    last = client.xadd(STREAM, good).decode()
+    append_raw(client, STREAM, {"hello": "world"})
+    append_raw(client, STREAM, {**good, "numbers": "12125550123,abc"})
+    append_raw(client, STREAM, no_consent)
+    append_raw(client, STREAM, {**good, "v": "99"})
+    client.xadd(STREAM, good)  # valid, but not numbered by the change-log writer
+    last = append_raw(client, STREAM, good)
     for replica in (first, second):
         wait_for(lambda r=replica: r.lists.version >= Version.parse(last), 5, "the last entry")
         assert replica.suppressed(US) and replica.suppressed(CN)
-        assert replica.follower_state().dead_letters == 4
+        assert replica.follower_state().dead_letters == 5
         assert health(replica) == health_pb2.HealthCheckResponse.SERVING
     dead = client.xrange(DEAD)
-    assert len(dead) == 4, "every replica writes the same dead letter under the same ID"
+    assert len(dead) == 5, "every replica writes the same dead letter under the same ID"
     reasons = [fields[b"dl_reason"].decode() for _, fields in dead]
     assert "format version" in reasons[0]
     assert "malformed number" in reasons[1]
     assert "consent" in reasons[2]
     assert "'99'" in reasons[3]
+    assert "no epoch and sequence number" in reasons[4]
     assert dead[1][1][b"numbers"] == b"12125550123,abc"
 
 

@@ -16,6 +16,7 @@ from suppression.writer import ChangeLogWriter
 from tests.conftest import RedisServer, wait_for
 from tests.integration.live_replicas import (  # noqa: F401 - a fixture
     ReplicaFactory,
+    append_raw,
     redis_client,
     start_replica_fixture,
 )
@@ -64,7 +65,7 @@ def test_replicas_converge_on_the_model(
         removal = op in (Op.REMOVE, Op.REMOVE_RANGE)
         refused = removal and kind is ListKind.OPT_OUT and not (source == "consent" and evidence)
         if raw:  # a producer that skipped validation: the consumers must dead-letter it
-            client.xadd(stream, encode_entry(entry))  # type: ignore[arg-type]
+            append_raw(client, stream, encode_entry(entry))
         elif refused:
             with pytest.raises(ConsentRequiredError):
                 writer.write([entry], KINDS)
