@@ -192,6 +192,9 @@ def _read(
     for chunk in lead.chunks(column.index, _CHUNK_ROWS):
         start = len(index)
         found += map(setdefault, chunk.phones, ids)
+        if chunk.spans:
+            base = len(read.rows)
+            read.spans.update({base + at: span for at, span in chunk.spans.items()})
         if len(index) > start:
             # Keys keep insertion order, so this chunk's new strings are the newest keys.
             fresh = list(itertools.islice(reversed(index.keys()), len(index) - start))[::-1]
@@ -199,7 +202,6 @@ def _read(
         read.rows += chunk.rows
         read.lines += chunk.lines
         read.problems += chunk.problems
-        read.plain.append((len(chunk.rows), chunk.plain))
         read.blank_lines += chunk.blank_lines
         progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
     progress.total("reading", len(read.rows) + read.blank_lines)  # rows may span lines
