@@ -42,3 +42,11 @@ def group_members(group: int) -> list[int]:
             if fields is not None and int(fields[2]) == group and fields[0] not in ("Z", "X"):
                 found.append(int(entry.name))
     return found
+
+
+def thread_count(pid: int) -> int:
+    """How many threads ``pid`` runs; 0 if it has gone."""
+    try:
+        return len(list((PROC / str(pid) / "task").iterdir()))
+    except FileNotFoundError:
+        return 0

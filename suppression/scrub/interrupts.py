@@ -95,12 +95,19 @@ class Interrupts:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        """Run the block whole: a signal that arrives in it is kept in :attr:`pending`."""
+        """Run the block whole: a signal that arrives in it is kept in :attr:`pending`.
+
+        Call :meth:`raise_pending` after it to act on that signal.
+        """
         holding, self._holding = self._holding, True
         try:
             yield
         finally:
             self._holding = holding
+
+    def hold(self) -> None:
+        """Hold every later signal in :attr:`pending`: the scrub is past undoing."""
+        self._holding = True
 
     def raise_pending(self) -> None:
         """Raise :class:`ScrubInterruptedError` for a signal held back, if one was.

@@ -24,6 +24,7 @@ A worker never outlives its scrub, and never holds it up:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -165,6 +166,10 @@ class WorkerPool:
         except OSError as exc:
             self.close()
             raise WorkerError(f"cannot start worker processes: {exc}") from None
+        # A pool its owner never closed (an exception in the owner's constructor) must not
+        # hold up the exit: multiprocessing's own exit handler would SIGTERM the workers,
+        # which they ignore, and wait for them forever.
+        atexit.register(self.close)
         for worker, connection in self._workers:
             thread = threading.Thread(
                 target=self._feed, args=(worker, connection), name=f"{name}-feeder", daemon=True
@@ -252,6 +257,7 @@ class WorkerPool:
                 return
             self._closed = self._broken = True
             self._tasks.put(None)
+        atexit.unregister(self.close)
         for process, _ in self._workers:
             process.kill()
         for process, _ in self._workers:

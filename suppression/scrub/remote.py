@@ -140,7 +140,7 @@ class RemoteEngine:
         try:
             for address in targets:
                 self._targets.append(self._connect(address, streams_per_target))
-        except RemoteError:
+        except BaseException:  # a RemoteError, or a signal: stop the workers either way
             self.close()
             raise
         for target in self._targets:

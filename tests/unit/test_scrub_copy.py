@@ -10,8 +10,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from suppression.scrub import ScrubSummary, run_scrub
-from suppression.settings import Settings
+from suppression.scrub import ScrubOptions, ScrubSummary, run_scrub
 
 QUIET = Console(file=io.StringIO())
 
@@ -28,13 +27,13 @@ PHONES = {
 
 def scrub(folder: Path, source: Path, encoding: str) -> ScrubSummary:
     (folder / "internal.txt").write_text("+12125550123\n")
-    settings = Settings(
-        list=(f"internal={folder / 'internal.txt'}",),
+    options = ScrubOptions(
+        list_files=(f"internal={folder / 'internal.txt'}",),
         region="US",
         processes=1,
         encoding=encoding,
     )
-    return run_scrub(settings, source, console=QUIET, show_progress=False)
+    return run_scrub(options, source, console=QUIET, show_progress=False)
 
 
 def quoted(text: str) -> str:

@@ -1,0 +1,36 @@
+"""Where a local scrub's data comes from: the one seam between the scrub and the loaded lists."""
+
+from __future__ import annotations
+
+import logging
+
+from suppression.datasource import load_lists
+from suppression.lists import ListView
+from suppression.scrub.options import ScrubOptions
+from suppression.settings import Settings
+
+__all__ = ["local_view"]
+
+logger = logging.getLogger(__name__)
+
+
+def local_view(options: ScrubOptions) -> ListView:
+    """Load ``--data-dir`` and ``--list`` files as ``suppression serve`` does, and return the view.
+
+    Raises:
+        ConfigError: nothing to load, or a file is missing.
+        SnapshotError: the newest snapshot is corrupt.
+        NumberFileError: a number file has invalid lines.
+    """
+    # The loader still takes the command's whole Settings; only these fields are read.
+    lists, report = load_lists(
+        Settings(
+            data_dir=options.data_dir,
+            list=options.list_files,
+            region=options.region,
+            parse_cache_size=options.parse_cache_size,
+        )
+    )
+    # Counts are written with separators: the log filter masks long digit runs as numbers.
+    logger.debug("loaded %s numbers in %.2f s", f"{report.numbers:,}", report.seconds)
+    return lists.view
