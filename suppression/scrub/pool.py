@@ -108,7 +108,8 @@ def _work(
         try:
             answer: tuple[bool, Any] = (True, function(argument))
         except Exception as exc:  # a bug in a task; the parent fails the scrub with it
-            answer = (False, f"{type(exc).__name__}: {exc}")
+            # Only the type: the message may quote a phone number, and it reaches stderr.
+            answer = (False, type(exc).__name__)
         try:
             connection.send(answer)
         except OSError:
@@ -208,8 +209,9 @@ class WorkerPool:
                         task = self._tasks.get(block=not in_flight)
                     except queue.Empty:
                         break
-                    if task is None:  # close(): no more tasks
+                    if task is None:  # close(): no more tasks, and no more answers
                         self._tasks.put(None)  # for the other feeders
+                        self._break(in_flight)
                         return
                     future, function, argument = task
                     if future.set_running_or_notify_cancel():

@@ -57,8 +57,9 @@ def test_no_pool_for_small_jobs_or_one_process() -> None:
 def test_a_failing_task_fails_its_future_with_a_one_line_error() -> None:
     pool = WorkerPool(2)
     try:
-        with pytest.raises(WorkerError, match="a worker process failed: ValueError: boom"):
-            pool.submit(fail, "boom").result()
+        with pytest.raises(WorkerError) as failed:
+            pool.submit(fail, "+12125550123").result()
+        assert str(failed.value) == "a worker process failed: ValueError"  # never a number
         assert pool.submit(greet, "again").result()[0] == " again"
     finally:
         pool.close()
