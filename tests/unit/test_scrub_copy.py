@@ -62,7 +62,7 @@ def stray_quote(text: str) -> bool:
     return '"' in text and not text.startswith('"')
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
 @given(rows=st.lists(row, min_size=1, max_size=25))
 @example(rows=[('na"me', "+12025550147", "x", "\n")])
 @example(rows=[('na"me', "+12125550123", "5' 10\"", "\r\n")])
