@@ -66,6 +66,7 @@ class Interrupts:
         self._previous: dict[int, Any] = {}
         self._raised = False
         self._holding = False
+        self._final = False
         self.pending: int | None = None
         """A signal that arrived while held, or after the first one."""
 
@@ -107,14 +108,16 @@ class Interrupts:
 
     def hold(self) -> None:
         """Hold every later signal in :attr:`pending`: the scrub is past undoing."""
-        self._holding = True
+        self._holding = self._final = True
 
     def raise_pending(self) -> None:
         """Raise :class:`ScrubInterruptedError` for a signal held back, if one was.
 
+        Nothing is raised after :meth:`hold`.
+
         Raises:
             ScrubInterruptedError: a signal arrived during a held block.
         """
-        if self.pending is not None and not self._raised:
+        if self.pending is not None and not (self._raised or self._final):
             self._raised = True
             raise ScrubInterruptedError(self.pending)
