@@ -22,7 +22,7 @@ from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.replica import Replica
-from suppression.scrub import run_scrub
+from suppression.scrub import ScrubOptions, run_scrub
 from suppression.server import grpc_message_limit, serve
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.v1 import suppression_pb2 as pb
@@ -115,7 +115,22 @@ def _rpc_message(exc: grpc.RpcError) -> str:
 
 
 def _scrub(settings: Settings, source: str) -> int:
-    summary = run_scrub(settings, Path(source))
+    options = ScrubOptions(
+        region=settings.region,
+        column=settings.column,
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+        output_dir=settings.output_dir,
+        lists=settings.lists,
+        targets=settings.target,
+        timeout=settings.timeout,
+        batch_size=settings.batch_size,
+        processes=settings.processes,
+        parse_cache_size=settings.parse_cache_size,
+        data_dir=settings.data_dir,
+        list_files=settings.list,
+    )
+    summary = run_scrub(options, Path(source))
     Console().print(summary.table())
     return EXIT_ALL_ALLOWED
 

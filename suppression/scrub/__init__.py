@@ -5,7 +5,9 @@ against servers, and writes clean, suppressed and invalid files plus a
 summary whose counts add up. See ``docs/scrub.md``.
 """
 
+from suppression.scrub.interrupts import ScrubInterruptedError
 from suppression.scrub.job import run_scrub
+from suppression.scrub.options import ScrubOptions
 from suppression.scrub.summary import ScrubSummary
 
-__all__ = ["ScrubSummary", "run_scrub"]
+__all__ = ["ScrubInterruptedError", "ScrubOptions", "ScrubSummary", "run_scrub"]

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import itertools
 import logging
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +20,20 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from suppression.datasource import DataSource
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
-from suppression.replica import Replica
 from suppression.scrub.answers import CheckEngine
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
+from suppression.scrub.data import local_view
+from suppression.scrub.interrupts import Interrupts
 from suppression.scrub.local import LocalEngine
+from suppression.scrub.options import ScrubOptions
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
 from suppression.scrub.reading import LeadFile, open_lead_file
 from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.summary import ScrubSummary
 from suppression.scrub.writing import RowTable, write_outputs
-from suppression.settings import Settings
 
 __all__ = ["run_scrub"]
 
@@ -43,16 +44,20 @@ _CHUNK_ROWS = 50_000
 
 
 def run_scrub(
-    settings: Settings,
+    options: ScrubOptions,
     source: Path,
     *,
     console: Console | None = None,
     show_progress: bool | None = None,
 ) -> ScrubSummary:
-    """Scrub one lead file and write its outputs beside it (or in ``--output-dir``).
+    """Scrub one lead file and write its outputs beside it (or in ``output_dir``).
+
+    Run from the main thread, it turns SIGINT, SIGTERM and SIGHUP into
+    :class:`ScrubInterruptedError` while it runs: the scrub then stops its
+    workers, removes its temporary files and writes no output.
 
     Args:
-        settings: the scrub's options (region, lists, target or data, column...).
+        options: the scrub's options (region, lists, targets or data, column...).
         source: the CSV or TSV file, plain or ``.gz``.
         console: where progress goes (stderr by default).
         show_progress: force the progress bars on or off; by default they
@@ -63,28 +68,54 @@ def run_scrub(
 
     Raises:
         SuppressionError: bad options, an unreadable input, a missing
-            column, unreachable servers; every message is one line.
+            column, unreachable servers, a signal; every message is one line.
     """
     started = time.perf_counter()
     console = console or Console(stderr=True)
     enabled = console.is_terminal if show_progress is None else show_progress
+    with Interrupts() as interrupts:
+        summary = _scrub(options, source, console, enabled, interrupts, started)
+    if interrupts.pending is not None:
+        logger.warning(
+            "%s arrived as the outputs were being put in place; the scrub is complete",
+            signal.Signals(interrupts.pending).name,
+        )
+    logger.info(
+        "scrubbed %s rows in %.2f s: %s clean, %s suppressed, %s invalid",
+        f"{summary.rows_in:,}",
+        summary.seconds,
+        f"{summary.clean:,}",
+        f"{summary.suppressed:,}",
+        f"{summary.invalid:,}",
+    )
+    return summary
+
+
+def _scrub(
+    options: ScrubOptions,
+    source: Path,
+    console: Console,
+    enabled: bool,
+    interrupts: Interrupts,
+    started: float,
+) -> ScrubSummary:
     try:
-        region = validate_region(settings.region)
+        region = validate_region(options.region)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    lead = open_lead_file(source, settings.encoding, settings.delimiter)
+    lead = open_lead_file(source, options.encoding, options.delimiter)
     normalizer = Normalizer(1_000)
     column = choose_column(
-        lead.header, lead.sample(_SAMPLE_ROWS), settings.column, region, normalizer, str(source)
+        lead.header, lead.sample(_SAMPLE_ROWS), options.column, region, normalizer, str(source)
     )
     check_header(lead.header, column, region, normalizer, str(source))
     logger.debug("phone column %d (by %s)", column.index + 1, column.detection)
-    paths = output_paths(source, settings.output_dir)
+    paths = output_paths(source, options.output_dir)
     if source.resolve() in {path.resolve() for path in paths.values()}:
         raise ConfigError(f"{source} would be overwritten by its own output; rename it")
     progress = ScrubProgress(console, enabled)
     with OutputSet(paths, lead.encoding) as outputs, _collector_paused():
-        engine = _engine(settings, region, lead, progress)
+        engine = _engine(options, region, lead, progress)
         try:
             with progress:
                 read = _read(lead, column, engine, progress)
@@ -95,10 +126,12 @@ def run_scrub(
                 counts = write_outputs(lead, read, answers, outputs, progress)
                 logger.debug("wrote the outputs at %.2f s", _since(started))
         finally:
-            engine.close()
+            with interrupts.held():  # half-closed engines leave workers and threads behind
+                engine.close()
+        interrupts.raise_pending()
         summary = ScrubSummary(
             input=str(source),
-            mode="remote" if settings.target else "local",
+            mode="remote" if options.targets else "local",
             encoding=lead.encoding,
             delimiter=lead.delimiter,
             column=column.name,
@@ -115,15 +148,10 @@ def run_scrub(
         )
         outputs.open(OutputKind.SUMMARY_TEXT).write(summary.to_text())
         outputs.open(OutputKind.SUMMARY_JSON).write(summary.to_json())
+        outputs.sync()
+        # From here on the scrub completes: a signal no longer undoes it.
+        interrupts.hold()
         outputs.commit()
-    logger.info(
-        "scrubbed %s rows in %.2f s: %s clean, %s suppressed, %s invalid",
-        f"{summary.rows_in:,}",
-        summary.seconds,
-        f"{summary.clean:,}",
-        f"{summary.suppressed:,}",
-        f"{summary.invalid:,}",
-    )
     return summary
 
 
@@ -149,30 +177,26 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _engine(
-    settings: Settings, region: str, lead: LeadFile, progress: ScrubProgress
+    options: ScrubOptions, region: str, lead: LeadFile, progress: ScrubProgress
 ) -> CheckEngine:
-    if settings.target:
+    if options.targets:
         return RemoteEngine(
-            settings.target,
+            options.targets,
             region,
-            settings.lists,
-            batch_size=settings.batch_size,
-            timeout=settings.timeout,
+            options.lists,
+            batch_size=options.batch_size,
+            timeout=options.timeout,
             progress=progress.checked,
-            processes=settings.processes,
+            processes=options.processes,
             expected_rows=lead.line_count,
         )
-    replica = Replica(DataSource.from_settings(settings))
-    loaded = replica.start()
-    # Counts are written with separators: the log filter masks long digit runs as numbers.
-    logger.debug("loaded %s numbers in %.2f s", f"{loaded.numbers:,}", loaded.seconds)
     return LocalEngine(
-        replica.view(),
+        local_view(options),
         region,
-        settings.lists,
-        cache_size=settings.parse_cache_size,
-        processes=settings.processes,
-        batch_size=settings.batch_size,
+        options.lists,
+        cache_size=options.parse_cache_size,
+        processes=options.processes,
+        batch_size=options.batch_size,
         expected_rows=lead.line_count,
         progress=progress.checked,
     )
@@ -194,6 +218,9 @@ def _read(
     for chunk in lead.chunks(column.index, _CHUNK_ROWS):
         start = len(index)
         found += map(setdefault, chunk.phones, ids)
+        if chunk.spans:
+            base = len(read.rows)
+            read.spans.update({base + at: span for at, span in chunk.spans.items()})
         if len(index) > start:
             # Keys keep insertion order, so this chunk's new strings are the newest keys.
             fresh = list(itertools.islice(reversed(index.keys()), len(index) - start))[::-1]
@@ -201,7 +228,6 @@ def _read(
         read.rows += chunk.rows
         read.lines += chunk.lines
         read.problems += chunk.problems
-        read.plain.append((len(chunk.rows), chunk.plain))
         read.blank_lines += chunk.blank_lines
         progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
     progress.total("reading", len(read.rows) + read.blank_lines)  # rows may span lines

@@ -5,46 +5,30 @@ function the server's Check runs, so a local scrub and a remote one give the
 same answers for the same data; both first turn plain punctuated numbers
 into canonical text (:mod:`suppression.scrub.shortcut`). Parsing the other
 loose forms costs 15-35 µs each, so distinct strings are spread over a pool
-of worker processes. The
-pool is forked after the lists are loaded and before any thread starts: the
-workers share the bitmaps copy-on-write and load nothing themselves.
+of worker processes (:mod:`suppression.scrub.pool`). The pool is forked after
+the lists are loaded and before any thread starts: the workers share the
+bitmaps copy-on-write and load nothing themselves.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
-import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 
 from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
-from suppression.errors import SuppressionError
 from suppression.lists import ListView
 from suppression.scrub.answers import Answers, Progress
+from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
 
-__all__ = ["LocalEngine", "WorkerError"]
+__all__ = ["LocalEngine"]
 
 logger = logging.getLogger(__name__)
 
-POOL_THRESHOLD = 20_000
-"""Below this many rows a pool costs more to start than it saves."""
-
 _Result = tuple[list[int], list[int], dict[int, int], list[int]]
-
-
-class WorkerError(SuppressionError):
-    """A worker process of the local engine died."""
-
-
-_WORKER_DIED = (
-    "a worker process died (killed, or out of memory?); run the scrub again, "
-    "perhaps with fewer --processes"
-)
 
 
 # The worker processes' state, inherited through fork (never pickled).
@@ -106,7 +90,7 @@ class LocalEngine:
 
         Raises:
             UnknownListError: a named list does not exist.
-            WorkerError: a worker process died at once.
+            WorkerError: the worker processes could not be forked.
         """
         self._list_names, _ = view.select(lists)  # fail before any work on a bad name
         self._view = view
@@ -116,23 +100,12 @@ class LocalEngine:
         self._batch_size = max(1, batch_size)
         self._progress = progress
         self._pending: list[tuple[int, Future[_Result] | _Result]] = []
-        count = processes or os.cpu_count() or 1
-        self._pool: ProcessPoolExecutor | None = None
-        if count > 1 and expected_rows >= POOL_THRESHOLD:
-            self._pool = ProcessPoolExecutor(
-                count,
-                multiprocessing.get_context("fork"),
-                initializer=_init_worker,
-                initargs=(view, region, self._lists, cache_size),
-            )
-            # The executor forks on its first task; make that now, before any thread
-            # (the progress display) exists in this process.
-            try:
-                self._pool.submit(int).result()
-            except BrokenProcessPool:
-                self.close()
-                raise WorkerError(_WORKER_DIED) from None
-            logger.debug("checking with %d worker processes", count)
+        self._pool = pool_for(
+            processes,
+            expected_rows,
+            functools.partial(_init_worker, view, region, self._lists, cache_size),
+            name="scrub-check",
+        )
 
     def submit(self, start: int, texts: list[str]) -> None:
         """Check ``texts`` (strings ``start`` onwards), in the pool when there is one.
@@ -143,10 +116,7 @@ class LocalEngine:
         for offset in range(0, len(texts), self._batch_size):
             batch = texts[offset : offset + self._batch_size]
             if self._pool is not None:
-                try:
-                    future = self._pool.submit(_check_in_worker, batch)
-                except BrokenProcessPool:
-                    raise WorkerError(_WORKER_DIED) from None
+                future = self._pool.submit(_check_in_worker, batch)
                 if self._progress is not None:
                     future.add_done_callback(functools.partial(self._done, len(batch)))
                 self._pending.append((start + offset, future))
@@ -177,10 +147,7 @@ class LocalEngine:
         answers.list_names = self._list_names
         answers.versions = {"local": str(self._view.version)}
         for start, pending in self._pending:
-            try:
-                result = pending.result() if isinstance(pending, Future) else pending
-            except BrokenProcessPool:
-                raise WorkerError(_WORKER_DIED) from None
+            result = pending.result() if isinstance(pending, Future) else pending
             verdicts, masks, reasons, values = result
             answers.fill(start, verdicts, masks, reasons, values)
         self._pending.clear()
@@ -189,5 +156,5 @@ class LocalEngine:
     def close(self) -> None:
         """Stop the worker processes."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None

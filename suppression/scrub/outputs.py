@@ -3,7 +3,8 @@
 An interrupted or failed scrub leaves no output that looks complete: each
 file is written under a temporary name and renamed over its final name only
 once everything is written, and the summary, renamed last, marks a complete
-set.
+set. A killed scrub cannot remove its temporary files; the next scrub to the
+same outputs removes them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import enum
+import glob
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +23,10 @@ from suppression.scrub.encoding import ERRORS
 from suppression.scrub.reading import InputFileError
 
 __all__ = ["OutputKind", "OutputSet", "output_paths"]
+
+logger = logging.getLogger(__name__)
+
+_PARTIAL = ".partial"
 
 
 class OutputKind(enum.StrEnum):
@@ -87,6 +94,34 @@ class OutputSet:
             raise InputFileError(f"output folder {folder} does not exist; create it first")
         if not os.access(folder, os.W_OK):
             raise InputFileError(f"cannot write to output folder {folder}: permission denied")
+        removed = self._remove_stale()
+        if removed:
+            logger.info("removed %d temporary file(s) left by a killed scrub", removed)
+
+    def _temporary_name(self, kind: OutputKind, pid: int) -> Path:
+        final = self._paths[kind]
+        return final.with_name(f".{final.name}.{pid}{_PARTIAL}")
+
+    def _remove_stale(self) -> int:
+        """Remove the temporary files of earlier scrubs to these outputs that no longer run.
+
+        A scrub that was killed (SIGKILL, a crash, a power cut) leaves its
+        hidden ``.NAME.PID.partial`` files. Those of a process that still runs on
+        this machine are left alone: it may be a scrub of the same file.
+        """
+        removed = 0
+        for kind, final in self._paths.items():
+            prefix = f".{final.name}."
+            for path in final.parent.glob(f"{glob.escape(prefix)}*{_PARTIAL}"):
+                pid_text = path.name[len(prefix) : -len(_PARTIAL)]
+                if not pid_text.isdigit() or path != self._temporary_name(kind, int(pid_text)):
+                    continue
+                if _running(int(pid_text)):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def __enter__(self) -> OutputSet:
         return self
@@ -101,8 +136,7 @@ class OutputSet:
 
     def open(self, kind: OutputKind) -> IO[str]:
         """Open the temporary file for ``kind``, in the input's encoding."""
-        final = self._paths[kind]
-        temporary = final.with_name(f".{final.name}.{os.getpid()}.partial")
+        temporary = self._temporary_name(kind, os.getpid())
         self._temporary[kind] = temporary
         encoding = self._encoding
         if kind in (OutputKind.SUMMARY_TEXT, OutputKind.SUMMARY_JSON):
@@ -119,13 +153,17 @@ class OutputSet:
         """The open temporary file for ``kind``."""
         return self._open[kind]
 
-    def commit(self) -> dict[OutputKind, Path]:
-        """Flush and sync every file, then rename each into place, the summary last."""
+    def sync(self) -> None:
+        """Flush every file to the disk and close it; the slow part of :meth:`commit`."""
         for stream in self._open.values():
             stream.flush()
             os.fsync(stream.fileno())
             stream.close()
         self._open.clear()
+
+    def commit(self) -> dict[OutputKind, Path]:
+        """Sync the files, then rename each into place, the summary last."""
+        self.sync()
         # An old summary beside new data files would vouch for a set it did not describe.
         with contextlib.suppress(FileNotFoundError):
             self._paths[OutputKind.SUMMARY_JSON].unlink()
@@ -143,3 +181,16 @@ class OutputSet:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
         self._temporary.clear()
+
+
+def _running(pid: int) -> bool:
+    """True if a process ``pid`` exists on this machine (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

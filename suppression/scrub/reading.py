@@ -70,16 +70,17 @@ class Chunk:
     """Consecutive rows of a lead file, as parallel lists."""
 
     rows: list[list[str] | None] = field(default_factory=list)
-    """The fields of each row; None for a plain row with nothing wrong (its line is enough)."""
+    """The fields of a row that is written again (ragged or broken); None for every other row,
+    which the outputs copy from its input lines."""
     lines: list[int] = field(default_factory=list)
     """The input line number each row starts on (the header is line 1)."""
     phones: list[str] = field(default_factory=list)
     """The phone field, stripped; "" for a row with a problem."""
     problems: list[int] = field(default_factory=list)
     """A :class:`RowProblem` value per row."""
+    spans: dict[int, int] = field(default_factory=dict)
+    """Physical lines per row, for the rows (by position in the chunk) that span several."""
     blank_lines: int = 0
-    plain: bool = False
-    """Every row is exactly its one input line, so outputs may copy the line as is."""
 
 
 _OTHER_LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -240,8 +241,8 @@ class LeadFile:
         Most lead rows hold no quote character, and for those a field count
         and one ``split`` find the phone in a third of the time the csv module
         takes to build every field. Lines with quotes go through the csv
-        module one by one. Fields are kept only for rows that will need them
-        (rows with a problem); other rows are copied to the outputs as lines.
+        module one by one. Fields are kept only for rows that are written again
+        (ragged or broken ones); other rows are copied to the outputs as lines.
 
         Returns:
             The chunk, or None when a quoted field may span lines (an odd
@@ -281,9 +282,8 @@ class LeadFile:
                 rows[index], phones[index] = [line.rstrip("\r\n")], ""
                 problems[index] = _MALFORMED
                 continue
-            rows[index] = fields
             if len(fields) != width:
-                phones[index], problems[index] = "", _RAGGED
+                rows[index], phones[index], problems[index] = fields, "", _RAGGED
             elif self.undecodable and has_undecodable(line):
                 phones[index], problems[index] = "", _UNDECODABLE
             else:
@@ -299,7 +299,7 @@ class LeadFile:
             lines = [lines[index] for index in keep]
             phones = [phones[index] for index in keep]
             problems = [problems[index] for index in keep]
-        return Chunk(rows, lines, phones, problems, blank_lines=len(blank), plain=True)
+        return Chunk(rows, lines, phones, problems, blank_lines=len(blank))
 
     def _parse_lines(self, lines: list[str]) -> list[list[str] | None]:
         """Parse single-line records: all in one C call, or line by line if one is broken."""
@@ -324,6 +324,7 @@ class LeadFile:
         self,
         rows: list[list[str]],
         lines: Iterable[int],
+        spans: Iterable[int],
         column: int,
         broken: AbstractSet[int] = frozenset(),
     ) -> Chunk:
@@ -332,6 +333,7 @@ class LeadFile:
         Args:
             rows: parsed rows.
             lines: the line each row starts on.
+            spans: the physical lines each row takes.
             column: the phone column.
             broken: positions of rows that failed to parse (each holds its raw line).
         """
@@ -342,20 +344,23 @@ class LeadFile:
         check_bytes = self.undecodable
         chunk = Chunk()
         malformed = int(RowProblem.MALFORMED_ROW)
-        for position, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        for position, (row, line, span) in enumerate(zip(rows, lines, spans, strict=True)):
+            kept: list[str] | None = None
             if position in broken:
-                problem, phone = malformed, ""
+                problem, phone, kept = malformed, "", row
             elif not row:
                 chunk.blank_lines += 1
                 continue
             elif len(row) != width:
-                problem, phone = ragged, ""
+                problem, phone, kept = ragged, "", row
             elif check_bytes and has_undecodable(self.delimiter.join(row)):
                 problem, phone = undecodable, ""
             else:
                 phone = row[column].strip()
                 problem = 0 if phone else missing
-            chunk.rows.append(row)
+            if span > 1:
+                chunk.spans[len(chunk.rows)] = span
+            chunk.rows.append(kept)
             chunk.lines.append(line)
             chunk.phones.append(phone)
             chunk.problems.append(problem)
@@ -373,6 +378,7 @@ class LeadFile:
         """
         rows: list[list[str]] = []
         lines: list[int] = []
+        spans: list[int] = []
         broken: set[int] = set()  # positions in rows of records that failed to parse
         while start < stop:
             reader = self._reader(start)
@@ -381,6 +387,7 @@ class LeadFile:
                 for row in reader:
                     rows.append(row)
                     lines.append(start + consumed + 1)
+                    spans.append(reader.line_num - consumed)
                     consumed = reader.line_num
                     if start + consumed >= stop:
                         break
@@ -392,8 +399,9 @@ class LeadFile:
                 broken.add(len(rows))
                 rows.append([self._lines[bad].rstrip("\r\n")])
                 lines.append(bad + 1)
+                spans.append(1)
                 start = bad + 1
-        return self._sort_rows(rows, lines, column, broken), start
+        return self._sort_rows(rows, lines, spans, column, broken), start
 
 
 def open_lead_file(path: Path, encoding: str = "", delimiter: str = "") -> LeadFile:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
-import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +31,7 @@ import numpy as np
 from suppression.errors import SuppressionError
 from suppression.lists import Version
 from suppression.scrub.answers import Answers, Progress
-from suppression.scrub.local import POOL_THRESHOLD
+from suppression.scrub.pool import WorkerError, pool_for
 from suppression.scrub.shortcut import canonicalize
 from suppression.server import grpc_message_limit
 from suppression.v1 import suppression_pb2 as pb
@@ -53,7 +50,10 @@ class RemoteError(SuppressionError):
     """A server could not be reached, refused a batch, or its data kept changing."""
 
 
-_WORKER_DIED = "a worker process died (killed, or out of memory?); run the scrub again"
+def _shorten(task: tuple[list[str], str]) -> list[str]:
+    """:func:`canonicalize` in a worker process."""
+    texts, region = task
+    return canonicalize(texts, region)
 
 
 @dataclass(slots=True)
@@ -118,6 +118,7 @@ class RemoteEngine:
 
         Raises:
             RemoteError: a target cannot be reached or is not ready.
+            WorkerError: the worker processes could not be forked.
         """
         self._region = region
         self._lists = list(lists)
@@ -126,29 +127,20 @@ class RemoteEngine:
         self._batch_size = max(1, batch_size)
         self._queue: queue.Queue[_Batch | None] = queue.Queue()
         self._batches: list[_Batch] = []
-        self._error: RemoteError | None = None
+        self._error: SuppressionError | None = None
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._calls: list[tuple[Any, dict[str, float], deque[_Batch]]] = []
         self._shortening: list[Future[list[str]]] = []
         self._shortened_count = 0
         self._shortened_changed = threading.Condition()
-        self._pool: ProcessPoolExecutor | None = None
-        count = processes or os.cpu_count() or 1
-        if count > 1 and expected_rows >= POOL_THRESHOLD:
-            self._pool = ProcessPoolExecutor(count, multiprocessing.get_context("fork"))
-            # The executor forks on its first task: make that happen now, before any
-            # channel exists (gRPC does not survive a fork after that) or any thread.
-            try:
-                self._pool.submit(int).result()
-            except BrokenProcessPool:
-                self.close()
-                raise RemoteError(_WORKER_DIED) from None
+        # Forked before any channel exists (gRPC does not survive a fork after that).
+        self._pool = pool_for(processes, expected_rows, name="scrub-shorten")
         self._targets: list[_Target] = []
         try:
             for address in targets:
                 self._targets.append(self._connect(address, streams_per_target))
-        except RemoteError:
+        except BaseException:  # a RemoteError, or a signal: stop the workers either way
             self.close()
             raise
         for target in self._targets:
@@ -196,7 +188,12 @@ class RemoteEngine:
     # -- streaming ----------------------------------------------------------
 
     def submit(self, start: int, texts: list[str]) -> None:
-        """Queue ``texts`` (strings ``start`` onwards) in batches for the streams."""
+        """Queue ``texts`` (strings ``start`` onwards) in batches for the streams.
+
+        Raises:
+            RemoteError: a server failed already.
+            WorkerError: a worker process died.
+        """
         if self._error is not None:
             raise self._error
         # The same shortcut the local engine takes, so both modes answer alike,
@@ -205,10 +202,7 @@ class RemoteEngine:
         if self._pool is None:
             self._enqueue(start, canonicalize(texts, self._region))
             return
-        try:
-            shortening = self._pool.submit(canonicalize, texts, self._region)
-        except BrokenProcessPool:
-            raise RemoteError(_WORKER_DIED) from None
+        shortening = self._pool.submit(_shorten, (texts, self._region))
         shortening.add_done_callback(functools.partial(self._shortened, start))
         self._shortening.append(shortening)
 
@@ -275,7 +269,7 @@ class RemoteEngine:
         if self._progress is not None:
             self._progress(len(batch.texts))
 
-    def _fail(self, error: RemoteError) -> None:
+    def _fail(self, error: SuppressionError) -> None:
         with self._lock:
             if self._error is None:
                 self._error = error
@@ -301,12 +295,13 @@ class RemoteEngine:
 
         Raises:
             RemoteError: a server failed, or its data changed throughout every retry.
+            WorkerError: a worker process died.
         """
         for shortening in self._shortening:
             try:
                 shortening.result()
-            except BrokenProcessPool:
-                self._fail(RemoteError(_WORKER_DIED))
+            except WorkerError as exc:
+                self._fail(exc)
                 break
         # A future reports its result before its callback has queued the batches.
         with self._shortened_changed:
@@ -387,7 +382,7 @@ class RemoteEngine:
         if self._error is None and any(thread.is_alive() for thread in self._threads):
             self._fail(RemoteError("scrub stopped"))
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
         for target in self._targets:
             for channel in target.channels:

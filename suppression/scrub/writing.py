@@ -1,14 +1,15 @@
 """Sorting a scrub's rows into the clean, suppressed and invalid files, in input order.
 
-A row that was exactly one input line is copied as that line, byte for byte,
-with the extra columns appended; other rows (spanning lines, or broken) are
-written with the csv module. Copying lines is several times faster than
-formatting fields again, and it changes nothing the lead file's owner wrote.
+Every row is copied from its input lines, byte for byte (quoting, spacing,
+line breaks inside quotes, line ends), with the extra columns inserted before
+its line end. Only ragged and broken rows are written again with the csv
+module, to fit them to the header's width. Copying lines is several times
+faster than formatting fields again, and it changes nothing the lead file's
+owner wrote.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import operator
 from dataclasses import dataclass, field
@@ -39,14 +40,14 @@ class RowTable:
     """Every row read, as parallel lists."""
 
     rows: list[list[str] | None] = field(default_factory=list)
-    """Fields per row; None where the row's line is all there is to write."""
+    """Fields of the rows written again (ragged or broken); None for rows copied from input."""
     lines: list[int] = field(default_factory=list)
     """The input line each row starts on."""
     problems: list[int] = field(default_factory=list)
     uids: list[int] = field(default_factory=list)
     """1 + the index of the row's phone string among the distinct strings; 0 if unchecked."""
-    plain: list[tuple[int, bool]] = field(default_factory=list)
-    """(row count, plain) per chunk read; see :attr:`Chunk.plain`."""
+    spans: dict[int, int] = field(default_factory=dict)
+    """Physical lines per row, for the rows that span several; see :attr:`Chunk.spans`."""
     distinct: int = 0
     blank_lines: int = 0
 
@@ -72,17 +73,39 @@ def _fit(row: list[str], width: int, delimiter: str) -> list[str]:
     return [*row[: width - 1], delimiter.join(row[width - 1 :])]
 
 
-class _Emitter:
-    """Writes selected rows to one output, copying plain lines and formatting the rest."""
+def _line_end(text: str, body: str) -> str:
+    return text[len(body) :]
 
-    def __init__(self, lead: LeadFile, table: RowTable, plain: npt.NDArray[np.bool_]) -> None:
+
+def _with_tail(text: str, tail: str) -> str:
+    """``text`` (lines ending in a line end) with ``tail`` inserted before its last line end."""
+    body = text.rstrip("\r\n")
+    return body + tail + text[len(body) :]
+
+
+class _Emitter:
+    """Writes selected rows to one output: input lines copied, ragged and broken rows rewritten."""
+
+    def __init__(self, lead: LeadFile, table: RowTable) -> None:
         self._raw = lead.lines
         self._delimiter = lead.delimiter
-        self._terminator = lead.line_terminator
         self._width = len(lead.header)
-        self._table = table
-        self._plain = plain
+        self._rows = table.rows
+        self._spans = table.spans
         self._lines = np.asarray(table.lines, dtype=np.int64)
+        special = np.fromiter(
+            map(operator.is_not, table.rows, itertools.repeat(None)),
+            dtype=bool,
+            count=len(table.rows),
+        )
+        if table.spans:
+            special[np.fromiter(table.spans.keys(), dtype=np.int64, count=len(table.spans))] = True
+        self._special: npt.NDArray[np.bool_] = special
+
+    def tail(self, fields: list[str]) -> str:
+        """The extra fields of a row, each with its delimiter before it."""
+        delimiter = self._delimiter
+        return "".join([delimiter + _quote(value, delimiter) for value in fields])
 
     def emit(
         self,
@@ -93,42 +116,28 @@ class _Emitter:
     ) -> None:
         """Write rows ``at``, the i-th followed by the fields ``extras[i]``."""
         raw = self._raw
-        copyable = bool(self._plain[at].all())
         starts = (self._lines[at] - 1).tolist()
-        if extras is None and copyable:
-            stream.writelines(map(raw.__getitem__, starts))
+        tails = [self.tail(fields) for fields in extras] if extras is not None else None
+        if not self._special[at].any():
+            texts = list(map(raw.__getitem__, starts))
+            if tails is None:
+                stream.writelines(texts)
+                return
+            bodies = list(map(str.rstrip, texts, itertools.repeat("\r\n")))
+            ends = map(_line_end, texts, bodies)
+            stream.writelines(map(operator.add, map(operator.add, bodies, tails), ends))
             return
-        delimiter = self._delimiter
-        end = self._terminator
-        tails = [
-            delimiter + delimiter.join([_quote(value, delimiter) for value in fields]) + end
-            for fields in (extras if extras is not None else [[] for _ in starts])
-        ]
-        if extras is not None and copyable:
-            bodies = map(str.rstrip, map(raw.__getitem__, starts), itertools.repeat("\r\n"))
-            stream.writelines(map(operator.add, bodies, tails))
-            return
-        rows = self._table.rows
-        plain = self._plain
+        rows = self._rows
+        spans = self._spans
         for position, (index, start) in enumerate(zip(at.tolist(), starts, strict=True)):
-            fields = extras[position] if extras is not None else []
-            if plain[index]:
-                line = raw[start]
-                stream.write(line.rstrip("\r\n") + tails[position] if fields else line)
-            else:
-                row = rows[index]
-                if row is None:  # a plain row with a problem: parse its line now
-                    row = next(csv.reader([raw[start]], delimiter=delimiter))
-                writer.writerow([*_fit(row, self._width, delimiter), *fields])
-
-
-def _copyable_rows(table: RowTable, problems: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Rows whose input line can be copied: one line each, and the header's shape."""
-    counts = [count for count, _ in table.plain]
-    flags = [flag for _, flag in table.plain]
-    plain: npt.NDArray[np.bool_] = np.repeat(np.array(flags, dtype=bool), counts)
-    unproblematic: npt.NDArray[np.bool_] = problems == 0
-    return np.logical_and(plain, unproblematic)
+            row = rows[index]
+            if row is not None:
+                fields = extras[position] if extras is not None else []
+                writer.writerow([*_fit(row, self._width, self._delimiter), *fields])
+                continue
+            span = spans.get(index, 1)
+            text = raw[start] if span == 1 else "".join(raw[start : start + span])
+            stream.write(text if tails is None else _with_tail(text, tails[position]))
 
 
 def _count_distinct(values: npt.NDArray[np.uint64]) -> int:
@@ -171,13 +180,13 @@ def write_outputs(
     # Every INVALID answer carries a reason; this only guards the summary's sums.
     reasons[invalid_at[reasons[invalid_at] == 0]] = InvalidReason.UNPARSEABLE
 
-    emitter = _Emitter(lead, table, _copyable_rows(table, problems))
-    header = lead.header
+    emitter = _Emitter(lead, table)
+    header = lead.lines[lead.header_line - 1]
     dialect = (lead.delimiter, lead.line_terminator)
 
     clean = outputs.writer(OutputKind.CLEAN, *dialect)
     stream = outputs.stream(OutputKind.CLEAN)
-    stream.write(lead.lines[lead.header_line - 1])
+    stream.write(header)
     emitter.emit(stream, clean, clean_at)
     progress.advance("writing", len(clean_at))
 
@@ -191,8 +200,9 @@ def write_outputs(
             label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
         matched.append(label)
     suppressed = outputs.writer(OutputKind.SUPPRESSED, *dialect)
-    suppressed.writerow([*header, *SUPPRESSED_COLUMNS])
-    emitter.emit(outputs.stream(OutputKind.SUPPRESSED), suppressed, suppressed_at, matched)
+    stream = outputs.stream(OutputKind.SUPPRESSED)
+    stream.write(_with_tail(header, emitter.tail(list(SUPPRESSED_COLUMNS))))
+    emitter.emit(stream, suppressed, suppressed_at, matched)
     progress.advance("writing", len(suppressed_at))
 
     lines = table.lines
@@ -201,8 +211,9 @@ def write_outputs(
         for index, reason in zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)
     ]
     invalid = outputs.writer(OutputKind.INVALID, *dialect)
-    invalid.writerow([*header, *INVALID_COLUMNS])
-    emitter.emit(outputs.stream(OutputKind.INVALID), invalid, invalid_at, reason_and_line)
+    stream = outputs.stream(OutputKind.INVALID)
+    stream.write(_with_tail(header, emitter.tail(list(INVALID_COLUMNS))))
+    emitter.emit(stream, invalid, invalid_at, reason_and_line)
     progress.advance("writing", len(invalid_at))
 
     valid = verdicts != Verdict.INVALID

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ServerSubprocess
+from tests.conftest import REPO, ServerSubprocess, wait_for
+from tests.processes import alive, children, group_members, thread_count
 
 pytestmark = pytest.mark.integration
 
@@ -273,3 +274,123 @@ def test_a_dead_worker_is_a_one_line_error(tmp_path: Path) -> None:
         "run the scrub again, perhaps with fewer --processes"
     )
     assert not (tmp_path / "leads.clean.csv").exists()
+
+
+# -- stopping a scrub: signals, and what a stopped scrub leaves behind -----------------
+
+
+def start_scrub(*args: str) -> subprocess.Popen[str]:
+    """A scrub in a session of its own: its process group is its pid, as in a shell's job."""
+    command = [sys.executable, "-m", "suppression.cli", "scrub", *args, "--log-level", "WARNING"]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+        cwd=REPO,
+        start_new_session=True,
+    )
+
+
+def wait_until(process: subprocess.Popen[str], ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert process.poll() is None, f"the scrub ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def no_survivors(group: int) -> None:
+    """Every process of the scrub's group has gone (workers included)."""
+    wait_for(lambda: not group_members(group), 10, f"process group {group} to end")
+
+
+@pytest.mark.parametrize(
+    ("mode", "number", "whole_group", "streaming"),
+    [
+        # Ctrl-C on a terminal signals the whole job, workers included.
+        ("remote", signal.SIGINT, True, False),
+        ("remote", signal.SIGINT, True, True),
+        ("local", signal.SIGINT, True, False),
+        ("local", signal.SIGTERM, False, False),  # kill PID
+    ],
+)
+def test_a_signal_stops_the_scrub_at_once_and_leaves_nothing(
+    tmp_path: Path,
+    serve_subprocess: Callable[..., ServerSubprocess],
+    mode: str,
+    number: signal.Signals,
+    whole_group: bool,
+    streaming: bool,
+) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 300_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    data = lists
+    if mode == "remote":
+        server = serve_subprocess(*lists)
+        server.wait_serving()
+        data = ["--target", server.target]
+    process = start_scrub(
+        str(source), *data, "--region", "US", "--processes", "2", "--output-dir", str(out)
+    )
+    try:
+        wait_until(process, lambda: len(children(process.pid)) == 2, "its workers started")
+        if streaming:  # the engine is built: its eight streams run, batches are in flight
+            wait_until(process, lambda: thread_count(process.pid) >= 8, "its streams started")
+        if whole_group:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+        _, stderr = process.communicate(timeout=10)  # "within a few seconds"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert process.returncode == 2
+    assert stderr.strip() == (
+        f"suppression: error: scrub interrupted by {number.name}; no output was written"
+    )
+    no_survivors(process.pid)
+    assert list(out.iterdir()) == []  # no output, and no hidden .partial file
+
+
+def test_a_killed_scrub_takes_its_workers_and_the_next_run_its_partial_files(
+    tmp_path: Path,
+) -> None:
+    lists = write_lists(tmp_path)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 300_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    options = [str(source), *lists, "--region", "US", "--output-dir", str(out)]
+    process = start_scrub(*options, "--processes", "2")
+    try:
+        wait_until(
+            process,
+            lambda: len(children(process.pid)) == 2 and bool(list(out.glob(".*.partial"))),
+            "its workers started and it began writing",
+        )
+        workers = children(process.pid)
+        os.kill(process.pid, signal.SIGKILL)  # only the scrub: the kernel must do the rest
+        process.communicate(timeout=10)
+        no_survivors(process.pid)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert [path.name for path in out.iterdir() if not path.name.startswith(".")] == []
+
+    again = scrub(*options, "--processes", "1")
+    assert again.returncode == 0, again.stderr
+    assert sorted(path.name for path in out.iterdir()) == [
+        "leads.clean.csv",
+        "leads.invalid.csv",
+        "leads.summary.json",
+        "leads.summary.txt",
+        "leads.suppressed.csv",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,17 @@ from rich.console import Console
 
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError, UnknownListError
-from suppression.scrub import ScrubSummary, run_scrub
-from suppression.settings import Settings
+from suppression.scrub import ScrubOptions, ScrubSummary, run_scrub
 
 LISTED = {"+12125550123": "internal", "+8613800138000": "national"}
 QUIET = Console(file=io.StringIO())
 
 
-def data_folder(folder: Path) -> Settings:
+def data_folder(folder: Path) -> ScrubOptions:
     (folder / "internal.txt").write_text("+12125550123\n")
     (folder / "national.txt").write_text("+8613800138000\n+12125550188\n")
-    return Settings(
-        list=(
+    return ScrubOptions(
+        list_files=(
             f"internal={folder / 'internal.txt'}",
             f"national:registry={folder / 'national.txt'}",
         ),
@@ -34,7 +34,7 @@ def data_folder(folder: Path) -> Settings:
     )
 
 
-def scrub(settings: Settings, source: Path) -> ScrubSummary:
+def scrub(settings: ScrubOptions, source: Path) -> ScrubSummary:
     return run_scrub(settings, source, console=QUIET, show_progress=False)
 
 
@@ -81,7 +81,7 @@ def test_a_small_file_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_gbk_file_is_scrubbed_and_written_back_in_gbk(tmp_path: Path) -> None:
-    settings = data_folder(tmp_path).replace(region="CN")
+    settings = replace(data_folder(tmp_path), region="CN")
     source = tmp_path / "客户.csv"
     source.write_bytes("姓名,手机号\n张三,138 0013 8000\n李四,139 1234 5678\n".encode("gbk"))
     summary = scrub(settings, source)
@@ -114,11 +114,11 @@ def test_option_errors_come_before_any_output(tmp_path: Path) -> None:
     source = tmp_path / "leads.csv"
     source.write_text("id,tel\n1,+12025550147\n")
     with pytest.raises(ConfigError, match="column 'mobile' is not in"):
-        scrub(settings.replace(column="mobile"), source)
+        scrub(replace(settings, column="mobile"), source)
     with pytest.raises(UnknownListError, match="unknown list"):
-        scrub(settings.replace(lists=("nope",)), source)
+        scrub(replace(settings, lists=("nope",)), source)
     with pytest.raises(ConfigError, match="unknown default region"):
-        scrub(settings.replace(region="XX"), source)
+        scrub(replace(settings, region="XX"), source)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["internal.txt", "leads.csv", "national.txt"]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,33 @@ def test_commit_removes_a_stale_summary_before_renaming(tmp_path: Path) -> None:
         outputs.commit()
     assert not paths[OutputKind.SUMMARY_JSON].exists()
     assert paths[OutputKind.CLEAN].read_text() == "x\n"
+
+
+def test_partial_files_of_a_killed_scrub_are_removed_by_the_next(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(finished.stdout)  # reaped: no process has this pid (barring reuse)
+    running = os.getppid()  # alive, as a concurrent scrub of the same file would be
+    for pid in (dead, running):
+        for name in ("leads.clean.csv", "leads.summary.json"):
+            (tmp_path / f".{name}.{pid}.partial").write_text("half")
+    (tmp_path / ".other.clean.csv.1.partial").write_text("not ours")
+    (tmp_path / f".leads.clean.csv.{dead}.partial.keep").write_text("not a partial file")
+    paths = output_paths(tmp_path / "leads.csv")
+    with OutputSet(paths, "utf-8"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [
+            f".leads.clean.csv.{running}.partial",
+            f".leads.summary.json.{running}.partial",
+            ".other.clean.csv.1.partial",
+            f".leads.clean.csv.{dead}.partial.keep",
+        ]
+    )
 
 
 def test_a_missing_output_folder_is_refused_up_front(tmp_path: Path) -> None:

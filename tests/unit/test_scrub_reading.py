@@ -26,12 +26,17 @@ from suppression.scrub.reading import (
 def read_all(lead: LeadFile, column: int, size: int = 50_000) -> Chunk:
     total = Chunk()
     for chunk in lead.chunks(column, size):
-        # Plain rows carry no fields (their line is copied); parse the line here to compare.
+        # Copied rows carry no fields (their lines are copied); parse the lines to compare.
         total.rows += [
             row
             if row is not None
-            else next(csv.reader([lead.lines[line - 1]], delimiter=lead.delimiter))
-            for row, line in zip(chunk.rows, chunk.lines, strict=True)
+            else next(
+                csv.reader(
+                    lead.lines[line - 1 : line - 1 + chunk.spans.get(at, 1)],
+                    delimiter=lead.delimiter,
+                )
+            )
+            for at, (row, line) in enumerate(zip(chunk.rows, chunk.lines, strict=True))
         ]
         total.lines += chunk.lines
         total.phones += chunk.phones

@@ -1,0 +1,44 @@
+"""What one scrub needs to know: the options of ``suppression scrub``, and nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ScrubOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubOptions:
+    """A scrub's options; the command builds them from its flags and environment.
+
+    The defaults are the command's. Local mode (no ``targets``) reads
+    ``data_dir`` and/or ``list_files``.
+    """
+
+    region: str = ""
+    """Default region (ISO code such as US, CN) for national number forms; "" means none."""
+    column: str = ""
+    """The phone column: a header name or a 1-based position; "" detects it."""
+    encoding: str = ""
+    """The lead file's codec; "" detects UTF-8 (with or without a BOM) or GB18030."""
+    delimiter: str = ""
+    """One character or ``tab``; "" detects it from the file name and the header."""
+    output_dir: Path | None = None
+    """Where the outputs go; None means beside the input."""
+    lists: tuple[str, ...] = ()
+    """Lists to check; empty means the data's default lists."""
+    targets: tuple[str, ...] = ()
+    """Servers to ask (``host:port``); empty means check in this process."""
+    timeout: float = 10.0
+    """Seconds a server may take to answer one batch."""
+    batch_size: int = 10_000
+    """Numbers per batch, for a server's CheckStream or a local worker."""
+    processes: int = 0
+    """Worker processes; 0 means one per core, 1 means none."""
+    parse_cache_size: int = 200_000
+    """Loose-format parse results kept per process (LRU)."""
+    data_dir: Path | None = None
+    """Local mode: a directory of snapshot files; the newest is loaded."""
+    list_files: tuple[str, ...] = ()
+    """Local mode: number files as lists, ``NAME=FILE`` or ``NAME:KIND=FILE``."""
