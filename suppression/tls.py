@@ -39,16 +39,11 @@ class TlsFiles:
     key_file: Path
     """PEM private key of the certificate."""
     client_ca_file: Path | None = None
-    """PEM CA certificates that sign client certificates; with it, clients may
-    present a certificate (mTLS) and it is verified."""
-    require_client_cert: bool = False
-    """Refuse a connection without a valid client certificate."""
-
-    def __post_init__(self) -> None:
-        if self.require_client_cert and self.client_ca_file is None:
-            raise ConfigError(
-                "requiring client certificates needs the CA that signs them: give --tls-client-ca"
-            )
+    """PEM CA certificates that sign client certificates. With it, every client
+    must present a certificate signed by one of them (mutual TLS): gRPC Python
+    either requires and verifies client certificates or does not ask for them,
+    it cannot ask for an optional one. A client certificate may name no identity,
+    and the call then authenticates with a bearer token."""
 
     def paths(self) -> tuple[Path, ...]:
         """Every file, for watching."""
@@ -139,7 +134,7 @@ class ReloadingCertificates:
         return grpc.dynamic_ssl_server_credentials(
             _configuration(self._loaded),
             self.fetch,
-            require_client_authentication=self._files.require_client_cert,
+            require_client_authentication=self._files.client_ca_file is not None,
         )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:

@@ -130,7 +130,7 @@ def _live_files(tmp_path: Path, server: Pem, ca: Pem | None = None) -> TlsFiles:
     if ca is not None:
         client_ca = tmp_path / "client-ca.crt"
         replace_file(ca.cert, client_ca)
-    return TlsFiles(cert, key, client_ca, require_client_cert=ca is not None)
+    return TlsFiles(cert, key, client_ca)
 
 
 def _eventually(condition: object, deadline: float = 10.0) -> bool:
@@ -226,8 +226,6 @@ def test_files_that_do_not_work_are_refused_at_start(tmp_path: Path, pki: dict[s
         ReloadingCertificates(TlsFiles(pki["server"].cert, pki["client"].key))
     with pytest.raises(ConfigError, match="cannot read"):
         ReloadingCertificates(TlsFiles(tmp_path / "absent.crt", pki["server"].key))
-    with pytest.raises(ConfigError, match="--tls-client-ca"):
-        TlsFiles(pki["server"].cert, pki["server"].key, require_client_cert=True)
 
 
 @pytest.mark.parametrize(
