@@ -43,6 +43,7 @@ import secrets
 import sys
 import threading
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ from suppression.errors import ConfigError, SuppressionError, UnknownListError
 from suppression.quota import IdentityMetrics, QuotaExceededError, QuotaLimits, SharedQuota
 
 __all__ = [
+    "DEFAULT_QUOTA",
+    "RETRY_AFTER_KEY",
     "AuthError",
     "AuthInterceptor",
     "Identity",
@@ -67,6 +70,8 @@ __all__ = [
     "authorize",
     "current_identity",
     "hash_token",
+    "is_public",
+    "load_trust_file",
     "method_scopes",
     "new_token",
     "parse_trust_config",
@@ -129,6 +134,19 @@ SUPPRESSION_SERVICE = "suppression.v1.Suppression"
 _TOKEN_SEPARATOR = "."
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 1 << 14, 8, 1
+
+_CONCURRENT_HASHES = 2
+"""scrypt checks running at once: each takes about 50 ms and 16 MiB, so a flood of
+wrong tokens could otherwise take every core and thread."""
+
+_REMEMBERED_FAILURES = 4096
+"""Wrong tokens remembered, so repeating one costs no scrypt check."""
+
+_INVALID_TOKEN = "the bearer token is not valid here; check the token, or ask for a new one"
+
+DEFAULT_QUOTA = QuotaLimits(per_minute=600_000, per_day=20_000_000, burst=200_000)
+"""The quota of identities when the trust file gives none: a trust file must say
+``unlimited = true`` to turn quotas off, never get it by leaving something out."""
 
 
 def _method_name(method: str) -> str:
@@ -556,7 +574,9 @@ def parse_trust_config(data: Mapping[str, Any]) -> TrustConfig:
     _check_keys(data, {"defaults", "tenants", "identities"}, "trust file")
     defaults = _table(data.get("defaults", {}), "defaults")
     _check_keys(defaults, {"quota"}, "defaults")
-    default_quota = _quota(defaults.get("quota"), "defaults.quota")
+    default_quota = (
+        _quota(defaults["quota"], "defaults.quota") if "quota" in defaults else DEFAULT_QUOTA
+    )
     tenants = {
         name: _tenant(name, value)
         for name, value in _table(data.get("tenants", {}), "tenants").items()
@@ -613,7 +633,7 @@ class TrustStore:
     everyone out because of a typo.
     """
 
-    def __init__(self, path: Path, *, clock: Any = None) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
         """Load ``path`` now.
 
         Args:
@@ -629,6 +649,8 @@ class TrustStore:
         self._signature = _file_signature(path)
         self._config = load_trust_file(path)
         self._verified: dict[bytes, str] = {}
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._hashing = threading.BoundedSemaphore(_CONCURRENT_HASHES)
         self._cache_key = secrets.token_bytes(32)
         self.reload_failures = 0
 
@@ -653,8 +675,9 @@ class TrustStore:
                 logger.error("keeping the previous trust configuration: %s", exc)
                 return
             self._config = config
-            # A removed or rotated hash must stop working at once.
+            # A removed or rotated hash must stop working at once; a new one at once too.
             self._verified = {}
+            self._failed = OrderedDict()
             logger.info(
                 "trust file %s reloaded: %d identities, %d tenants",
                 self._path,
@@ -665,9 +688,10 @@ class TrustStore:
     def authenticate_token(self, token: str) -> Identity:
         """The identity of a bearer token.
 
-        Successful verifications are remembered (keyed by an HMAC of the token
-        under a per-process key, never the token) until the file changes, so
-        scrypt runs once per token, not once per call.
+        Verifications are remembered (keyed by an HMAC of the token under a
+        per-process key, never the token) until the file changes, so scrypt runs
+        once per token, not once per call; at most :data:`_CONCURRENT_HASHES`
+        run at once.
 
         Raises:
             UnauthenticatedError: unknown, malformed, expired or revoked.
@@ -676,17 +700,24 @@ class TrustStore:
         name, sep, _secret = token.rpartition(_TOKEN_SEPARATOR)
         identity = config.identities.get(name) if sep else None
         if identity is None:
-            raise UnauthenticatedError(
-                "the bearer token is not valid here; check the token, or ask for a new one"
-            )
+            raise UnauthenticatedError(_INVALID_TOKEN)
         key = hmac.new(self._cache_key, token.encode(), hashlib.sha256).digest()
         if self._verified.get(key) != name:
-            if not any(verify_token(token, stored) for stored in identity.token_hashes):
-                raise UnauthenticatedError(
-                    "the bearer token is not valid here; check the token, or ask for a new one"
-                )
+            if key in self._failed:
+                raise UnauthenticatedError(_INVALID_TOKEN)
+            with self._hashing:
+                valid = any(verify_token(token, stored) for stored in identity.token_hashes)
+            if not valid:
+                self._remember_failure(key)
+                raise UnauthenticatedError(_INVALID_TOKEN)
             self._verified[key] = name
         return self._usable(identity)
+
+    def _remember_failure(self, key: bytes) -> None:
+        with self._lock:
+            self._failed[key] = None
+            while len(self._failed) > _REMEMBERED_FAILURES:
+                self._failed.popitem(last=False)
 
     def authenticate_certificate(self, names: Iterable[str]) -> Identity:
         """The identity of a verified client certificate, by its CN or any SAN.

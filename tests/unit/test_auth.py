@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from suppression.auth import (
+    DEFAULT_QUOTA,
     RETRY_AFTER_KEY,
     AuthInterceptor,
     Identity,
@@ -42,7 +43,10 @@ from suppression.auth import (
     verify_token,
     visible_lists,
 )
+from suppression.auth import _main as auth_main
 from suppression.errors import ConfigError, SuppressionError, UnknownListError
+from suppression.interceptor import MetricsInterceptor
+from suppression.metrics import GrpcServerMetrics
 from suppression.quota import IdentityMetrics, QuotaLimits, SharedQuota
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
@@ -735,3 +739,87 @@ def test_store_authenticates_certificate_names(tmp_path: Path) -> None:
     assert store.authenticate_certificate(["x", "dialer.acme.example"]).name == "checker"
     with pytest.raises(UnauthenticatedError):
         store.authenticate_certificate(["x"])
+
+
+def test_without_a_quota_in_the_file_identities_get_the_default() -> None:
+    config = parse_trust_config(
+        {"tenants": {"t": {}}, "identities": {"a": {"tenant": "t", "certificate_names": ["a"]}}}
+    )
+    assert config.identities["a"].quota == DEFAULT_QUOTA
+
+
+def test_a_hash_added_to_the_file_works_for_a_token_refused_before(tmp_path: Path) -> None:
+    the_tokens = tokens()
+    path = tmp_path / "trust.toml"
+    path.write_text(trust_toml(the_tokens))
+    store = TrustStore(path, clock=lambda: NOW)
+    second = new_token("checker")
+    for _ in range(2):
+        with pytest.raises(UnauthenticatedError):
+            store.authenticate_token(second)
+    rotated = trust_toml(the_tokens).replace(
+        'token_hashes = ["scrypt', f'token_hashes = ["{hash_token(second, **FAST)}", "scrypt', 1
+    )
+    staging = path.with_suffix(".new")
+    staging.write_text(rotated)
+    staging.replace(path)
+    assert store.authenticate_token(second).name == "checker"
+    assert store.authenticate_token(the_tokens["checker"]).name == "checker"
+
+
+def test_new_token_command_prints_a_token_and_its_hash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert auth_main(["new-token", "acme-dialer"]) == 0
+    out = capsys.readouterr().out
+    token = out.split("shown only once): ")[1].split()[0]
+    stored = out.split('token_hashes = ["')[1].split('"')[0]
+    assert verify_token(token, stored)
+    assert "[identities.acme-dialer]" in out
+    assert auth_main(["new-token", "bad name"]) == 2
+    assert "must match" in capsys.readouterr().err
+
+
+def test_refusals_are_counted_by_the_metrics_interceptor(tmp_path: Path) -> None:
+    the_tokens = tokens()
+    path = tmp_path / "trust.toml"
+    path.write_text(trust_toml(the_tokens))
+    registry = CollectorRegistry()
+    quota = SharedQuota.create(tmp_path, slots=16, clock=lambda: 1.0)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        interceptors=[
+            MetricsInterceptor(GrpcServerMetrics(registry)),
+            AuthInterceptor(TrustStore(path, clock=lambda: NOW), quota=quota),
+        ],
+    )
+    pb_grpc.add_SuppressionServicer_to_server(ShellServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.SuppressionStub(channel)
+            request = pb.CheckRequest(e164=[1, 2, 3])
+            calls = [
+                lambda: stub.Check(request),
+                lambda: stub.Check(request, metadata=bearer(the_tokens["writer"])),
+                lambda: stub.Check(request, metadata=bearer(the_tokens["tiny"])),
+                lambda: stub.Check(request, metadata=bearer(the_tokens["tiny"])),
+            ]
+            for call in calls:
+                try:
+                    call()
+                except grpc.RpcError:
+                    pass
+        labels = {"grpc_type": "unary", "grpc_service": "suppression.v1.Suppression"}
+        for code, count in (
+            ("Unauthenticated", 1),
+            ("PermissionDenied", 1),
+            ("OK", 1),
+            ("ResourceExhausted", 1),
+        ):
+            sample = registry.get_sample_value(
+                "grpc_server_handled_total", {**labels, "grpc_method": "Check", "grpc_code": code}
+            )
+            assert sample == count, code
+    finally:
+        server.stop(None)
+        quota.close(remove=True)
