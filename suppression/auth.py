@@ -131,6 +131,12 @@ _PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health"})
 
 SUPPRESSION_SERVICE = "suppression.v1.Suppression"
 
+_AUTHENTICATED_SERVICES: Mapping[str, frozenset[Scope]] = {
+    "grpc.reflection.v1alpha.ServerReflection": frozenset(),
+    "grpc.reflection.v1.ServerReflection": frozenset(),
+}
+"""Other services, open to any authenticated identity (grpcurl with a token)."""
+
 _TOKEN_SEPARATOR = "."
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 1 << 14, 8, 1
@@ -163,7 +169,10 @@ def method_scopes(method: str) -> frozenset[Scope] | None:
         The scopes (empty: authentication alone), or None when no scope grants the
         method, which callers must treat as a refusal.
     """
-    return _METHOD_SCOPES.get(_method_name(method))
+    service, _, name = method.lstrip("/").rpartition("/")
+    if not service or service == SUPPRESSION_SERVICE:
+        return _METHOD_SCOPES.get(name)
+    return _AUTHENTICATED_SERVICES.get(service)
 
 
 def is_public(method: str) -> bool:
@@ -838,13 +847,18 @@ class AuthInterceptor(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise AssertionError("unreachable") from exc
         gate = method_scopes(method)
-        if gate is None or (gate and not gate & identity.scopes):
+        if gate is None:
             self._refused(identity.name, "permission_denied")
-            wanted = " or ".join(sorted(gate)) if gate else "admin"
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"identity {identity.name!r} lacks scope {wanted} for {name}; "
-                "ask an administrator to grant it in the trust file",
+                f"no scope grants {method}; it is closed until auth._METHOD_SCOPES names it",
+            )
+        elif gate and not gate & identity.scopes:
+            self._refused(identity.name, "permission_denied")
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"identity {identity.name!r} lacks scope {' or '.join(sorted(gate))} for "
+                f"{name}; ask an administrator to grant it in the trust file",
             )
         return identity
 

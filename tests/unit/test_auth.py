@@ -302,6 +302,8 @@ def test_required_scopes(method: str, kwargs: dict[str, bool], scopes: set[Scope
 
 def test_a_method_no_scope_grants_is_refused() -> None:
     assert method_scopes("/suppression.v1.Suppression/DropEverything") is None
+    assert method_scopes("/other.v1.Service/Check") is None
+    assert method_scopes("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") == set()
     with pytest.raises(ConfigError, match="no scope grants"):
         required_scopes("DropEverything")
 
@@ -464,6 +466,33 @@ def test_calls_without_credentials_are_unauthenticated(setup: Setup) -> None:
         )
         == 2
     )
+
+
+def test_reflection_needs_only_authentication(tmp_path: Path) -> None:
+    from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+    the_tokens = tokens()
+    path = tmp_path / "trust.toml"
+    path.write_text(trust_toml(the_tokens))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        interceptors=[AuthInterceptor(TrustStore(path, clock=lambda: NOW))],
+    )
+    reflection.enable_server_reflection((reflection.SERVICE_NAME,), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            ask = reflection_pb2.ServerReflectionRequest(list_services="")
+            answer = next(
+                stub.ServerReflectionInfo(iter([ask]), metadata=bearer(the_tokens["writer"]))
+            )
+            assert answer.list_services_response.service
+            code, _ = _code(lambda: next(stub.ServerReflectionInfo(iter([ask]))))
+            assert code is grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(None)
 
 
 def test_health_answers_without_credentials(setup: Setup) -> None:
