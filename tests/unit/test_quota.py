@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from prometheus_client import CollectorRegistry
 
 from suppression.errors import ConfigError
@@ -176,3 +180,78 @@ def test_identity_metrics_count_per_identity() -> None:
         )
         == 1
     )
+
+
+class _ModelBucket:
+    """Two token buckets in plain floats: what SharedQuota must agree with."""
+
+    def __init__(self, limits: QuotaLimits) -> None:
+        self.limits = limits
+        self.minute = float(limits.burst)
+        self.day = float(limits.per_day)
+        self.at: float | None = None
+
+    def charge(self, now: float, numbers: int) -> bool:
+        if numbers > min(self.limits.burst, self.limits.per_day):
+            return False
+        if self.at is not None:
+            elapsed = now - self.at
+            self.minute = min(
+                self.limits.burst, self.minute + elapsed * self.limits.per_minute / 60
+            )
+            self.day = min(self.limits.per_day, self.day + elapsed * self.limits.per_day / 86400)
+        self.at = now
+        if self.minute >= numbers and self.day >= numbers:
+            self.minute -= numbers
+            self.day -= numbers
+            return True
+        return False
+
+
+class QuotaMachine(RuleBasedStateMachine):
+    """SharedQuota against the model, identities and clock moved by hypothesis."""
+
+    LIMITS = QuotaLimits(per_minute=120, per_day=1_000, burst=50)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="quota-model-"))
+        self.clock = Clock()
+        self.quota = SharedQuota.create(self.directory, slots=4, clock=self.clock)
+        self.models = {name: _ModelBucket(self.LIMITS) for name in ("a", "b", "c")}
+
+    @rule(name=st.sampled_from(["a", "b", "c"]), numbers=st.integers(0, 60))
+    def charge(self, name: str, numbers: int) -> None:
+        try:
+            self.quota.charge(name, self.LIMITS, numbers)
+            passed = True
+        except QuotaExceededError as exc:
+            passed = False
+            assert exc.retry_after is None or exc.retry_after > 0
+        expected = True if numbers == 0 else self.models[name].charge(self.clock.now, numbers)
+        assert passed == expected
+
+    @rule(seconds=st.floats(0, 3600, allow_nan=False))
+    def wait(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @invariant()
+    def remaining_agrees(self) -> None:
+        for name, model in self.models.items():
+            if model.at is None:
+                continue
+            minute, day = self.quota.remaining(name, self.LIMITS)
+            elapsed = self.clock.now - model.at
+            assert minute == pytest.approx(
+                min(self.LIMITS.burst, model.minute + elapsed * self.LIMITS.per_minute / 60)
+            )
+            assert day == pytest.approx(
+                min(self.LIMITS.per_day, model.day + elapsed * self.LIMITS.per_day / 86400)
+            )
+
+    def teardown(self) -> None:
+        self.quota.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+TestQuotaModel = QuotaMachine.TestCase
