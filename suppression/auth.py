@@ -57,6 +57,7 @@ from suppression.quota import IdentityMetrics, QuotaExceededError, QuotaLimits, 
 __all__ = [
     "DEFAULT_QUOTA",
     "RETRY_AFTER_KEY",
+    "UNAUTHENTICATED_LABEL",
     "AuthError",
     "AuthInterceptor",
     "Identity",
@@ -756,6 +757,10 @@ class TrustStore:
 _CHARGED_METHODS = frozenset({"Check", "CheckStream", "Explain"})
 """Methods that reveal list membership, so count against the quota of numbers."""
 
+UNAUTHENTICATED_LABEL = "(none)"
+"""The ``identity`` label of calls refused before an identity was known; no name can
+be spelled like it, since names allow only letters, digits, ``_`` and ``-``."""
+
 RETRY_AFTER_KEY = "retry-after-ms"
 """Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds until a retry can pass."""
 
@@ -843,7 +848,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         try:
             identity = self.authenticate(context)
         except UnauthenticatedError as exc:
-            self._refused("unauthenticated", "unauthenticated")
+            self._refused(UNAUTHENTICATED_LABEL, "unauthenticated")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise AssertionError("unreachable") from exc
         gate = method_scopes(method)

@@ -462,7 +462,7 @@ def test_calls_without_credentials_are_unauthenticated(setup: Setup) -> None:
     assert (
         setup.registry.get_sample_value(
             "suppression_identity_calls_refused_total",
-            {"identity": "unauthenticated", "reason": "unauthenticated"},
+            {"identity": "(none)", "reason": "unauthenticated"},
         )
         == 2
     )
