@@ -136,7 +136,9 @@ def round_trips(stub: pb_grpc.SuppressionStub, samples: int) -> list[int]:
 def writes(stub: pb_grpc.SuppressionStub, samples: int) -> list[int]:
     samples_ns: list[int] = []
     for index in range(samples + 20):
-        request = pb.SuppressRequest(e164=[8613700000000 + index], list="internal", source="app")
+        request = pb.SuppressRequest(
+            e164=[8613700000000 + index], list="internal", source="app", create_list=True
+        )
         start = time.perf_counter_ns()
         stub.Suppress(request, timeout=10)
         if index >= 20:

@@ -25,9 +25,9 @@ from suppression.checker import CheckOutcome, check_batch
 from suppression.datasource import DataSource, LoadedData, load_lists
 from suppression.e164 import Normalizer, NumberBlock
 from suppression.entries import entries_for
-from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError
+from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError, UnknownListError
 from suppression.freshness import Freshness
-from suppression.lists import ListKind, ListView, Op, SuppressionLists, Version
+from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, SuppressionLists, Version
 
 if TYPE_CHECKING:
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
@@ -343,11 +343,13 @@ class Replica:
         source: str,
         actor: str = "",
         evidence: str = "",
+        create_list: bool = False,
     ) -> Version:
         """Validate, append to the change log, and wait until this replica applied it.
 
-        ``op`` is ADD or REMOVE; blocks become range entries. A new list is
-        created as an opt-out list, the strictest kind.
+        ``op`` is ADD or REMOVE; blocks become range entries. A list that does
+        not exist is created, as an opt-out list (the strictest kind), only
+        when ``create_list`` says so: never as a side effect.
 
         Returns:
             The stream ID of the last entry written: from this version on,
@@ -356,6 +358,8 @@ class Replica:
         Raises:
             InvalidEntryError: the change is malformed, or a replica refused it.
             ConsentRequiredError: a removal from an opt-out list lacks consent evidence.
+            UnknownListError: the list does not exist and ``create_list`` is not set,
+                or creating it would exceed the lists one check can cover.
             ChangeLogResetError: the log is not the one this replica's data came
                 from (Redis lost it); nothing was written.
             NotReadyError: no change log, still loading, or this replica must
@@ -373,6 +377,8 @@ class Replica:
                 "a write; send it to another replica"
             )
         kinds = {name: info.kind for name, info in view.infos.items()}
+        if list_name not in kinds:
+            _check_creation(list_name, op, create_list, len(kinds))
         kind = kinds.get(list_name, ListKind.OPT_OUT)
         entries = entries_for(
             op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
@@ -390,3 +396,21 @@ class Replica:
             if reason is not None:
                 raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
         return last
+
+
+def _check_creation(list_name: str, op: Op, create_list: bool, existing: int) -> None:
+    """Refuse a write that would create a list by accident, or one list too many.
+
+    Raises:
+        UnknownListError: with what to do instead.
+    """
+    if op is not Op.ADD or not create_list:
+        raise UnknownListError(
+            f"list {list_name[:64]!r} does not exist; to create it, send the Suppress "
+            "with create_list set (admin scope), or use suppression-loader --create-list"
+        )
+    if existing >= MAX_LISTS_PER_CHECK:
+        raise UnknownListError(
+            f"there are already {existing} lists, as many as one check can cover; "
+            "remove one before creating another"
+        )

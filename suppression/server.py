@@ -39,6 +39,12 @@ from suppression.metrics import (
     ServiceMetrics,
 )
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
+from suppression.security import (
+    SecurityOptions,
+    ServerSecurity,
+    create_quota,
+    refuse_exposure,
+)
 from suppression.service import SuppressionServicer
 from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
@@ -189,6 +195,7 @@ def create_server(
     reuse_port: bool = False,
     state_registry: CollectorRegistry | None = None,
     health_servicer: health.HealthServicer | None = None,
+    security: SecurityOptions | None = None,
 ) -> ServingProcess:
     """Start a gRPC server over ``replica``; health is SERVING while the replica is.
 
@@ -205,10 +212,13 @@ def create_server(
             readiness, follower, build) are registered; ``registry`` when None.
         health_servicer: the health service to report through; a pre-forked
             worker passes one that also reports NOT_SERVING while a sibling is down.
+        security: TLS, authentication and quotas; None serves plaintext to anyone
+            (the caller has checked that the address allows it).
 
     Raises:
-        ConfigError: the address cannot be bound.
+        ConfigError: the address cannot be bound, or a trust or certificate file is invalid.
     """
+    trust = ServerSecurity(security or SecurityOptions(), registry)
     metrics = ServiceMetrics(registry)
     grpc_metrics = GrpcServerMetrics(registry)
     initialize_metrics(
@@ -219,10 +229,11 @@ def create_server(
         metrics,
         normalizer=Normalizer(options.parse_cache_size),
         max_batch=options.max_batch,
+        identity_metrics=trust.identity_metrics,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(grpc_metrics)],
+        interceptors=[MetricsInterceptor(grpc_metrics), *trust.interceptors()],
         options=server_options(options, reuse_port),
     )
     pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -240,7 +251,7 @@ def create_server(
     bind = address or f"{options.host}:{options.port}"
     _check_bindable(bind, reuse_port)
     try:
-        port = server.add_insecure_port(bind)
+        port = trust.add_port(server, bind)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {bind}: {exc}") from exc
     reporter = _HealthReporter(health_servicer, lambda: replica.serving)
@@ -331,10 +342,17 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGTERM; returns the process exit code."""
     if settings.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
+    refuse_exposure(settings)
     source = DataSource.from_settings(settings)
-    if settings.workers == 1:
-        return _serve_one(settings, Replica(source, *_live_options(settings)))
-    return _serve_workers(settings, source)
+    quota = create_quota(settings)
+    security = SecurityOptions.from_settings(settings, quota)
+    try:
+        if settings.workers == 1:
+            return _serve_one(settings, Replica(source, *_live_options(settings)), security)
+        return _serve_workers(settings, source, security)
+    finally:
+        if quota is not None:
+            quota.close(remove=True)
 
 
 def _live_options(settings: Settings) -> tuple[ChangeLogOptions | None, SnapshotOptions | None]:
@@ -344,6 +362,7 @@ def _live_options(settings: Settings) -> tuple[ChangeLogOptions | None, Snapshot
 def _serve_one(
     settings: Settings,
     replica: Replica,
+    security: SecurityOptions,
     *,
     reuse_port: bool = False,
     metrics_dir: Path | None = None,
@@ -354,7 +373,7 @@ def _serve_one(
     if metrics_dir is not None:
         _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
-        serve_metrics(settings.host, settings.metrics_port, REGISTRY)
+        serve_metrics(settings.host, settings.metrics_port, REGISTRY, settings.web_config_file)
     state_registry = CollectorRegistry() if metrics_dir is not None else None
     options = ServerOptions.from_settings(settings)
 
@@ -366,6 +385,7 @@ def _serve_one(
             reuse_port=reuse_port,
             state_registry=state_registry,
             health_servicer=health_servicer,
+            security=security,
         )
 
     if reuse_port:
@@ -398,7 +418,7 @@ def _serve_one(
     return 0
 
 
-def _serve_workers(settings: Settings, source: DataSource) -> int:
+def _serve_workers(settings: Settings, source: DataSource, security: SecurityOptions) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
     Forking happens before any gRPC object exists in this process, as gRPC requires.
@@ -426,6 +446,7 @@ def _serve_workers(settings: Settings, source: DataSource) -> int:
         return _serve_one(
             settings,
             replica,
+            security,
             reuse_port=True,
             metrics_dir=metrics_dir,
             health_servicer=PoolHealthServicer(census, slot),
@@ -436,7 +457,12 @@ def _serve_workers(settings: Settings, source: DataSource) -> int:
         if settings.metrics_port:
             # Before forking, so that a busy port fails with no worker to clean up. The
             # HTTP thread holds no lock a worker needs, so forking beside it is safe.
-            serve_metrics(settings.host, settings.metrics_port, parent_registry(metrics_dir, pool))
+            serve_metrics(
+                settings.host,
+                settings.metrics_port,
+                parent_registry(metrics_dir, pool),
+                settings.web_config_file,
+            )
         pool.start()  # installs the signal handlers, then forks
         return pool.supervise()
     finally:

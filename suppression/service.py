@@ -6,12 +6,24 @@ Domain errors become gRPC status codes here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 import grpc
 
-from suppression.checker import CheckOutcome
+from suppression.auth import (
+    PermissionDeniedError,
+    Scope,
+    UnauthenticatedError,
+    actor_for,
+    authorize,
+    current_identity,
+    required_scopes,
+    resolve_lists,
+    resolve_write_list,
+    visible_lists,
+)
+from suppression.checker import CheckOutcome, Verdict
 from suppression.e164 import Normalizer, NumberBlock, validate_region
 from suppression.errors import (
     ChangeLogError,
@@ -23,9 +35,10 @@ from suppression.errors import (
     SuppressionError,
     UnknownListError,
 )
-from suppression.lists import Op
+from suppression.lists import ListKind, Op
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
+from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
@@ -36,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
     (UnknownListError, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConsentRequiredError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -55,6 +70,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         *,
         normalizer: Normalizer | None = None,
         max_batch: int = 100_000,
+        identity_metrics: IdentityMetrics | None = None,
     ) -> None:
         """Create the servicer.
 
@@ -63,23 +79,33 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             metrics: where to count answers.
             normalizer: parses text numbers.
             max_batch: the largest batch accepted.
+            identity_metrics: per-identity counters, where authentication is on.
         """
         self._replica = replica
         self._metrics = metrics
         self._normalizer = normalizer or Normalizer()
         self._max_batch = max_batch
+        self._identity_metrics = identity_metrics
 
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
         region = validate_region(request.default_region) if request.numbers else ""
+        identity = current_identity()
+        lists: Sequence[str] = request.lists
+        if identity is not None:
+            # A tenant sees its own lists and those shared with it; others do not exist for it.
+            lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
         outcome, freshness = self._replica.check(
             request.e164,
             request.numbers,
             region,
-            request.lists,
+            lists,
             self._normalizer,
             max_batch=self._max_batch,
         )
         self._metrics.record_check(outcome)
+        if identity is not None and self._identity_metrics is not None:
+            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
+            self._identity_metrics.count_suppressed(identity.name, suppressed)
         return _to_response(outcome, request.request_id, freshness.stale)
 
     def Check(  # noqa: N802 - gRPC method name
@@ -118,8 +144,15 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             return response
         view = lists.view
         response.version = str(view.version)
+        identity = current_identity()
+        names: Sequence[str] = sorted(view.bitmaps)
+        if identity is not None:
+            # List names and sizes are for administrators, and only their tenant's.
+            if Scope.ADMIN not in identity.scopes:
+                return response
+            names = visible_lists(identity.tenant, names)
         defaults = set(view.default_lists)
-        for name in sorted(view.bitmaps):
+        for name in names:
             response.lists.add(
                 name=name,
                 count=len(view.bitmaps[name]),
@@ -160,14 +193,17 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             numbers, blocks, invalid = self._write_numbers(request)
             if not numbers and not blocks:
                 raise InvalidRequestError("no valid numbers to write; see invalid_reasons")
+            create = isinstance(request, pb.SuppressRequest) and request.create_list
+            actor = self._authorized_actor(op, request, bool(blocks), create)
             version = self._replica.submit(
                 op,
                 request.list,
                 numbers,
                 blocks,
                 source=request.source,
-                actor=request.actor,
+                actor=actor,
                 evidence=request.evidence,
+                create_list=create,
             )
         except SuppressionError as exc:
             _abort(context, exc)
@@ -177,6 +213,34 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         if invalid:
             response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], invalid))
         return response
+
+    def _authorized_actor(
+        self,
+        op: Op,
+        request: pb.SuppressRequest | pb.ReleaseRequest,
+        blocks: bool,
+        create: bool,
+    ) -> str:
+        """Check the caller may make this write; the actor to record (the caller's identity).
+
+        Raises:
+            PermissionDeniedError: a scope is missing, or the list is read-only for the tenant.
+            UnknownListError: the tenant cannot see the list.
+        """
+        identity = current_identity()
+        if identity is None:
+            return request.actor
+        view = self._replica.view()
+        exists = resolve_write_list(identity.tenant, request.list, view.bitmaps)
+        info = view.infos.get(request.list)
+        needed = required_scopes(
+            "Release" if op is Op.REMOVE else "Suppress",
+            opt_out=info is None or info.kind is ListKind.OPT_OUT,
+            blocks=blocks,
+            creates_list=create and not exists,
+        )
+        authorize(identity, needed)
+        return actor_for(identity, request.actor)
 
     def _write_numbers(
         self, request: pb.SuppressRequest | pb.ReleaseRequest

@@ -63,7 +63,12 @@ LIST_KINDS = ("registry", "opt_out", "campaign")
 class Settings:
     """Every option of the ``suppression`` command, documented in place."""
 
-    host: str = _opt("[::]", "address to bind the gRPC server to", "serve")
+    host: str = _opt(
+        "localhost",
+        "address to bind the gRPC server and /metrics to; a non-loopback address ([::], "
+        "0.0.0.0, a name) needs TLS and --trust-file, or --insecure",
+        "serve",
+    )
     port: int = _opt(
         50051, "gRPC port (0-65535; 0 picks a free one)", "serve", minimum=0, maximum=65535
     )
@@ -326,6 +331,46 @@ class Settings:
         "import",
         "publish",
     )
+    tls_cert: Path | None = _opt(
+        None,
+        "PEM certificate chain of the gRPC server; with --tls-key turns TLS on; re-read when "
+        "the file changes",
+        "serve",
+        metavar="FILE",
+    )
+    tls_key: Path | None = _opt(None, "PEM private key of --tls-cert", "serve", metavar="FILE")
+    tls_client_ca: Path | None = _opt(
+        None,
+        "PEM CA of client certificates; turns on mutual TLS: every client must present a "
+        "certificate it signed",
+        "serve",
+        metavar="FILE",
+    )
+    trust_file: Path | None = _opt(
+        None,
+        "TOML file of identities (tokens, certificates), scopes, tenants and quotas "
+        "(docs/security.md); turns authentication on; re-read when it changes",
+        "serve",
+        metavar="FILE",
+    )
+    quota_dir: Path | None = _opt(
+        None,
+        "directory of the quota table that every worker process shares; none means /dev/shm "
+        "where it exists, else the temporary directory",
+        "serve",
+        metavar="DIR",
+    )
+    web_config_file: Path | None = _opt(
+        None,
+        "Prometheus web-config file (tls_server_config, basic_auth_users) for /metrics",
+        "serve",
+        metavar="FILE",
+    )
+    insecure: bool = _opt(
+        False,
+        "serve a non-loopback address without TLS and authentication (refused otherwise)",
+        "serve",
+    )
     force: bool = _opt(
         False,
         "reseed even though the change log still has an epoch: only when replicas report that "
@@ -355,6 +400,10 @@ class Settings:
                 f"--dead-letter-stream and --stream are both {self.stream!r}: entries that "
                 "cannot be applied would be appended to the change log itself; use another key"
             )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("give --tls-cert and --tls-key together, or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -468,13 +468,16 @@ class MetricsServer:
         if web_config is not None:
             self._live = _Live(web_config)
             app = _guarded_app(self._live, app)
-        server_class = _Server6 if ":" in host else _Server
+        address = host.strip().strip("[]")
+        server_class = _Server6 if ":" in address else _Server
+        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         try:
-            server = make_server(
-                host.strip("[]"), port, app, server_class, handler_class=_QuietHandler
-            )
+            server = make_server(address, port, app, server_class, handler_class=_QuietHandler)
         except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"cannot serve /metrics on {shown}: {exc.strerror or exc}; choose another "
+                "--metrics-port (0 turns metrics off) or stop what holds it"
+            ) from exc
         assert isinstance(server, _Server)
         server.live = self._live if self._live is not None else _NoConfig()
         self._server = server
@@ -482,6 +485,11 @@ class MetricsServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )
+
+    @property
+    def address(self) -> str:
+        """The bound address (without brackets for IPv6)."""
+        return str(self._server.server_address[0])
 
     @property
     def reload_failures(self) -> int:

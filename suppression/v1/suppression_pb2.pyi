@@ -113,7 +113,7 @@ class GetStatusResponse(_message.Message):
     def __init__(self, lists: _Optional[_Iterable[_Union[ListStatus, _Mapping]]] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., stale: _Optional[bool] = ..., staleness_ms: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
 
 class SuppressRequest(_message.Message):
-    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence")
+    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence", "create_list")
     E164_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class SuppressRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_LIST_FIELD_NUMBER: _ClassVar[int]
     e164: _containers.RepeatedScalarFieldContainer[int]
     numbers: _containers.RepeatedScalarFieldContainer[str]
     default_region: str
@@ -128,7 +129,8 @@ class SuppressRequest(_message.Message):
     source: str
     actor: str
     evidence: str
-    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ...) -> None: ...
+    create_list: bool
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ..., create_list: _Optional[bool] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence")

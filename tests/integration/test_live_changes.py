@@ -39,7 +39,9 @@ def suppress(
     source: str = "in_call",
     **extra: str,
 ) -> pb.WriteResponse:
-    request = pb.SuppressRequest(e164=numbers, list=list_name, source=source, **extra)
+    request = pb.SuppressRequest(
+        e164=numbers, list=list_name, source=source, create_list=True, **extra
+    )
     return replica.stub.Suppress(request, timeout=10)
 
 
@@ -83,20 +85,49 @@ def test_writes_report_invalid_numbers_and_refuse_empty_ones(start_replica: Repl
         default_region="US",
         list="campaign-1",
         source="complaint",
+        create_list=True,
     )
     answer = replica.stub.Suppress(request, timeout=10)
     assert dict(answer.invalid_reasons) == {1: pb.UNKNOWN_COUNTRY_CODE, 4: pb.UNPARSEABLE}
     assert answer.applied == 2 + 10_000_000
     assert replica.suppressed(19005550199) and replica.suppressed(12125550124)
     with pytest.raises(grpc.RpcError) as caught:
-        replica.stub.Suppress(pb.SuppressRequest(e164=[999], list="x", source="app"), timeout=10)
+        replica.stub.Suppress(
+            pb.SuppressRequest(e164=[999], list="x", source="app", create_list=True), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as caught:
         replica.stub.Suppress(
-            pb.SuppressRequest(e164=[US], list="x", source="Bad Source"), timeout=10
+            pb.SuppressRequest(e164=[US], list="x", source="Bad Source", create_list=True),
+            timeout=10,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "source" in (caught.value.details() or "")
+
+
+def test_lists_are_never_created_by_accident(
+    start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    replica = start_replica()
+    before = redis_client(redis_server).xlen(STREAM)
+    for request in (
+        pb.SuppressRequest(e164=[US], list="typo", source="in_call"),
+        pb.ReleaseRequest(e164=[US], list="typo", source="consent", evidence="form-1"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            call = replica.stub.Suppress if isinstance(request, pb.SuppressRequest) else None
+            (call or replica.stub.Release)(request, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "create_list" in (caught.value.details() or "")
+    assert redis_client(redis_server).xlen(STREAM) == before, "nothing was written"
+    # Past 64 lists a check naming none could not cover them all: refused.
+    for index in range(64):
+        suppress(replica, [US], list_name=f"list-{index}")
+    with pytest.raises(grpc.RpcError) as caught:
+        suppress(replica, [US], list_name="one-too-many")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "64 lists" in (caught.value.details() or "")
+    assert replica.check([US]).verdicts[0] == pb.SUPPRESSED
 
 
 def test_opt_outs_leave_only_with_consent_evidence(
@@ -265,7 +296,10 @@ def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Pat
     suppress(replica, [CN, US])
     release(replica, [CN], evidence="form-1")
     replica.stub.Suppress(
-        pb.SuppressRequest(numbers=["+1900555xxxx"], list="blocks", source="complaint"), timeout=10
+        pb.SuppressRequest(
+            numbers=["+1900555xxxx"], list="blocks", source="complaint", create_list=True
+        ),
+        timeout=10,
     )
     wait_for(
         lambda: replica.follower_state().snapshot_age_seconds is not None,

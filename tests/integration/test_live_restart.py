@@ -32,7 +32,9 @@ def test_kill_9_then_restart_catches_up_from_the_periodic_snapshot(
     with client_channel(server.target) as channel:
         stub = pb_grpc.SuppressionStub(channel)
         for number in before:
-            request = pb.SuppressRequest(e164=[number], list="internal", source="in_call")
+            request = pb.SuppressRequest(
+                e164=[number], list="internal", source="in_call", create_list=True
+            )
             written = stub.Suppress(request, timeout=10)
     wait_for(
         lambda: (

@@ -40,7 +40,9 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def suppress(replica: Replica, numbers: list[int]) -> pb.WriteResponse:
-    request = pb.SuppressRequest(e164=numbers, list="internal", source="in_call", actor="t")
+    request = pb.SuppressRequest(
+        e164=numbers, list="internal", source="in_call", actor="t", create_list=True
+    )
     return replica.stub.Suppress(request, timeout=10)
 
 

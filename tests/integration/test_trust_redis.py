@@ -21,15 +21,17 @@ from suppression.errors import ChangeLogError
 from suppression.lists import Op
 from suppression.redisconn import connect, redis_errors
 from suppression.replica import ChangeLogOptions, Replica
+from tests.certs import Pem, make_ca, server_cert
 from tests.conftest import free_port, wait_for
-from tests.unit.test_tls import Pem, make_ca, server_cert
 
 pytestmark = pytest.mark.integration
 
 ACL = (
     "user default off\n"
     "user suppression on >s3cret-pw ~suppression:* resetchannels -@all "
-    "+xadd +xread +xrange +xtrim +eval +xinfo +multi +exec +ping\n"
+    "+xadd +xread +xrange +xtrim +xlen +xinfo +xsetid +xgroup|create +xgroup|destroy "
+    "+eval +evalsha +script|load +hget +hmget +hset +hincrby +hexists +exists +del "
+    "+multi +exec +ping\n"
 )
 
 
@@ -97,7 +99,9 @@ def test_a_replica_follows_and_writes_over_tls_with_an_acl_user(tls_redis: TlsRe
     replica.start()
     try:
         assert replica.serving
-        version = replica.submit(Op.ADD, "internal", [8613800138000], source="in_call")
+        version = replica.submit(
+            Op.ADD, "internal", [8613800138000], source="in_call", create_list=True
+        )
         outcome, freshness = replica.check([8613800138000, 12125550123])
         assert outcome.version == version
         assert list(outcome.verdicts) == [2, 1]  # SUPPRESSED, ALLOWED

@@ -30,9 +30,9 @@ from suppression.service import SuppressionServicer
 from suppression.tls import ReloadingCertificates, TlsFiles
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from tests.certs import Pem, make_ca, secure_channel, server_cert
 from tests.conftest import replica_data
-from tests.unit.test_auth import NOW, bearer, tokens, trust_toml
-from tests.unit.test_tls import Pem, make_ca, secure_channel, server_cert
+from tests.trust_samples import NOW, bearer, tokens, trust_toml
 
 CN = 8613800138000
 US = 12125550123

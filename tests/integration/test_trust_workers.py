@@ -32,7 +32,7 @@ def _worker(trust: Path, ports: Path, slot: int, quota: object) -> int:
 
     from suppression.auth import AuthInterceptor, TrustStore
     from suppression.v1 import suppression_pb2_grpc as pb_grpc
-    from tests.unit.test_auth import ShellServicer
+    from tests.trust_samples import ShellServicer
 
     assert quota is not None
     interceptor = AuthInterceptor(TrustStore(trust), quota=quota)  # type: ignore[arg-type]
@@ -93,7 +93,7 @@ quota = {{ numbers_per_minute = 1, numbers_per_day = 100, burst = 5 }}
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[list[int], str]]:
     from suppression.auth import hash_token, new_token
-    from tests.unit.test_auth import FAST, tokens, trust_toml
+    from tests.trust_samples import FAST, tokens, trust_toml
 
     token = new_token("scraper")
     trust = tmp_path / "trust.toml"

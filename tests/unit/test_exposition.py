@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from suppression.errors import ConfigError
-from suppression.exposition import MetricsEndpoint, serve_metrics
+from suppression.exposition import serve_metrics
+from suppression.webconfig import MetricsServer
 
 
 @pytest.fixture
@@ -21,8 +22,8 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def endpoints() -> Iterator[list[MetricsEndpoint]]:
-    started: list[MetricsEndpoint] = []
+def endpoints() -> Iterator[list[MetricsServer]]:
+    started: list[MetricsServer] = []
     yield started
     for endpoint in started:
         endpoint.stop()
@@ -34,12 +35,12 @@ def _scrape(host: str, port: int) -> str:
 
 
 def test_metrics_bind_only_the_given_host(
-    registry: CollectorRegistry, endpoints: list[MetricsEndpoint]
+    registry: CollectorRegistry, endpoints: list[MetricsServer]
 ) -> None:
     endpoint = serve_metrics("127.0.0.1", 0, registry)
     endpoints.append(endpoint)
     assert endpoint.port > 0
-    assert endpoint.server.server_address[0] == "127.0.0.1"
+    assert endpoint.address == "127.0.0.1"
     assert "exposition_test_total 3.0" in _scrape("127.0.0.1", endpoint.port)
     # Every 127/8 address reaches the loopback interface; only the bound one answers.
     with pytest.raises(OSError), socket.create_connection(("127.0.0.2", endpoint.port), 2):
@@ -47,7 +48,7 @@ def test_metrics_bind_only_the_given_host(
 
 
 def test_bracketed_ipv6_hosts_as_given_to_host(
-    registry: CollectorRegistry, endpoints: list[MetricsEndpoint]
+    registry: CollectorRegistry, endpoints: list[MetricsServer]
 ) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
@@ -56,7 +57,7 @@ def test_bracketed_ipv6_hosts_as_given_to_host(
     except ConfigError as exc:
         pytest.skip(f"IPv6 loopback unavailable: {exc}")
     endpoints.append(endpoint)
-    assert endpoint.server.server_address[0] == "::1"
+    assert endpoint.address == "::1"
     assert "exposition_test_total 3.0" in _scrape("[::1]", endpoint.port)
 
 

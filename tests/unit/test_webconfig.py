@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from suppression.errors import ConfigError
 from suppression.webconfig import MetricsServer, load_web_config, parse_web_config
-from tests.unit.test_tls import Pem, make_ca, make_cert, replace_file, server_cert
+from tests.certs import Pem, make_ca, make_cert, replace_file, server_cert
 
 ROOT = Path(__file__).resolve().parents[2]
 
