@@ -25,7 +25,7 @@ from loader.readers import read_numbers
 from loader.state import materialize
 from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
-from suppression.e164 import Normalizer, NumberBlock, mask_number, parse_block, validate_region
+from suppression.e164 import validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.lists import (
     ListInfo,
@@ -37,6 +37,7 @@ from suppression.lists import (
     Version,
 )
 from suppression.logs import configure_logging, report_error, requested_format
+from suppression.numberfile import invalid_lines_message, normalize_lines
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
@@ -332,22 +333,16 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
         raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
     if not settings.redis_url:
         raise ConfigError("publish writes to the change log: give --redis-url")
-    region = _region(settings.region)
-    normalizer = Normalizer()
-    numbers: list[int] = []
-    blocks: list[NumberBlock] = []
-    for text in texts:
-        try:
-            block = parse_block(text)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        if block is not None:
-            blocks.append(block)
-            continue
-        value, reason = normalizer.normalize(text, region)
-        if not value:
-            raise ConfigError(f"{mask_number(text)} is not a phone number ({reason.name})")
-        numbers.append(value)
+    parsed = normalize_lines(enumerate(texts, start=1), _region(settings.region))
+    if parsed.skipped_lines:
+        bad = [(n, reason.name.lower()) for n, reason in parsed.skipped_lines]
+        hint = " (national forms need --region)" if not settings.region else ""
+        raise ConfigError(
+            f"{invalid_lines_message('the command line', bad, item='argument')}{hint}: "
+            "give each NUMBER with + and its country code, or as a +1900xxxxxxx block"
+        )
+    numbers = list(dict.fromkeys(parsed.numbers.tolist()))
+    blocks = parsed.blocks
     client = connect(settings.redis_url)
     view = _current(settings, client)
     kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
@@ -357,7 +352,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
         op,
         list_name,
         kind,
-        list(dict.fromkeys(numbers)),
+        numbers,
         blocks,
         provenance=_provenance(settings, ""),
         kinds={list_name: kind},
