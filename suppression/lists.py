@@ -24,7 +24,12 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
-from suppression.errors import InvalidInputError, UnknownListError, VersionError
+from suppression.errors import (
+    ConsentRequiredError,
+    InvalidInputError,
+    UnknownListError,
+    VersionError,
+)
 
 __all__ = [
     "MAX_LISTS_PER_CHECK",
@@ -36,6 +41,7 @@ __all__ = [
     "Op",
     "SuppressionLists",
     "Version",
+    "check_kind_change",
 ]
 
 MAX_LISTS_PER_CHECK = 64
@@ -104,6 +110,33 @@ class ListKind(enum.StrEnum):
     """The company's own refusals: numbers leave only with consent evidence."""
     CAMPAIGN = "campaign"
     """Per-campaign or per-tenant lists."""
+
+
+def check_kind_change(name: str, current: ListKind | None, new: ListKind | None) -> None:
+    """Refuse to take an opt-out list out of the consent rule, by any path.
+
+    A refusal is permanent until the person consents again: a number leaves an
+    opt-out list only through a removal with source ``consent`` and evidence.
+    Turning the list into another kind, or dropping it, would release every
+    number on it at once, so every path that sets a list's kind (a snapshot
+    import, ``serve --list``, swapping in a snapshot) asks this first.
+
+    Args:
+        name: the list.
+        current: its kind now; None if it does not exist.
+        new: the kind it would get; None if it would no longer exist.
+
+    Raises:
+        ConsentRequiredError: ``current`` is opt-out and ``new`` is not.
+    """
+    if current is not ListKind.OPT_OUT or new is ListKind.OPT_OUT:
+        return
+    change = f"make it a {new.value} list" if new is not None else "drop it"
+    raise ConsentRequiredError(
+        f"list {name!r} is an opt-out list and stays one: refusing to {change}, which would "
+        "release its numbers without the people's consent. Keep its kind (opt_out) and name "
+        "another list, or release numbers one by one with source 'consent' and evidence"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +375,16 @@ class SuppressionLists:
             return new_version
 
     def replace(self, view: ListView) -> None:
-        """Swap in a whole new state (a freshly loaded snapshot)."""
+        """Swap in a whole new state (a freshly loaded snapshot).
+
+        Raises:
+            ConsentRequiredError: an opt-out list of the current state is of
+                another kind in ``view``, or missing from it; nothing changes.
+        """
         with self._lock:
+            for name, info in self._view.infos.items():
+                new = view.infos.get(name)
+                check_kind_change(name, info.kind, new.kind if new is not None else None)
             self._view = self._make_view(
                 view.version, dict(view.bitmaps), dict(view.infos), view.position
             )
