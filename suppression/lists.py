@@ -118,8 +118,10 @@ def check_kind_change(name: str, current: ListKind | None, new: ListKind | None)
     A refusal is permanent until the person consents again: a number leaves an
     opt-out list only through a removal with source ``consent`` and evidence.
     Turning the list into another kind, or dropping it, would release every
-    number on it at once, so every path that sets a list's kind (a snapshot
-    import, ``serve --list``, swapping in a snapshot) asks this first.
+    number on it at once, so the paths that set an existing list's kind from
+    outside the change log (``serve --list`` over a snapshot, swapping in a
+    snapshot) ask this first. (The loader refuses any kind change of an
+    existing list, and a change's kind only applies to a list it creates.)
 
     Args:
         name: the list.
