@@ -112,33 +112,32 @@ class ListKind(enum.StrEnum):
     """Per-campaign or per-tenant lists."""
 
 
-def check_kind_change(name: str, current: ListKind | None, new: ListKind | None) -> None:
-    """Refuse to take an opt-out list out of the consent rule, by any path.
+def check_kind_change(name: str, current: ListKind | None, new: ListKind) -> None:
+    """Refuse to take an opt-out list out of the consent rule.
 
     A refusal is permanent until the person consents again: a number leaves an
     opt-out list only through a removal with source ``consent`` and evidence.
-    Turning the list into another kind, or dropping it, would release every
-    number on it at once, so the paths that set an existing list's kind from
-    outside the change log (``serve --list`` over a snapshot, swapping in a
-    snapshot) ask this first. (The loader refuses any kind change of an
-    existing list, and a change's kind only applies to a list it creates.)
+    Turning the list into another kind would release every number on it at
+    once, so the paths that set an existing list's kind from outside the change
+    log (``serve --list`` over a snapshot, swapping in a snapshot) ask this
+    first. (The loader refuses any kind change of an existing list, and a
+    change's kind only applies to a list it creates.)
 
     Args:
         name: the list.
         current: its kind now; None if it does not exist.
-        new: the kind it would get; None if it would no longer exist.
+        new: the kind it would get.
 
     Raises:
         ConsentRequiredError: ``current`` is opt-out and ``new`` is not.
     """
-    if current is not ListKind.OPT_OUT or new is ListKind.OPT_OUT:
-        return
-    change = f"make it a {new.value} list" if new is not None else "drop it"
-    raise ConsentRequiredError(
-        f"list {name!r} is an opt-out list and stays one: refusing to {change}, which would "
-        "release its numbers without the people's consent. Keep its kind (opt_out) and name "
-        "another list, or release numbers one by one with source 'consent' and evidence"
-    )
+    if current is ListKind.OPT_OUT and new is not ListKind.OPT_OUT:
+        raise ConsentRequiredError(
+            f"list {name!r} is an opt-out list and stays one: refusing to make it a "
+            f"{new.value} list, which would release its numbers without the people's consent. "
+            "Keep its kind (opt_out) and name another list, or release numbers one by one "
+            "with source 'consent' and evidence"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,12 +380,12 @@ class SuppressionLists:
 
         Raises:
             ConsentRequiredError: an opt-out list of the current state is of
-                another kind in ``view``, or missing from it; nothing changes.
+                another kind in ``view``; nothing changes.
         """
         with self._lock:
-            for name, info in self._view.infos.items():
-                new = view.infos.get(name)
-                check_kind_change(name, info.kind, new.kind if new is not None else None)
+            for name, info in view.infos.items():
+                current = self._view.infos.get(name)
+                check_kind_change(name, current.kind if current is not None else None, info.kind)
             self._view = self._make_view(
                 view.version, dict(view.bitmaps), dict(view.infos), view.position
             )

@@ -187,7 +187,7 @@ def test_an_opt_out_list_never_changes_kind() -> None:
     before = lists.view
     for infos, message in (
         ({"internal": ListKind.CAMPAIGN, "spring": ListKind.CAMPAIGN}, "make it a campaign list"),
-        ({"spring": ListKind.CAMPAIGN}, "drop it"),
+        ({"internal": ListKind.REGISTRY}, "make it a registry list"),
     ):
         swapped = ListView(
             Version(9, 0),
