@@ -105,11 +105,16 @@ def parse_delimiter(text: str) -> str:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed if it ends in ``.gz`` or ``.zip``.
+    """The file's bytes, decompressed if it ends in ``.gz``.
 
     Raises:
-        InputFileError: missing, unreadable, or a broken archive.
+        InputFileError: missing, unreadable, a broken gzip stream, or a zip
+            archive (its outputs would be named after the archive).
     """
+    if path.suffix.lower() == ".zip":
+        raise InputFileError(
+            f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
+        )
     return read_compressed(path, InputFileError)
 
 

@@ -45,15 +45,20 @@ def test_unreadable_files_name_the_fault_in_the_callers_error(tmp_path: Path) ->
 
 
 def test_every_reader_takes_every_compression(tmp_path: Path) -> None:
-    """The loader, serve --list and scrub read the same files the same way."""
+    """The loader, serve --list and scrub read through the same function."""
     numbers = _zip(tmp_path / "optouts.txt.zip", {"x.txt": b"+8613800138000\n"})
     assert read_number_file(numbers).numbers.tolist() == [8613800138000]
     assert read_numbers(numbers, "plain").numbers.tolist() == [8613800138000]
     changes = tmp_path / "changes.txt.GZ"
     changes.write_bytes(gzip.compress(b"A,2125550123\n"))
     assert read_change_file([changes]).additions.tolist() == [12125550123]
-    leads = _zip(tmp_path / "leads.csv.zip", {"leads.csv": b"name,phone\nli,+8613800138000\n"})
+    leads = tmp_path / "leads.CSV.GZ"
+    leads.write_bytes(gzip.compress(b"name,phone\nli,+8613800138000\n"))
     assert open_lead_file(leads).header == ["name", "phone"]
+    # Scrub names its outputs after the input, so an archive is refused, not misnamed.
+    zipped = _zip(tmp_path / "leads.csv.zip", {"leads.csv": b"name,phone\n"})
+    with pytest.raises(InputFileError, match="unzip it first"):
+        open_lead_file(zipped)
 
 
 def test_one_message_for_lines_that_are_not_numbers(tmp_path: Path) -> None:
