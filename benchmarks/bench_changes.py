@@ -43,7 +43,7 @@ from _common import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from loader.publish import publish
+from loader.publish import entries, publish
 from loader.readers import read_numbers
 from suppression.demo import registry_shaped
 from suppression.entries import Entry, encode_entry
@@ -160,10 +160,11 @@ def ingest(
     read_seconds = time.perf_counter() - start
     writer = ChangeLogWriter(client, STREAM, "bench")  # type: ignore[arg-type]
     start = time.perf_counter()
-    ids = publish(
-        writer, Op.ADD, "national", ListKind.REGISTRY, imported.numbers,
+    batch = entries(
+        Op.ADD, "national", ListKind.REGISTRY, imported.numbers,
         provenance={"source": "registry", "actor": "bench"},
     )  # fmt: skip
+    ids = publish(writer, batch, {})
     publish_seconds = time.perf_counter() - start
     last = ids[-1]
     probe = pb.CheckRequest(e164=[int(imported.numbers[-1])], lists=["national"])

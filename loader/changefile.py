@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from loader.readers import NANP_PREFIX, read_bytes
+from loader.readers import NANP_PREFIX
+from suppression.compressed import read_bytes
 from suppression.e164 import InvalidReason, e164_reason
 from suppression.errors import NumberFileError
+from suppression.numberfile import invalid_lines_message
 
 __all__ = ["RegistryChanges", "read_change_file"]
 
 _ADD = frozenset({"A", "ADD", "+"})
 _DELETE = frozenset({"D", "DEL", "DELETE", "-"})
-_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,9 @@ def read_change_file(paths: list[Path], *, skip_invalid: bool = False) -> Regist
             ``skip_invalid``.
     """
     net: dict[int, bool] = {}
-    bad: list[str] = []
+    skipped = 0
     for path in paths:
+        bad: list[tuple[int, str]] = []
         text = read_bytes(path).decode("utf-8-sig", errors="replace")
         for number, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
@@ -55,20 +57,19 @@ def read_change_file(paths: list[Path], *, skip_invalid: bool = False) -> Regist
             if parsed is None:
                 if number == 1 and not any(ch.isdigit() for ch in line):
                     continue  # a header
-                bad.append(f"{path.name} line {number}")
+                bad.append((number, "not 'A|D,number'"))
                 continue
             value, is_addition = parsed
             net.pop(value, None)  # re-insert so the last occurrence decides
             net[value] = is_addition
-    if bad and not skip_invalid:
-        more = f" and {len(bad) - _SHOWN:,} more" if len(bad) > _SHOWN else ""
-        raise NumberFileError(
-            f"{len(bad):,} change line(s) are not 'A|D,number' ({'; '.join(bad[:_SHOWN])}{more});"
-            " fix them or pass --skip-invalid"
-        )
+        if bad and not skip_invalid:
+            raise NumberFileError(
+                f"{invalid_lines_message(str(path), bad)}; fix them or pass --skip-invalid"
+            )
+        skipped += len(bad)
     additions = np.array(sorted(v for v, add in net.items() if add), dtype=np.uint64)
     deletions = np.array(sorted(v for v, add in net.items() if not add), dtype=np.uint64)
-    return RegistryChanges(additions, deletions, len(bad))
+    return RegistryChanges(additions, deletions, skipped)
 
 
 def _parse_line(line: str) -> tuple[int, bool] | None:

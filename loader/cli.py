@@ -20,12 +20,12 @@ from pyroaring import BitMap64
 
 from loader.changefile import read_change_file
 from loader.progress import progress, read_progress
-from loader.publish import publish
+from loader.publish import entries, publish
 from loader.readers import read_numbers
 from loader.state import materialize
 from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
-from suppression.e164 import Normalizer, NumberBlock, mask_number, parse_block, validate_region
+from suppression.e164 import validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.lists import (
     ListInfo,
@@ -37,6 +37,7 @@ from suppression.lists import (
     Version,
 )
 from suppression.logs import configure_logging, report_error, requested_format
+from suppression.numberfile import invalid_lines_message, normalize_lines
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
@@ -242,33 +243,55 @@ def _import(settings: Settings, files: Sequence[Path]) -> int:
     actual_kind = _list_kind(settings, view.infos, list_name, kind)
     existing = view.bitmaps.get(list_name, BitMap64())
     additions = np.asarray((target - existing).to_array(), dtype=np.uint64)
-    deletions = np.asarray((existing - target).to_array(), dtype=np.uint64)
-    writer = _writer(settings, client, view)
+    if actual_kind is ListKind.OPT_OUT:
+        deletions = np.zeros(0, dtype=np.uint64)
+        kept = existing.difference_cardinality(target)
+    else:
+        deletions = np.asarray((existing - target).to_array(), dtype=np.uint64)
+        kept = 0
     provenance = _provenance(settings, "registry")
-    kinds = {list_name: actual_kind}
-    written: list[Version] = []
+    batch = entries(Op.REMOVE, list_name, actual_kind, deletions, provenance=provenance)
+    batch += entries(Op.ADD, list_name, actual_kind, additions, provenance=provenance)
+    writer = _writer(settings, client, view)
     started = time.perf_counter()
     with progress("publishing", len(additions) + len(deletions)) as advance:
-        if len(deletions):
-            written += publish(
-                writer, Op.REMOVE, list_name, actual_kind, deletions,
-                provenance=provenance, kinds=kinds, advance=advance,
-            )  # fmt: skip
-        written += publish(
-            writer, Op.ADD, list_name, actual_kind, additions,
-            provenance=provenance, kinds=kinds, advance=advance,
-        )  # fmt: skip
+        written = publish(writer, batch, _kinds(view), advance=advance)
     seconds = time.perf_counter() - started
     print(
         f"{list_name}: {len(additions):,} added, {len(deletions):,} removed against version "
         f"{view.version} in {len(written):,} entries ({seconds:.2f} s); "
-        f"version {written[-1] if written else view.version}"
+        f"version {written[-1] if written else view.version}{_kept_note(kept)}"
     )
     return EXIT_OK
 
 
+def _kinds(view: ListView) -> dict[str, ListKind]:
+    """The actual kind of every list: what the replicas check each entry against."""
+    return {name: info.kind for name, info in view.infos.items()}
+
+
+def _kept_note(kept: int) -> str:
+    """What an import into an opt-out list did with the numbers its files lack."""
+    if not kept:
+        return ""
+    return (
+        f"; kept {kept:,} opt-out number(s) that the file(s) lack: an import never releases "
+        "an opt-out, release one with suppression-loader publish remove --source consent "
+        "--evidence REF"
+    )
+
+
 def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap: BitMap64) -> int:
-    """Bootstrap: a snapshot with this list replaced, before any replica follows a log."""
+    """Bootstrap: a snapshot with this list replaced, before any replica follows a log.
+
+    An opt-out list is not replaced but added to: its numbers that the files
+    lack stay (see docs/consent.md).
+
+    Raises:
+        ConfigError: no --data-dir; the newest snapshot there already follows a
+            change log (import with --redis-url instead); or the list's kind
+            would change.
+    """
     if settings.data_dir is None:
         raise ConfigError(
             "import needs --redis-url (publish the changes) or --data-dir (write a snapshot)"
@@ -280,15 +303,30 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     position = LogPosition()
     if newest is not None:
         base = read_snapshot(newest)
+        if base.version.ms or base.position.epoch:
+            # The log may hold changes after this snapshot, which a snapshot written
+            # here cannot see: a list it created could contradict one the log created.
+            raise ConfigError(
+                f"{newest} is at change-log version {base.version}: replicas follow a change "
+                "log, and a snapshot written without it would miss its changes. Import with "
+                "--redis-url URL to publish the difference instead"
+            )
         bitmaps, infos, version = dict(base.bitmaps), dict(base.infos), base.version
         position = base.position
     kind = _list_kind(settings, infos, list_name, kind)
+    kept = 0
+    if kind is ListKind.OPT_OUT and list_name in bitmaps:
+        kept = bitmaps[list_name].difference_cardinality(bitmap)
+        bitmap |= bitmaps[list_name]
     bitmap.run_optimize()
     bitmaps[list_name] = bitmap
     infos[list_name] = ListInfo(list_name, kind)
     lists = SuppressionLists(bitmaps, infos.values(), version.next(), position=position)
     path = write_snapshot(settings.data_dir, lists.view)
-    print(f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}")
+    print(
+        f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}"
+        f"{_kept_note(kept)}"
+    )
     return EXIT_OK
 
 
@@ -300,22 +338,13 @@ def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
     client = connect(settings.redis_url)
     view = _current(settings, client)
     kind = _list_kind(settings, view.infos, list_name, ListKind.REGISTRY)
-    writer = _writer(settings, client, view)
     provenance = _provenance(settings, "registry")
-    kinds = {list_name: kind}
+    batch = entries(Op.REMOVE, list_name, kind, changes.deletions, provenance=provenance)
+    batch += entries(Op.ADD, list_name, kind, changes.additions, provenance=provenance)
+    writer = _writer(settings, client, view)
     total = len(changes.additions) + len(changes.deletions)
-    written: list[Version] = []
     with progress("publishing changes", total) as advance:
-        if len(changes.deletions):
-            written += publish(
-                writer, Op.REMOVE, list_name, kind, changes.deletions,
-                provenance=provenance, kinds=kinds, advance=advance,
-            )  # fmt: skip
-        if len(changes.additions):
-            written += publish(
-                writer, Op.ADD, list_name, kind, changes.additions,
-                provenance=provenance, kinds=kinds, advance=advance,
-            )  # fmt: skip
+        written = publish(writer, batch, _kinds(view), advance=advance)
     print(
         f"{list_name}: {len(changes.additions):,} additions, {len(changes.deletions):,} "
         f"deletions in {len(written):,} entries; version {written[-1] if written else 'unchanged'}"
@@ -332,36 +361,21 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
         raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
     if not settings.redis_url:
         raise ConfigError("publish writes to the change log: give --redis-url")
-    region = _region(settings.region)
-    normalizer = Normalizer()
-    numbers: list[int] = []
-    blocks: list[NumberBlock] = []
-    for text in texts:
-        try:
-            block = parse_block(text)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        if block is not None:
-            blocks.append(block)
-            continue
-        value, reason = normalizer.normalize(text, region)
-        if not value:
-            raise ConfigError(f"{mask_number(text)} is not a phone number ({reason.name})")
-        numbers.append(value)
+    parsed = normalize_lines(enumerate(texts, start=1), _region(settings.region))
+    if parsed.skipped_lines:
+        bad = [(n, reason.name.lower()) for n, reason in parsed.skipped_lines]
+        hint = " (national forms need --region)" if not settings.region else ""
+        raise ConfigError(
+            f"{invalid_lines_message('the command line', bad, item='argument')}{hint}: "
+            "give each NUMBER with + and its country code, or as a +1900xxxxxxx block"
+        )
+    numbers = list(dict.fromkeys(parsed.numbers.tolist()))
+    blocks = parsed.blocks
     client = connect(settings.redis_url)
     view = _current(settings, client)
     kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
-    writer = _writer(settings, client, view)
-    written = publish(
-        writer,
-        op,
-        list_name,
-        kind,
-        list(dict.fromkeys(numbers)),
-        blocks,
-        provenance=_provenance(settings, ""),
-        kinds={list_name: kind},
-    )
+    batch = entries(op, list_name, kind, numbers, blocks, provenance=_provenance(settings, ""))
+    written = publish(_writer(settings, client, view), batch, _kinds(view))
     print(
         f"published {len(numbers) + len(blocks):,} change(s) to {list_name}; version {written[-1]}"
     )

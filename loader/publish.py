@@ -1,4 +1,4 @@
-"""Publishing numbers to the change log as entries of bounded size."""
+"""Publishing numbers to the change log as entries of bounded size, all checked first."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import numpy.typing as npt
 
 from suppression.e164 import NumberBlock
-from suppression.entries import entries_for
+from suppression.entries import Entry, entries_for, validate_entries
 from suppression.lists import ListKind, Op, Version
 from suppression.writer import ChangeLogWriter
 
-__all__ = ["ENTRIES_PER_WRITE", "Provenance", "publish"]
+__all__ = ["ENTRIES_PER_WRITE", "Provenance", "entries", "publish"]
 
 ENTRIES_PER_WRITE = 8
 """Entries per MULTI/EXEC: about 10 MB of stream data per round trip."""
@@ -21,8 +21,7 @@ Provenance = Mapping[str, str]
 """``source``, ``actor`` and ``evidence`` for every entry written."""
 
 
-def publish(
-    writer: ChangeLogWriter,
+def entries(
     op: Op,
     list_name: str,
     kind: ListKind,
@@ -30,23 +29,9 @@ def publish(
     blocks: Sequence[NumberBlock] = (),
     *,
     provenance: Provenance,
-    kinds: Mapping[str, ListKind] | None = None,
-    advance: Callable[[int], None] | None = None,
-) -> list[Version]:
-    """Write ``numbers`` and ``blocks`` as ADD/REMOVE (and range) entries.
-
-    Every entry is validated before its group is written; a consent failure
-    stops before the first write because the rule depends only on the list.
-
-    Returns:
-        The stream IDs written, in order.
-
-    Raises:
-        InvalidEntryError: a number or block is invalid.
-        ConsentRequiredError: removal from an opt-out list without consent evidence.
-        ChangeLogError: Redis is unreachable or refused.
-    """
-    entries = entries_for(
+) -> list[Entry]:
+    """The ADD/REMOVE (and range) entries that write ``numbers`` and ``blocks`` to one list."""
+    return entries_for(
         op,
         list_name,
         kind,
@@ -56,9 +41,40 @@ def publish(
         actor=provenance.get("actor", ""),
         evidence=provenance.get("evidence", ""),
     )
+
+
+def publish(
+    writer: ChangeLogWriter,
+    batch: Sequence[Entry],
+    kinds: Mapping[str, ListKind],
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> list[Version]:
+    """Check every entry as the replicas will, then write them in groups, in order.
+
+    Nothing is written unless every entry passes
+    :func:`suppression.entries.validate_entries` against the lists' actual
+    kinds: what the loader writes, no replica dead-letters, and a refusal
+    leaves the change log as it was.
+
+    Args:
+        writer: the change log.
+        batch: the entries, in order.
+        kinds: the kind of every list that exists now (the materialized state).
+        advance: called with the numbers each group covered, once it is written.
+
+    Returns:
+        The stream IDs written, in order.
+
+    Raises:
+        InvalidEntryError: a number or block is invalid.
+        ConsentRequiredError: removal from an opt-out list without consent evidence.
+        ChangeLogError: Redis is unreachable or refused.
+    """
+    validate_entries(batch, kinds)
     written: list[Version] = []
-    for start in range(0, len(entries), ENTRIES_PER_WRITE):
-        group = entries[start : start + ENTRIES_PER_WRITE]
+    for start in range(0, len(batch), ENTRIES_PER_WRITE):
+        group = batch[start : start + ENTRIES_PER_WRITE]
         written += writer.write(group, kinds)
         if advance is not None:
             advance(sum(entry.count for entry in group))

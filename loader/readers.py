@@ -18,10 +18,8 @@ Any of them may be plain, ``.gz`` or ``.zip`` (every member, in name order).
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +28,16 @@ import numpy as np
 import numpy.typing as npt
 
 from loader.progress import ReadProgress
+from suppression.compressed import read_bytes
 from suppression.e164 import NumberBlock
 from suppression.errors import ConfigError, NumberFileError
-from suppression.numberfile import normalize_lines
+from suppression.numberfile import invalid_lines_message, normalize_lines
 
 __all__ = [
     "FORMATS",
     "ImportedNumbers",
     "detect_format",
     "parse_ten_digit",
-    "read_bytes",
     "read_numbers",
 ]
 
@@ -48,7 +46,6 @@ NANP_PREFIX = 10_000_000_000
 """+1 in front of a ten-digit NANP number."""
 
 _TEN_DIGIT_LINE = re.compile(rb"^\s*(\d{10}|\d{3},\d{7})\s*$")
-_SHOWN_BAD_LINES = 5
 CHUNK_BYTES = 8 << 20
 """Ten-digit input is parsed in pieces of this size: about 760,000 numbers each."""
 _POWERS = (10 ** np.arange(9, -1, -1, dtype=np.uint64)).astype(np.uint64)
@@ -66,24 +63,6 @@ class ImportedNumbers:
         return len(self.numbers) + sum(len(block) for block in self.blocks)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content: plain, gunzipped, or every zip member in name order.
-
-    Raises:
-        ConfigError: the file is missing or not a readable archive.
-    """
-    try:
-        if path.suffix == ".gz":
-            return gzip.decompress(path.read_bytes())
-        if path.suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                names = sorted(n for n in archive.namelist() if not n.endswith("/"))
-                return b"\n".join(archive.read(name).rstrip(b"\r\n") for name in names)
-        return path.read_bytes()
-    except (OSError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-
-
 def detect_format(path: Path, data: bytes) -> str:
     """Guess the format from the name and the first lines."""
     name = path.name.lower()
@@ -98,7 +77,11 @@ def detect_format(path: Path, data: bytes) -> str:
 
 
 def parse_ten_digit(
-    data: bytes, *, skip_invalid: bool = False, progress: ReadProgress | None = None
+    data: bytes,
+    *,
+    skip_invalid: bool = False,
+    progress: ReadProgress | None = None,
+    where: str = "the input",
 ) -> ImportedNumbers:
     """Parse the US registry format: ten digits or ``AAA,NNNNNNN`` per line, as +1 numbers.
 
@@ -111,6 +94,7 @@ def parse_ten_digit(
             reported in ``bad_lines``) instead of refusing the file.
         progress: called after each piece with its size in bytes and how many
             numbers it held.
+        where: the input's name in messages (its path).
 
     Raises:
         NumberFileError: some lines are not numbers and ``skip_invalid`` is off.
@@ -126,7 +110,7 @@ def parse_ten_digit(
         if progress is not None:
             progress(len(piece), len(values))
     if bad and not skip_invalid:
-        raise _bad_lines_error(bad)
+        raise _bad_lines_error(where, bad)
     values = np.concatenate(parts) if parts else _empty()
     return ImportedNumbers(_distinct(values + np.uint64(NANP_PREFIX)), bad_lines=bad)
 
@@ -232,7 +216,7 @@ def read_numbers(
         def report(size: int, numbers: int) -> None:
             meter.add(size * scale, numbers)
 
-        result = parse_ten_digit(data, skip_invalid=skip_invalid, progress=report)
+        result = parse_ten_digit(data, skip_invalid=skip_invalid, progress=report, where=str(path))
         meter.finish()
         return result
     text = data.decode("utf-8-sig", errors="replace")
@@ -242,7 +226,7 @@ def read_numbers(
     else:
         numbered = ((n, line.strip()) for n, line in enumerate(text.splitlines(), start=1))
         rows = ((n, line) for n, line in numbered if line and not line.startswith("#"))
-        result = _normalize(meter.rows(rows, lines), region, skip_invalid)
+        result = _normalize(path, meter.rows(rows, lines), region, skip_invalid)
     meter.finish()
     return result
 
@@ -312,26 +296,23 @@ def _parse_csv(
         for line, row in enumerate(reader, start=2)
         if len(row) > index and row[index].strip()
     )
-    return _normalize(meter.rows(rows, lines), region, skip_invalid)
+    return _normalize(path, meter.rows(rows, lines), region, skip_invalid)
 
 
-def _normalize(rows: Iterable[tuple[int, str]], region: str, skip_invalid: bool) -> ImportedNumbers:
+def _normalize(
+    path: Path, rows: Iterable[tuple[int, str]], region: str, skip_invalid: bool
+) -> ImportedNumbers:
     """Normalize ``(line number, text)`` pairs with phonenumbers' fallback; blocks allowed."""
     loaded = normalize_lines(rows, region)
-    bad = [(line, reason.name) for line, reason in loaded.skipped_lines]
+    bad = [(line, reason.name.lower()) for line, reason in loaded.skipped_lines]
     if bad and not skip_invalid:
-        raise _bad_lines_error(bad)
+        raise _bad_lines_error(str(path), bad)
     array = _distinct(loaded.numbers) if len(loaded.numbers) else _empty()
     return ImportedNumbers(array, loaded.blocks, bad)
 
 
-def _bad_lines_error(bad: list[tuple[int, str]]) -> NumberFileError:
-    # Line numbers with separators: the log filter would mask a bare 7-digit one.
-    shown = "; ".join(f"line {line:,}: {what}" for line, what in bad[:_SHOWN_BAD_LINES])
-    more = f" and {len(bad) - _SHOWN_BAD_LINES:,} more" if len(bad) > _SHOWN_BAD_LINES else ""
-    return NumberFileError(
-        f"{len(bad):,} line(s) are not numbers ({shown}{more}); fix them or pass --skip-invalid"
-    )
+def _bad_lines_error(where: str, bad: list[tuple[int, str]]) -> NumberFileError:
+    return NumberFileError(f"{invalid_lines_message(where, bad)}; fix them or pass --skip-invalid")
 
 
 def _distinct(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:

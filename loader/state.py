@@ -21,7 +21,7 @@ from suppression.changelog.planning import (
 from suppression.changelog.streaminfo import stream_info
 from suppression.entries import field_text
 from suppression.errors import ChangeLogError, ChangeLogResetError
-from suppression.lists import SuppressionLists, Version
+from suppression.lists import ListInfo, ListKind, ListView, SuppressionLists, Version
 from suppression.redisconn import redis_errors
 from suppression.snapshot import find_newest, read_snapshot
 
@@ -107,9 +107,50 @@ def materialize(
             plan = plan_batch(kept, lists.view.infos)
             last = Version.parse(field_text(entries[-1][0]))
             lists.apply(plan.changes, version=last, position=sequenced)
+            _keep_opt_outs(lists, kept, plan.dead)
             result.dead.extend([*dead, *plan.dead])
             result.entries += len(entries)
             position = lists.version
             if advance is not None:
                 advance(len(entries))
     return result
+
+
+def _keep_opt_outs(
+    lists: SuppressionLists,
+    page: list[RawEntry],
+    dead: list[DeadLetter],
+) -> None:
+    """Treat a list as opt-out when an applied entry was written for it as one.
+
+    Every producer writes the kind it holds, so an entry written for an opt-out
+    list that this state holds as another kind means a snapshot was built
+    without the log (a bootstrap import while replicas followed it). Replicas
+    that followed the log hold it as opt-out and would dead-letter a removal
+    without consent that the other kind allows; the loader checks against the
+    strictest of the two, so it refuses that removal before writing it.
+    """
+    refused = {letter.entry_id for letter in dead}
+    infos = lists.view.infos
+    opt_out = ListKind.OPT_OUT.value.encode()
+    conflicts = sorted(
+        {
+            name
+            for entry_id, fields in page
+            if fields.get(b"kind") == opt_out and field_text(entry_id) not in refused
+            for name in [field_text(fields.get(b"list", b""))]
+            if name in infos and infos[name].kind is not ListKind.OPT_OUT
+        }
+    )
+    if not conflicts:
+        return
+    for name in conflicts:
+        logger.warning(
+            "change log entries were written for list %s as an opt-out list, but the snapshot "
+            "holds it as %s (built without the change log?); treating it as opt-out",
+            name,
+            infos[name].kind.value,
+        )
+    view = lists.view
+    promoted = {name: ListInfo(name, ListKind.OPT_OUT) for name in conflicts}
+    lists.replace(ListView(view.version, view.bitmaps, {**infos, **promoted}, (), view.position))

@@ -12,7 +12,14 @@ from pyroaring import BitMap64
 
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError, InvalidInputError, SnapshotError
-from suppression.lists import ListInfo, ListKind, LogPosition, SuppressionLists, Version
+from suppression.lists import (
+    ListInfo,
+    ListKind,
+    LogPosition,
+    SuppressionLists,
+    Version,
+    check_kind_change,
+)
 from suppression.numberfile import read_number_file
 from suppression.snapshot import Snapshot, find_newest, read_snapshot
 
@@ -138,6 +145,8 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
     for spec in source.list_files:
         if not spec.path.is_file():
             raise ConfigError(f"--list {spec.name}={spec.path}: no such file")
+        known = infos.get(spec.name)
+        check_kind_change(spec.name, known.kind if known is not None else None, spec.kind)
         loaded = read_number_file(
             spec.path, source.region, skip_invalid=source.skip_invalid, normalizer=normalizer
         )

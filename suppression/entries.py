@@ -40,6 +40,7 @@ __all__ = [
     "entries_for",
     "field_text",
     "split_numbers",
+    "validate_entries",
     "validate_entry",
 ]
 
@@ -162,6 +163,31 @@ def validate_entry(entry: Entry, list_kind: ListKind | None = None) -> None:
     else:
         _validate_numbers(entry)
     check_consent(entry.op, list_kind or entry.kind, entry.source, entry.evidence, entry.list_name)
+
+
+def validate_entries(entries: Sequence[Entry], kinds: Mapping[str, ListKind]) -> None:
+    """Check a producer's whole batch, in order, as every replica will apply it.
+
+    A replica checks each entry against the kind its list has when the entry
+    arrives: the existing list's kind, or, for a list that an earlier ADD of
+    the batch created, that ADD's kind. A producer that checks all its entries
+    this way before writing any (against the lists' actual kinds, not the kinds
+    it claims) writes nothing a replica would dead-letter, and never half a batch.
+
+    Args:
+        entries: the entries, in the order they will be written.
+        kinds: the kind of every list that exists now.
+
+    Raises:
+        InvalidEntryError: an entry is malformed.
+        ConsentRequiredError: an entry would remove numbers from an opt-out list
+            without consent evidence.
+    """
+    known = dict(kinds)
+    for entry in entries:
+        validate_entry(entry, known.get(entry.list_name))
+        if entry.op in (Op.ADD, Op.ADD_RANGE):
+            known.setdefault(entry.list_name, entry.kind)
 
 
 def _validate_range(entry: Entry) -> None:

@@ -24,7 +24,12 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
-from suppression.errors import InvalidInputError, UnknownListError, VersionError
+from suppression.errors import (
+    ConsentRequiredError,
+    InvalidInputError,
+    UnknownListError,
+    VersionError,
+)
 
 __all__ = [
     "MAX_LISTS_PER_CHECK",
@@ -36,6 +41,7 @@ __all__ = [
     "Op",
     "SuppressionLists",
     "Version",
+    "check_kind_change",
 ]
 
 MAX_LISTS_PER_CHECK = 64
@@ -104,6 +110,34 @@ class ListKind(enum.StrEnum):
     """The company's own refusals: numbers leave only with consent evidence."""
     CAMPAIGN = "campaign"
     """Per-campaign or per-tenant lists."""
+
+
+def check_kind_change(name: str, current: ListKind | None, new: ListKind) -> None:
+    """Refuse to take an opt-out list out of the consent rule.
+
+    A refusal is permanent until the person consents again: a number leaves an
+    opt-out list only through a removal with source ``consent`` and evidence.
+    Turning the list into another kind would release every number on it at
+    once, so the paths that set an existing list's kind from outside the change
+    log (``serve --list`` over a snapshot, swapping in a snapshot) ask this
+    first. (The loader refuses any kind change of an existing list, and a
+    change's kind only applies to a list it creates.)
+
+    Args:
+        name: the list.
+        current: its kind now; None if it does not exist.
+        new: the kind it would get.
+
+    Raises:
+        ConsentRequiredError: ``current`` is opt-out and ``new`` is not.
+    """
+    if current is ListKind.OPT_OUT and new is not ListKind.OPT_OUT:
+        raise ConsentRequiredError(
+            f"list {name!r} is an opt-out list and stays one: refusing to make it a "
+            f"{new.value} list, which would release its numbers without the people's consent. "
+            "Keep its kind (opt_out) and name another list, or release numbers one by one "
+            "with source 'consent' and evidence"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +376,16 @@ class SuppressionLists:
             return new_version
 
     def replace(self, view: ListView) -> None:
-        """Swap in a whole new state (a freshly loaded snapshot)."""
+        """Swap in a whole new state (a freshly loaded snapshot).
+
+        Raises:
+            ConsentRequiredError: an opt-out list of the current state is of
+                another kind in ``view``; nothing changes.
+        """
         with self._lock:
+            for name, info in view.infos.items():
+                current = self._view.infos.get(name)
+                check_kind_change(name, current.kind if current is not None else None, info.kind)
             self._view = self._make_view(
                 view.version, dict(view.bitmaps), dict(view.infos), view.position
             )

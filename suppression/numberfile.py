@@ -2,15 +2,14 @@
 
 Blank lines and lines starting with ``#`` are ignored. A line such as
 ``+1900xxxxxxx`` is a whole block (see :func:`suppression.e164.parse_block`).
-Files ending in ``.gz`` are read compressed.
+Files ending in ``.gz`` or ``.zip`` are read compressed.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +17,11 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
+from suppression.compressed import read_bytes
 from suppression.e164 import InvalidReason, Normalizer, NumberBlock, parse_block
 from suppression.errors import InvalidInputError, NumberFileError
 
-__all__ = ["NumberFile", "normalize_lines", "read_number_file"]
+__all__ = ["NumberFile", "invalid_lines_message", "normalize_lines", "read_number_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,29 @@ class NumberFile:
         return bitmap
 
 
-def _lines(path: Path) -> Iterator[str]:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace") as text:
-        yield from text
+def _lines(path: Path) -> list[str]:
+    text = read_bytes(path, NumberFileError).decode("utf-8-sig", errors="replace")
+    # Universal newlines, as a text file reads: LF, CR LF and CR end a line.
+    return io.StringIO(text, newline=None).readlines()
+
+
+def invalid_lines_message(where: str, bad: Sequence[tuple[int, str]], *, item: str = "line") -> str:
+    """Say which lines of an input are not usable: the first few, and how many more.
+
+    ``"3 invalid line(s) in a.txt: line 2 (unparseable), line 5 (too_short),
+    line 1,204 (too_long)"``; after five lines, ``"... and 12 more"``. Line numbers
+    carry separators, so that the log filter does not mask one as a phone number.
+
+    Args:
+        where: the input, as the user named it (a path, "the command line").
+        bad: ``(line number, reason)`` pairs in input order.
+        item: what a position is called ("line", or "argument" for a command line).
+    """
+    shown = ", ".join(f"{item} {n:,} ({reason})" for n, reason in bad[:_SHOWN_BAD_LINES])
+    more = len(bad) - _SHOWN_BAD_LINES
+    return f"{len(bad):,} invalid {item}(s) in {where}: {shown}" + (
+        f" and {more:,} more" if more > 0 else ""
+    )
 
 
 def normalize_lines(
@@ -101,23 +120,15 @@ def read_number_file(
         NumberFileError: the file cannot be read, or it has invalid lines and
             ``skip_invalid`` is false.
     """
-    try:
-        numbered = ((n, line.strip()) for n, line in enumerate(_lines(path), start=1))
-        result = normalize_lines(
-            ((n, text) for n, text in numbered if text and not text.startswith("#")),
-            region,
-            normalizer,
-        )
-    except (OSError, EOFError) as exc:
-        raise NumberFileError(f"cannot read number file {path}: {exc}") from exc
+    numbered = ((n, line.strip()) for n, line in enumerate(_lines(path), start=1))
+    result = normalize_lines(
+        ((n, text) for n, text in numbered if text and not text.startswith("#")),
+        region,
+        normalizer,
+    )
     if result.skipped_lines:
-        shown = ", ".join(
-            f"line {n:,} ({reason.name.lower()})"
-            for n, reason in result.skipped_lines[:_SHOWN_BAD_LINES]
-        )
-        more = len(result.skipped_lines) - _SHOWN_BAD_LINES
-        summary = f"{len(result.skipped_lines):,} invalid line(s) in {path}: {shown}" + (
-            f" and {more:,} more" if more > 0 else ""
+        summary = invalid_lines_message(
+            str(path), [(n, reason.name.lower()) for n, reason in result.skipped_lines]
         )
         if not skip_invalid:
             hint = " (national forms need --region)" if not region else ""

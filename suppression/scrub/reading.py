@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import csv
 import enum
-import gzip
 import io
 import itertools
 import operator
-import zlib
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from suppression.compressed import read_bytes as read_compressed
 from suppression.errors import SuppressionError
 from suppression.scrub.encoding import decode, detect_encoding, has_undecodable, resolve_encoding
 
@@ -110,21 +109,14 @@ def read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed if it ends in ``.gz``.
 
     Raises:
-        InputFileError: missing, unreadable, or a broken gzip stream.
+        InputFileError: missing, unreadable, a broken gzip stream, or a zip
+            archive (its outputs would be named after the archive).
     """
-    try:
-        if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise InputFileError(f"cannot read {path}: it is a directory") from None
-    except PermissionError:
-        raise InputFileError(f"cannot read {path}: permission denied") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputFileError(f"cannot read {path}: {exc}") from None
+    if path.suffix.lower() == ".zip":
+        raise InputFileError(
+            f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
+        )
+    return read_compressed(path, InputFileError)
 
 
 def _sniff_delimiter(path: Path, header: str) -> str:

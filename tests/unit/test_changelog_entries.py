@@ -15,6 +15,7 @@ from suppression.entries import (
     InvalidEntryError,
     decode_entry,
     encode_entry,
+    validate_entries,
     validate_entry,
 )
 from suppression.errors import ConsentRequiredError
@@ -237,3 +238,52 @@ def test_long_number_fields_are_parsed_in_bulk_and_still_strictly() -> None:
             decode_entry({**fields, "numbers": fields["numbers"] + tail})
     with pytest.raises(InvalidEntryError, match="separated by commas"):
         decode_entry({**fields, "numbers": fields["numbers"] + ",12125550123 "})
+
+
+batch_entries = st.lists(
+    st.builds(
+        Entry,
+        op=st.sampled_from(list(Op)),
+        list_name=st.sampled_from(["internal", "spring", "new"]),
+        kind=st.sampled_from(list(ListKind)),
+        source=st.sampled_from(["consent", "app"]),
+        numbers=st.just((8613800138000,)),
+        first=st.just(0),
+        last=st.just(-1),
+        evidence=st.sampled_from(["", "form-17"]),
+    ).map(
+        lambda e: (
+            Entry(
+                e.op,
+                e.list_name,
+                e.kind,
+                e.source,
+                (),
+                12125550100,
+                12125550199,
+                evidence=e.evidence,
+            )  # fmt: skip
+            if e.op in (Op.ADD_RANGE, Op.REMOVE_RANGE)
+            else e
+        )
+    ),
+    max_size=6,
+)
+
+
+@given(batch_entries)
+def test_a_producer_refuses_exactly_the_batches_a_replica_would_dead_letter(
+    batch: list[Entry],
+) -> None:
+    infos = {"internal": ListInfo("internal"), "spring": ListInfo("spring", ListKind.CAMPAIGN)}
+    raw = [
+        (f"1-{i}", {k.encode(): v.encode() for k, v in encode_entry(e).items()})
+        for i, e in enumerate(batch)
+    ]
+    dead = plan_batch(raw, infos).dead
+    kinds = {name: info.kind for name, info in infos.items()}
+    if dead:
+        with pytest.raises(ConsentRequiredError):
+            validate_entries(batch, kinds)
+    else:
+        validate_entries(batch, kinds)

@@ -8,12 +8,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pyroaring import BitMap64
 
-from suppression.errors import UnknownListError, VersionError
+from suppression.errors import ConsentRequiredError, UnknownListError, VersionError
 from suppression.lists import (
     MAX_LISTS_PER_CHECK,
     Change,
     ListInfo,
     ListKind,
+    ListView,
     Op,
     SuppressionLists,
     Version,
@@ -172,3 +173,39 @@ def test_a_blocked_range_costs_almost_no_memory() -> None:
     assert view.list_bytes("premium") < 2_000
     assert 19005550199 in view.bitmaps["premium"]
     assert 19010000000 not in view.bitmaps["premium"]
+
+
+def test_an_opt_out_list_never_changes_kind() -> None:
+    """Neither a batch nor a swapped-in snapshot takes a list out of the consent rule."""
+    lists = SuppressionLists(
+        {"internal": BitMap64([5]), "spring": BitMap64([6])},
+        infos=[ListInfo("internal", ListKind.OPT_OUT), ListInfo("spring", ListKind.CAMPAIGN)],
+    )
+    # A change's kind only names the kind of a list it creates.
+    lists.apply([Change(Op.ADD, "internal", [7], kind=ListKind.CAMPAIGN)])
+    assert lists.view.infos["internal"].kind is ListKind.OPT_OUT
+    before = lists.view
+    for infos, message in (
+        ({"internal": ListKind.CAMPAIGN, "spring": ListKind.CAMPAIGN}, "make it a campaign list"),
+        ({"internal": ListKind.REGISTRY}, "make it a registry list"),
+    ):
+        swapped = ListView(
+            Version(9, 0),
+            {name: BitMap64() for name in infos},
+            {name: ListInfo(name, kind) for name, kind in infos.items()},
+            (),
+        )
+        with pytest.raises(ConsentRequiredError, match=f"'internal' is an opt-out.*{message}"):
+            lists.replace(swapped)
+        assert lists.view is before, "a refused snapshot changes nothing"
+    # Stricter is allowed: a campaign list may become an opt-out list.
+    stricter = {"internal": ListKind.OPT_OUT, "spring": ListKind.OPT_OUT}
+    lists.replace(
+        ListView(
+            Version(9, 0),
+            {name: BitMap64() for name in stricter},
+            {name: ListInfo(name, kind) for name, kind in stricter.items()},
+            (),
+        )
+    )
+    assert lists.view.infos["spring"].kind is ListKind.OPT_OUT

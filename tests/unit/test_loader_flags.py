@@ -29,3 +29,18 @@ def test_missing_options_are_errors_that_say_what_to_give(capsys) -> None:  # ty
     assert "--list-name" in capsys.readouterr().err
     assert main(["import", "x.txt", "--list-name", "n", "--kind", "friends"]) == 2
     assert "choose from 'registry', 'opt_out', 'campaign'" in capsys.readouterr().err
+
+
+def test_publish_names_every_argument_that_is_not_a_number(capsys) -> None:  # type: ignore[no-untyped-def]
+    # No Redis listens on port 1: the arguments are refused before any connection.
+    numbers = ["+86 12", "+8613800138000", "+999xxxx", "2125550123"]
+    flags = ["--list-name", "internal", "--source", "app", "--redis-url", "redis://127.0.0.1:1/0"]
+    argv = ["publish", "add", *numbers, *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (
+        "3 invalid argument(s) in the command line: argument 1 (too_short), "
+        "argument 3 (unparseable), argument 4 (missing_region) (national forms need --region)"
+    ) in err
+    assert "13800138000" not in err and "5550123" not in err, "numbers never reach messages"

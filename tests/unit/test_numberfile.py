@@ -4,12 +4,14 @@ import gzip
 from pathlib import Path
 
 import pytest
+from pyroaring import BitMap64
 
 from suppression.datasource import DataSource, load_lists, parse_list_spec
-from suppression.errors import ConfigError, NumberFileError, SnapshotError
-from suppression.lists import ListKind
+from suppression.errors import ConfigError, ConsentRequiredError, NumberFileError, SnapshotError
+from suppression.lists import ListInfo, ListKind, SuppressionLists
 from suppression.numberfile import read_number_file
 from suppression.settings import Settings
+from suppression.snapshot import write_snapshot
 
 
 def test_any_format_comments_and_blocks(tmp_path: Path) -> None:
@@ -60,3 +62,23 @@ def test_load_lists_errors_are_actionable(tmp_path: Path) -> None:
         load_lists(DataSource.from_settings(Settings(list=("a=" + str(tmp_path / "missing.txt"),))))
     with pytest.raises(ConfigError, match="unknown default region"):
         DataSource.from_settings(Settings(list=("a=x",), region="ZZ"))
+
+
+def test_serve_list_cannot_turn_a_snapshot_opt_out_list_into_another_kind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_snapshot(
+        data,
+        SuppressionLists(
+            {"internal": BitMap64([8613800138000])}, [ListInfo("internal", ListKind.OPT_OUT)]
+        ).view,
+    )
+    extra = tmp_path / "extra.txt"
+    extra.write_text("+12125550123\n")
+    for spec in ("internal:campaign", "internal:registry"):
+        source = DataSource(data_dir=data, list_files=(parse_list_spec(f"{spec}={extra}"),))
+        with pytest.raises(ConsentRequiredError, match="'internal' is an opt-out list"):
+            load_lists(source)
+    # The same list as an opt-out list, or a new list of any kind, loads.
+    for spec in ("internal", "spring:campaign"):
+        source = DataSource(data_dir=data, list_files=(parse_list_spec(f"{spec}={extra}"),))
+        assert load_lists(source).lists.view.infos["internal"].kind is ListKind.OPT_OUT
