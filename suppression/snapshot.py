@@ -19,12 +19,14 @@ CRC-32: a reader with the key refuses a file without a valid one.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import re
 import secrets
 import struct
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from typing import cast
 
 from pyroaring import BitMap64
 
-from suppression.errors import SnapshotError
+from suppression.errors import SnapshotError, SuppressionError
 from suppression.lists import ListInfo, ListKind, ListView, LogPosition, Version
 from suppression.snapshotkey import SIGNATURE_SIZE, SnapshotKey
 
@@ -43,6 +45,7 @@ __all__ = [
     "Snapshot",
     "find_newest",
     "read_snapshot",
+    "sign_snapshot",
     "snapshot_name",
     "write_snapshot",
 ]
@@ -328,3 +331,52 @@ def find_newest(directory: Path) -> Path | None:
         return None
     candidates = sorted(p for p in directory.iterdir() if _NAME_PATTERN.match(p.name))
     return candidates[-1] if candidates else None
+
+
+def sign_snapshot(path: Path, key: SnapshotKey) -> Path:
+    """Rewrite a snapshot signed with ``key``, in place (atomically); for turning signing on.
+
+    The file is read without a key (checked as always: size, CRC-32, counts,
+    name), so signing it vouches for its content: sign only a file you trust.
+
+    Returns:
+        The path written (the same name: the version does not change).
+
+    Raises:
+        SnapshotError: the file is unreadable, corrupt or misnamed.
+    """
+    snapshot = read_snapshot(path)
+    written = write_snapshot(path.parent, snapshot.view(), key)
+    if written != path:
+        # An unconventional name: keep the original and say where the signed copy went.
+        logger.warning("signed %s as %s", path, written)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m suppression.snapshot sign --snapshot-key-file PATH FILE...``.
+
+    Exit code 0 when every file was signed, 2 on the first error (one line on stderr).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m suppression.snapshot",
+        description="Sign existing snapshots with a key, to turn signing on "
+        "(see docs/operations.md). Sign only files you trust.",
+    )
+    parser.add_argument("action", choices=("sign",))
+    parser.add_argument("--snapshot-key-file", type=Path, required=True, metavar="PATH")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        key = SnapshotKey.from_file(args.snapshot_key_file)
+        for path in args.files:
+            sign_snapshot(path, key)
+    except SuppressionError as exc:
+        print(f"python -m suppression.snapshot: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

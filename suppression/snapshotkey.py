@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -66,15 +67,16 @@ class SnapshotKey:
 
         A file that others (not the owner or group) may read is refused: anyone
         who can read the key can sign a crafted snapshot. A file its group may
-        read is accepted with a warning (Kubernetes' ``fsGroup`` makes secret
-        files group-readable).
+        read is accepted, with a warning unless that group is this process's own
+        (Kubernetes' ``fsGroup`` makes a mounted Secret readable by the pod's group).
 
         Raises:
             ConfigError: the file cannot be read, is readable by others, or
                 holds no key or a key that is too short.
         """
         try:
-            mode = path.stat().st_mode
+            status = path.stat()
+            mode = status.st_mode
             text = path.read_bytes()
         except OSError as exc:
             raise ConfigError(
@@ -87,7 +89,7 @@ class SnapshotKey:
                 f"{stat.S_IMODE(mode):04o}): run `chmod 600 {path}` (in Kubernetes, mount the "
                 "Secret with defaultMode 0400, or 0440 with fsGroup)"
             )
-        if mode & stat.S_IRGRP:
+        if mode & stat.S_IRGRP and status.st_gid != os.getegid():
             logger.warning(
                 "--snapshot-key-file %s is readable by its group (mode %04o); "
                 "make it 0600 or 0400 unless the group is this service alone",

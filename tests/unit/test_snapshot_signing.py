@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
 
+from suppression.datasource import DataSource, load_lists
 from suppression.errors import ConfigError, SnapshotError
+from suppression.replica import Replica
 from suppression.snapshot import (
     FORMAT_VERSION,
     UNSIGNED_FORMAT_VERSION,
+    main,
     read_snapshot,
+    sign_snapshot,
     write_snapshot,
 )
 from suppression.snapshotkey import SnapshotKey
@@ -109,14 +114,31 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         SnapshotKey.from_file(path)
 
 
-def test_key_file_readable_by_group_is_accepted_with_a_warning(
+def test_key_file_readable_by_another_group_is_accepted_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_key_file(tmp_path / "key", KEY)
     path.chmod(0o640)
+    other = next(gid for gid in (1, 2, 100, 65534) if gid != os.getegid())
+    try:
+        os.chown(path, -1, other)
+    except PermissionError:
+        pytest.skip("cannot give the file another group without privileges")
     with caplog.at_level(logging.WARNING, logger="suppression.snapshotkey"):
         SnapshotKey.from_file(path)
     assert "readable by its group" in caplog.text
+
+
+def test_key_file_readable_by_its_own_group_is_quietly_accepted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a Kubernetes Secret mounted with defaultMode 0400 and fsGroup: 0440, the pod's group.
+    path = write_key_file(tmp_path / "key", KEY)
+    os.chown(path, -1, os.getegid())
+    path.chmod(0o440)
+    with caplog.at_level(logging.WARNING, logger="suppression.snapshotkey"):
+        assert SnapshotKey.from_file(path).keys == (KEY,)
+    assert caplog.text == ""
 
 
 @pytest.mark.parametrize(
@@ -134,3 +156,34 @@ def test_empty_or_short_key_is_refused(tmp_path: Path, content: bytes, message: 
 def test_missing_key_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read it"):
         SnapshotKey.from_file(tmp_path / "absent")
+
+
+def test_sign_snapshot_turns_an_unsigned_file_into_a_signed_one(tmp_path: Path) -> None:
+    key = SnapshotKey((KEY,))
+    lists = make_lists()
+    path = write_snapshot(tmp_path, lists.view)
+    assert sign_snapshot(path, key) == path
+    assert format_of(path) == FORMAT_VERSION
+    assert read_snapshot(path, key).bitmaps == dict(lists.view.bitmaps)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_the_sign_command_refuses_a_corrupt_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file = write_key_file(tmp_path / "key", KEY)
+    path = write_snapshot(tmp_path / "data", make_lists().view)
+    assert main(["sign", "--snapshot-key-file", str(key_file), str(path)]) == 0
+    read_snapshot(path, SnapshotKey((KEY,)))
+    path.write_bytes(path.read_bytes()[:-1])
+    assert main(["sign", "--snapshot-key-file", str(key_file), str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_worker_handed_loaded_data_keeps_the_key(tmp_path: Path) -> None:
+    # Forked workers get LoadedData, not a DataSource: the key must travel with it.
+    key = SnapshotKey((KEY,))
+    write_snapshot(tmp_path, make_lists().view, key)
+    loaded = load_lists(DataSource(data_dir=tmp_path, snapshot_key=key))
+    assert loaded.snapshot_key is key
+    assert Replica(loaded).snapshot_key is key
