@@ -11,6 +11,7 @@ from pyroaring import BitMap64
 
 from loader.cli import main as loader_main
 from suppression.cli import main as suppression_main
+from suppression.demo import main as demo_main
 from suppression.errors import SnapshotError
 from suppression.lists import ListInfo, ListKind, Op, SuppressionLists, Version
 from suppression.snapshot import FORMAT_VERSION, find_newest, read_snapshot, write_snapshot
@@ -181,3 +182,14 @@ def test_loader_with_the_key_refuses_an_unsigned_base_snapshot(
     assert loader_main([*args, "--snapshot-key-file", str(key_file)]) == 2
     assert "is not signed" in capsys.readouterr().err
     assert len(list(data.glob("*.snap"))) == 1, "nothing written"
+
+
+def test_the_demo_data_set_can_be_signed(tmp_path: Path) -> None:
+    key_file = write_key_file(tmp_path / "snapshot.key", KEY)
+    demo = tmp_path / "demo"
+    assert (
+        demo_main([str(demo), "--registry-size", "1000", "--snapshot-key-file", str(key_file)]) == 0
+    )
+    args = ["check", "--data-dir", str(demo), "--snapshot-key-file", str(key_file)]
+    assert suppression_main([*args, "+12025550147"]) == 0  # the demo's allowed number
+    assert suppression_main([*args, "+12125550123"]) == 1
