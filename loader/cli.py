@@ -25,6 +25,7 @@ from loader.readers import read_numbers
 from loader.state import materialize
 from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
+from suppression.datasource import snapshot_key
 from suppression.e164 import validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.lists import (
@@ -41,6 +42,7 @@ from suppression.numberfile import invalid_lines_message, normalize_lines
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
+from suppression.snapshotkey import SnapshotKey
 from suppression.snapshotter import prune_snapshots
 from suppression.writer import ChangeLogWriter, default_producer
 
@@ -100,15 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(raw)
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
+        # Read before anything else, so a bad key file fails before minutes of work.
+        key = snapshot_key(settings.snapshot_key_file)
         if args.command == "import":
             if settings.changes:
-                return _import_changes(settings, args.files)
-            return _import(settings, args.files)
+                return _import_changes(settings, args.files, key)
+            return _import(settings, args.files, key)
         if args.command == "publish":
-            return _publish(settings, Op.ADD if args.action == "add" else Op.REMOVE, args.numbers)
+            op = Op.ADD if args.action == "add" else Op.REMOVE
+            return _publish(settings, op, args.numbers, key)
         if args.command == "reseed":
-            return _reseed(settings)
-        return _compact(settings)
+            return _reseed(settings, key)
+        return _compact(settings, key)
     except SuppressionError as exc:
         report_error(PROG, str(exc))
     except OSError as exc:
@@ -218,10 +223,10 @@ def _size(path: Path) -> int:
         return 0  # read_numbers reports the missing file
 
 
-def _current(settings: Settings, client: redis.Redis) -> ListView:
+def _current(settings: Settings, client: redis.Redis, key: SnapshotKey | None) -> ListView:
     """The lists as they are now: the newest snapshot in --data-dir plus the change log."""
     with progress("replaying the change log", None) as advance:
-        return materialize(settings.data_dir, client, settings.stream, advance).lists.view
+        return materialize(settings.data_dir, client, settings.stream, advance, key).lists.view
 
 
 def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLogWriter:
@@ -230,16 +235,16 @@ def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLo
     return ChangeLogWriter(client, settings.stream, producer, epoch=view.position.epoch)
 
 
-def _import(settings: Settings, files: Sequence[Path]) -> int:
+def _import(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
     if settings.redis_url:
         connect(settings.redis_url)  # a malformed URL fails before minutes of reading
     target = _read_all(settings, files)
     if not settings.redis_url:
-        return _import_snapshot(settings, list_name, kind, target)
+        return _import_snapshot(settings, list_name, kind, target, key)
     client = connect(settings.redis_url)
-    view = _current(settings, client)
+    view = _current(settings, client, key)
     actual_kind = _list_kind(settings, view.infos, list_name, kind)
     existing = view.bitmaps.get(list_name, BitMap64())
     additions = np.asarray((target - existing).to_array(), dtype=np.uint64)
@@ -281,7 +286,9 @@ def _kept_note(kept: int) -> str:
     )
 
 
-def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap: BitMap64) -> int:
+def _import_snapshot(
+    settings: Settings, list_name: str, kind: ListKind, bitmap: BitMap64, key: SnapshotKey | None
+) -> int:
     """Bootstrap: a snapshot with this list replaced, before any replica follows a log.
 
     An opt-out list is not replaced but added to: its numbers that the files
@@ -302,7 +309,7 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     version = Version(0, 0)
     position = LogPosition()
     if newest is not None:
-        base = read_snapshot(newest)
+        base = read_snapshot(newest, key)
         if base.version.ms or base.position.epoch:
             # The log may hold changes after this snapshot, which a snapshot written
             # here cannot see: a list it created could contradict one the log created.
@@ -322,7 +329,7 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     bitmaps[list_name] = bitmap
     infos[list_name] = ListInfo(list_name, kind)
     lists = SuppressionLists(bitmaps, infos.values(), version.next(), position=position)
-    path = write_snapshot(settings.data_dir, lists.view)
+    path = write_snapshot(settings.data_dir, lists.view, key)
     print(
         f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}"
         f"{_kept_note(kept)}"
@@ -330,13 +337,13 @@ def _import_snapshot(settings: Settings, list_name: str, kind: ListKind, bitmap:
     return EXIT_OK
 
 
-def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
+def _import_changes(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
     list_name = _require_list_name(settings)
     if not settings.redis_url:
         raise ConfigError("import --changes publishes to the change log: give --redis-url")
     changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
     client = connect(settings.redis_url)
-    view = _current(settings, client)
+    view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.REGISTRY)
     provenance = _provenance(settings, "registry")
     batch = entries(Op.REMOVE, list_name, kind, changes.deletions, provenance=provenance)
@@ -355,7 +362,7 @@ def _import_changes(settings: Settings, files: Sequence[Path]) -> int:
 # -- publish ----------------------------------------------------------------
 
 
-def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
+def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey | None) -> int:
     list_name = _require_list_name(settings)
     if not settings.source:
         raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
@@ -372,7 +379,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
     numbers = list(dict.fromkeys(parsed.numbers.tolist()))
     blocks = parsed.blocks
     client = connect(settings.redis_url)
-    view = _current(settings, client)
+    view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
     batch = entries(op, list_name, kind, numbers, blocks, provenance=_provenance(settings, ""))
     written = publish(_writer(settings, client, view), batch, _kinds(view))
@@ -385,18 +392,18 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str]) -> int:
 # -- compact ----------------------------------------------------------------
 
 
-def _compact(settings: Settings) -> int:
+def _compact(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("compact needs --data-dir and --redis-url")
     client = connect(settings.redis_url)
     started = time.perf_counter()
     with progress("replaying the change log", None) as advance:
-        current = materialize(settings.data_dir, client, settings.stream, advance)
+        current = materialize(settings.data_dir, client, settings.stream, advance, key)
     view = current.lists.view
     if current.entries == 0 and current.base is not None:
         print(f"nothing to compact: {current.base} is at the head of the log ({view.version})")
         return EXIT_OK
-    path = write_snapshot(settings.data_dir, view)
+    path = write_snapshot(settings.data_dir, view, key)
     prune_snapshots(settings.data_dir, settings.snapshot_keep)
     with redis_errors(f"trimming change log {settings.stream}"):
         # MINID keeps the entry at the snapshot's version itself, and every later one.
@@ -409,12 +416,14 @@ def _compact(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _reseed(settings: Settings) -> int:
+def _reseed(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("reseed needs --data-dir (the snapshots) and --redis-url (the log)")
     client = connect(settings.redis_url)
     with redis_errors(f"reseeding change log {settings.stream}"):
-        epoch, path = reseed(client, settings.stream, settings.data_dir, force=settings.force)
+        epoch, path = reseed(
+            client, settings.stream, settings.data_dir, force=settings.force, key=key
+        )
     print(f"change log {settings.stream} now has epoch {epoch[:8]}, starting from {path}")
     return EXIT_OK
 

@@ -24,6 +24,7 @@ from suppression.errors import ChangeLogError, ChangeLogResetError
 from suppression.lists import ListInfo, ListKind, ListView, SuppressionLists, Version
 from suppression.redisconn import redis_errors
 from suppression.snapshot import find_newest, read_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 __all__ = ["Materialized", "materialize"]
 
@@ -48,6 +49,7 @@ def materialize(
     client: redis.Redis,
     stream: str,
     advance: Callable[[int], None] | None = None,
+    key: SnapshotKey | None = None,
 ) -> Materialized:
     """Load the newest snapshot in ``data_dir`` and replay the stream onto it.
 
@@ -56,15 +58,16 @@ def materialize(
         client: the change log's Redis.
         stream: the stream key.
         advance: called with the number of entries replayed after each page.
+        key: the snapshot must be signed with it.
 
     Raises:
         ChangeLogError: Redis is unreachable, or the stream no longer holds
             the entries after the snapshot (a newer snapshot is needed).
-        SnapshotError: the newest snapshot is corrupt.
+        SnapshotError: the newest snapshot is corrupt, or not signed with ``key``.
     """
     newest = find_newest(data_dir) if data_dir is not None else None
     if newest is not None:
-        snapshot = read_snapshot(newest)
+        snapshot = read_snapshot(newest, key)
         lists = SuppressionLists(
             snapshot.bitmaps, snapshot.infos.values(), snapshot.version, position=snapshot.position
         )

@@ -129,6 +129,7 @@ def _scrub(settings: Settings, source: str) -> int:
         parse_cache_size=settings.parse_cache_size,
         data_dir=settings.data_dir,
         list_files=settings.list,
+        snapshot_key_file=settings.snapshot_key_file,
     )
     summary = run_scrub(options, Path(source))
     Console().print(summary.table())

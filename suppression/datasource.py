@@ -22,11 +22,19 @@ from suppression.lists import (
 )
 from suppression.numberfile import read_number_file
 from suppression.snapshot import Snapshot, find_newest, read_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
     from suppression.settings import Settings
 
-__all__ = ["DataSource", "ListFileSpec", "LoadedData", "load_lists", "parse_list_spec"]
+__all__ = [
+    "DataSource",
+    "ListFileSpec",
+    "LoadedData",
+    "load_lists",
+    "parse_list_spec",
+    "snapshot_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +64,16 @@ class DataSource:
     """Lists checked when a request names none; empty means all lists."""
     parse_cache_size: int = 200_000
     """Loose-format parse results kept while reading number files."""
+    snapshot_key: SnapshotKey | None = None
+    """Every snapshot read must be signed with it, and every snapshot written is."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DataSource:
         """The data source the ``serve``, ``check`` and ``scrub`` options describe.
 
         Raises:
-            ConfigError: a ``--list`` option or the region is malformed.
+            ConfigError: a ``--list`` option or the region is malformed, or the
+                ``--snapshot-key-file`` cannot be used.
         """
         return cls(
             data_dir=settings.data_dir,
@@ -71,6 +82,7 @@ class DataSource:
             skip_invalid=settings.skip_invalid,
             default_lists=settings.default_lists,
             parse_cache_size=settings.parse_cache_size,
+            snapshot_key=snapshot_key(settings.snapshot_key_file),
         )
 
 
@@ -85,6 +97,18 @@ class LoadedData:
     """When the snapshot they came from was written; None without a snapshot."""
     seconds: float
     numbers: int
+    snapshot_key: SnapshotKey | None = None
+    """The key snapshots are signed and verified with (see :class:`DataSource`)."""
+
+
+def snapshot_key(path: Path | None) -> SnapshotKey | None:
+    """The ``--snapshot-key-file`` key, or None when the option is not given.
+
+    Raises:
+        ConfigError: the file cannot be read, others may read it, or it holds
+            no key or a short one.
+    """
+    return SnapshotKey.from_file(path) if path is not None else None
 
 
 def parse_list_spec(text: str) -> ListFileSpec:
@@ -117,7 +141,7 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
 
     Raises:
         ConfigError: nothing to load, or a file is missing.
-        SnapshotError: the newest snapshot is corrupt.
+        SnapshotError: the newest snapshot is corrupt, or not signed with the key.
         NumberFileError: a number file has invalid lines (without skip_invalid).
     """
     started = time.perf_counter()
@@ -130,7 +154,7 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
     snapshot: Snapshot | None = None
     newest = find_newest(source.data_dir) if source.data_dir is not None else None
     if newest is not None:
-        snapshot = read_snapshot(newest)
+        snapshot = read_snapshot(newest, source.snapshot_key)
         bitmaps.update(snapshot.bitmaps)
         infos.update(snapshot.infos)
         version = snapshot.version
@@ -162,7 +186,8 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
     )
     total = sum(len(b) for b in bitmaps.values())
     created = snapshot.created_at if snapshot is not None else None
-    return LoadedData(lists, source.data_dir, created, time.perf_counter() - started, total)
+    seconds = time.perf_counter() - started
+    return LoadedData(lists, source.data_dir, created, seconds, total, source.snapshot_key)
 
 
 def _region(region: str) -> str:

@@ -26,6 +26,7 @@ from pyroaring import BitMap64
 
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.snapshot import write_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 __all__ = ["DEMO_NUMBERS", "build_demo", "check_hints", "registry_shaped"]
 
@@ -88,8 +89,20 @@ def _cn_mobiles(count: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
     )
 
 
-def build_demo(directory: Path, registry_size: int = 2_000_000, seed: int = 7) -> Path:
-    """Write a demo snapshot with a registry, an opt-out list and a campaign list."""
+def build_demo(
+    directory: Path,
+    registry_size: int = 2_000_000,
+    seed: int = 7,
+    key: SnapshotKey | None = None,
+) -> Path:
+    """Write a demo snapshot with a registry, an opt-out list and a campaign list.
+
+    Args:
+        directory: where the snapshot goes.
+        registry_size: numbers on the registry-shaped list.
+        seed: the random generator's seed.
+        key: sign the snapshot with this key (for a server run with ``--snapshot-key-file``).
+    """
     rng = np.random.default_rng(seed)
     national = BitMap64(registry_shaped(registry_size, seed))
     national.add(12125550123)
@@ -111,7 +124,7 @@ def build_demo(directory: Path, registry_size: int = 2_000_000, seed: int = 7) -
         ],
         version=Version(0, 1),
     )
-    path = write_snapshot(directory, lists.view)
+    path = write_snapshot(directory, lists.view, key)
     (directory / ".complete").touch()
     return path
 
@@ -149,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         default="localhost:50051",
         help="the server address the printed check command names (default localhost:50051)",
     )
+    parser.add_argument(
+        "--snapshot-key-file",
+        type=Path,
+        metavar="PATH",
+        help="sign the snapshot with the key in this file (see docs/operations.md)",
+    )
     args = parser.parse_args(argv)
-    path = build_demo(args.directory, args.registry_size)
+    key = SnapshotKey.from_file(args.snapshot_key_file) if args.snapshot_key_file else None
+    path = build_demo(args.directory, args.registry_size, key=key)
     remote, local = check_hints(args.directory, args.target)
     print(f"demo data written to {path}")
     print(f"once `suppression serve --data-dir {args.directory}` runs, try:\n  {remote}")

@@ -28,6 +28,7 @@ from suppression.entries import entries_for
 from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError, UnknownListError
 from suppression.freshness import Freshness
 from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, SuppressionLists, Version
+from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
@@ -179,6 +180,7 @@ class Replica:
             snapshot_created_at=loaded.snapshot_created_at,
             on_loss=self._save_after_loss,
             block_ms=_BLOCK_MS,
+            snapshot_key=self.snapshot_key,
         )
         self._writer = ChangeLogWriter(
             connect(options.redis_url, socket_timeout=options.write_timeout),
@@ -192,6 +194,7 @@ class Replica:
                 self._snapshots.interval,
                 self._snapshots.keep,
                 on_written=follower.note_snapshot,
+                key=self.snapshot_key,
             )
         self._follower = follower
         started = time.monotonic()
@@ -237,6 +240,11 @@ class Replica:
     def data_dir(self) -> Path | None:
         """The snapshot directory of the data, if any."""
         return self._data.data_dir
+
+    @property
+    def snapshot_key(self) -> SnapshotKey | None:
+        """The key its snapshots are signed and verified with, if any."""
+        return self._data.snapshot_key
 
     @property
     def lists(self) -> SuppressionLists | None:

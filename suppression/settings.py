@@ -377,6 +377,21 @@ class Settings:
         "the log went backwards (a failover lost entries)",
         "reseed",
     )
+    snapshot_key_file: Path | None = _opt(
+        None,
+        "file holding the secret key (at least 32 bytes; one per line, the first signs, every "
+        "one verifies) that signs every snapshot written and must have signed every snapshot "
+        "read; not readable by others. Without it snapshots are unsigned and signatures are not "
+        "checked. See docs/operations.md",
+        "serve",
+        "check",
+        "scrub",
+        "import",
+        "publish",
+        "compact",
+        "reseed",
+        metavar="PATH",
+    )
 
     def __post_init__(self) -> None:
         """Check every value and bring choices and targets to their canonical form.

@@ -3,7 +3,7 @@
 Layout (all integers little-endian)::
 
     0   8 bytes   magic b"SUPPSNAP"
-    8   uint32    format version (1)
+    8   uint32    format version: 1 unsigned, 2 signed
     12  uint32    header length H
     16  H bytes   header, UTF-8 JSON: data version, creation time, total file
                   size, and per list: name, kind, count, payload offset, length
@@ -12,17 +12,21 @@ Layout (all integers little-endian)::
     -4  uint32    CRC-32 (zlib) of every byte before it
 
 A file is either verified whole or refused: nothing is deserialized before
-the size and checksum match.
+the size and checksum match. Version 2 adds a 32-byte HMAC-SHA256, keyed
+with the --snapshot-key-file key, of every byte before it, just before the
+CRC-32: a reader with the key refuses a file without a valid one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import re
 import secrets
 import struct
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -31,14 +35,17 @@ from typing import cast
 
 from pyroaring import BitMap64
 
-from suppression.errors import SnapshotError
+from suppression.errors import SnapshotError, SuppressionError
 from suppression.lists import ListInfo, ListKind, ListView, LogPosition, Version
+from suppression.snapshotkey import SIGNATURE_SIZE, SnapshotKey
 
 __all__ = [
     "FORMAT_VERSION",
+    "UNSIGNED_FORMAT_VERSION",
     "Snapshot",
     "find_newest",
     "read_snapshot",
+    "sign_snapshot",
     "snapshot_name",
     "write_snapshot",
 ]
@@ -46,7 +53,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAGIC = b"SUPPSNAP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest format: a signed snapshot (an HMAC-SHA256 before the CRC-32)."""
+UNSIGNED_FORMAT_VERSION = 1
+"""The format written without a key, readable by builds that know only version 1."""
+SIGNATURE_ALGORITHM = "hmac-sha256"
 _PREFIX = struct.Struct("<8sII")
 _TRAILER = struct.Struct("<I")
 _NAME_PATTERN = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
@@ -74,8 +85,14 @@ def snapshot_name(version: Version) -> str:
     return f"snapshot-{version.ms:020d}-{version.seq:020d}.snap"
 
 
-def write_snapshot(directory: Path, view: ListView) -> Path:
+def write_snapshot(directory: Path, view: ListView, key: SnapshotKey | None = None) -> Path:
     """Write ``view`` into ``directory`` atomically (temporary file, fsync, rename).
+
+    Args:
+        directory: where the snapshot goes; created if missing.
+        view: the data to write.
+        key: sign the file with this key (format version 2); None writes an
+            unsigned version 1 file.
 
     Returns:
         The path of the new snapshot.
@@ -105,11 +122,16 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
         "lists": entries,
         "file_size": 0,
     }
+    signature_size = 0
+    if key is not None:
+        header["signature"] = SIGNATURE_ALGORITHM
+        header["key_id"] = key.key_id
+        signature_size = SIGNATURE_SIZE
     # The header holds the total size, which depends on the header's own length.
     encoded = b""
     for _ in range(3):
         encoded = json.dumps(header, sort_keys=True).encode()
-        size = _PREFIX.size + len(encoded) + offset + _TRAILER.size
+        size = _PREFIX.size + len(encoded) + offset + signature_size + _TRAILER.size
         if header["file_size"] == size:
             break
         header["file_size"] = size
@@ -119,9 +141,18 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
     try:
         with os.fdopen(fd, "wb") as out:
             crc = 0
-            for chunk in (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(encoded)), encoded, *payloads):
+            signer = key.signer() if key is not None else None
+            format_version = FORMAT_VERSION if key is not None else UNSIGNED_FORMAT_VERSION
+            prefix = _PREFIX.pack(MAGIC, format_version, len(encoded))
+            for chunk in (prefix, encoded, *payloads):
                 out.write(chunk)
                 crc = zlib.crc32(chunk, crc)
+                if signer is not None:
+                    signer.update(chunk)
+            if signer is not None:
+                signature = signer.digest()
+                out.write(signature)
+                crc = zlib.crc32(signature, crc)
             out.write(_TRAILER.pack(crc))
             out.flush()
             os.fsync(out.fileno())
@@ -134,7 +165,13 @@ def write_snapshot(directory: Path, view: ListView) -> Path:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    logger.info("wrote snapshot %s (version %s, %d lists)", target, view.version, len(names))
+    logger.info(
+        "wrote snapshot %s (version %s, %d lists, %s)",
+        target,
+        view.version,
+        len(names),
+        f"signed with key {key.key_id}" if key is not None else "unsigned",
+    )
     return target
 
 
@@ -160,12 +197,19 @@ def _create_temporary(directory: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temporary file name in {directory}")
 
 
-def read_snapshot(path: Path) -> Snapshot:
+def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
     """Read and verify a snapshot; all or nothing.
 
+    Args:
+        path: the file.
+        key: with a key, the file must carry a valid signature by one of its
+            keys. Without one, signed and unsigned files are read alike (a
+            signature cannot be checked without the key; said at DEBUG).
+
     Raises:
-        SnapshotError: the file is missing, truncated, corrupt or of an
-            unknown format version. The message says what to do.
+        SnapshotError: the file is missing, truncated, corrupt, of an unknown
+            format version, or (with a key) unsigned or not signed by the key.
+            The message says what to do.
     """
     try:
         data = path.read_bytes()
@@ -177,11 +221,13 @@ def read_snapshot(path: Path) -> Snapshot:
     magic, format_version, header_length = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise SnapshotError(f"{path} is not a snapshot file (bad magic {magic!r})")
-    if format_version != FORMAT_VERSION:
+    if format_version not in (UNSIGNED_FORMAT_VERSION, FORMAT_VERSION):
         raise SnapshotError(
             f"snapshot {path} has format version {format_version}; this build reads "
-            f"version {FORMAT_VERSION}: upgrade the server or rebuild the snapshot"
+            f"versions {UNSIGNED_FORMAT_VERSION} and {FORMAT_VERSION}: upgrade the server or "
+            "rebuild the snapshot"
         )
+    signature_size = SIGNATURE_SIZE if format_version == FORMAT_VERSION else 0
     header_end = _PREFIX.size + header_length
     try:
         header = json.loads(data[_PREFIX.size : header_end])
@@ -201,6 +247,7 @@ def read_snapshot(path: Path) -> Snapshot:
             f"snapshot {path} is corrupt (checksum {actual_crc:08x}, expected {stored_crc:08x}); "
             f"{remedy}"
         )
+    _check_signature(path, view, header, signature_size, key)
     try:
         version = Version.parse(header["version"])
         position = LogPosition(str(header.get("log_epoch", "")), int(header.get("log_seq", 0)))
@@ -231,9 +278,105 @@ def read_snapshot(path: Path) -> Snapshot:
     return Snapshot(path, version, created, bitmaps, infos, position)
 
 
+def _check_signature(
+    path: Path,
+    data: memoryview,
+    header: dict[str, object],
+    signature_size: int,
+    key: SnapshotKey | None,
+) -> None:
+    """Refuse a file that ``key`` did not sign; without a key, only say what is not checked.
+
+    Raises:
+        SnapshotError: with a key, the file is unsigned or its signature is not
+            one of the key's.
+    """
+    signed_by = str(header.get("key_id", "?"))
+    if key is None:
+        if signature_size:
+            logger.debug(
+                "snapshot %s is signed (key %s), but no --snapshot-key-file is set: "
+                "its signature is not checked",
+                path,
+                signed_by,
+            )
+        return
+    if not signature_size:
+        raise SnapshotError(
+            f"snapshot {path} is not signed, and {key.source or 'the snapshot key'} requires "
+            "signed snapshots: it may have been crafted. Restore a signed snapshot, or re-sign "
+            "a trusted one with suppression-loader compact and the key"
+        )
+    if header.get("signature") != SIGNATURE_ALGORITHM:
+        raise SnapshotError(
+            f"snapshot {path} names signature {header.get('signature')!r}, not "
+            f"{SIGNATURE_ALGORITHM!r}: it was crafted or written by a newer build; restore a "
+            "snapshot signed by this build"
+        )
+    end = len(data) - _TRAILER.size
+    signature = bytes(data[end - signature_size : end])
+    if not key.verifies([data[: end - signature_size]], signature):
+        ids = ", ".join(key.key_ids)
+        raise SnapshotError(
+            f"snapshot {path} has an invalid signature (it says key {signed_by}; this process "
+            f"has key(s) {ids}): it was altered after signing or signed with another key. "
+            "Do not load it: restore a snapshot signed with the current key, or, if it was "
+            "signed with a retired key you still trust, add that key to the key file"
+        )
+
+
 def find_newest(directory: Path) -> Path | None:
     """The snapshot with the highest version in ``directory``, or None."""
     if not directory.is_dir():
         return None
     candidates = sorted(p for p in directory.iterdir() if _NAME_PATTERN.match(p.name))
     return candidates[-1] if candidates else None
+
+
+def sign_snapshot(path: Path, key: SnapshotKey) -> Path:
+    """Rewrite a snapshot signed with ``key``, in place (atomically); for turning signing on.
+
+    The file is read without a key (checked as always: size, CRC-32, counts,
+    name), so signing it vouches for its content: sign only a file you trust.
+
+    Returns:
+        The path written (the same name: the version does not change).
+
+    Raises:
+        SnapshotError: the file is unreadable, corrupt or misnamed.
+    """
+    snapshot = read_snapshot(path)
+    written = write_snapshot(path.parent, snapshot.view(), key)
+    if written != path:
+        # An unconventional name: keep the original and say where the signed copy went.
+        logger.warning("signed %s as %s", path, written)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m suppression.snapshot sign --snapshot-key-file PATH FILE...``.
+
+    Exit code 0 when every file was signed, 2 on the first error (one line on stderr).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m suppression.snapshot",
+        description="Sign existing snapshots with a key, to turn signing on "
+        "(see docs/operations.md). Sign only files you trust.",
+    )
+    parser.add_argument("action", choices=("sign",))
+    parser.add_argument("--snapshot-key-file", type=Path, required=True, metavar="PATH")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        key = SnapshotKey.from_file(args.snapshot_key_file)
+        for path in args.files:
+            sign_snapshot(path, key)
+    except SuppressionError as exc:
+        print(f"python -m suppression.snapshot: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

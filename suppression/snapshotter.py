@@ -11,6 +11,7 @@ from pathlib import Path
 from suppression.errors import SnapshotError
 from suppression.lists import SuppressionLists, Version
 from suppression.snapshot import find_newest, write_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 __all__ = ["Snapshotter", "prune_snapshots"]
 
@@ -43,6 +44,7 @@ class Snapshotter:
         interval: float,
         keep: int = 3,
         on_written: Callable[[float], None] | None = None,
+        key: SnapshotKey | None = None,
     ) -> None:
         """Create a snapshotter; :meth:`start` starts it.
 
@@ -52,12 +54,14 @@ class Snapshotter:
             interval: seconds between snapshots.
             keep: snapshots kept; older ones are deleted.
             on_written: called with the new snapshot's creation time.
+            key: sign each snapshot with this key; None writes them unsigned.
         """
         self._lists = lists
         self._directory = directory
         self._interval = interval
         self._keep = keep
         self._on_written = on_written
+        self._key = key
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         newest = find_newest(directory)
@@ -79,7 +83,7 @@ class Snapshotter:
         view = self._lists.view
         if view.version <= self._written:
             return None
-        path = write_snapshot(self._directory, view)
+        path = write_snapshot(self._directory, view, self._key)
         self._written = view.version
         if self._on_written is not None:
             self._on_written(path.stat().st_mtime)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyroaring import BitMap64
 
@@ -37,3 +41,47 @@ class State:
     dead_letters: int = 0
     snapshot_age_seconds: float | None = None
     losses: Mapping[str, int] = field(default_factory=dict)
+
+
+KEY = b"0123456789abcdef0123456789abcdef-first"
+OTHER_KEY = b"fedcba9876543210fedcba9876543210-other"
+
+
+def write_key_file(path: Path, *keys: bytes) -> Path:
+    """A key file holding ``keys``, one per line, readable by its owner only."""
+    path.write_bytes(b"\n".join(keys) + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+def craft(path: Path, version: Version = DEFAULT_VERSION) -> None:
+    """Tamper with a snapshot as an attacker would: add a number, then fix the CRC-32.
+
+    The new number goes into the "internal" list's payload (rewritten whole,
+    so the bitmap stays well-formed); the header's count and size are fixed
+    to match, and the trailer is recomputed. Only a signature can tell.
+    """
+    data = path.read_bytes()
+    _, format_version, header_length = struct.unpack_from("<8sII", data)
+    header = json.loads(data[16 : 16 + header_length])
+    body = data[16 + header_length : len(data) - 4]
+    signature = body[len(body) - 32 :] if format_version == 2 else b""
+    payloads = body[: len(body) - len(signature)]
+    rebuilt = b""
+    for entry in header["lists"]:
+        payload = payloads[entry["offset"] : entry["offset"] + entry["length"]]
+        if entry["name"] == "internal":
+            bitmap = BitMap64.deserialize(payload)
+            bitmap.add(12025550147)
+            payload = bitmap.serialize()
+            entry["count"] = len(bitmap)
+        entry["offset"] = len(rebuilt)
+        entry["length"] = len(payload)
+        rebuilt += payload
+    for _ in range(3):
+        encoded = json.dumps(header, sort_keys=True).encode()
+        header["file_size"] = 16 + len(encoded) + len(rebuilt) + len(signature) + 4
+    encoded = json.dumps(header, sort_keys=True).encode()
+    out = struct.pack("<8sII", b"SUPPSNAP", format_version, len(encoded)) + encoded
+    out += rebuilt + signature
+    path.write_bytes(out + struct.pack("<I", zlib.crc32(out)))

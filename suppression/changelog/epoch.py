@@ -34,6 +34,7 @@ from suppression.changelog.streaminfo import meta_key, stream_info
 from suppression.errors import ChangeLogResetError, SnapshotError
 from suppression.lists import ListView, LogPosition
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
     import redis
@@ -89,7 +90,12 @@ def new_epoch() -> str:
 
 
 def reseed(
-    client: redis.Redis, stream: str, data_dir: Path, *, force: bool = False
+    client: redis.Redis,
+    stream: str,
+    data_dir: Path,
+    *,
+    force: bool = False,
+    key: SnapshotKey | None = None,
 ) -> tuple[str, Path]:
     """Start a new epoch of the change log from the newest snapshot in ``data_dir``.
 
@@ -98,11 +104,14 @@ def reseed(
     the stream ever held, so new entries sort after it; replicas waiting for
     a resync load it and follow the new epoch.
 
+    With ``key``, the snapshot must be signed with it, and the new one is.
+
     Returns:
         The new epoch and the path of the snapshot it starts from.
 
     Raises:
-        SnapshotError: no snapshot to start from, or it is corrupt.
+        SnapshotError: no snapshot to start from, or it is corrupt or not
+            signed with ``key``.
         ChangeLogResetError: the log still has an epoch and ``force`` is not given.
         redis.RedisError: Redis is unreachable or refused.
     """
@@ -112,7 +121,7 @@ def reseed(
             f"no snapshot in {data_dir} to reseed the change log from; copy the newest "
             "snapshot of any replica there first"
         )
-    snapshot = read_snapshot(newest)
+    snapshot = read_snapshot(newest, key)
     info = stream_info(client, stream)
     if info.epoch and not force:
         raise ChangeLogResetError(
@@ -123,7 +132,7 @@ def reseed(
     base = max(snapshot.version, info.last_generated).next()
     epoch = new_epoch()
     view = ListView(base, snapshot.bitmaps, snapshot.infos, (), LogPosition(epoch, 0))
-    path = write_snapshot(data_dir, view)
+    path = write_snapshot(data_dir, view, key)
     pipe = client.pipeline(transaction=True)
     # An empty stream whose next ID is past the base: a group made with MKSTREAM and dropped.
     pipe.xgroup_create(stream, "reseed", id="$", mkstream=True)

@@ -42,6 +42,7 @@ from suppression.entries import field_text
 from suppression.errors import SnapshotError, VersionError
 from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Version
 from suppression.snapshot import find_newest, read_snapshot
+from suppression.snapshotkey import SnapshotKey
 
 __all__ = ["ChangeLogFollower", "FollowerState"]
 
@@ -100,6 +101,7 @@ class ChangeLogFollower:
         on_loss: Callable[[], None] | None = None,
         block_ms: int = 500,
         count: int = 200,
+        snapshot_key: SnapshotKey | None = None,
     ) -> None:
         """Create a follower; :meth:`start` starts it.
 
@@ -117,6 +119,7 @@ class ChangeLogFollower:
                 this replica still holds changes the log lost (to save them).
             block_ms: how long one XREAD blocks.
             count: the most entries one XREAD returns (and one batch applies).
+            snapshot_key: a snapshot to resync from must be signed with it.
         """
         self._lists = lists
         self._client = client
@@ -127,6 +130,7 @@ class ChangeLogFollower:
         self._on_loss = on_loss
         self._block_ms = block_ms
         self._count = count
+        self._snapshot_key = snapshot_key
         self._stop = threading.Event()
         self._caught_up_once = threading.Event()
         self._applied = threading.Condition()
@@ -426,12 +430,13 @@ class ChangeLogFollower:
         stamp = (newest, newest.stat().st_mtime)
         if stamp == self._tried_snapshot:
             return  # already refused; reading a registry-sized file again costs seconds
-        try:
-            snapshot = read_snapshot(newest)
-        except (SnapshotError, OSError) as exc:
-            logger.warning("cannot resync from %s yet: %s", newest, exc)
-            return
+        # Tried once per file version, refused or not: a registry-sized file takes seconds.
         self._tried_snapshot = stamp
+        try:
+            snapshot = read_snapshot(newest, self._snapshot_key)
+        except (SnapshotError, OSError) as exc:
+            logger.warning("cannot resync from %s: %s", newest, exc)
+            return
         if not self._resyncs_to(snapshot.version, snapshot.position):
             return
         self._lists.replace(snapshot.view())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from suppression.datasource import DataSource, parse_list_spec
+from suppression.datasource import DataSource, parse_list_spec, snapshot_key
 from suppression.lists import ListView
 from suppression.replica import Replica
 from suppression.scrub.options import ScrubOptions
@@ -27,6 +27,7 @@ def local_view(options: ScrubOptions) -> ListView:
         list_files=tuple(parse_list_spec(item) for item in options.list_files),
         region=options.region,
         parse_cache_size=options.parse_cache_size,
+        snapshot_key=snapshot_key(options.snapshot_key_file),
     )
     replica = Replica(source)
     loaded = replica.start()

@@ -42,3 +42,5 @@ class ScrubOptions:
     """Local mode: a directory of snapshot files; the newest is loaded."""
     list_files: tuple[str, ...] = ()
     """Local mode: number files as lists, ``NAME=FILE`` or ``NAME:KIND=FILE``."""
+    snapshot_key_file: Path | None = None
+    """Local mode: the key that must have signed the snapshot (see --snapshot-key-file)."""

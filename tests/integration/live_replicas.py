@@ -19,6 +19,7 @@ from suppression.lists import SuppressionLists
 from suppression.replica import ChangeLogOptions, SnapshotOptions
 from suppression.replica import Replica as ReplicaCore
 from suppression.server import ServerOptions, ServingProcess, create_server
+from suppression.snapshotkey import SnapshotKey
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import RedisServer, client_channel
@@ -74,6 +75,7 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
         *,
         snapshot_interval: float = 0.0,
         snapshot_keep: int = 3,
+        snapshot_key: SnapshotKey | None = None,
         **overrides: object,
     ) -> Replica:
         options: dict[str, object] = {"redis_url": redis_server.url, "max_staleness": 5.0}
@@ -84,7 +86,8 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
             if data_dir is not None and snapshot_interval > 0
             else None
         )
-        core = ReplicaCore(DataSource(data_dir=data_dir), change_log, snapshots)
+        source = DataSource(data_dir=data_dir, snapshot_key=snapshot_key)
+        core = ReplicaCore(source, change_log, snapshots)
         registry = CollectorRegistry()
         process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
         core.start()

@@ -11,6 +11,7 @@ from suppression.errors import SnapshotError
 from suppression.lists import ListKind, Version
 from suppression.snapshot import (
     FORMAT_VERSION,
+    UNSIGNED_FORMAT_VERSION,
     find_newest,
     read_snapshot,
     snapshot_name,
@@ -38,7 +39,7 @@ def test_header_is_documented_json(tmp_path: Path) -> None:
     path = write_snapshot(tmp_path, make_lists().view)
     data = path.read_bytes()
     magic, version, header_length = struct.unpack_from("<8sII", data)
-    assert (magic, version) == (b"SUPPSNAP", FORMAT_VERSION)
+    assert (magic, version) == (b"SUPPSNAP", UNSIGNED_FORMAT_VERSION)
     header = json.loads(data[16 : 16 + header_length])
     assert header["file_size"] == len(data)
     assert header["version"] == "1700000000000-3"
@@ -86,5 +87,5 @@ def test_future_format_version_is_refused(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     struct.pack_into("<I", data, 8, FORMAT_VERSION + 1)
     path.write_bytes(bytes(data))
-    with pytest.raises(SnapshotError, match="format version 2"):
+    with pytest.raises(SnapshotError, match=f"format version {FORMAT_VERSION + 1}"):
         read_snapshot(path)
