@@ -79,6 +79,7 @@ class CheckStream:
         self._in_flight = in_flight
         self._timeout = timeout
         self._lock = threading.Lock()
+        self._source_lock = threading.Lock()
         self._slots = threading.Semaphore(in_flight)
         self._unanswered: deque[_Item] = deque()
         self._resend: deque[_Item] = deque()
@@ -99,25 +100,37 @@ class CheckStream:
                 yield _Item(request_id, piece, number == len(pieces) - 1, request)
 
     def _requests(self, source: Iterator[_Item], generation: int) -> Iterator[pb.CheckRequest]:
-        """The request side of one stream; it runs in gRPC's thread."""
+        """The request side of one stream; it runs in gRPC's thread.
+
+        The caller's iterator is read outside ``_lock``, so answers keep flowing
+        while it is slow; ``_source_lock`` keeps items in order across the streams
+        of a retry.
+        """
         while True:
             self._slots.acquire()
-            with self._lock:
-                if self._closed or generation != self._generation:
-                    self._slots.release()
-                    return
-                if self._resend:
-                    item: _Item | None = self._resend.popleft()
-                else:
+            with self._source_lock:
+                with self._lock:
+                    if self._closed or generation != self._generation:
+                        self._slots.release()
+                        return
+                    item = self._resend.popleft() if self._resend else None
+                    if item is not None:
+                        self._unanswered.append(item)
+                if item is None:
                     try:
                         item = next(source, None)
                     except Exception as exc:  # the caller's iterator failed: end the stream
                         self._source_error = exc
-                        item = None
-                if item is None:
-                    self._slots.release()
-                    return
-                self._unanswered.append(item)
+                    with self._lock:
+                        if item is None:
+                            self._slots.release()
+                            return
+                        if self._closed or generation != self._generation:
+                            # This stream broke meanwhile: the item waits for the next one.
+                            self._resend.append(item)
+                            self._slots.release()
+                            return
+                        self._unanswered.append(item)
             yield item.request
 
     def __iter__(self) -> Iterator[CheckResult]:
@@ -180,7 +193,8 @@ class CheckStream:
         finally:
             with self._lock:
                 self._closed = True
-            self._slots.release()  # wakes a request thread that waits for a slot
+            for _ in range(self._in_flight):
+                self._slots.release()  # wakes request threads that wait for a slot
             if call is not None:
                 call.cancel()
 
