@@ -38,6 +38,7 @@ def _channel(target: str, config: ClientConfig) -> grpc.Channel:
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         *config.keepalive.channel_options(),
+        *config.channel_options,
     ]
     tls = config.tls
     if tls is None:

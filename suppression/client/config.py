@@ -123,12 +123,16 @@ class ClientConfig:
     """TLS settings; None connects in plain text."""
     max_message_bytes: int = 64 << 20
     """Largest message sent or received; it must fit the server's ``max_batch``."""
+    channel_options: tuple[tuple[str, int | str], ...] = ()
+    """Further gRPC channel arguments, e.g. ``(("grpc.use_local_subchannel_pool", 1),)``
+    so that several clients to one address get a connection each."""
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
             raise TypeError("targets is a sequence of host:port strings, not one string")
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "lists", tuple(self.lists))
+        object.__setattr__(self, "channel_options", tuple(self.channel_options))
         if not self.targets:
             raise ValueError("give at least one target, e.g. ('localhost:50051',)")
         if self.timeout <= 0 or self.stream_timeout <= 0:
