@@ -8,7 +8,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from suppression.client.assembly import Piece, merge, split
 from suppression.client.config import ClientConfig
 from suppression.client.errors import ClientError, DeadlineExceededError, error_from_rpc
 from suppression.client.result import CheckResult, ListInfo, Status
+from suppression.client.stream import CheckStream
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
@@ -329,10 +330,11 @@ class SuppressionClient:
         region: str | None = None,
         in_flight: int = 4,
         timeout: float | None = None,
-    ) -> Iterator[CheckResult]:
+    ) -> CheckStream:
         """Check many batches over one CheckStream; one result per batch, in order.
 
-        See :class:`~suppression.client.stream.CheckStream`.
+        Nothing is sent until the first result is asked for. The returned iterator's
+        ``cancel()`` stops it from another thread.
 
         Args:
             batches: each a sequence of E.164 integers or of text numbers.
@@ -345,9 +347,7 @@ class SuppressionClient:
         Raises:
             ClientError: as :meth:`check`; raised while iterating.
         """
-        from suppression.client.stream import CheckStream
-
-        stream = CheckStream(
+        return CheckStream(
             self,
             batches,
             lists=self.config.lists if lists is None else tuple(lists),
@@ -355,4 +355,3 @@ class SuppressionClient:
             in_flight=in_flight,
             timeout=self.config.stream_timeout if timeout is None else timeout,
         )
-        return iter(stream)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,7 +43,7 @@ class _Item:
 
 
 class CheckStream:
-    """Iterate to send ``batches`` and receive one :class:`CheckResult` per batch, in order.
+    """An iterator: sends ``batches`` and gives one :class:`CheckResult` per batch, in order.
 
     Each batch is a sequence of E.164 integers or a sequence of text numbers. A
     batch larger than the server's ``max_batch`` is split and reassembled; its
@@ -85,7 +85,10 @@ class CheckStream:
         self._resend: deque[_Item] = deque()
         self._generation = 0
         self._closed = False
+        self._cancelled = False
+        self._call: Any = None
         self._source_error: BaseException | None = None
+        self._results = self._run()
 
     def _items(self, size: int) -> Iterator[_Item]:
         request_id = 0
@@ -133,7 +136,27 @@ class CheckStream:
                         self._unanswered.append(item)
             yield item.request
 
-    def __iter__(self) -> Iterator[CheckResult]:
+    def __iter__(self) -> CheckStream:
+        return self
+
+    def __next__(self) -> CheckResult:
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop the stream from the iterating thread (as leaving a ``for`` loop early does)."""
+        self._results.close()
+
+    def cancel(self) -> None:
+        """Stop the stream from any thread; the iterating thread gets a :class:`ClientError`."""
+        with self._lock:
+            self._cancelled = self._closed = True
+            call = self._call
+        if call is not None:
+            call.cancel()
+        for _ in range(self._in_flight):
+            self._slots.release()
+
+    def _run(self) -> Generator[CheckResult, None, None]:
         client = self._client
         policy = client.config.retry
         deadline = time.monotonic() + self._timeout
@@ -145,6 +168,8 @@ class CheckStream:
         try:
             while True:
                 target = order[attempt % len(order)]
+                if self._cancelled:
+                    raise ClientError("the stream was cancelled", code=grpc.StatusCode.CANCELLED)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeadlineExceededError(
@@ -157,6 +182,10 @@ class CheckStream:
                     timeout=remaining,
                     metadata=client._metadata,
                 )
+                with self._lock:
+                    self._call = call
+                    if self._cancelled:
+                        call.cancel()
                 try:
                     for response in call:
                         with self._lock:
@@ -174,6 +203,12 @@ class CheckStream:
                             answered = []
                             yield result
                 except grpc.RpcError as exc:
+                    if self._cancelled:
+                        raise ClientError(
+                            "the stream was cancelled",
+                            code=grpc.StatusCode.CANCELLED,
+                            target=target,
+                        ) from None
                     if not self._retry(exc, attempt, policy.max_attempts, deadline):
                         raise error_from_rpc(exc, target, attempt + 1) from None
                     logger.debug("stream to %s broke with %s; resending", target, exc.code())

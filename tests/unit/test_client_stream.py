@@ -11,6 +11,7 @@ from pyroaring import BitMap64
 
 from suppression.client import (
     ClientConfig,
+    ClientError,
     InvalidRequestError,
     RetryPolicy,
     SuppressionClient,
@@ -140,3 +141,23 @@ def test_leaving_a_stream_early_cancels_it(start_server: Callable[..., InProcess
             if count == 10:
                 break
         assert suppression.check_one(US).version == "1700000000000-3"
+
+
+def test_a_stream_cancelled_from_another_thread_stops_with_an_error(
+    start_server: Callable[..., InProcessServer],
+) -> None:
+    server = start_server(model_lists(random.Random(7))[0])
+    never = threading.Event()
+
+    def batches() -> Iterator[list[int]]:
+        yield [US]
+        never.wait(30)
+
+    config = ClientConfig(targets=(server.target,), max_batch=100)
+    with SuppressionClient(config) as suppression:
+        stream = suppression.check_stream(batches())
+        assert len(next(stream)) == 1
+        threading.Thread(target=stream.cancel).start()
+        with pytest.raises(ClientError, match="cancelled"):
+            next(stream)
+    never.set()
