@@ -1,10 +1,11 @@
 """Typed answers: one :class:`CheckResult` of parallel arrays per batch, records on demand.
 
-A frozen dataclass per number would cost about a microsecond each to build, which
-for a 10,000-number batch is more than the call itself (about 5 ms here). So the
-result keeps the response's packed arrays as they came and builds a
-:class:`NumberResult` only for the numbers a caller looks at; the list names of each
-number are decoded from its bitmask only when asked for.
+Reassembling a 10,000-number answer into these arrays costs about 0.9 ms here
+(87 ns a number); building a frozen :class:`NumberResult` for every number would cost
+several microseconds each, tens of milliseconds a batch, more than the call itself.
+So the result keeps the response's packed arrays and builds a record only for the
+numbers a caller looks at; the list names of each number are decoded from its
+bitmask only when asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import compress
 
 __all__ = [
     "CheckResult",
@@ -46,6 +46,11 @@ class InvalidReason(enum.IntEnum):
     TOO_LONG = 4
     INVALID_LENGTH = 5
     MISSING_REGION = 6
+
+
+_VERDICTS = {verdict.value: verdict for verdict in Verdict}
+_REASONS = {reason.value: reason for reason in InvalidReason}
+"""Dict lookups: calling an enum class costs about a microsecond, a lookup 30 ns."""
 
 
 def version_key(version: str) -> tuple[int, int]:
@@ -155,14 +160,14 @@ class CheckResult:
     def __getitem__(self, index: int) -> NumberResult:
         if index < 0:
             index += len(self.verdicts)
-        verdict = Verdict(self.verdicts[index])
+        value = self.verdicts[index]
         reason = self.invalid_reasons.get(index)
         return NumberResult(
             index,
-            verdict,
+            _VERDICTS.get(value) or Verdict(value),
             self.normalized[index],
             self.lists_of(index),
-            InvalidReason(reason) if reason is not None else None,
+            None if reason is None else _REASONS.get(reason) or InvalidReason(reason),
         )
 
     def __iter__(self) -> Iterator[NumberResult]:
@@ -182,7 +187,8 @@ class CheckResult:
     @property
     def all_allowed(self) -> bool:
         """True when every number may be dialed."""
-        return all(verdict == Verdict.ALLOWED for verdict in self.verdicts)
+        allowed = Verdict.ALLOWED.value
+        return all(verdict == allowed for verdict in self.verdicts)
 
     def lists_of(self, index: int) -> tuple[str, ...]:
         """The names of the lists number ``index`` is on."""
@@ -197,7 +203,8 @@ class CheckResult:
         return [self.lists_of(index) for index in range(len(self.masks))]
 
     def _indexes(self, verdict: Verdict) -> list[int]:
-        return list(compress(range(len(self.verdicts)), [v == verdict for v in self.verdicts]))
+        wanted = verdict.value  # a plain int compares four times faster than the enum
+        return [index for index, value in enumerate(self.verdicts) if value == wanted]
 
     def allowed_indexes(self) -> list[int]:
         """Indexes of the numbers that may be dialed."""
