@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suppression.errors import ConfigError
+from suppression.targets import normalize_target
+
 __all__ = ["ClientConfig", "KeepAlive", "RetryPolicy", "TlsConfig"]
 
 
@@ -96,8 +99,9 @@ class ClientConfig:
     """Everything a :class:`~suppression.client.SuppressionClient` needs."""
 
     targets: tuple[str, ...]
-    """Servers as ``host:port`` (or gRPC URIs); calls rotate over them and retries
-    move to the next one."""
+    """Servers as ``host[:port]``, ``[v6][:port]`` or gRPC URIs (``dns:///...``); calls
+    rotate over them and retries move to the next one. A target without a port gets
+    the service's 50051 (gRPC would dial 443)."""
     timeout: float = 5.0
     """Default deadline in seconds of one call, retries included; each method
     takes ``timeout=`` to override it."""
@@ -130,7 +134,10 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
             raise TypeError("targets is a sequence of host:port strings, not one string")
-        object.__setattr__(self, "targets", tuple(self.targets))
+        try:
+            object.__setattr__(self, "targets", tuple(map(normalize_target, self.targets)))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
         object.__setattr__(self, "lists", tuple(self.lists))
         object.__setattr__(self, "channel_options", tuple(self.channel_options))
         if not self.targets:

@@ -265,3 +265,15 @@ def test_configuration_mistakes_say_what_to_do() -> None:
         ClientConfig(targets="localhost:50051")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+def test_targets_get_the_services_port() -> None:
+    config = ClientConfig(targets=("localhost", "[::1]", "10.0.0.7:6000", "dns:///replicas:1"))
+    assert config.targets == (
+        "localhost:50051",
+        "[::1]:50051",
+        "10.0.0.7:6000",
+        "dns:///replicas:1",
+    )
+    with pytest.raises(ValueError, match="port must be a number"):
+        ClientConfig(targets=("localhost:99999",))
