@@ -1,0 +1,56 @@
+"""A client for the suppression service that needs only grpc and protobuf.
+
+``import suppression.client`` loads neither numpy, pyroaring, redis nor phonenumbers,
+so a dialer can use it beside anything. See ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+from suppression.client.client import SuppressionClient
+from suppression.client.config import ClientConfig, KeepAlive, RetryPolicy, TlsConfig
+from suppression.client.errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidRequestError,
+    NotReadyError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    ServerError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from suppression.client.result import (
+    CheckResult,
+    InvalidReason,
+    ListInfo,
+    NumberResult,
+    Part,
+    Status,
+    Verdict,
+)
+from suppression.client.stream import CheckStream
+
+__all__ = [
+    "CheckResult",
+    "CheckStream",
+    "ClientConfig",
+    "ClientError",
+    "DeadlineExceededError",
+    "InvalidReason",
+    "InvalidRequestError",
+    "KeepAlive",
+    "ListInfo",
+    "NotReadyError",
+    "NumberResult",
+    "Part",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RetryPolicy",
+    "ServerError",
+    "Status",
+    "SuppressionClient",
+    "TlsConfig",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Verdict",
+]

@@ -1,0 +1,177 @@
+"""The client's exceptions, and the one place gRPC status codes become them.
+
+    SuppressionError (suppression.errors)
+    └── ClientError                 anything a call to the service can raise
+        ├── UnavailableError        no target answered (UNAVAILABLE), after retries
+        │   ├── DeadlineExceededError   no answer within the deadline
+        │   └── NotReadyError           the server is loading or resynchronizing its data
+        ├── InvalidRequestError     INVALID_ARGUMENT: an unknown list, a bad region, too
+        │                           big a batch; never retried (also a ValueError)
+        ├── UnauthenticatedError    UNAUTHENTICATED: no token or certificate, or a bad one
+        ├── PermissionDeniedError   PERMISSION_DENIED: the identity lacks the scope
+        ├── QuotaExceededError      RESOURCE_EXHAUSTED; ``retry_after`` in seconds, if known
+        └── ServerError             anything else (INTERNAL, FAILED_PRECONDITION, ...)
+
+Every exception carries the ``code`` (a :class:`grpc.StatusCode`, or None when no call
+was made), the ``target`` that answered, and the server's ``details``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from suppression.errors import SuppressionError
+
+__all__ = [
+    "RETRY_AFTER_KEY",
+    "ClientError",
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "NotReadyError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "ServerError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "error_from_rpc",
+]
+
+RETRY_AFTER_KEY = "retry-after-ms"
+"""Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds until a retry can pass."""
+
+_NOT_READY_HINTS = ("still loading", "waiting for a newer snapshot")
+"""Phrases of the server's UNAVAILABLE details that mean "not ready" rather than "down"."""
+
+
+class ClientError(SuppressionError):
+    """A call to the suppression service failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        target: str = "",
+        details: str = "",
+    ) -> None:
+        """Create the error.
+
+        Args:
+            message: what went wrong and what to do.
+            code: the gRPC status code, when a server answered.
+            target: the target of the last attempt.
+            details: the server's own message.
+        """
+        super().__init__(message)
+        self.code = code
+        self.target = target
+        self.details = details
+
+
+class UnavailableError(ClientError):
+    """No target answered: every attempt failed with UNAVAILABLE (or timed out)."""
+
+
+class DeadlineExceededError(UnavailableError):
+    """No answer arrived within the call's deadline."""
+
+
+class NotReadyError(UnavailableError):
+    """The server is up but cannot answer yet: loading, or waiting for a snapshot."""
+
+
+class InvalidRequestError(ClientError, ValueError):
+    """The server refused the request as malformed; sending it again cannot help."""
+
+
+class UnauthenticatedError(ClientError):
+    """The server did not accept the credentials (or none were sent)."""
+
+
+class PermissionDeniedError(ClientError):
+    """The credentials are valid, but the identity may not make this call."""
+
+
+class QuotaExceededError(ClientError):
+    """The identity's quota of numbers is spent for now."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        target: str = "",
+        details: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        """Create the error.
+
+        Args:
+            message: what went wrong and what to do.
+            code: the gRPC status code.
+            target: the target that refused.
+            details: the server's own message.
+            retry_after: seconds until the same request would pass; None when the
+                server did not say (or it never will).
+        """
+        super().__init__(message, code=code, target=target, details=details)
+        self.retry_after = retry_after
+
+
+class ServerError(ClientError):
+    """Any other failure the server reported (INTERNAL, FAILED_PRECONDITION, ...)."""
+
+
+def _retry_after(exc: grpc.RpcError) -> float | None:
+    trailing = getattr(exc, "trailing_metadata", None)
+    pairs = trailing() if callable(trailing) else None
+    for key, value in pairs or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
+
+
+def error_from_rpc(exc: grpc.RpcError, target: str, attempts: int = 1) -> ClientError:
+    """The client exception for a failed gRPC call.
+
+    Args:
+        exc: the failure, as grpc raised it.
+        target: the target it came from.
+        attempts: how many attempts the call made, for the message.
+    """
+    code: grpc.StatusCode | None = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = str(exc.details() or "") if callable(getattr(exc, "details", None)) else str(exc)
+    name = code.name if code is not None else "UNKNOWN"
+    tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+    said = f"server {target} answered {name}{tried}: {details}"
+    fields: dict[str, Any] = {"code": code, "target": target, "details": details}
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if any(hint in details for hint in _NOT_READY_HINTS):
+            return NotReadyError(f"{said}; retry shortly or ask another replica", **fields)
+        return UnavailableError(
+            f"{said}; is `suppression serve` running and reachable there?", **fields
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceededError(
+            f"{said}; raise the timeout, or add targets so a slow one can be skipped", **fields
+        )
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+        return InvalidRequestError(f"{said}; fix the request, retrying cannot help", **fields)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return UnauthenticatedError(
+            f"{said}; pass a valid token (ClientConfig.token) or client certificate", **fields
+        )
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDeniedError(
+            f"{said}; ask an administrator to grant the scope in the trust file", **fields
+        )
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        retry_after = _retry_after(exc)
+        when = f"retry in {retry_after:g} s" if retry_after is not None else "retry later"
+        return QuotaExceededError(f"{said}; {when}", retry_after=retry_after, **fields)
+    return ServerError(said, **fields)
