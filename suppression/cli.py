@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from suppression.checker import CheckOutcome, Verdict
+from suppression.client import CheckResult, ClientConfig, SuppressionClient
 from suppression.cliparse import CommandParser, add_version
 from suppression.datasource import DataSource
 from suppression.e164 import InvalidReason, Normalizer, validate_region
@@ -23,10 +24,8 @@ from suppression.errors import ConfigError, SuppressionError
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, run_scrub
-from suppression.server import grpc_message_limit, serve
+from suppression.server import serve
 from suppression.settings import Settings, add_arguments, settings_from_args
-from suppression.v1 import suppression_pb2 as pb
-from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
 __all__ = ["main"]
 
@@ -142,17 +141,17 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     if settings.target:
-        response = _check_remote(settings, numbers, region)
-        verdicts: list[int] = [int(v) for v in response.verdicts]
+        result = _check_remote(settings, numbers, region)
+        verdicts: list[int] = [int(v) for v in result.verdicts]
         rows = _rows(
             numbers,
             verdicts,
-            list(response.matched),
-            list(response.list_names),
-            dict(response.invalid_reasons),
-            list(response.normalized),
+            result.masks,
+            result.list_names,
+            dict(result.invalid_reasons),
+            result.normalized,
         )
-        version, stale = response.version, response.stale
+        version, stale = result.version, result.stale
     else:
         if settings.data_dir is None and not settings.list:
             raise ConfigError(
@@ -173,14 +172,16 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
     return EXIT_SOME_BLOCKED if blocked else EXIT_ALL_ALLOWED
 
 
-def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> pb.CheckResponse:
-    limit = grpc_message_limit(len(numbers) + 1)
-    options = [("grpc.max_receive_message_length", limit)]
-    with grpc.insecure_channel(settings.target[0], options=options) as channel:
-        stub = pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
-        request = pb.CheckRequest(numbers=numbers, default_region=region, lists=settings.lists)
-        response: pb.CheckResponse = stub.Check(request, timeout=settings.timeout)
-        return response
+def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> CheckResult:
+    """Ask the --target servers: retried on the next target, batches split to max_batch."""
+    config = ClientConfig(
+        targets=tuple(settings.target),
+        timeout=settings.timeout,
+        lists=tuple(settings.lists),
+        region=region,
+    )
+    with SuppressionClient(config) as client:
+        return client.check(numbers=numbers)
 
 
 def _rows(
