@@ -40,6 +40,7 @@ __all__ = [
     "entries_for",
     "field_text",
     "split_numbers",
+    "strictest",
     "validate_entries",
     "validate_entry",
 ]
@@ -114,6 +115,18 @@ class Entry:
         return f"{self.op} {what} on {self.list_name} (source {self.source})"
 
 
+def strictest(current: ListKind | None, claimed: ListKind) -> ListKind:
+    """The kind that counts for a list: opt-out if either the list or the entry says so.
+
+    A list only ever becomes stricter: an entry that names a list an opt-out
+    list, where a snapshot written without seeing the log held it as another
+    kind, makes it one; an entry can never make an opt-out list anything else.
+    """
+    if current is ListKind.OPT_OUT or claimed is ListKind.OPT_OUT:
+        return ListKind.OPT_OUT
+    return current or claimed
+
+
 def check_consent(op: Op, kind: ListKind, source: str, evidence: str, list_name: str) -> None:
     """Enforce opt-out permanence: removals from an opt-out list need consent and evidence.
 
@@ -162,7 +175,9 @@ def validate_entry(entry: Entry, list_kind: ListKind | None = None) -> None:
         _validate_range(entry)
     else:
         _validate_numbers(entry)
-    check_consent(entry.op, list_kind or entry.kind, entry.source, entry.evidence, entry.list_name)
+    check_consent(
+        entry.op, strictest(list_kind, entry.kind), entry.source, entry.evidence, entry.list_name
+    )
 
 
 def validate_entries(entries: Sequence[Entry], kinds: Mapping[str, ListKind]) -> None:

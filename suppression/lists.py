@@ -163,7 +163,8 @@ class Change:
 
     ``numbers`` holds validated E.164 integers for ADD and REMOVE; ``first``
     and ``last`` bound an inclusive block for the range operations. ``kind``
-    is used only when an ADD creates the list.
+    is the kind of a list an ADD creates; OPT_OUT also makes an existing list
+    opt-out (a list only ever becomes stricter).
     """
 
     op: Op
@@ -267,6 +268,9 @@ class _Draft:
             self.infos[name] = ListInfo(name, kind)
         else:
             current = current.copy()
+            if kind is ListKind.OPT_OUT and self.infos[name].kind is not ListKind.OPT_OUT:
+                # Stricter only: a change may make a list opt-out, never the reverse.
+                self.infos[name] = ListInfo(name, ListKind.OPT_OUT)
         self.bitmaps[name] = current
         self.copied.add(name)
         return current

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from suppression.entries import Entry, decode_entry, field_text
+from suppression.entries import Entry, decode_entry, field_text, strictest
 from suppression.errors import ChangeLogError
 from suppression.lists import Change, ListInfo, ListKind, LogPosition, Op, Version
 
@@ -67,8 +67,9 @@ def plan_batch(entries: Sequence[RawEntry], infos: Mapping[str, ListInfo]) -> Pl
 
     Args:
         entries: ``(id, fields)`` pairs in stream order.
-        infos: the lists as they are before the batch; their kinds decide
-            the consent rule, not the kind an entry claims.
+        infos: the lists as they are before the batch. An entry's claimed
+            kind can only make a list stricter (see
+            :func:`~suppression.entries.strictest`).
     """
     kinds: dict[str, ListKind] = {name: info.kind for name, info in infos.items()}
     plan = Plan()
@@ -81,8 +82,9 @@ def plan_batch(entries: Sequence[RawEntry], infos: Mapping[str, ListInfo]) -> Pl
         except ChangeLogError as exc:
             plan.dead.append(DeadLetter(entry_id, str(exc), fields))
             continue
-        if entry.list_name not in kinds and _creates(entry):
-            kinds[entry.list_name] = entry.kind
+        current = kinds.get(entry.list_name)
+        if current is not None or _creates(entry):
+            kinds[entry.list_name] = strictest(current, entry.kind)
         plan.changes.append(entry.to_change(kinds.get(entry.list_name)))
         plan.numbers_by_op[entry.op] = plan.numbers_by_op.get(entry.op, 0) + entry.count
     return plan

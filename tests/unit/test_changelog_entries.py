@@ -287,3 +287,28 @@ def test_a_producer_refuses_exactly_the_batches_a_replica_would_dead_letter(
             validate_entries(batch, kinds)
     else:
         validate_entries(batch, kinds)
+
+
+def test_an_entry_can_make_a_list_stricter_but_never_looser() -> None:
+    """A snapshot written without seeing the log may hold an opt-out list as a campaign."""
+    from suppression.changelog.planning import plan_batch
+    from suppression.entries import Entry, encode_entry
+    from suppression.lists import ListInfo, ListKind, Op, SuppressionLists
+
+    def raw(entry: Entry, index: int) -> tuple[bytes, dict[bytes, bytes]]:
+        fields = {k.encode(): v.encode() for k, v in encode_entry(entry).items()}
+        return f"1-{index}".encode(), fields
+
+    lists = SuppressionLists(infos=[ListInfo("internal", ListKind.CAMPAIGN)])
+    claims_opt_out = Entry(Op.ADD, "internal", ListKind.OPT_OUT, "in_call", (8613800138000,))
+    release = Entry(Op.REMOVE, "internal", ListKind.CAMPAIGN, "app", (8613800138000,))
+    plan = plan_batch([raw(claims_opt_out, 1), raw(release, 2)], lists.view.infos)
+    assert [letter.entry_id for letter in plan.dead] == ["1-2"]
+    assert "consent" in plan.dead[0].reason
+    lists.apply(plan.changes)
+    assert lists.view.infos["internal"].kind is ListKind.OPT_OUT
+    assert 8613800138000 in lists.view.bitmaps["internal"]
+    # The reverse never happens: an entry claiming campaign leaves an opt-out list as it is.
+    claims_campaign = Entry(Op.ADD, "internal", ListKind.CAMPAIGN, "app", (12125550123,))
+    lists.apply(plan_batch([raw(claims_campaign, 3)], lists.view.infos).changes)
+    assert lists.view.infos["internal"].kind is ListKind.OPT_OUT
