@@ -52,6 +52,7 @@ from typing import Any
 import grpc
 
 from suppression.errors import ConfigError, SuppressionError, UnknownListError
+from suppression.handlers import rewrap
 from suppression.quota import IdentityMetrics, QuotaExceededError, QuotaLimits, SharedQuota
 
 __all__ = [
@@ -889,10 +890,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         charged = _method_name(method) in _CHARGED_METHODS
         admit, charge = self._admit, self._charge
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
 
         def requests(
             identity: Identity, iterator: Iterator[Any], context: grpc.ServicerContext
@@ -938,20 +935,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             return guarded
 
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                unary_out(handler.unary_unary, unary_in), **serializers
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                unary_out(handler.stream_unary, stream_in), **serializers
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                stream_out(handler.unary_stream, unary_in), **serializers
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            stream_out(handler.stream_stream, stream_in), **serializers
+        return rewrap(
+            handler,
+            lambda behavior, streamed: unary_out(behavior, stream_in if streamed else unary_in),
+            lambda behavior, streamed: stream_out(behavior, stream_in if streamed else unary_in),
         )
 
 

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from prometheus_client import Counter, Histogram
 
+from suppression.handlers import rewrap
 from suppression.metrics import GrpcServerMetrics
 
 __all__ = ["MetricsInterceptor", "code_label", "initialize_metrics"]
@@ -166,24 +167,10 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         bound = self._bind(method, handler)
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _timed_unary(handler.unary_unary, bound), **serializers
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _timed_unary(handler.stream_unary, bound), **serializers
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _timed_stream(handler.unary_stream, bound), **serializers
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _timed_stream(handler.stream_stream, bound), **serializers
+        return rewrap(
+            handler,
+            lambda behavior, _streamed: _timed_unary(behavior, bound),
+            lambda behavior, _streamed: _timed_stream(behavior, bound),
         )
 
 
