@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO := proto/suppression/v1/suppression.proto
 DEMO_DIR := demo-data
 
-.PHONY: run test lint proto proto-check bench demo redis promtool clean
+.PHONY: run test lint proto proto-check tables bench demo redis promtool clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ promtool:
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto \
 		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
+## tables: regenerate suppression/e164_tables.py from phonenumbers' metadata.
+tables: $(STAMP)
+	$(BIN)/python -m suppression.e164_tables_gen
 
 ## demo: generate the demo data set that `make run` serves.
 demo: $(STAMP)

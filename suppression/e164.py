@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import phonenumbers
-from phonenumbers import NumberParseException, PhoneMetadata
 
+from suppression.e164_tables import NSN_LENGTHS_BY_COUNTRY_CODE, SUPPORTED_REGIONS
 from suppression.errors import InvalidInputError
 
 __all__ = [
@@ -70,7 +69,7 @@ class InvalidReason(enum.IntEnum):
 
 
 def _country_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
-    """Build lookup tables from phonenumbers' metadata.
+    """Lookup tables from the country codes and their possible national lengths.
 
     Returns:
         ``cc_len_by_lead3[d1d2d3]``: the length (1-3) of the country code that
@@ -81,24 +80,10 @@ def _country_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
     """
     cc_len_by_lead3 = np.zeros(1000, dtype=np.uint8)
     nsn_lengths_by_cc = np.zeros(1000, dtype=np.uint32)
-    for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+    for cc, mask in NSN_LENGTHS_BY_COUNTRY_CODE.items():
         width = len(str(cc))
         scale = 10 ** (3 - width)
         cc_len_by_lead3[cc * scale : (cc + 1) * scale] = width
-        mask = 0
-        for region in regions:
-            if region == "001":
-                metadata = PhoneMetadata.metadata_for_nongeo_region(cc)
-            else:
-                metadata = PhoneMetadata.metadata_for_region(region)
-            if metadata is None or metadata.general_desc is None:
-                continue
-            for length in metadata.general_desc.possible_length or ():
-                if length > 0:
-                    mask |= 1 << length
-        if mask == 0:  # no length data: accept anything E.164 can hold
-            for length in range(2, MAX_E164_DIGITS - width + 1):
-                mask |= 1 << length
         nsn_lengths_by_cc[cc] = mask
     return cc_len_by_lead3, nsn_lengths_by_cc
 
@@ -179,7 +164,7 @@ def validate_region(region: str) -> str:
     An empty region is allowed: national forms then come back MISSING_REGION.
     """
     code = region.strip().upper()
-    if code and code not in phonenumbers.SUPPORTED_REGIONS:
+    if code and code not in SUPPORTED_REGIONS:
         raise InvalidInputError(
             f"unknown default region {region!r}: give an ISO 3166-1 alpha-2 code such as US or CN"
         )
@@ -187,18 +172,23 @@ def validate_region(region: str) -> str:
 
 
 _PARSE_ERROR_REASONS = {
-    NumberParseException.INVALID_COUNTRY_CODE: InvalidReason.UNKNOWN_COUNTRY_CODE,
-    NumberParseException.NOT_A_NUMBER: InvalidReason.UNPARSEABLE,
-    NumberParseException.TOO_SHORT_AFTER_IDD: InvalidReason.TOO_SHORT,
-    NumberParseException.TOO_SHORT_NSN: InvalidReason.TOO_SHORT,
-    NumberParseException.TOO_LONG: InvalidReason.TOO_LONG,
+    # NumberParseException's error types, by value: phonenumbers loads only on first use.
+    0: InvalidReason.UNKNOWN_COUNTRY_CODE,  # INVALID_COUNTRY_CODE
+    1: InvalidReason.UNPARSEABLE,  # NOT_A_NUMBER
+    2: InvalidReason.TOO_SHORT,  # TOO_SHORT_AFTER_IDD
+    3: InvalidReason.TOO_SHORT,  # TOO_SHORT_NSN
+    4: InvalidReason.TOO_LONG,  # TOO_LONG
 }
 
 
 def _parse_loose(text: str, region: str) -> tuple[int, InvalidReason]:
+    # Imported here: only text that is not canonical E.164 needs phonenumbers, and
+    # importing it (with its metadata) would double the cost of importing this module.
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(text, region or None)
-    except NumberParseException as exc:
+    except phonenumbers.NumberParseException as exc:
         reason = _PARSE_ERROR_REASONS.get(exc.error_type, InvalidReason.UNPARSEABLE)
         if reason is InvalidReason.UNKNOWN_COUNTRY_CODE and not region:
             stripped = text.lstrip()
