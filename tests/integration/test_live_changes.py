@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -321,13 +322,17 @@ def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Pat
 
 
 def test_start_without_redis_serves_the_snapshot_marked_stale(
-    start_replica: ReplicaFactory, tmp_path: Path
+    start_replica: ReplicaFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     lists = SuppressionLists(infos=[ListInfo("internal")], version=Version(6, 0))
     write_snapshot(tmp_path / "data", lists.view)
     dead_url = f"redis://127.0.0.1:{free_port()}/0"
-    replica = start_replica(tmp_path / "data", redis_url=dead_url, max_staleness=0.3)
-    assert health(replica) == health_pb2.HealthCheckResponse.SERVING
-    answer = replica.check([CN])
-    assert answer.stale and answer.version == "6-0"
-    assert not replica.follower_state().connected
+    with caplog.at_level(logging.WARNING, logger="suppression.changelog.follower"):
+        replica = start_replica(tmp_path / "data", redis_url=dead_url, max_staleness=0.3)
+        assert health(replica) == health_pb2.HealthCheckResponse.SERVING
+        answer = replica.check([CN])
+        assert answer.stale and answer.version == "6-0"
+        assert not replica.follower_state().connected
+    # Unreachable from the very start is said, once, not only a lost connection.
+    unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(unreachable) == 1
