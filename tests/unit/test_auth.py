@@ -43,7 +43,7 @@ from suppression.auth import (
     verify_token,
     visible_lists,
 )
-from suppression.auth import _main as auth_main
+from suppression.auth.trustfile import main as auth_main
 from suppression.errors import ConfigError, UnknownListError
 from suppression.interceptor import MetricsInterceptor
 from suppression.metrics import GrpcServerMetrics
