@@ -1,4 +1,4 @@
-"""The ``suppression-loader`` command: import, publish, compact.
+"""The ``suppression-loader`` command: import, publish, compact, reseed.
 
 Every flag is also a ``SUPPRESSION_*`` environment variable (see the README's
 option table); exit code 0 on success, 2 on error.

@@ -15,7 +15,7 @@ from suppression.writer import ChangeLogWriter
 __all__ = ["ENTRIES_PER_WRITE", "Provenance", "entries", "publish"]
 
 ENTRIES_PER_WRITE = 8
-"""Entries per MULTI/EXEC: about 10 MB of stream data per round trip."""
+"""Entries per append (one atomic script call): about 10 MB of stream data per round trip."""
 
 Provenance = Mapping[str, str]
 """``source``, ``actor`` and ``evidence`` for every entry written."""

@@ -6,7 +6,7 @@ import argparse
 from typing import NoReturn
 
 from suppression.errors import ConfigError
-from suppression.metrics import build_version
+from suppression.version import build_version
 
 __all__ = ["CommandParser", "UsageError", "add_version"]
 

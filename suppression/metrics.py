@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterator, Mapping
-from importlib import metadata
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -19,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from suppression.checker import CheckOutcome, Verdict
 from suppression.lists import ListView
+from suppression.version import build_version, package_version
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -286,11 +286,6 @@ class FollowerCollector(Collector):
             )
 
 
-def build_version() -> str:
-    """The installed package's version, or ``unknown`` when run from an uninstalled tree."""
-    return _package_version("suppression")
-
-
 class BuildInfoCollector(Collector):
     """``suppression_build_info``: always 1, with the version and runtime as labels."""
 
@@ -299,7 +294,7 @@ class BuildInfoCollector(Collector):
         self._labels = {
             "version": version if version is not None else build_version(),
             "python_version": platform.python_version(),
-            "grpc_version": _package_version("grpcio"),
+            "grpc_version": package_version("grpcio"),
         }
 
     def collect(self) -> Iterator[Metric]:
@@ -311,13 +306,6 @@ class BuildInfoCollector(Collector):
         )
         info.add_metric([self._labels[key] for key in sorted(self._labels)], 1)
         yield info
-
-
-def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
