@@ -98,7 +98,7 @@ class LogPosition:
     seq: int = 0
 
     def __str__(self) -> str:
-        return f"{self.epoch[:8] or '-'}#{self.seq}"
+        return f"epoch {self.epoch[:8]} entry {self.seq:,}" if self.epoch else "no epoch"
 
 
 class ListKind(enum.StrEnum):
