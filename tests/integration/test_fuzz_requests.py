@@ -63,7 +63,7 @@ MAX_MESSAGE_BYTES = 1024
 FUZZ = settings(
     max_examples=80,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
