@@ -62,6 +62,9 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("grpcio", "protobuf", "redis", "pyroaring", "numpy")
 TARGET_AUTH_COST = 0.10
 IDENTITY = "load"
+MODES = {"off": "auth off", "on": "auth on", "tls": "tls only", "trust": "trust only"}
+"""--modes names: the two the verdict compares, and two that split the cost between
+TLS and the trust file (token check, scopes, quota charge, per-identity metrics)."""
 LISTS = ("national", "internal")
 
 
@@ -152,11 +155,12 @@ def start_server(
         "--workers", str(args.workers), "--max-batch", str(max(args.batch, 1000)),
     ]  # fmt: skip
     ca = token = None
-    if mode == "auth on":
+    if mode in ("auth on", "tls only"):
         ca_cert, cert, key = make_certificates(directory)
-        token = write_trust_file(directory / "trust.toml")
         ca = ca_cert.read_bytes()
         command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+    if mode in ("auth on", "trust only"):
+        token = write_trust_file(directory / "trust.toml")
         command += ["--trust-file", str(directory / "trust.toml")]
         command += ["--quota-dir", str(directory)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
@@ -378,7 +382,9 @@ def verdict(runs: Sequence[RunResult]) -> tuple[str, list[float]]:
     """Pairs each auth-on run with the auth-off run next to it; the cost of each pair."""
     off = [run for run in runs if run.mode == "auth off"]
     on = [run for run in runs if run.mode == "auth on"]
-    costs = [1 - b.calls_per_second / a.calls_per_second for a, b in zip(off, on, strict=True)]
+    costs = [1 - b.calls_per_second / a.calls_per_second for a, b in zip(off, on, strict=False)]
+    if not costs:
+        return "- No pair of auth-off and auth-on runs to compare.", costs
     worst, best = max(costs), min(costs)
     errors = sum(sum(run.errors.values()) for run in runs)
     met = "met" if worst <= TARGET_AUTH_COST else "MISSED"
@@ -408,6 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="pairs of runs, ordered off-on, on-off, ..."
     )
+    parser.add_argument(
+        "--modes",
+        type=lambda text: [MODES[name.strip()] for name in text.split(",")],
+        default=[MODES["off"], MODES["on"]],
+        help="servers to compare, in order: off, on (the default), and to split the cost, "
+        "tls (TLS without a trust file) and trust (a trust file over plaintext)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
     parser.add_argument("--results", type=Path, default=None, help="where to append")
@@ -422,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_path = Path(scratch) / "pool.npy"
         np.save(pool_path, make_data(data_dir, args.size, args.seed))
         for pair in range(args.repeat):
-            order = ("auth off", "auth on") if pair % 2 == 0 else ("auth on", "auth off")
+            order = args.modes if pair % 2 == 0 else args.modes[::-1]
             for mode in order:
                 print(f"run {len(runs) + 1}: {mode}, {args.duration:g} s ...", flush=True)
                 runs.append(run_once(mode, pool_path, data_dir, args))
