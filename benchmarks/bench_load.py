@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1_000_000, help="numbers on the list")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="pairs of runs, ordered off-on, on-off, ..."
+        "--repeat", type=int, default=1, help="rounds of --modes, in alternating order"
     )
     parser.add_argument(
         "--modes",
