@@ -248,7 +248,7 @@ def client(
     result = ClientResult([], [], 0, {})
     clock = time.perf_counter_ns
     with channel_to(server) as channel:
-        stub = pb_grpc.SuppressionStub(channel)
+        stub = pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
         stub.Check(batches[0], metadata=metadata, timeout=30)  # connected, token verified
         ready.put(index)
         sequence = 0

@@ -18,6 +18,7 @@ ahead is, by design, a gap that makes the replica wait for a snapshot.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
 
 import pytest
 import redis
@@ -92,7 +93,8 @@ def well_formed(draw: st.DrawFn, list_name: st.SearchStrategy[str] = LIST_NAMES)
 @st.composite
 def mutated(draw: st.DrawFn) -> dict[str | bytes, str | bytes]:
     """A well-formed entry with some fields replaced, dropped, or added."""
-    fields: dict[str | bytes, str | bytes] = dict(encode_entry(draw(well_formed())))
+    fields: dict[str | bytes, str | bytes] = {}
+    fields.update(encode_entry(draw(well_formed())))
     for name in draw(st.lists(st.sampled_from(FIELD_NAMES), max_size=3)):
         fields[name] = draw(ARBITRARY_VALUE)
     for name in draw(st.lists(st.sampled_from(FIELD_NAMES), max_size=2)):
@@ -146,7 +148,8 @@ def _check_accounted(
     health = health_pb2_grpc.HealthStub(replica.channel)
     answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    dead = {entry_id.decode() for entry_id, _ in client.xrange(DEAD)}
+    letters = cast(list[tuple[bytes, Any]], client.xrange(DEAD))
+    dead = {entry_id.decode() for entry_id, _ in letters}
     assert replica.follower_state().dead_letters == len(dead)
     assert expect_dead <= dead, "an entry without a sequence number in a numbered log was applied"
     sink = replica.lists.view.bitmaps.get(SINK)

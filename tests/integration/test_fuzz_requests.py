@@ -122,7 +122,8 @@ def _start(name: str, redis_url: str, security: SecurityOptions | None) -> Targe
     )
     process.sync_health()
     channel = client_channel(f"127.0.0.1:{process.port}", MAX_BATCH)
-    return Target(name, process, core, channel, pb_grpc.SuppressionStub(channel))
+    stub = pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
+    return Target(name, process, core, channel, stub)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ TEXT_NUMBER = st.one_of(
     st.integers(min_value=0, max_value=10**60).map(str),
     st.integers(min_value=0, max_value=10**60).map(lambda value: f"+{value}"),
 )
-NUMBERS = st.one_of(st.just([]), st.lists(TEXT_NUMBER, max_size=8))
+NUMBERS: st.SearchStrategy[list[str]] = st.one_of(st.just([]), st.lists(TEXT_NUMBER, max_size=8))
 REGION = st.one_of(
     st.sampled_from(["", "US", "CN", "GB", "us", "XX", "ZZ", "001"]), st.text(max_size=5)
 )
@@ -201,7 +202,7 @@ LIST_NAME = st.one_of(
 )
 # At most 8 arbitrary names: a refusal names every unknown list, so more of them
 # make an over-long message, which test_many_unknown_lists_... covers on its own.
-LISTS = st.one_of(
+LISTS: st.SearchStrategy[list[str]] = st.one_of(
     st.just([]),
     st.lists(KNOWN_LIST, max_size=4),
     st.lists(KNOWN_LIST, min_size=60, max_size=70),
