@@ -32,6 +32,7 @@ from suppression.metrics import (
     ListsCollector,
     ServiceMetrics,
 )
+from suppression.quota import IdentityMetrics
 from suppression.settings import ENV_PREFIX, Settings, settings_from_args
 from tests.conftest import REPO
 from tests.samples import State
@@ -63,7 +64,7 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> str:
 
 
 def test_alert_rules_pass_promtool() -> None:
-    assert "SUCCESS: 7 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml")
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
     promtool("check", "config", "prometheus.yml")
 
@@ -77,6 +78,8 @@ def test_alerts_cover_what_operators_must_hear_about() -> None:
         "SuppressionDeadLetters",
         "SuppressionErrorRateRising",
         "SuppressionReplicaNotServing",
+        "SuppressionIdentityHitRateUnusual",
+        "SuppressionIdentityVolumeJump",
     } <= names
 
 
@@ -85,6 +88,7 @@ def exported_series() -> set[str]:
     registry = CollectorRegistry()
     ServiceMetrics(registry)
     GrpcServerMetrics(registry)
+    IdentityMetrics(registry)  # with --trust-file
     registry.register(ListsCollector(lambda: None, lambda: True))
     registry.register(FollowerCollector(lambda: State(snapshot_age_seconds=1.0)))
     registry.register(BuildInfoCollector())
