@@ -87,6 +87,11 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._max_batch = max_batch
         self._identity_metrics = identity_metrics
 
+    @property
+    def normalizer(self) -> Normalizer:
+        """The normalizer that parses text numbers, with its parse cache."""
+        return self._normalizer
+
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
         region = validate_region(request.default_region) if request.numbers else ""
         identity = current_identity()
