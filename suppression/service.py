@@ -11,6 +11,7 @@ from typing import cast
 
 import grpc
 
+from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
     PermissionDeniedError,
     Scope,
@@ -93,7 +94,8 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         return self._normalizer
 
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
-        region = validate_region(request.default_region) if request.numbers else ""
+        region = _region(request.default_region) if request.numbers else ""
+        _check_list_names(request.lists)
         identity = current_identity()
         lists: Sequence[str] = request.lists
         if identity is not None:
@@ -195,6 +197,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         try:
             if not request.list:
                 raise InvalidRequestError("name the list to change in `list`")
+            _check_list_names((request.list,))
             numbers, blocks, invalid = self._write_numbers(request)
             if not numbers and not blocks:
                 raise InvalidRequestError("no valid numbers to write; see invalid_reasons")
@@ -256,7 +259,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             raise InvalidRequestError(
                 f"{total:,} numbers exceed the maximum of {self._max_batch:,}; split them"
             )
-        region = validate_region(request.default_region) if request.numbers else ""
+        region = _region(request.default_region) if request.numbers else ""
         # Integers become "+digits" text: the fast canonical path, which ignores the region.
         texts = [f"+{value}" for value in request.e164]
         texts.extend(request.numbers)
@@ -282,9 +285,53 @@ def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.Chec
     return response
 
 
+_MAX_LIST_NAME = 64
+"""No list name is longer (``entries`` refuses them); longer ones are refused unquoted."""
+_MAX_REGION = 8
+"""ISO 3166-1 codes have two letters; room for stray whitespace."""
+_MAX_DETAILS = 1024
+"""Characters of an error message sent: gRPC sends it as a header, which clients
+refuse beyond 8-16 KiB, reporting RESOURCE_EXHAUSTED instead of the real error."""
+
+
+def _check_list_names(names: Sequence[str]) -> None:
+    """Refuse names longer than any list's before they reach an error that echoes them.
+
+    Raises:
+        InvalidRequestError: a name is longer than :data:`_MAX_LIST_NAME` characters.
+    """
+    for name in names:
+        if len(name) > _MAX_LIST_NAME:
+            raise InvalidRequestError(
+                f"list name {short_quote(name)} is longer than {_MAX_LIST_NAME} characters, "
+                "so no list has it; ask GetStatus for the list names"
+            )
+
+
+def _region(text: str) -> str:
+    """The validated region; overlong text is refused with a short quote.
+
+    Raises:
+        InvalidInputError: the region is unknown.
+    """
+    if len(text) > _MAX_REGION:
+        raise InvalidInputError(
+            f"unknown default region {short_quote(text)}: give an ISO 3166-1 alpha-2 code "
+            "such as US or CN"
+        )
+    return validate_region(text)
+
+
+def _details(message: str) -> str:
+    """``message``, cut to :data:`_MAX_DETAILS` characters: the last guard on echoes."""
+    if len(message) <= _MAX_DETAILS:
+        return message
+    return f"{message[: _MAX_DETAILS - MAX_ECHO]}… ({len(message):,} characters in all)"
+
+
 def _abort(context: grpc.ServicerContext, exc: SuppressionError) -> None:
     for error_type, code in _STATUS_BY_ERROR:
         if isinstance(exc, error_type):
-            context.abort(code, str(exc))
+            context.abort(code, _details(str(exc)))
     logger.exception("unexpected error while answering")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
