@@ -24,7 +24,7 @@ from suppression.auth import (
     resolve_write_list,
     visible_lists,
 )
-from suppression.checker import CheckOutcome, Verdict
+from suppression.checker import CheckOutcome, Verdict, pausing_between_slices
 from suppression.e164 import Normalizer, NumberBlock, validate_region
 from suppression.errors import (
     ChangeLogError,
@@ -36,6 +36,8 @@ from suppression.errors import (
     SuppressionError,
     UnknownListError,
 )
+from suppression.freshness import Freshness
+from suppression.lanes import Lanes
 from suppression.lists import ListKind, Op
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
@@ -72,6 +74,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         normalizer: Normalizer | None = None,
         max_batch: int = 100_000,
         identity_metrics: IdentityMetrics | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         """Create the servicer.
 
@@ -81,12 +84,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             normalizer: parses text numbers.
             max_batch: the largest batch accepted.
             identity_metrics: per-identity counters, where authentication is on.
+            lanes: puts interactive checks before bulk batches; a fresh one by default.
         """
         self._replica = replica
         self._metrics = metrics
         self._normalizer = normalizer or Normalizer()
         self._max_batch = max_batch
         self._identity_metrics = identity_metrics
+        self._lanes = lanes or Lanes()
 
     @property
     def normalizer(self) -> Normalizer:
@@ -101,7 +106,23 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
             lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
-        outcome, freshness = self._replica.check(
+        lanes = self._lanes
+        if lanes.is_bulk(len(request.e164) + len(request.numbers)):
+            with lanes.bulk() as pause, pausing_between_slices(pause):
+                outcome, freshness = self._check(request, region, lists)
+        else:
+            with lanes.interactive():
+                outcome, freshness = self._check(request, region, lists)
+        self._metrics.record_check(outcome)
+        if identity is not None and self._identity_metrics is not None:
+            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
+            self._identity_metrics.count_suppressed(identity.name, suppressed)
+        return _to_response(outcome, request.request_id, freshness.stale)
+
+    def _check(
+        self, request: pb.CheckRequest, region: str, lists: Sequence[str]
+    ) -> tuple[CheckOutcome, Freshness]:
+        return self._replica.check(
             request.e164,
             request.numbers,
             region,
@@ -109,11 +130,6 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._normalizer,
             max_batch=self._max_batch,
         )
-        self._metrics.record_check(outcome)
-        if identity is not None and self._identity_metrics is not None:
-            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
-            self._identity_metrics.count_suppressed(identity.name, suppressed)
-        return _to_response(outcome, request.request_id, freshness.stale)
 
     def Check(  # noqa: N802 - gRPC method name
         self, request: pb.CheckRequest, context: grpc.ServicerContext
