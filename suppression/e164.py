@@ -28,6 +28,7 @@ from suppression.errors import InvalidInputError
 
 __all__ = [
     "MAX_E164_DIGITS",
+    "MAX_INPUT_LENGTH",
     "InvalidReason",
     "NumberBlock",
     "Normalizer",
@@ -39,6 +40,15 @@ __all__ = [
 ]
 
 MAX_E164_DIGITS = 15
+MAX_INPUT_LENGTH = 96
+"""Longest text, after stripping surrounding whitespace, that is parsed at all.
+
+Longer text is TOO_LONG without parsing and is never cached, so a caller
+cannot fill the parse cache with megabyte keys. The longest real forms are
+far shorter: 15 digits with punctuation and an extension (``+1 (212)
+555-0100 ext. 12345``, 28 characters) or an RFC 3966 URI
+(``tel:+1-212-555-0100;ext=12345;phone-context=example.com``, 55).
+"""
 _MAX_CANONICAL_LENGTH = 20
 """``+`` and up to 19 digits always fits a uint64; longer input takes the slow path."""
 
@@ -217,7 +227,13 @@ class Normalizer:
             cache_size: how many loose-format parse results to keep (LRU);
                 0 disables the cache.
         """
-        self._parse = functools.lru_cache(maxsize=cache_size)(_parse_loose)
+        self._cached_parse = functools.lru_cache(maxsize=cache_size)(_parse_loose)
+
+    def _parse(self, text: str, region: str) -> tuple[int, InvalidReason]:
+        """Parse loose text through the cache, unless it is longer than any number."""
+        if len(text) > MAX_INPUT_LENGTH and len(text.strip()) > MAX_INPUT_LENGTH:
+            return 0, InvalidReason.TOO_LONG
+        return self._cached_parse(text, region)
 
     def normalize(self, text: str, region: str = "") -> tuple[int, InvalidReason]:
         """Normalize one number.
@@ -274,7 +290,7 @@ class Normalizer:
 
     def cache_info(self) -> functools._CacheInfo:
         """Hits, misses and size of the parse cache."""
-        return self._parse.cache_info()
+        return self._cached_parse.cache_info()
 
 
 @dataclass(frozen=True, slots=True)

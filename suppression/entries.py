@@ -200,9 +200,11 @@ def validate_entries(entries: Sequence[Entry], kinds: Mapping[str, ListKind]) ->
     """
     known = dict(kinds)
     for entry in entries:
-        validate_entry(entry, known.get(entry.list_name))
-        if entry.op in (Op.ADD, Op.ADD_RANGE):
-            known.setdefault(entry.list_name, entry.kind)
+        current = known.get(entry.list_name)
+        validate_entry(entry, current)
+        if current is not None or entry.op in (Op.ADD, Op.ADD_RANGE):
+            # As plan_batch does: an entry can make its list stricter, never looser.
+            known[entry.list_name] = strictest(current, entry.kind)
 
 
 def _validate_range(entry: Entry) -> None:

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from suppression.admission import AdmissionInterceptor
 from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
@@ -92,6 +93,13 @@ class ServerOptions:
     min_client_ping_interval: float = 10.0
     """Clients may send keepalive pings this often. gRPC's server default is 5 minutes,
     and a client that pings more often gets its connection closed with ``too_many_pings``."""
+    max_streams: int = 0
+    """Streaming calls run at once (each holds a thread throughout); 0: half of ``threads``."""
+
+    @property
+    def stream_limit(self) -> int:
+        """Streams admitted at once: ``max_streams``, or half the threads (at least 1)."""
+        return self.max_streams or max(1, self.threads // 2)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerOptions:
@@ -104,6 +112,7 @@ class ServerOptions:
             parse_cache_size=settings.parse_cache_size,
             max_connection_age=settings.max_connection_age,
             grace=settings.grace,
+            max_streams=settings.max_streams,
         )
 
 
@@ -233,7 +242,11 @@ def create_server(
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(grpc_metrics), *trust.interceptors()],
+        interceptors=[
+            MetricsInterceptor(grpc_metrics),
+            AdmissionInterceptor(options.stream_limit),
+            *trust.interceptors(),
+        ],
         options=server_options(options, reuse_port),
     )
     pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

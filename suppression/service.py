@@ -11,6 +11,7 @@ from typing import cast
 
 import grpc
 
+from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
     PermissionDeniedError,
     Scope,
@@ -23,7 +24,7 @@ from suppression.auth import (
     resolve_write_list,
     visible_lists,
 )
-from suppression.checker import CheckOutcome, Verdict
+from suppression.checker import CheckOutcome, Verdict, pausing_between_slices
 from suppression.e164 import Normalizer, NumberBlock, validate_region
 from suppression.errors import (
     ChangeLogError,
@@ -35,6 +36,8 @@ from suppression.errors import (
     SuppressionError,
     UnknownListError,
 )
+from suppression.freshness import Freshness
+from suppression.lanes import Lanes
 from suppression.lists import ListKind, Op
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
@@ -71,6 +74,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         normalizer: Normalizer | None = None,
         max_batch: int = 100_000,
         identity_metrics: IdentityMetrics | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         """Create the servicer.
 
@@ -80,21 +84,45 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             normalizer: parses text numbers.
             max_batch: the largest batch accepted.
             identity_metrics: per-identity counters, where authentication is on.
+            lanes: puts interactive checks before bulk batches; a fresh one by default.
         """
         self._replica = replica
         self._metrics = metrics
         self._normalizer = normalizer or Normalizer()
         self._max_batch = max_batch
         self._identity_metrics = identity_metrics
+        self._lanes = lanes or Lanes()
+
+    @property
+    def normalizer(self) -> Normalizer:
+        """The normalizer that parses text numbers, with its parse cache."""
+        return self._normalizer
 
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
-        region = validate_region(request.default_region) if request.numbers else ""
+        region = _region(request.default_region) if request.numbers else ""
+        _check_list_names(request.lists)
         identity = current_identity()
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
             lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
-        outcome, freshness = self._replica.check(
+        lanes = self._lanes
+        if lanes.is_bulk(len(request.e164) + len(request.numbers)):
+            with lanes.bulk() as pause, pausing_between_slices(pause):
+                outcome, freshness = self._check(request, region, lists)
+        else:
+            with lanes.interactive():
+                outcome, freshness = self._check(request, region, lists)
+        self._metrics.record_check(outcome)
+        if identity is not None and self._identity_metrics is not None:
+            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
+            self._identity_metrics.count_suppressed(identity.name, suppressed)
+        return _to_response(outcome, request.request_id, freshness.stale)
+
+    def _check(
+        self, request: pb.CheckRequest, region: str, lists: Sequence[str]
+    ) -> tuple[CheckOutcome, Freshness]:
+        return self._replica.check(
             request.e164,
             request.numbers,
             region,
@@ -102,11 +130,6 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._normalizer,
             max_batch=self._max_batch,
         )
-        self._metrics.record_check(outcome)
-        if identity is not None and self._identity_metrics is not None:
-            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
-            self._identity_metrics.count_suppressed(identity.name, suppressed)
-        return _to_response(outcome, request.request_id, freshness.stale)
 
     def Check(  # noqa: N802 - gRPC method name
         self, request: pb.CheckRequest, context: grpc.ServicerContext
@@ -190,6 +213,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         try:
             if not request.list:
                 raise InvalidRequestError("name the list to change in `list`")
+            _check_list_names((request.list,))
             numbers, blocks, invalid = self._write_numbers(request)
             if not numbers and not blocks:
                 raise InvalidRequestError("no valid numbers to write; see invalid_reasons")
@@ -251,7 +275,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             raise InvalidRequestError(
                 f"{total:,} numbers exceed the maximum of {self._max_batch:,}; split them"
             )
-        region = validate_region(request.default_region) if request.numbers else ""
+        region = _region(request.default_region) if request.numbers else ""
         # Integers become "+digits" text: the fast canonical path, which ignores the region.
         texts = [f"+{value}" for value in request.e164]
         texts.extend(request.numbers)
@@ -277,9 +301,53 @@ def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.Chec
     return response
 
 
+_MAX_LIST_NAME = 64
+"""No list name is longer (``entries`` refuses them); longer ones are refused unquoted."""
+_MAX_REGION = 8
+"""ISO 3166-1 codes have two letters; room for stray whitespace."""
+_MAX_DETAILS = 1024
+"""Characters of an error message sent: gRPC sends it as a header, which clients
+refuse beyond 8-16 KiB, reporting RESOURCE_EXHAUSTED instead of the real error."""
+
+
+def _check_list_names(names: Sequence[str]) -> None:
+    """Refuse names longer than any list's before they reach an error that echoes them.
+
+    Raises:
+        InvalidRequestError: a name is longer than :data:`_MAX_LIST_NAME` characters.
+    """
+    for name in names:
+        if len(name) > _MAX_LIST_NAME:
+            raise InvalidRequestError(
+                f"list name {short_quote(name)} is longer than {_MAX_LIST_NAME} characters, "
+                "so no list has it; ask GetStatus for the list names"
+            )
+
+
+def _region(text: str) -> str:
+    """The validated region; overlong text is refused with a short quote.
+
+    Raises:
+        InvalidInputError: the region is unknown.
+    """
+    if len(text) > _MAX_REGION:
+        raise InvalidInputError(
+            f"unknown default region {short_quote(text)}: give an ISO 3166-1 alpha-2 code "
+            "such as US or CN"
+        )
+    return validate_region(text)
+
+
+def _details(message: str) -> str:
+    """``message``, cut to :data:`_MAX_DETAILS` characters: the last guard on echoes."""
+    if len(message) <= _MAX_DETAILS:
+        return message
+    return f"{message[: _MAX_DETAILS - MAX_ECHO]}… ({len(message):,} characters in all)"
+
+
 def _abort(context: grpc.ServicerContext, exc: SuppressionError) -> None:
     for error_type, code in _STATUS_BY_ERROR:
         if isinstance(exc, error_type):
-            context.abort(code, str(exc))
+            context.abort(code, _details(str(exc)))
     logger.exception("unexpected error while answering")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")

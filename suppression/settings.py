@@ -392,6 +392,14 @@ class Settings:
         "reseed",
         metavar="PATH",
     )
+    max_streams: int = _opt(
+        0,
+        "streaming calls (CheckStream) one process runs at once; a stream beyond it is refused "
+        "with RESOURCE_EXHAUSTED, so idle or slow streams never hold every thread. 0: half of "
+        "--threads. At most --threads minus 1",
+        "serve",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         """Check every value and bring choices and targets to their canonical form.
@@ -414,6 +422,11 @@ class Settings:
             raise ConfigError(
                 f"--dead-letter-stream and --stream are both {self.stream!r}: entries that "
                 "cannot be applied would be appended to the change log itself; use another key"
+            )
+        if self.max_streams >= self.threads:
+            raise ConfigError(
+                f"--max-streams {self.max_streams} leaves none of the {self.threads} --threads "
+                "for unary calls; give fewer streams or more threads"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("give --tls-cert and --tls-key together, or neither")

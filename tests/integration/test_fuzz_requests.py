@@ -356,14 +356,6 @@ def test_release_refuses_clearly(
     _unary(servers.secured, "Release", request, _metadata(servers, credentials))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 9 item 5 (being fixed): bytes that are not a valid request message fail in "
-        "gRPC's deserializer, before any interceptor or the servicer, and end in INTERNAL "
-        "'Exception deserializing request!', also for callers without credentials"
-    ),
-)
 @settings(FUZZ, max_examples=20)
 @given(
     method=st.sampled_from(["Check", "GetStatus", "Suppress", "Release"]),
@@ -382,14 +374,6 @@ def test_undecodable_requests_are_refused_clearly(
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the refusal of unknown lists names every one of them: 64 names of 20 characters "
-        "make a 1.5 kB message; with authentication on, resolve_lists runs before the "
-        "64-lists limit, so 1,000 short names make an 8 kB message"
-    ),
-)
 @pytest.mark.parametrize(("count", "length"), [(64, 20), (1000, 4)])
 def test_many_unknown_lists_are_refused_with_a_short_message(
     servers: Servers, count: int, length: int
