@@ -1,10 +1,10 @@
-"""The remote engine: answers a scrub with CheckStream calls spread over one or more servers.
+"""The remote engine: answers a scrub through :mod:`suppression.client`, spread over servers.
 
-Each target gets several streams (separate connections, so a target that is
-several ``serve --workers`` processes behind one port gets all of them busy).
-Batches wait in one shared queue, so a fast stream simply takes more of them.
-Each stream keeps two batches in flight, so the server never waits for the
-client.
+Each target gets several streams, each its own :class:`SuppressionClient` (a
+connection each, so a target that is several ``serve --workers`` processes
+behind one port gets all of them busy). Batches wait in one shared queue, so a
+fast stream simply takes more of them. Each stream keeps two batches in
+flight, so the server never waits for the client.
 
 Every answer carries the version of the data it read. A scrub must not mix
 versions from one target, so when a target's data moved during the scrub,
@@ -14,6 +14,7 @@ answers share its newest version.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -23,19 +24,22 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
-import grpc
 import numpy as np
 
+from suppression.client import (
+    CheckResult,
+    CheckStream,
+    ClientConfig,
+    ClientError,
+    SuppressionClient,
+)
 from suppression.errors import SuppressionError
 from suppression.lists import Version
 from suppression.scrub.answers import Answers, Progress
 from suppression.scrub.pool import WorkerError, pool_for
 from suppression.scrub.shortcut import canonicalize
 from suppression.server import grpc_message_limit
-from suppression.v1 import suppression_pb2 as pb
-from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
 __all__ = ["RemoteEngine", "RemoteError"]
 
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 STREAMS_PER_TARGET = 8
 _IN_FLIGHT_PER_STREAM = 2
 _RECONCILE_ROUNDS = 3
+_WATCH_SECONDS = 0.2
 
 
 class RemoteError(SuppressionError):
@@ -61,21 +66,31 @@ class _Batch:
     start: int
     texts: list[str]
     target: str = ""
-    version: str = ""
-    answer: pb.CheckResponse | None = None
+    result: CheckResult | None = None
+
+    @property
+    def version(self) -> str:
+        return self.result.version if self.result is not None else ""
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One CheckStream to one target, and the batches it has taken and not yet answered."""
+
+    address: str
+    client: SuppressionClient
+    sent: deque[_Batch] = field(default_factory=deque)
+    answered_at: float = 0.0
+    """When the stream last made progress; the wait for an answer starts there."""
+    ended: bool = False
+    """The stream takes no more batches (it failed, or the scrub is ending)."""
+    results: CheckStream | None = None
 
 
 @dataclass(slots=True)
 class _Target:
     address: str
-    channels: list[grpc.Channel] = field(default_factory=list)
-    stubs: list[Any] = field(default_factory=list)
-
-
-def _rpc_message(address: str, exc: grpc.RpcError) -> str:
-    code = exc.code()
-    name = code.name if code is not None else "UNKNOWN"
-    return f"server {address} answered {name}: {exc.details()}"
+    clients: list[SuppressionClient] = field(default_factory=list)
 
 
 def _version_key(text: str) -> tuple[int, int, str]:
@@ -121,16 +136,18 @@ class RemoteEngine:
             WorkerError: the worker processes could not be forked.
         """
         self._region = region
-        self._lists = list(lists)
+        self._lists = tuple(lists)
         self._timeout = timeout
         self._progress = progress
         self._batch_size = max(1, batch_size)
         self._queue: queue.Queue[_Batch | None] = queue.Queue()
         self._batches: list[_Batch] = []
+        self._answered = 0
         self._error: SuppressionError | None = None
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
-        self._calls: list[tuple[Any, dict[str, float], deque[_Batch]]] = []
+        self._streams: list[_Stream] = []
         self._shortening: list[Future[list[str]]] = []
         self._shortened_count = 0
         self._shortened_changed = threading.Condition()
@@ -144,46 +161,49 @@ class RemoteEngine:
             self.close()
             raise
         for target in self._targets:
-            for stub in target.stubs:
-                thread = threading.Thread(
-                    target=self._run_stream,
-                    args=(target.address, stub),
-                    name=f"scrub-{target.address}",
-                    daemon=True,
+            for client in target.clients:
+                stream = _Stream(target.address, client, answered_at=time.monotonic())
+                stream.results = client.check_stream(
+                    self._feed(stream), in_flight=_IN_FLIGHT_PER_STREAM
                 )
-                thread.start()
-                self._threads.append(thread)
+                self._streams.append(stream)
+        for stream in self._streams:
+            thread = threading.Thread(
+                target=self._run_stream,
+                args=(stream,),
+                name=f"scrub-{stream.address}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def _connect(self, address: str, streams: int) -> _Target:
-        limit = grpc_message_limit(self._batch_size)
-        options = [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            # Without this, channels to one address share one connection, and a
+        config = ClientConfig(
+            targets=(address,),
+            timeout=self._timeout,
+            region=self._region,
+            lists=self._lists,
+            max_message_bytes=grpc_message_limit(self._batch_size),
+            # Without this, clients of one address share one connection, and a
             # server of several processes behind one port would use only one.
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
-        target = _Target(address)
-        for _ in range(max(1, streams)):
-            channel = grpc.insecure_channel(address, options=options)
-            target.channels.append(channel)
-            target.stubs.append(pb_grpc.SuppressionStub(channel))  # type: ignore[no-untyped-call]
+            channel_options=(("grpc.use_local_subchannel_pool", 1),),
+        )
+        probe = SuppressionClient(config)
         try:
-            status = target.stubs[0].GetStatus(pb.GetStatusRequest(), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            for channel in target.channels:
-                channel.close()
-            raise RemoteError(
-                f"cannot reach server {address}: {_rpc_message(address, exc)}"
-            ) from None
+            status = probe.status()
+        except ClientError as exc:
+            probe.close()
+            raise RemoteError(f"cannot reach server {address}: {exc}") from None
         if not status.ready:
-            for channel in target.channels:
-                channel.close()
+            probe.close()
             raise RemoteError(f"server {address} is still loading its data; retry shortly")
         if status.max_batch and status.max_batch < self._batch_size:
             logger.info("server %s takes at most %d numbers per batch", address, status.max_batch)
             self._batch_size = int(status.max_batch)
-        return target
+        # The others need not ask GetStatus again for the largest batch.
+        others = dataclasses.replace(config, max_batch=status.max_batch or self._batch_size)
+        clients = [probe] + [SuppressionClient(others) for _ in range(max(1, streams) - 1)]
+        return _Target(address, clients)
 
     # -- streaming ----------------------------------------------------------
 
@@ -220,73 +240,70 @@ class RemoteEngine:
                 self._batches.append(batch)
                 self._queue.put(batch)
 
-    def _requests(
-        self, sent: deque[_Batch], slots: threading.Semaphore, clock: dict[str, float]
-    ) -> Iterator[pb.CheckRequest]:
-        while True:
-            slots.acquire()
-            batch = self._queue.get()
-            if batch is None or self._error is not None:
-                self._queue.put(None)  # let the other streams see the end too
-                return
-            if not sent:
-                clock["answered"] = time.monotonic()  # the wait starts now, not when idle
-            sent.append(batch)
-            yield pb.CheckRequest(
-                numbers=batch.texts,
-                default_region=self._region,
-                lists=self._lists,
-                request_id=batch.start,
-            )
+    def _feed(self, stream: _Stream) -> Iterator[list[str]]:
+        """The batches one stream sends; read by the client in gRPC's request thread.
 
-    def _run_stream(self, address: str, stub: Any) -> None:
-        sent: deque[_Batch] = deque()
-        slots = threading.Semaphore(_IN_FLIGHT_PER_STREAM)
-        clock = {"answered": time.monotonic()}
-        try:
-            call = stub.CheckStream(self._requests(sent, slots, clock))
+        It ends when :meth:`finish` has every answer (or the scrub fails), not when
+        the input ends: until then, a failed stream's batches may come back.
+        """
+        while True:
+            batch = self._queue.get()
             with self._lock:
-                self._calls.append((call, clock, sent))
-            for response in call:
-                batch = sent.popleft()
-                self._accept(batch, address, response)
-                clock["answered"] = time.monotonic()
-                slots.release()
-        except grpc.RpcError as exc:
+                if batch is None or stream.ended or self._error is not None:
+                    self._queue.put(batch)  # the end, or a batch, for the other streams
+                    return
+                if not stream.sent:
+                    stream.answered_at = time.monotonic()  # the wait starts now, not when idle
+                stream.sent.append(batch)
+            yield batch.texts
+
+    def _run_stream(self, stream: _Stream) -> None:
+        assert stream.results is not None
+        try:
+            for result in stream.results:
+                with self._lock:
+                    batch = stream.sent.popleft()
+                self._accept(batch, stream.address, result)
+                with self._changed:
+                    stream.answered_at = time.monotonic()
+                    self._answered += 1
+                    self._changed.notify_all()
+        except ClientError as exc:
             if self._error is None:
-                self._fail(RemoteError(_rpc_message(address, exc)))
+                self._fail(RemoteError(str(exc)))
         except RemoteError as exc:
             self._fail(exc)
 
-    def _accept(self, batch: _Batch, address: str, response: pb.CheckResponse) -> None:
-        if response.request_id != batch.start or len(response.verdicts) != len(batch.texts):
+    def _accept(self, batch: _Batch, address: str, result: CheckResult) -> None:
+        if len(result) != len(batch.texts):
             raise RemoteError(
-                f"server {address} answered batch {response.request_id} with "
-                f"{len(response.verdicts)} verdicts for batch {batch.start} of "
-                f"{len(batch.texts)} numbers"
+                f"server {address} answered {len(result)} verdicts for batch "
+                f"{batch.start} of {len(batch.texts)} numbers"
             )
-        batch.target, batch.version, batch.answer = address, response.version, response
+        batch.target, batch.result = address, result
         if self._progress is not None:
             self._progress(len(batch.texts))
 
     def _fail(self, error: SuppressionError) -> None:
-        with self._lock:
+        with self._changed:
             if self._error is None:
                 self._error = error
-            calls = list(self._calls)
-        for call, _clock, _sent in calls:
-            call.cancel()
+            streams = list(self._streams)
+            self._changed.notify_all()
+        for stream in streams:
+            if stream.results is not None:
+                stream.results.cancel()
         self._queue.put(None)
 
     def _watch(self) -> None:
         """Fail the scrub when a stream has waited too long for an answer."""
         now = time.monotonic()
         with self._lock:
-            calls = list(self._calls)
-        for _call, clock, sent in calls:
-            if sent and now - clock["answered"] > self._timeout:
-                self._fail(RemoteError(f"no answer within {self._timeout:g} s (--timeout)"))
-                return
+            late = any(
+                stream.sent and now - stream.answered_at > self._timeout for stream in self._streams
+            )
+        if late:
+            self._fail(RemoteError(f"no answer within {self._timeout:g} s (--timeout)"))
 
     # -- finishing ----------------------------------------------------------
 
@@ -308,22 +325,30 @@ class RemoteEngine:
             self._shortened_changed.wait_for(
                 lambda: self._shortened_count == len(self._shortening) or self._error is not None
             )
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            while thread.is_alive():
-                thread.join(0.2)
-                self._watch()
+        with self._changed:
+            while self._error is None and self._answered < len(self._batches):
+                self._changed.wait(_WATCH_SECONDS)
+                self._changed.release()
+                try:
+                    self._watch()
+                finally:
+                    self._changed.acquire()
+        self._end_streams()
         if self._error is not None:
             raise self._error
-        missing = [batch.start for batch in self._batches if batch.answer is None]
-        if missing:
-            raise RemoteError(f"{len(missing)} batch(es) were never answered; run the scrub again")
         versions = self._reconcile()
         return self._collect(total, versions)
 
+    def _end_streams(self) -> None:
+        with self._lock:
+            for stream in self._streams:
+                stream.ended = True
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
     def _reconcile(self) -> dict[str, str]:
-        stubs = {target.address: target.stubs[0] for target in self._targets}
+        clients = {target.address: target.clients[0] for target in self._targets}
         for round_number in range(_RECONCILE_ROUNDS + 1):
             newest: dict[str, str] = {}
             for batch in self._batches:
@@ -340,17 +365,10 @@ class RemoteEngine:
                 len(behind),
             )
             for batch in behind:
-                request = pb.CheckRequest(
-                    numbers=batch.texts,
-                    default_region=self._region,
-                    lists=self._lists,
-                    request_id=batch.start,
-                )
                 try:
-                    response = stubs[batch.target].Check(request, timeout=self._timeout)
-                except grpc.RpcError as exc:
-                    raise RemoteError(_rpc_message(batch.target, exc)) from None
-                batch.version, batch.answer = response.version, response
+                    batch.result = clients[batch.target].check(numbers=batch.texts)
+                except ClientError as exc:
+                    raise RemoteError(str(exc)) from None
         raise RemoteError(
             f"the data kept changing during the scrub ({_RECONCILE_ROUNDS} retries); "
             "run it again when fewer changes are arriving"
@@ -360,19 +378,19 @@ class RemoteEngine:
         answers = Answers.empty(total)
         names: list[str] = []
         for batch in self._batches:
-            answer = batch.answer
-            assert answer is not None
-            masks = np.fromiter(answer.matched, dtype=np.uint64, count=len(answer.matched))
-            masks = _remap(masks, list(answer.list_names), names)
+            result = batch.result
+            assert result is not None
+            masks = np.fromiter(result.masks, dtype=np.uint64, count=len(result.masks))
+            masks = _remap(masks, list(result.list_names), names)
             answers.fill(
                 batch.start,
-                list(answer.verdicts),
+                result.verdicts,
                 masks,
-                dict(answer.invalid_reasons),
-                list(answer.normalized),
+                result.invalid_reasons,
+                result.normalized,
             )
-            answers.stale |= answer.stale
-            answers.failed_closed |= answer.failed_closed
+            answers.stale |= result.stale
+            answers.failed_closed |= result.failed_closed
         answers.list_names = tuple(names)
         answers.versions = versions
         return answers
@@ -385,12 +403,14 @@ class RemoteEngine:
             self._pool.close()
             self._pool = None
         for target in self._targets:
-            for channel in target.channels:
-                channel.close()
+            for client in target.clients:
+                client.close()
         self._targets = []
 
 
-def _remap(masks: np.ndarray[Any, Any], names: list[str], table: list[str]) -> Any:
+def _remap(
+    masks: np.ndarray[tuple[int], np.dtype[np.uint64]], names: list[str], table: list[str]
+) -> np.ndarray[tuple[int], np.dtype[np.uint64]]:
     """Re-express bitmasks over ``names`` as bitmasks over the shared ``table``.
 
     Targets may order their default lists differently; the summary needs one
