@@ -6,6 +6,12 @@ behind one port gets all of them busy). Batches wait in one shared queue, so a
 fast stream simply takes more of them. Each stream keeps two batches in
 flight, so the server never waits for the client.
 
+When a stream fails (its server is down, restarting, or sends no answer within
+the timeout, after the client's own retries), the batches it held go back to
+the queue, and the streams of the other targets answer them. The scrub fails
+only when no stream is left, or when a server refuses a batch (an unknown list,
+bad credentials): another target would refuse it too.
+
 Every answer carries the version of the data it read. A scrub must not mix
 versions from one target, so when a target's data moved during the scrub,
 the batches it answered at older versions are asked again until all of its
@@ -25,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import grpc
 import numpy as np
 
 from suppression.client import (
@@ -33,6 +40,7 @@ from suppression.client import (
     ClientConfig,
     ClientError,
     SuppressionClient,
+    UnavailableError,
 )
 from suppression.errors import SuppressionError
 from suppression.lists import Version
@@ -49,6 +57,9 @@ STREAMS_PER_TARGET = 8
 _IN_FLIGHT_PER_STREAM = 2
 _RECONCILE_ROUNDS = 3
 _WATCH_SECONDS = 0.2
+_SERVER_FAILURES = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL})
+"""Besides UNAVAILABLE and DEADLINE_EXCEEDED: a server that stops cancels its streams,
+and a connection cut mid-message ends as INTERNAL. Another target may answer."""
 
 
 class RemoteError(SuppressionError):
@@ -67,6 +78,8 @@ class _Batch:
     texts: list[str]
     target: str = ""
     result: CheckResult | None = None
+    retried: bool = False
+    """The stream that first took it failed; another one answered it."""
 
     @property
     def version(self) -> str:
@@ -84,6 +97,8 @@ class _Stream:
     """When the stream last made progress; the wait for an answer starts there."""
     ended: bool = False
     """The stream takes no more batches (it failed, or the scrub is ending)."""
+    timed_out: bool = False
+    """The watchdog cancelled it: no answer within the timeout."""
     results: CheckStream | None = None
 
 
@@ -91,6 +106,11 @@ class _Stream:
 class _Target:
     address: str
     clients: list[SuppressionClient] = field(default_factory=list)
+
+
+def _server_failed(exc: ClientError) -> bool:
+    """True when the server failed, rather than refused the batch (which any would)."""
+    return isinstance(exc, UnavailableError) or exc.code in _SERVER_FAILURES
 
 
 def _version_key(text: str) -> tuple[int, int, str]:
@@ -148,6 +168,15 @@ class RemoteEngine:
         self._changed = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self._streams: list[_Stream] = []
+        self._live: dict[str, int] = {}
+        """Streams per target that have not failed."""
+        self._failed: dict[str, str] = {}
+        """Targets that could not answer, and why."""
+        self._retried_on: dict[str, int] = {}
+        """Batches answered by a target after the stream that first took them failed."""
+        self._ending = False
+        self._answered_at = time.monotonic()
+        """When any stream last had an answer."""
         self._shortening: list[Future[list[str]]] = []
         self._shortened_count = 0
         self._shortened_changed = threading.Condition()
@@ -156,11 +185,19 @@ class RemoteEngine:
         self._targets: list[_Target] = []
         try:
             for address in targets:
-                self._targets.append(self._connect(address, streams_per_target))
+                try:
+                    self._targets.append(self._connect(address, streams_per_target))
+                except RemoteError as exc:
+                    # The others may answer for it; the scrub fails only if none can.
+                    self._failed[address] = str(exc)
+                    logger.warning("%s; its share goes to the other targets", exc)
+            if not self._targets:
+                raise RemoteError(self._nobody_answers())
         except BaseException:  # a RemoteError, or a signal: stop the workers either way
             self.close()
             raise
         for target in self._targets:
+            self._live[target.address] = len(target.clients)
             for client in target.clients:
                 stream = _Stream(target.address, client, answered_at=time.monotonic())
                 stream.results = client.check_stream(
@@ -265,14 +302,54 @@ class RemoteEngine:
                     batch = stream.sent.popleft()
                 self._accept(batch, stream.address, result)
                 with self._changed:
-                    stream.answered_at = time.monotonic()
+                    stream.answered_at = self._answered_at = time.monotonic()
                     self._answered += 1
                     self._changed.notify_all()
         except ClientError as exc:
-            if self._error is None:
-                self._fail(RemoteError(str(exc)))
+            self._stream_failed(stream, exc)
         except RemoteError as exc:
             self._fail(exc)
+        except Exception as exc:  # a bug: fail the scrub rather than wait for this stream
+            self._fail(RemoteError(f"internal error in a stream to {stream.address}: {exc!r}"))
+            raise
+
+    def _stream_failed(self, stream: _Stream, exc: ClientError) -> None:
+        """Give a failed stream's batches to the others, or fail the scrub if none is left."""
+        if not stream.timed_out and not _server_failed(exc):
+            if self._error is None:  # a refusal: any target would refuse the batch too
+                self._fail(RemoteError(str(exc)))
+            return
+        reason = (
+            f"server {stream.address} sent no answer within {self._timeout:g} s (--timeout)"
+            if stream.timed_out
+            else str(exc)
+        )
+        error = None
+        with self._changed:
+            if self._error is not None or (self._ending and not stream.sent):
+                return
+            stream.ended = True
+            for batch in stream.sent:
+                batch.retried = True
+                self._queue.put(batch)
+            held = len(stream.sent)
+            stream.sent.clear()
+            self._live[stream.address] -= 1
+            if not self._live[stream.address]:
+                self._failed.setdefault(stream.address, reason)
+                logger.warning("%s; its batches go to the other targets", reason)
+            if not any(self._live.values()):
+                error = RemoteError(self._nobody_answers())
+            self._changed.notify_all()
+        logger.debug("a stream to %s failed; %d batch(es) queued again", stream.address, held)
+        if error is not None:
+            self._fail(error)
+
+    def _nobody_answers(self) -> str:
+        if len(self._failed) == 1:
+            return next(iter(self._failed.values()))
+        reasons = "; ".join(self._failed.values())
+        return f"no target can answer ({len(self._failed)} tried): {reasons}"
 
     def _accept(self, batch: _Batch, address: str, result: CheckResult) -> None:
         if len(result) != len(batch.texts):
@@ -281,6 +358,9 @@ class RemoteEngine:
                 f"{batch.start} of {len(batch.texts)} numbers"
             )
         batch.target, batch.result = address, result
+        if batch.retried:
+            with self._lock:
+                self._retried_on[address] = self._retried_on.get(address, 0) + 1
         if self._progress is not None:
             self._progress(len(batch.texts))
 
@@ -296,14 +376,30 @@ class RemoteEngine:
         self._queue.put(None)
 
     def _watch(self) -> None:
-        """Fail the scrub when a stream has waited too long for an answer."""
+        """Cancel the streams that have waited too long for an answer; others take their batches.
+
+        When no stream had an answer within the timeout and none holds a batch,
+        the batches wait in the queue for streams that do not take them (their
+        connections hang): then every stream is cancelled.
+        """
         now = time.monotonic()
         with self._lock:
-            late = any(
-                stream.sent and now - stream.answered_at > self._timeout for stream in self._streams
+            stalled = now - self._answered_at > self._timeout and not any(
+                stream.sent for stream in self._streams
             )
-        if late:
-            self._fail(RemoteError(f"no answer within {self._timeout:g} s (--timeout)"))
+            late = [
+                stream
+                for stream in self._streams
+                if (stream.sent or stalled)
+                and not stream.ended
+                and not stream.timed_out
+                and (stalled or now - stream.answered_at > self._timeout)
+            ]
+            for stream in late:
+                stream.timed_out = True
+        for stream in late:
+            assert stream.results is not None
+            stream.results.cancel()
 
     # -- finishing ----------------------------------------------------------
 
@@ -326,6 +422,7 @@ class RemoteEngine:
                 lambda: self._shortened_count == len(self._shortening) or self._error is not None
             )
         with self._changed:
+            self._answered_at = time.monotonic()  # reading the input was no wait for answers
             while self._error is None and self._answered < len(self._batches):
                 self._changed.wait(_WATCH_SECONDS)
                 self._changed.release()
@@ -341,6 +438,7 @@ class RemoteEngine:
 
     def _end_streams(self) -> None:
         with self._lock:
+            self._ending = True
             for stream in self._streams:
                 stream.ended = True
         self._queue.put(None)
@@ -365,14 +463,31 @@ class RemoteEngine:
                 len(behind),
             )
             for batch in behind:
-                try:
-                    batch.result = clients[batch.target].check(numbers=batch.texts)
-                except ClientError as exc:
-                    raise RemoteError(str(exc)) from None
+                self._ask_again(batch, clients)
         raise RemoteError(
             f"the data kept changing during the scrub ({_RECONCILE_ROUNDS} retries); "
             "run it again when fewer changes are arriving"
         )
+
+    def _ask_again(self, batch: _Batch, clients: dict[str, SuppressionClient]) -> None:
+        """Check ``batch`` again on its target, or on another one if that target fails."""
+        others = [address for address in clients if address != batch.target]
+        for address in [batch.target, *others]:
+            if address in self._failed:
+                continue
+            try:
+                batch.result = clients[address].check(numbers=batch.texts)
+            except ClientError as exc:
+                if not _server_failed(exc):
+                    raise RemoteError(str(exc)) from None
+                self._failed[address] = str(exc)
+                logger.warning("%s; its batches go to the other targets", exc)
+                continue
+            if address != batch.target:
+                batch.target = address
+                self._retried_on[address] = self._retried_on.get(address, 0) + 1
+            return
+        raise RemoteError(self._nobody_answers())
 
     def _collect(self, total: int, versions: dict[str, str]) -> Answers:
         answers = Answers.empty(total)
@@ -393,6 +508,8 @@ class RemoteEngine:
             answers.failed_closed |= result.failed_closed
         answers.list_names = tuple(names)
         answers.versions = versions
+        answers.retried_on = dict(self._retried_on)
+        answers.failed_targets = dict(self._failed)
         return answers
 
     def close(self) -> None:
