@@ -190,9 +190,10 @@ class RemoteEngine:
                 except RemoteError as exc:
                     # The others may answer for it; the scrub fails only if none can.
                     self._failed[address] = str(exc)
-                    logger.warning("%s; its share goes to the other targets", exc)
             if not self._targets:
                 raise RemoteError(self._nobody_answers())
+            for reason in self._failed.values():
+                logger.warning("%s; its share goes to the other targets", reason)
         except BaseException:  # a RemoteError, or a signal: stop the workers either way
             self.close()
             raise
