@@ -144,7 +144,8 @@ class RemoteEngine:
             region: default region sent with every batch.
             lists: lists to check; empty means each server's default lists.
             batch_size: numbers per request; lowered to a server's maximum.
-            timeout: seconds a server may take to answer one batch.
+            timeout: seconds a server may take to answer one batch; then its
+                batches go to another stream, on another target if need be.
             progress: told how many strings each answered batch held.
             streams_per_target: concurrent streams (connections) per target.
             processes: processes that rewrite punctuated numbers before sending;
@@ -152,7 +153,8 @@ class RemoteEngine:
             expected_rows: rough size of the job, to decide whether to fork.
 
         Raises:
-            RemoteError: a target cannot be reached or is not ready.
+            RemoteError: no target can be reached and is ready (one that cannot is
+                left to the others, and named in the answers' ``failed_targets``).
             WorkerError: the worker processes could not be forked.
         """
         self._region = region
