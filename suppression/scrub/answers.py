@@ -36,6 +36,10 @@ class Answers:
     """Data version per source: a target ``host:port``, or ``local``."""
     stale: bool = False
     failed_closed: bool = False
+    retried_on: dict[str, int] = field(default_factory=dict)
+    """Remote: batches a target answered after the stream that first took them failed."""
+    failed_targets: dict[str, str] = field(default_factory=dict)
+    """Remote: targets that could not answer during the scrub, and why."""
 
     @classmethod
     def empty(cls, size: int) -> Answers:

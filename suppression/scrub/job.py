@@ -142,6 +142,8 @@ def _scrub(
             data_versions=answers.versions,
             stale=answers.stale,
             failed_closed=answers.failed_closed,
+            retried_on=answers.retried_on,
+            failed_targets=answers.failed_targets,
             seconds=time.perf_counter() - started,
             outputs={kind.value: str(path) for kind, path in paths.items()},
             **counts,

@@ -1,10 +1,16 @@
-"""The remote engine: answers a scrub with CheckStream calls spread over one or more servers.
+"""The remote engine: answers a scrub through :mod:`suppression.client`, spread over servers.
 
-Each target gets several streams (separate connections, so a target that is
-several ``serve --workers`` processes behind one port gets all of them busy).
-Batches wait in one shared queue, so a fast stream simply takes more of them.
-Each stream keeps two batches in flight, so the server never waits for the
-client.
+Each target gets several streams, each its own :class:`SuppressionClient` (a
+connection each, so a target that is several ``serve --workers`` processes
+behind one port gets all of them busy). Batches wait in one shared queue, so a
+fast stream simply takes more of them. Each stream keeps two batches in
+flight, so the server never waits for the client.
+
+When a stream fails (its server is down, restarting, or sends no answer within
+the timeout, after the client's own retries), the batches it held go back to
+the queue, and the streams of the other targets answer them. The scrub fails
+only when no stream is left, or when a server refuses a batch (an unknown list,
+bad credentials): another target would refuse it too.
 
 Every answer carries the version of the data it read. A scrub must not mix
 versions from one target, so when a target's data moved during the scrub,
@@ -14,6 +20,7 @@ answers share its newest version.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -23,19 +30,24 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import numpy as np
 
+from suppression.client import (
+    CheckResult,
+    CheckStream,
+    ClientConfig,
+    ClientError,
+    SuppressionClient,
+    UnavailableError,
+)
 from suppression.errors import SuppressionError
 from suppression.lists import Version
 from suppression.scrub.answers import Answers, Progress
 from suppression.scrub.pool import WorkerError, pool_for
 from suppression.scrub.shortcut import canonicalize
 from suppression.server import grpc_message_limit
-from suppression.v1 import suppression_pb2 as pb
-from suppression.v1 import suppression_pb2_grpc as pb_grpc
 
 __all__ = ["RemoteEngine", "RemoteError"]
 
@@ -44,6 +56,10 @@ logger = logging.getLogger(__name__)
 STREAMS_PER_TARGET = 8
 _IN_FLIGHT_PER_STREAM = 2
 _RECONCILE_ROUNDS = 3
+_WATCH_SECONDS = 0.2
+_SERVER_FAILURES = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL})
+"""Besides UNAVAILABLE and DEADLINE_EXCEEDED: a server that stops cancels its streams,
+and a connection cut mid-message ends as INTERNAL. Another target may answer."""
 
 
 class RemoteError(SuppressionError):
@@ -61,21 +77,40 @@ class _Batch:
     start: int
     texts: list[str]
     target: str = ""
-    version: str = ""
-    answer: pb.CheckResponse | None = None
+    result: CheckResult | None = None
+    retried: bool = False
+    """The stream that first took it failed; another one answered it."""
+
+    @property
+    def version(self) -> str:
+        return self.result.version if self.result is not None else ""
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One CheckStream to one target, and the batches it has taken and not yet answered."""
+
+    address: str
+    client: SuppressionClient
+    sent: deque[_Batch] = field(default_factory=deque)
+    answered_at: float = 0.0
+    """When the stream last made progress; the wait for an answer starts there."""
+    ended: bool = False
+    """The stream takes no more batches (it failed, or the scrub is ending)."""
+    timed_out: bool = False
+    """The watchdog cancelled it: no answer within the timeout."""
+    results: CheckStream | None = None
 
 
 @dataclass(slots=True)
 class _Target:
     address: str
-    channels: list[grpc.Channel] = field(default_factory=list)
-    stubs: list[Any] = field(default_factory=list)
+    clients: list[SuppressionClient] = field(default_factory=list)
 
 
-def _rpc_message(address: str, exc: grpc.RpcError) -> str:
-    code = exc.code()
-    name = code.name if code is not None else "UNKNOWN"
-    return f"server {address} answered {name}: {exc.details()}"
+def _server_failed(exc: ClientError) -> bool:
+    """True when the server failed, rather than refused the batch (which any would)."""
+    return isinstance(exc, UnavailableError) or exc.code in _SERVER_FAILURES
 
 
 def _version_key(text: str) -> tuple[int, int, str]:
@@ -109,7 +144,8 @@ class RemoteEngine:
             region: default region sent with every batch.
             lists: lists to check; empty means each server's default lists.
             batch_size: numbers per request; lowered to a server's maximum.
-            timeout: seconds a server may take to answer one batch.
+            timeout: seconds a server may take to answer one batch; then its
+                batches go to another stream, on another target if need be.
             progress: told how many strings each answered batch held.
             streams_per_target: concurrent streams (connections) per target.
             processes: processes that rewrite punctuated numbers before sending;
@@ -117,20 +153,32 @@ class RemoteEngine:
             expected_rows: rough size of the job, to decide whether to fork.
 
         Raises:
-            RemoteError: a target cannot be reached or is not ready.
+            RemoteError: no target can be reached and is ready (one that cannot is
+                left to the others, and named in the answers' ``failed_targets``).
             WorkerError: the worker processes could not be forked.
         """
         self._region = region
-        self._lists = list(lists)
+        self._lists = tuple(lists)
         self._timeout = timeout
         self._progress = progress
         self._batch_size = max(1, batch_size)
         self._queue: queue.Queue[_Batch | None] = queue.Queue()
         self._batches: list[_Batch] = []
+        self._answered = 0
         self._error: SuppressionError | None = None
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
-        self._calls: list[tuple[Any, dict[str, float], deque[_Batch]]] = []
+        self._streams: list[_Stream] = []
+        self._live: dict[str, int] = {}
+        """Streams per target that have not failed."""
+        self._failed: dict[str, str] = {}
+        """Targets that could not answer, and why."""
+        self._retried_on: dict[str, int] = {}
+        """Batches answered by a target after the stream that first took them failed."""
+        self._ending = False
+        self._answered_at = time.monotonic()
+        """When any stream last had an answer."""
         self._shortening: list[Future[list[str]]] = []
         self._shortened_count = 0
         self._shortened_changed = threading.Condition()
@@ -139,51 +187,63 @@ class RemoteEngine:
         self._targets: list[_Target] = []
         try:
             for address in targets:
-                self._targets.append(self._connect(address, streams_per_target))
+                try:
+                    self._targets.append(self._connect(address, streams_per_target))
+                except RemoteError as exc:
+                    # The others may answer for it; the scrub fails only if none can.
+                    self._failed[address] = str(exc)
+            if not self._targets:
+                raise RemoteError(self._nobody_answers())
+            for reason in self._failed.values():
+                logger.warning("%s; its share goes to the other targets", reason)
         except BaseException:  # a RemoteError, or a signal: stop the workers either way
             self.close()
             raise
         for target in self._targets:
-            for stub in target.stubs:
-                thread = threading.Thread(
-                    target=self._run_stream,
-                    args=(target.address, stub),
-                    name=f"scrub-{target.address}",
-                    daemon=True,
+            self._live[target.address] = len(target.clients)
+            for client in target.clients:
+                stream = _Stream(target.address, client, answered_at=time.monotonic())
+                stream.results = client.check_stream(
+                    self._feed(stream), in_flight=_IN_FLIGHT_PER_STREAM
                 )
-                thread.start()
-                self._threads.append(thread)
+                self._streams.append(stream)
+        for stream in self._streams:
+            thread = threading.Thread(
+                target=self._run_stream,
+                args=(stream,),
+                name=f"scrub-{stream.address}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def _connect(self, address: str, streams: int) -> _Target:
-        limit = grpc_message_limit(self._batch_size)
-        options = [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            # Without this, channels to one address share one connection, and a
+        config = ClientConfig(
+            targets=(address,),
+            timeout=self._timeout,
+            region=self._region,
+            lists=self._lists,
+            max_message_bytes=grpc_message_limit(self._batch_size),
+            # Without this, clients of one address share one connection, and a
             # server of several processes behind one port would use only one.
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
-        target = _Target(address)
-        for _ in range(max(1, streams)):
-            channel = grpc.insecure_channel(address, options=options)
-            target.channels.append(channel)
-            target.stubs.append(pb_grpc.SuppressionStub(channel))  # type: ignore[no-untyped-call]
+            channel_options=(("grpc.use_local_subchannel_pool", 1),),
+        )
+        probe = SuppressionClient(config)
         try:
-            status = target.stubs[0].GetStatus(pb.GetStatusRequest(), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            for channel in target.channels:
-                channel.close()
-            raise RemoteError(
-                f"cannot reach server {address}: {_rpc_message(address, exc)}"
-            ) from None
+            status = probe.status()
+        except ClientError as exc:
+            probe.close()
+            raise RemoteError(f"cannot reach server {address}: {exc}") from None
         if not status.ready:
-            for channel in target.channels:
-                channel.close()
+            probe.close()
             raise RemoteError(f"server {address} is still loading its data; retry shortly")
         if status.max_batch and status.max_batch < self._batch_size:
             logger.info("server %s takes at most %d numbers per batch", address, status.max_batch)
             self._batch_size = int(status.max_batch)
-        return target
+        # The others need not ask GetStatus again for the largest batch.
+        others = dataclasses.replace(config, max_batch=status.max_batch or self._batch_size)
+        clients = [probe] + [SuppressionClient(others) for _ in range(max(1, streams) - 1)]
+        return _Target(address, clients)
 
     # -- streaming ----------------------------------------------------------
 
@@ -220,73 +280,129 @@ class RemoteEngine:
                 self._batches.append(batch)
                 self._queue.put(batch)
 
-    def _requests(
-        self, sent: deque[_Batch], slots: threading.Semaphore, clock: dict[str, float]
-    ) -> Iterator[pb.CheckRequest]:
-        while True:
-            slots.acquire()
-            batch = self._queue.get()
-            if batch is None or self._error is not None:
-                self._queue.put(None)  # let the other streams see the end too
-                return
-            if not sent:
-                clock["answered"] = time.monotonic()  # the wait starts now, not when idle
-            sent.append(batch)
-            yield pb.CheckRequest(
-                numbers=batch.texts,
-                default_region=self._region,
-                lists=self._lists,
-                request_id=batch.start,
-            )
+    def _feed(self, stream: _Stream) -> Iterator[list[str]]:
+        """The batches one stream sends; read by the client in gRPC's request thread.
 
-    def _run_stream(self, address: str, stub: Any) -> None:
-        sent: deque[_Batch] = deque()
-        slots = threading.Semaphore(_IN_FLIGHT_PER_STREAM)
-        clock = {"answered": time.monotonic()}
-        try:
-            call = stub.CheckStream(self._requests(sent, slots, clock))
+        It ends when :meth:`finish` has every answer (or the scrub fails), not when
+        the input ends: until then, a failed stream's batches may come back.
+        """
+        while True:
+            batch = self._queue.get()
             with self._lock:
-                self._calls.append((call, clock, sent))
-            for response in call:
-                batch = sent.popleft()
-                self._accept(batch, address, response)
-                clock["answered"] = time.monotonic()
-                slots.release()
-        except grpc.RpcError as exc:
-            if self._error is None:
-                self._fail(RemoteError(_rpc_message(address, exc)))
+                if batch is None or stream.ended or self._error is not None:
+                    self._queue.put(batch)  # the end, or a batch, for the other streams
+                    return
+                if not stream.sent:
+                    stream.answered_at = time.monotonic()  # the wait starts now, not when idle
+                stream.sent.append(batch)
+            yield batch.texts
+
+    def _run_stream(self, stream: _Stream) -> None:
+        assert stream.results is not None
+        try:
+            for result in stream.results:
+                with self._lock:
+                    batch = stream.sent.popleft()
+                self._accept(batch, stream.address, result)
+                with self._changed:
+                    stream.answered_at = self._answered_at = time.monotonic()
+                    self._answered += 1
+                    self._changed.notify_all()
+        except ClientError as exc:
+            self._stream_failed(stream, exc)
         except RemoteError as exc:
             self._fail(exc)
+        except Exception as exc:  # a bug: fail the scrub rather than wait for this stream
+            self._fail(RemoteError(f"internal error in a stream to {stream.address}: {exc!r}"))
+            raise
 
-    def _accept(self, batch: _Batch, address: str, response: pb.CheckResponse) -> None:
-        if response.request_id != batch.start or len(response.verdicts) != len(batch.texts):
+    def _stream_failed(self, stream: _Stream, exc: ClientError) -> None:
+        """Give a failed stream's batches to the others, or fail the scrub if none is left."""
+        if not stream.timed_out and not _server_failed(exc):
+            if self._error is None:  # a refusal: any target would refuse the batch too
+                self._fail(RemoteError(str(exc)))
+            return
+        reason = (
+            f"server {stream.address} sent no answer within {self._timeout:g} s (--timeout)"
+            if stream.timed_out
+            else str(exc)
+        )
+        error = None
+        with self._changed:
+            if self._error is not None or (self._ending and not stream.sent):
+                return
+            stream.ended = True
+            for batch in stream.sent:
+                batch.retried = True
+                self._queue.put(batch)
+            held = len(stream.sent)
+            stream.sent.clear()
+            self._live[stream.address] -= 1
+            if not self._live[stream.address]:
+                self._failed.setdefault(stream.address, reason)
+                logger.warning("%s; its batches go to the other targets", reason)
+            if not any(self._live.values()):
+                error = RemoteError(self._nobody_answers())
+            self._changed.notify_all()
+        logger.debug("a stream to %s failed; %d batch(es) queued again", stream.address, held)
+        if error is not None:
+            self._fail(error)
+
+    def _nobody_answers(self) -> str:
+        if len(self._failed) == 1:
+            return next(iter(self._failed.values()))
+        reasons = "; ".join(self._failed.values())
+        return f"no target can answer ({len(self._failed)} tried): {reasons}"
+
+    def _accept(self, batch: _Batch, address: str, result: CheckResult) -> None:
+        if len(result) != len(batch.texts):
             raise RemoteError(
-                f"server {address} answered batch {response.request_id} with "
-                f"{len(response.verdicts)} verdicts for batch {batch.start} of "
-                f"{len(batch.texts)} numbers"
+                f"server {address} answered {len(result)} verdicts for batch "
+                f"{batch.start} of {len(batch.texts)} numbers"
             )
-        batch.target, batch.version, batch.answer = address, response.version, response
+        batch.target, batch.result = address, result
+        if batch.retried:
+            with self._lock:
+                self._retried_on[address] = self._retried_on.get(address, 0) + 1
         if self._progress is not None:
             self._progress(len(batch.texts))
 
     def _fail(self, error: SuppressionError) -> None:
-        with self._lock:
+        with self._changed:
             if self._error is None:
                 self._error = error
-            calls = list(self._calls)
-        for call, _clock, _sent in calls:
-            call.cancel()
+            streams = list(self._streams)
+            self._changed.notify_all()
+        for stream in streams:
+            if stream.results is not None:
+                stream.results.cancel()
         self._queue.put(None)
 
     def _watch(self) -> None:
-        """Fail the scrub when a stream has waited too long for an answer."""
+        """Cancel the streams that have waited too long for an answer; others take their batches.
+
+        When no stream had an answer within the timeout and none holds a batch,
+        the batches wait in the queue for streams that do not take them (their
+        connections hang): then every stream is cancelled.
+        """
         now = time.monotonic()
         with self._lock:
-            calls = list(self._calls)
-        for _call, clock, sent in calls:
-            if sent and now - clock["answered"] > self._timeout:
-                self._fail(RemoteError(f"no answer within {self._timeout:g} s (--timeout)"))
-                return
+            stalled = now - self._answered_at > self._timeout and not any(
+                stream.sent for stream in self._streams
+            )
+            late = [
+                stream
+                for stream in self._streams
+                if (stream.sent or stalled)
+                and not stream.ended
+                and not stream.timed_out
+                and (stalled or now - stream.answered_at > self._timeout)
+            ]
+            for stream in late:
+                stream.timed_out = True
+        for stream in late:
+            assert stream.results is not None
+            stream.results.cancel()
 
     # -- finishing ----------------------------------------------------------
 
@@ -308,22 +424,32 @@ class RemoteEngine:
             self._shortened_changed.wait_for(
                 lambda: self._shortened_count == len(self._shortening) or self._error is not None
             )
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            while thread.is_alive():
-                thread.join(0.2)
-                self._watch()
+        with self._changed:
+            self._answered_at = time.monotonic()  # reading the input was no wait for answers
+            while self._error is None and self._answered < len(self._batches):
+                self._changed.wait(_WATCH_SECONDS)
+                self._changed.release()
+                try:
+                    self._watch()
+                finally:
+                    self._changed.acquire()
+        self._end_streams()
         if self._error is not None:
             raise self._error
-        missing = [batch.start for batch in self._batches if batch.answer is None]
-        if missing:
-            raise RemoteError(f"{len(missing)} batch(es) were never answered; run the scrub again")
         versions = self._reconcile()
         return self._collect(total, versions)
 
+    def _end_streams(self) -> None:
+        with self._lock:
+            self._ending = True
+            for stream in self._streams:
+                stream.ended = True
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
     def _reconcile(self) -> dict[str, str]:
-        stubs = {target.address: target.stubs[0] for target in self._targets}
+        clients = {target.address: target.clients[0] for target in self._targets}
         for round_number in range(_RECONCILE_ROUNDS + 1):
             newest: dict[str, str] = {}
             for batch in self._batches:
@@ -340,41 +466,53 @@ class RemoteEngine:
                 len(behind),
             )
             for batch in behind:
-                request = pb.CheckRequest(
-                    numbers=batch.texts,
-                    default_region=self._region,
-                    lists=self._lists,
-                    request_id=batch.start,
-                )
-                try:
-                    response = stubs[batch.target].Check(request, timeout=self._timeout)
-                except grpc.RpcError as exc:
-                    raise RemoteError(_rpc_message(batch.target, exc)) from None
-                batch.version, batch.answer = response.version, response
+                self._ask_again(batch, clients)
         raise RemoteError(
             f"the data kept changing during the scrub ({_RECONCILE_ROUNDS} retries); "
             "run it again when fewer changes are arriving"
         )
 
+    def _ask_again(self, batch: _Batch, clients: dict[str, SuppressionClient]) -> None:
+        """Check ``batch`` again on its target, or on another one if that target fails."""
+        others = [address for address in clients if address != batch.target]
+        for address in [batch.target, *others]:
+            if address in self._failed:
+                continue
+            try:
+                batch.result = clients[address].check(numbers=batch.texts)
+            except ClientError as exc:
+                if not _server_failed(exc):
+                    raise RemoteError(str(exc)) from None
+                self._failed[address] = str(exc)
+                logger.warning("%s; its batches go to the other targets", exc)
+                continue
+            if address != batch.target:
+                batch.target = address
+                self._retried_on[address] = self._retried_on.get(address, 0) + 1
+            return
+        raise RemoteError(self._nobody_answers())
+
     def _collect(self, total: int, versions: dict[str, str]) -> Answers:
         answers = Answers.empty(total)
         names: list[str] = []
         for batch in self._batches:
-            answer = batch.answer
-            assert answer is not None
-            masks = np.fromiter(answer.matched, dtype=np.uint64, count=len(answer.matched))
-            masks = _remap(masks, list(answer.list_names), names)
+            result = batch.result
+            assert result is not None
+            masks = np.fromiter(result.masks, dtype=np.uint64, count=len(result.masks))
+            masks = _remap(masks, list(result.list_names), names)
             answers.fill(
                 batch.start,
-                list(answer.verdicts),
+                result.verdicts,
                 masks,
-                dict(answer.invalid_reasons),
-                list(answer.normalized),
+                result.invalid_reasons,
+                result.normalized,
             )
-            answers.stale |= answer.stale
-            answers.failed_closed |= answer.failed_closed
+            answers.stale |= result.stale
+            answers.failed_closed |= result.failed_closed
         answers.list_names = tuple(names)
         answers.versions = versions
+        answers.retried_on = dict(self._retried_on)
+        answers.failed_targets = dict(self._failed)
         return answers
 
     def close(self) -> None:
@@ -385,12 +523,14 @@ class RemoteEngine:
             self._pool.close()
             self._pool = None
         for target in self._targets:
-            for channel in target.channels:
-                channel.close()
+            for client in target.clients:
+                client.close()
         self._targets = []
 
 
-def _remap(masks: np.ndarray[Any, Any], names: list[str], table: list[str]) -> Any:
+def _remap(
+    masks: np.ndarray[tuple[int], np.dtype[np.uint64]], names: list[str], table: list[str]
+) -> np.ndarray[tuple[int], np.dtype[np.uint64]]:
     """Re-express bitmasks over ``names`` as bitmasks over the shared ``table``.
 
     Targets may order their default lists differently; the summary needs one

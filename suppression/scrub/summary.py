@@ -53,6 +53,10 @@ class ScrubSummary:
     """Version of the data that answered, per source (target or ``local``)."""
     stale: bool = False
     failed_closed: bool = False
+    retried_on: Mapping[str, int] = field(default_factory=dict)
+    """Remote: batches each target answered after the target that first had them failed."""
+    failed_targets: Mapping[str, str] = field(default_factory=dict)
+    """Remote: targets that failed during the scrub (down, or no answer in time), and why."""
     seconds: float = 0.0
     outputs: Mapping[str, str] = field(default_factory=dict)
 
@@ -74,6 +78,11 @@ class ScrubSummary:
         return self.rows_in == self.clean + self.suppressed + self.invalid
 
     @property
+    def retried_batches(self) -> int:
+        """Batches answered by another target than the one that first had them."""
+        return sum(self.retried_on.values())
+
+    @property
     def rows_per_second(self) -> float:
         """Throughput of the whole scrub."""
         return self.rows_in / self.seconds if self.seconds > 0 else 0.0
@@ -86,6 +95,9 @@ class ScrubSummary:
         data["invalid_per_reason"] = dict(self.invalid_per_reason)
         data["data_versions"] = dict(self.data_versions)
         data["outputs"] = dict(self.outputs)
+        data["retried_on"] = dict(self.retried_on)
+        data["retried_batches"] = self.retried_batches
+        data["failed_targets"] = dict(self.failed_targets)
         data["balanced"] = self.balanced
         data["seconds"] = round(self.seconds, 3)
         data["rows_per_second"] = round(self.rows_per_second)
@@ -127,6 +139,17 @@ class ScrubSummary:
             ("data version", versions + (" (STALE)" if self.stale else "")),
             ("seconds", f"{self.seconds:.2f} ({self.rows_per_second:,.0f} rows/s)"),
         ]
+        if self.failed_targets or self.retried_on:
+            places = ", ".join(
+                f"{count:,} on {target}" for target, count in self.retried_on.items()
+            )
+            rows.append(
+                (
+                    "batches retried",
+                    f"{self.retried_batches:,}" + (f" ({places})" if places else ""),
+                )
+            )
+            rows.append(("targets failed", ", ".join(self.failed_targets) or "none"))
         if self.failed_closed:
             rows.append(("failed closed", "yes: data too stale, every valid number suppressed"))
         for item, value in rows:

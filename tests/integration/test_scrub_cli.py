@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -394,3 +395,105 @@ def test_a_killed_scrub_takes_its_workers_and_the_next_run_its_partial_files(
         "leads.summary.txt",
         "leads.suppressed.csv",
     ]
+
+
+# -- failover between targets ----------------------------------------------------------
+
+
+def write_distinct_leads(path: Path, rows: int) -> None:
+    """Leads whose phone strings are all different, so every row makes work for a server."""
+    with path.open("w", newline="") as out:
+        out.write("id,phone\n")
+        for index in range(rows):
+            number = 2_025_550_000 + index
+            phone = (
+                f"+1{number}"
+                if index % 2
+                else f"({str(number)[:3]}) {str(number)[3:6]}-{index % 10_000:04d}"
+            )
+            out.write(f"{index},{phone}\n")
+
+
+def answered_batches(server: ServerSubprocess) -> float:
+    """Batches the server has answered, from its /metrics."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith("suppression_batch_size_numbers_count"):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes clients sent to ``port`` that its process has not read yet (Linux /proc/net/tcp)."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def test_a_target_killed_mid_scrub_leaves_its_batches_to_the_other(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    lists = write_lists(tmp_path)
+    survivor, victim = serve_subprocess(*lists), serve_subprocess(*lists)
+    source = tmp_path / "leads.csv"
+    write_distinct_leads(source, 200_000)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "remote").mkdir()
+    local = scrub(str(source), *lists, "--region", "US", "--output-dir", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    for server in (survivor, victim):
+        server.wait_serving()
+
+    process = start_scrub(
+        str(source),
+        *("--target", survivor.target, "--target", victim.target),
+        *("--region", "US", "--batch-size", "200", "--processes", "1"),
+        *("--output-dir", str(tmp_path / "remote")),
+    )
+    try:
+        wait_until(process, lambda: answered_batches(victim) > 0, "the victim answered a batch")
+        # Frozen, the victim keeps what it is sent unread: once some is, killing it
+        # surely leaves batches in its hands, which the survivor must answer.
+        victim.process.send_signal(signal.SIGSTOP)
+        wait_until(process, lambda: unread_bytes(victim.port) > 0, "a batch waited on the victim")
+        victim.kill()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    here, there = summary_of(tmp_path / "local"), summary_of(tmp_path / "remote")
+    assert counts(here) == counts(there)
+    for kind in ("clean", "suppressed", "invalid"):
+        name = f"leads.{kind}.csv"
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+    assert there["retried_batches"] > 0  # type: ignore[operator]
+    assert there["retried_on"] == {survivor.target: there["retried_batches"]}
+    assert list(there["failed_targets"]) == [victim.target]  # type: ignore[call-overload]
+    text = (tmp_path / "remote" / "leads.summary.txt").read_text()
+    assert "batches retried" in text and victim.target in text
+
+
+def test_no_target_up_is_a_one_line_error(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    lists = write_lists(tmp_path)
+    servers = [serve_subprocess(*lists), serve_subprocess(*lists)]
+    for server in servers:
+        server.wait_serving()
+        server.kill()
+    source = tmp_path / "leads.csv"
+    write_leads(source, 100)
+    targets = [arg for server in servers for arg in ("--target", server.target)]
+    result = scrub(str(source), *targets, "--region", "US", "--timeout", "2")
+    assert result.returncode == 2
+    assert result.stderr.startswith("suppression: error: no target can answer (2 tried): ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert all(server.target in result.stderr for server in servers)
+    assert not (tmp_path / "leads.clean.csv").exists()

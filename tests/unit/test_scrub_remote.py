@@ -1,21 +1,30 @@
-"""The remote engine against real in-process gRPC servers: spreading, versions, errors."""
+"""The remote engine against real in-process gRPC servers: spreading, versions, errors, failover."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
 
+import grpc
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from pyroaring import BitMap64
 
 from suppression.checker import Verdict
 from suppression.lists import Change, ListInfo, ListKind, Op, SuppressionLists, Version
+from suppression.metrics import ServiceMetrics
+from suppression.replica import Replica
 from suppression.scrub.answers import Answers
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.remote import RemoteEngine, RemoteError
-from tests.conftest import InProcessServer
+from suppression.service import SuppressionServicer
+from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from tests.conftest import InProcessServer, free_port, replica_data
 
 TEXTS = [
     "+12125550123",
@@ -163,3 +172,136 @@ def test_data_that_never_stops_changing_fails_the_scrub(start_server: Start) -> 
     finally:
         stop.set()
         changer.join(5)
+
+
+# -- failover: a batch whose server fails is answered by another target ---------------
+
+
+class HeldStreams(grpc.ServerInterceptor):
+    """Holds every CheckStream once its first batch has arrived, until released."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        if handler is None or not details.method.endswith("/CheckStream"):
+            return handler
+        inner = handler.stream_stream
+
+        def held(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            first = next(requests)
+            self.holding.set()  # a batch is in this server's hands, unanswered
+            self.release.wait(30)
+            yield from inner(itertools.chain([first], requests), context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            held,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class HeldServer:
+    """A real server of the real servicer whose streams hold their batches unanswered."""
+
+    def __init__(self, lists: SuppressionLists) -> None:
+        replica = Replica(replica_data(lists))
+        replica.start()
+        self.held = HeldStreams()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8), interceptors=[self.held]
+        )
+        pb_grpc.add_SuppressionServicer_to_server(  # type: ignore[no-untyped-call]
+            SuppressionServicer(replica, ServiceMetrics(CollectorRegistry())), self.server
+        )
+        self.target = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0).wait()  # every call cancelled before a held one may go on
+        self.held.release.set()
+
+
+@pytest.fixture
+def held_servers() -> Iterator[Callable[[], HeldServer]]:
+    started: list[HeldServer] = []
+
+    def start() -> HeldServer:
+        started.append(HeldServer(make_lists()))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+MANY = [f"+1202555{n:04d}" for n in range(200)] + TEXTS
+
+
+def local_answers(texts: list[str]) -> list[tuple[int, set[str], int, int]]:
+    return by_name(answer(LocalEngine(make_lists().view, "US", [], processes=1), texts))
+
+
+def test_a_stopped_target_s_batches_are_answered_by_the_other(
+    start_server: Start, held_servers: Callable[[], HeldServer]
+) -> None:
+    good, bad = start_server(make_lists()), held_servers()
+    engine = RemoteEngine([good.target, bad.target], "US", [], batch_size=4, streams_per_target=2)
+    try:
+        engine.submit(0, MANY)
+        assert bad.held.holding.wait(10)
+        bad.stop()  # with a batch in its hands
+        answers = engine.finish(len(MANY))
+    finally:
+        engine.close()
+    assert by_name(answers) == local_answers(MANY)
+    assert answers.retried_on[good.target] >= 1
+    assert list(answers.retried_on) == [good.target]
+    assert list(answers.failed_targets) == [bad.target]
+    assert answers.versions == {good.target: "1700000000000-5"}  # the stopped one answered none
+
+
+def test_a_target_that_never_answers_is_left_after_the_timeout(
+    start_server: Start, held_servers: Callable[[], HeldServer]
+) -> None:
+    good, silent = start_server(make_lists()), held_servers()
+    engine = RemoteEngine(
+        [silent.target, good.target], "US", [], batch_size=4, streams_per_target=2, timeout=0.5
+    )
+    answers = answer(engine, MANY, split=len(MANY))
+    assert by_name(answers) == local_answers(MANY)
+    assert answers.retried_on[good.target] >= 1
+    assert "sent no answer within 0.5 s (--timeout)" in answers.failed_targets[silent.target]
+
+
+def test_a_target_down_at_the_start_is_left_to_the_others(start_server: Start) -> None:
+    good = start_server(make_lists())
+    down = f"127.0.0.1:{free_port()}"
+    answers = answer(RemoteEngine([down, good.target], "US", [], batch_size=4, timeout=2), MANY)
+    assert by_name(answers) == local_answers(MANY)
+    assert answers.retried_on == {}
+    assert f"cannot reach server {down}" in answers.failed_targets[down]
+
+
+def test_the_scrub_fails_when_no_target_can_answer(
+    held_servers: Callable[[], HeldServer],
+) -> None:
+    first, second = held_servers(), held_servers()
+    engine = RemoteEngine([first.target, second.target], "US", [], batch_size=4, timeout=2)
+    try:
+        engine.submit(0, MANY)
+        assert first.held.holding.wait(10) and second.held.holding.wait(10)
+        first.stop()
+        second.stop()
+        with pytest.raises(RemoteError, match=r"no target can answer \(2 tried\): ") as caught:
+            engine.finish(len(MANY))
+    finally:
+        engine.close()
+    assert "\n" not in str(caught.value)
+    assert first.target in str(caught.value) and second.target in str(caught.value)
