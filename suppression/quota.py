@@ -89,7 +89,13 @@ class SharedQuota:
     """
 
     def __init__(
-        self, path: Path, fd: int, table: mmap.mmap, slots: int, clock: Callable[[], float]
+        self,
+        path: Path,
+        fd: int,
+        table: mmap.mmap,
+        slots: int,
+        clock: Callable[[], float],
+        lease: float = 0.0,
     ) -> None:
         """Use :meth:`create` or :meth:`open`."""
         self.path = path
@@ -97,6 +103,8 @@ class SharedQuota:
         self._map = table
         self._slots = slots
         self._clock = clock
+        self._lease = lease
+        self._leased: dict[str, int] = {}
         self._thread_lock = threading.Lock()
         reference = weakref.ref(self)
 
@@ -110,6 +118,8 @@ class SharedQuota:
     def _after_fork(self) -> None:
         # A thread of the parent may have held the lock at fork; the child has no such thread.
         self._thread_lock = threading.Lock()
+        # Tokens the parent leased are the parent's: a child spending them would double them.
+        self._leased = {}
 
     @classmethod
     def create(
@@ -118,6 +128,7 @@ class SharedQuota:
         *,
         slots: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        lease: float = 0.0,
     ) -> SharedQuota:
         """Create a fresh, empty table in ``directory`` (every bucket starts full).
 
@@ -125,6 +136,10 @@ class SharedQuota:
             directory: where the table file goes; a tmpfs such as /dev/shm keeps it in memory.
             slots: identities it can hold; give at least the trust file's identities.
             clock: seconds, the same clock in every process (CLOCK_MONOTONIC is system-wide).
+            lease: share of an identity's burst that a process takes from the table at a
+                time and then spends locally, without the file lock (0: exact, a lock on
+                every charge). Leased tokens are spent early, never twice, so an identity
+                is only ever held to less than its quota, by at most a lease per process.
 
         Raises:
             ConfigError: the directory is not writable.
@@ -143,7 +158,7 @@ class SharedQuota:
             ) from exc
         table = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
         _HEADER.pack_into(table, 0, _MAGIC, _VERSION, slots)
-        return cls(Path(name), fd, table, slots, clock)
+        return cls(Path(name), fd, table, slots, clock, lease)
 
     @classmethod
     def open(cls, path: Path, *, clock: Callable[[], float] = time.monotonic) -> SharedQuota:
@@ -190,6 +205,13 @@ class SharedQuota:
                 f"{identity!r} may check at once; send smaller batches",
                 None,
             )
+        with self._thread_lock:
+            leased = self._leased.get(identity, 0)
+            if leased >= numbers:
+                # Spent from this process's lease: no file lock, no system call.
+                self._leased[identity] = leased - numbers
+                return
+        extra = int(biggest * self._lease)
         minute_rate = limits.per_minute / 60.0
         day_rate = limits.per_day / _DAY
         with self._locked():
@@ -202,9 +224,15 @@ class SharedQuota:
                 m_tokens = min(float(limits.burst), m_tokens + max(0.0, now - m_at) * minute_rate)
                 d_tokens = min(float(limits.per_day), d_tokens + max(0.0, now - d_at) * day_rate)
             if m_tokens >= numbers and d_tokens >= numbers:
-                m_tokens -= numbers
-                d_tokens -= numbers
+                # Take a lease on top where there is room; whatever is left of the old one
+                # stays this process's to spend.
+                taken = numbers + max(
+                    0, min(extra, int(m_tokens) - numbers, int(d_tokens) - numbers)
+                )
+                m_tokens -= taken
+                d_tokens -= taken
                 _SLOT.pack_into(self._map, offset, _key(identity), m_tokens, now, d_tokens, now)
+                self._leased[identity] = self._leased.get(identity, 0) + taken - numbers
                 return
             _SLOT.pack_into(self._map, offset, _key(identity), m_tokens, now, d_tokens, now)
         wait = max(

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 _SHARED_MEMORY = Path("/dev/shm")
 
+_TRUST_RECHECK = 1.0
+"""Seconds between looks at the trust file: an edit takes effect within about a second."""
+
+_QUOTA_LEASE = 0.01
+"""Share of an identity's burst a worker takes from the shared quota table at a time."""
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityOptions:
@@ -107,7 +113,7 @@ def create_quota(settings: Settings) -> SharedQuota | None:
     directory = settings.quota_dir
     if directory is None:
         directory = _SHARED_MEMORY if _SHARED_MEMORY.is_dir() else Path(tempfile.gettempdir())
-    return SharedQuota.create(directory, slots=max(1024, 2 * identities))
+    return SharedQuota.create(directory, slots=max(1024, 2 * identities), lease=_QUOTA_LEASE)
 
 
 class ServerSecurity:
@@ -121,7 +127,11 @@ class ServerSecurity:
         """
         self._options = options
         self.identity_metrics = IdentityMetrics(registry) if options.trust_file else None
-        self._trust = TrustStore(options.trust_file) if options.trust_file else None
+        self._trust = (
+            TrustStore(options.trust_file, recheck_interval=_TRUST_RECHECK)
+            if options.trust_file
+            else None
+        )
         self._certificates = (
             ReloadingCertificates(options.tls, registry) if options.tls is not None else None
         )

@@ -33,6 +33,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -315,18 +316,30 @@ class TrustStore:
     everyone out because of a typo.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        recheck_interval: float = 0.0,
+    ) -> None:
         """Load ``path`` now.
 
         Args:
             path: the TOML trust file.
             clock: returns the current aware datetime, for expiry; the wall clock when None.
+            recheck_interval: look at the file's modification at most this often, in
+                seconds. A server passes about a second: a ``stat`` on every call
+                releases the interpreter lock, and under concurrency each release
+                can cost a thread milliseconds of waiting to get it back.
 
         Raises:
             ConfigError: the file cannot be read or is wrong.
         """
         self._path = path
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._recheck_interval = recheck_interval
+        self._next_check = 0.0
         self._lock = threading.Lock()
         self._signature = _file_signature(path)
         self._config = load_trust_file(path)
@@ -343,6 +356,11 @@ class TrustStore:
         return self._config
 
     def _maybe_reload(self) -> None:
+        if self._recheck_interval > 0:
+            now = time.monotonic()
+            if now < self._next_check:
+                return
+            self._next_check = now + self._recheck_interval
         signature = _file_signature(self._path)
         if signature == self._signature:
             return

@@ -255,3 +255,22 @@ class QuotaMachine(RuleBasedStateMachine):
 
 
 TestQuotaModel = QuotaMachine.TestCase
+
+
+def test_a_lease_spends_locally_and_never_lets_more_through(tmp_path: Path) -> None:
+    """With a lease the table is touched once per lease, and the quota still holds."""
+    limits = QuotaLimits(per_minute=6_000, per_day=1_000_000, burst=1_000)
+    table = SharedQuota.create(tmp_path, slots=8, clock=lambda: 100.0, lease=0.1)
+    other = SharedQuota.open(table.path, clock=lambda: 100.0)  # another worker, exact
+    table.charge("acme", limits, 10)  # takes 10 plus a lease of 100
+    minute_left, _ = other.remaining("acme", limits)
+    assert minute_left == 1_000 - 110
+    for _ in range(10):
+        table.charge("acme", limits, 10)  # spent from the lease: the table does not move
+    assert other.remaining("acme", limits)[0] == 1_000 - 110
+    allowed = 110
+    with pytest.raises(QuotaExceededError):
+        while True:
+            table.charge("acme", limits, 10)
+            allowed += 10
+    assert allowed <= limits.burst, "a lease never lets more through than the quota"
