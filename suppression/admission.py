@@ -26,6 +26,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from suppression.handlers import WrappingInterceptor, rewrap
+
 __all__ = [
     "MAX_ECHO",
     "AdmissionInterceptor",
@@ -122,7 +124,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):
+class AdmissionInterceptor(WrappingInterceptor):
     """Bounds concurrent streams and refuses undecodable requests with INVALID_ARGUMENT.
 
     Put it right after the metrics interceptor, so that its refusals are
@@ -136,49 +138,24 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
             max_streams: streaming calls (any method with a request or response
                 stream) that may run at once; 0 for no limit.
         """
+        super().__init__()
         self._max_streams = max_streams
         self._streams = threading.BoundedSemaphore(max_streams) if max_streams else None
         self._undecodable_log = RateLimitedLog(logger, _UNDECODABLE_LOG_INTERVAL)
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        """Return the method's handler, with a tolerant deserializer and the stream bound."""
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        serializers = {
-            "request_deserializer": _tolerant(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._decoded_unary(method, handler.unary_unary), **serializers
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._bounded_stream_unary(method, handler.stream_unary), **serializers
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._bounded_stream(method, handler.unary_stream, request_stream=False),
-                **serializers,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            self._bounded_stream(method, handler.stream_stream, request_stream=True),
-            **serializers,
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler, with a tolerant deserializer and the stream bound."""
+        return rewrap(
+            handler,
+            lambda behavior, streamed: (
+                self._bounded_stream_unary(method, behavior)
+                if streamed
+                else self._decoded_unary(method, behavior)
+            ),
+            lambda behavior, streamed: self._bounded_stream(
+                method, behavior, request_stream=streamed
+            ),
+            request_deserializer=_tolerant(handler.request_deserializer),
         )
 
     def _refuse_undecodable(

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["Behavior", "rewrap"]
+__all__ = ["Behavior", "WrappingInterceptor", "rewrap"]
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 """A method's implementation: request (or request iterator) and context in, response out."""
@@ -21,6 +21,7 @@ def rewrap(
     handler: grpc.RpcMethodHandler,
     unary_response: Callable[[Behavior, bool], Behavior],
     stream_response: Callable[[Behavior, bool], Behavior],
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
     """The same method, its behavior wrapped by ``unary_response`` or ``stream_response``.
 
@@ -29,9 +30,10 @@ def rewrap(
         unary_response: wraps a behavior that returns one response; its second
             argument says whether the requests arrive as a stream.
         stream_response: wraps a behavior that yields responses; likewise.
+        request_deserializer: replaces the method's own, if given.
     """
     serializers = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
@@ -49,3 +51,35 @@ def rewrap(
     return grpc.stream_stream_rpc_method_handler(
         stream_response(handler.stream_stream, True), **serializers
     )
+
+
+class WrappingInterceptor(grpc.ServerInterceptor):
+    """A server interceptor that wraps each method's handler once and reuses the wrapper.
+
+    Subclasses implement :meth:`wrap`; a handler is wrapped again only if the
+    server hands out a different one for the same method.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Return the method's handler, wrapped."""
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self.wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler that replaces ``handler`` for ``method``."""
+        raise NotImplementedError

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from prometheus_client import Counter, Histogram
 
-from suppression.handlers import rewrap
+from suppression.handlers import WrappingInterceptor, rewrap
 from suppression.metrics import GrpcServerMetrics
 
 __all__ = ["MetricsInterceptor", "code_label", "initialize_metrics"]
@@ -130,30 +130,13 @@ def _final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts and times every call, under grpc-prometheus's names and labels."""
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         """Create the interceptor over the metrics it feeds."""
+        super().__init__()
         self._metrics = metrics
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        """Return the method's handler, wrapped to record metrics."""
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
 
     def _bind(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics:
         service, _, name = method.lstrip("/").rpartition("/")
@@ -165,7 +148,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             labels=labels,
         )
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler, timed and counted."""
         bound = self._bind(method, handler)
         return rewrap(
             handler,
