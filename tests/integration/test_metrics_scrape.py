@@ -276,7 +276,13 @@ def test_a_killed_worker_is_restarted_and_the_replica_recovers(
         )
 
     wait_for(recovered, 20, "the killed worker to be replaced and the replica whole")
-    assert server.health(SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    # Metrics come from state files each worker writes every interval; health follows the
+    # census within its own poll, so it may trail the metrics by a moment.
+    wait_for(
+        lambda: server.health(SERVICE) == health_pb2.HealthCheckResponse.SERVING,
+        10,
+        "SERVING again",
+    )
     assert f"(pid {first[0]}) died (killed by SIGKILL); restarted it" in server.log()
     # A worker whose parent dies stops too, instead of serving on unmonitored.
     workers = worker_pids(parent)

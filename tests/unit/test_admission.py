@@ -62,7 +62,15 @@ def test_streams_beyond_the_limit_are_refused(
 ) -> None:
     server = start_server(make_lists(), threads=4, max_streams=2)
     stop = threading.Event()
-    held = [server.stub.CheckStream(_idle(stop)) for _ in range(2)]
+
+    def one_then_idle() -> Iterator[pb.CheckRequest]:
+        yield pb.CheckRequest(e164=[12125550000])
+        stop.wait()
+
+    held = [server.stub.CheckStream(one_then_idle()) for _ in range(2)]
+    # Each held stream has answered once: both are admitted and running on the server.
+    for stream in held:
+        assert list(next(stream).verdicts) == [pb.SUPPRESSED]
     try:
         # A stream started after the held ones is refused at once, not queued.
         def third_refused() -> bool:
@@ -80,9 +88,19 @@ def test_streams_beyond_the_limit_are_refused(
         stop.set()
         for stream in held:
             stream.cancel()
-    # Streams that end give their slot back.
-    answers = server.stub.CheckStream(iter([pb.CheckRequest(e164=[12125550000])]), timeout=5)
-    assert [list(a.verdicts) for a in answers] == [[pb.SUPPRESSED]]
+
+    # Streams that end give their slot back (as soon as the server has seen them end).
+    def admitted() -> bool:
+        stream = server.stub.CheckStream(iter([pb.CheckRequest(e164=[12125550000])]), timeout=5)
+        try:
+            answers = [list(answer.verdicts) for answer in stream]
+        except grpc.RpcError as exc:
+            assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+        assert answers == [[pb.SUPPRESSED]]
+        return True
+
+    wait_for(admitted, 10, "a stream to be admitted once the held ones ended")
 
 
 def _raw(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable:
