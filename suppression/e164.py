@@ -19,12 +19,14 @@ import enum
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from suppression.e164_tables import NSN_LENGTHS_BY_COUNTRY_CODE, SUPPORTED_REGIONS
 from suppression.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "MAX_E164_DIGITS",
@@ -78,7 +80,7 @@ class InvalidReason(enum.IntEnum):
     MISSING_REGION = 6
 
 
-def _country_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
+def _country_tables() -> tuple[list[int], list[int]]:
     """Lookup tables from the country codes and their possible national lengths.
 
     Returns:
@@ -88,20 +90,36 @@ def _country_tables() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
         ``nsn_lengths_by_cc[cc]``: a bitmask of national number lengths the
         country uses (bit n set: length n is possible).
     """
-    cc_len_by_lead3 = np.zeros(1000, dtype=np.uint8)
-    nsn_lengths_by_cc = np.zeros(1000, dtype=np.uint32)
+    cc_len_by_lead3 = [0] * 1000
+    nsn_lengths_by_cc = [0] * 1000
     for cc, mask in NSN_LENGTHS_BY_COUNTRY_CODE.items():
         width = len(str(cc))
         scale = 10 ** (3 - width)
-        cc_len_by_lead3[cc * scale : (cc + 1) * scale] = width
+        cc_len_by_lead3[cc * scale : (cc + 1) * scale] = [width] * scale
         nsn_lengths_by_cc[cc] = mask
     return cc_len_by_lead3, nsn_lengths_by_cc
 
 
-_CC_LEN_BY_LEAD3, _NSN_LENGTHS_BY_CC = _country_tables()
-_POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
-_CC_LEN_LIST: list[int] = _CC_LEN_BY_LEAD3.tolist()
-_NSN_LENGTHS_LIST: list[int] = _NSN_LENGTHS_BY_CC.tolist()
+_CC_LEN_LIST, _NSN_LENGTHS_LIST = _country_tables()
+
+
+@functools.cache
+def _vector_tables() -> tuple[
+    npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint64]
+]:
+    """The tables as numpy arrays, built on first use.
+
+    numpy is imported only here and in the batch functions: importing this
+    module for the scalar path (a dialer's single check, a client) then costs
+    no numpy import, which is most of what the module used to cost.
+    """
+    import numpy as np
+
+    return (
+        np.array(_CC_LEN_LIST, dtype=np.uint8),
+        np.array(_NSN_LENGTHS_LIST, dtype=np.uint32),
+        np.array([10**k for k in range(20)], dtype=np.uint64),
+    )
 
 
 def _length_reason(mask: int, nsn_len: int) -> InvalidReason:
@@ -140,16 +158,19 @@ def e164_reasons(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     Returns:
         One :class:`InvalidReason` value per number; 0 means valid.
     """
-    digits = np.searchsorted(_POW10, values, side="right").astype(np.int64)
+    import numpy as np
+
+    cc_len_by_lead3, nsn_lengths_by_cc, pow10 = _vector_tables()
+    digits = np.searchsorted(pow10, values, side="right").astype(np.int64)
     reasons = np.zeros(len(values), dtype=np.uint8)
     long_enough = digits >= 3
     lead3 = np.zeros(len(values), dtype=np.int64)
-    shift = _POW10[np.clip(digits - 3, 0, 19)]
+    shift = pow10[np.clip(digits - 3, 0, 19)]
     lead3[long_enough] = (values[long_enough] // shift[long_enough]).astype(np.int64)
     lead3 = np.clip(lead3, 0, 999)
-    cc_len = _CC_LEN_BY_LEAD3[lead3].astype(np.int64)
-    cc = lead3 // _POW10[np.clip(3 - cc_len, 0, 3)].astype(np.int64)
-    mask = _NSN_LENGTHS_BY_CC[cc].astype(np.int64)
+    cc_len = cc_len_by_lead3[lead3].astype(np.int64)
+    cc = lead3 // pow10[np.clip(3 - cc_len, 0, 3)].astype(np.int64)
+    mask = nsn_lengths_by_cc[cc].astype(np.int64)
     nsn_len = np.clip(digits - cc_len, 0, 62)
     possible = ((mask >> nsn_len) & 1).astype(bool)
     lowest = np.zeros(len(values), dtype=np.int64)
@@ -268,6 +289,8 @@ class Normalizer:
         Returns:
             E.164 integers (0 where invalid) and reason codes, as parallel arrays.
         """
+        import numpy as np
+
         values = np.zeros(len(texts), dtype=np.uint64)
         reasons = np.zeros(len(texts), dtype=np.uint8)
         canonical_at: list[int] = []
