@@ -143,7 +143,7 @@ class ChangeLogFollower:
         self._loss = ""
         self._losses: dict[str, int] = {kind: 0 for kind in LOSS_KINDS}
         self._resync_floor = Version()
-        self._tried_snapshot: tuple[Path, float] | None = None
+        self._tried_snapshot: tuple[Path, int, int, int] | None = None
         self._lag_entries = 0
         self._oldest_unapplied_ms: int | None = None
         self._ordinal_base: int | None = None
@@ -427,7 +427,8 @@ class ChangeLogFollower:
         newest = find_newest(self._data_dir)
         if newest is None:
             return
-        stamp = (newest, newest.stat().st_mtime)
+        stat = newest.stat()
+        stamp = (newest, stat.st_mtime_ns, stat.st_ino, stat.st_size)
         if stamp == self._tried_snapshot:
             return  # already refused; reading a registry-sized file again costs seconds
         # Tried once per file version, refused or not: a registry-sized file takes seconds.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,14 +130,19 @@ def test_a_following_replica_with_the_key_resyncs_only_from_a_signed_snapshot(
     redis_client(redis_server).xtrim(STREAM, minid=str(first.lists.version), approximate=False)
     late = start_replica(tmp_path / "late", max_staleness=0.5, snapshot_key=key)
     wait_for(lambda: late.follower_state().needs_resync, 5, "the gap to be noticed")
+    # The crafted file appears whole, as a rename makes it: the follower never sees the
+    # genuine bytes under that name before they are altered.
+    staging = tmp_path / good.name
+    staging.write_bytes(good.read_bytes())
+    craft(staging)
     crafted = tmp_path / "late" / good.name
-    crafted.write_bytes(good.read_bytes())
-    craft(crafted)
     with caplog.at_level(logging.WARNING, logger="suppression.changelog.follower"):
+        os.replace(staging, crafted)
         wait_for(lambda: "invalid signature" in caplog.text, 5, "the crafted file refused")
     assert late.follower_state().needs_resync and not late.core.serving
     assert CRAFTED not in late.lists.view.bitmaps.get("internal", BitMap64())
-    crafted.write_bytes(good.read_bytes())
+    staging.write_bytes(good.read_bytes())
+    os.replace(staging, crafted)
     wait_for(lambda: late.core.serving, 5, "a resync from the signed snapshot")
     assert late.suppressed(CN) and late.suppressed(US) and not late.suppressed(CRAFTED)
 
