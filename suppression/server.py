@@ -50,6 +50,7 @@ from suppression.service import SuppressionServicer
 from suppression.settings import Settings
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from suppression.wire import grpc_message_limit
 from suppression.workermetrics import StatePublisher, parent_registry, use_multiprocess_values
 from suppression.workers import PoolHealthServicer, WorkerCensus, WorkerPool
 
@@ -58,18 +59,11 @@ __all__ = ["ServerOptions", "ServingProcess", "create_server", "grpc_message_lim
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Suppression"].full_name
-_BYTES_PER_NUMBER_ON_WIRE = 64
-"""Generous: a text number plus its share of every parallel response array."""
 
 _HEALTH_DESCRIPTOR = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 _HEALTH_POLL = 0.1
 """Seconds between readings of the replica's state by the health reporter."""
-
-
-def grpc_message_limit(max_batch: int) -> int:
-    """A message size limit that fits the largest batch, request or response."""
-    return max_batch * _BYTES_PER_NUMBER_ON_WIRE + (1 << 20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from suppression.lists import Version
 from suppression.scrub.answers import Answers, Progress
 from suppression.scrub.pool import WorkerError, pool_for
 from suppression.scrub.shortcut import canonicalize
-from suppression.server import grpc_message_limit
+from suppression.wire import grpc_message_limit
 
 __all__ = ["RemoteEngine", "RemoteError"]
 
