@@ -60,6 +60,10 @@ class InvalidInputError(SuppressionError, ValueError):
     """
 
 
+class MisroutedBatchError(SuppressionError):
+    """A bulk batch sent to the interactive port of a replica that has a bulk port."""
+
+
 class NotReadyError(SuppressionError):
     """Data is not loaded, or must be resynchronized from a snapshot."""
 

@@ -43,6 +43,11 @@ class Lanes:
         self._interactive = 0
         self._idle = threading.Condition(threading.Lock())
 
+    @property
+    def threshold(self) -> int:
+        """The smallest batch that is bulk work."""
+        return self._threshold
+
     def is_bulk(self, size: int) -> bool:
         """Whether a batch of ``size`` numbers takes the bulk lane."""
         return size >= self._threshold

@@ -31,6 +31,7 @@ from suppression.e164 import Normalizer
 from suppression.errors import ConfigError
 from suppression.exposition import serve_metrics
 from suppression.interceptor import MetricsInterceptor, initialize_metrics
+from suppression.lanes import Lanes
 from suppression.lists import ListView
 from suppression.metrics import (
     BuildInfoCollector,
@@ -89,6 +90,11 @@ class ServerOptions:
     and a client that pings more often gets its connection closed with ``too_many_pings``."""
     max_streams: int = 0
     """Streaming calls run at once (each holds a thread throughout); 0: half of ``threads``."""
+    bulk_threshold: int = 1_000
+    """Batches of at least this many numbers are bulk work (see :mod:`suppression.lanes`)."""
+    bulk_elsewhere: int = 0
+    """The replica's bulk port, where this server sends bulk batches (refusing them); 0
+    serves them here."""
 
     @property
     def stream_limit(self) -> int:
@@ -107,6 +113,8 @@ class ServerOptions:
             max_connection_age=settings.max_connection_age,
             grace=settings.grace,
             max_streams=settings.max_streams,
+            bulk_threshold=settings.bulk_threshold,
+            bulk_elsewhere=settings.bulk_port,
         )
 
 
@@ -233,6 +241,8 @@ def create_server(
         normalizer=Normalizer(options.parse_cache_size),
         max_batch=options.max_batch,
         identity_metrics=trust.identity_metrics,
+        lanes=Lanes(bulk_threshold=options.bulk_threshold),
+        bulk_elsewhere=options.bulk_elsewhere,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="grpc"),
@@ -349,12 +359,14 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGTERM; returns the process exit code."""
     if settings.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
+    if settings.bulk_port and settings.bulk_port == settings.port:
+        raise ConfigError(f"--bulk-port {settings.bulk_port} must differ from --port")
     refuse_exposure(settings)
     source = DataSource.from_settings(settings)
     quota = create_quota(settings)
     security = SecurityOptions.from_settings(settings, quota)
     try:
-        if settings.workers == 1:
+        if settings.workers == 1 and not settings.bulk_port:
             return _serve_one(settings, Replica(source, *_live_options(settings)), security)
         return _serve_workers(settings, source, security)
     finally:
@@ -406,8 +418,9 @@ def _serve_one(
         loaded = replica.start()
     process.sync_health()
     logger.info(
-        "serving %d lists at version %s; loaded %s numbers in %.2f s",
+        "serving %d lists on port %d at version %s; loaded %s numbers in %.2f s",
         len(loaded.lists.view.bitmaps),
+        process.port,
         loaded.lists.version,
         f"{loaded.numbers:,}",  # separators: the log filter masks 7+ digit runs
         loaded.seconds,
@@ -428,6 +441,11 @@ def _serve_one(
 def _serve_workers(settings: Settings, source: DataSource, security: SecurityOptions) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
+    With a bulk port, ``--bulk-workers`` more workers serve it, and only it: bulk
+    batches then run in other processes, under other GILs, than the
+    single-number checks of the main port, which refuses them (see
+    :mod:`suppression.lanes` for what one process can do alone).
+
     Forking happens before any gRPC object exists in this process, as gRPC requires.
     Workers write their metrics into a fresh directory, and this process serves
     them, aggregated, on the metrics port (see :mod:`suppression.workermetrics`).
@@ -436,22 +454,30 @@ def _serve_workers(settings: Settings, source: DataSource, security: SecurityOpt
     if settings.port == 0:
         settings = settings.replace(port=_free_port(settings.host))
     _check_bindable(f"{settings.host}:{settings.port}", reuse_port=True)
+    bulk_workers = settings.bulk_workers if settings.bulk_port else 0
+    if bulk_workers:
+        _check_bindable(f"{settings.host}:{settings.bulk_port}", reuse_port=True)
     change_log, snapshots = _live_options(settings)
     loaded = load_lists(source, allow_empty=change_log is not None)
     logger.info(
-        "loaded %s numbers in %.2f s; forking %d workers",
+        "loaded %s numbers in %.2f s; forking %d workers for port %d%s",
         f"{loaded.numbers:,}",
         loaded.seconds,
         settings.workers,
+        settings.port,
+        f" and {bulk_workers} for bulk port {settings.bulk_port}" if bulk_workers else "",
     )
     metrics_dir = Path(tempfile.mkdtemp(prefix="suppression-metrics-"))
-    census = WorkerCensus(settings.workers)
+    slots = settings.workers + bulk_workers
+    census = WorkerCensus(slots)
+    # A bulk worker serves the bulk port, and every batch size there.
+    bulk_settings = settings.replace(port=settings.bulk_port, bulk_port=0)
 
     def run_worker(slot: int) -> int:
         use_multiprocess_values(metrics_dir)
         replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
         return _serve_one(
-            settings,
+            bulk_settings if slot >= settings.workers else settings,
             replica,
             security,
             reuse_port=True,
@@ -459,7 +485,7 @@ def _serve_workers(settings: Settings, source: DataSource, security: SecurityOpt
             health_servicer=PoolHealthServicer(census, slot),
         )
 
-    pool = WorkerPool(settings.workers, run_worker, census=census, stop_timeout=settings.grace + 5)
+    pool = WorkerPool(slots, run_worker, census=census, stop_timeout=settings.grace + 5)
     try:
         if settings.metrics_port:
             # Before forking, so that a busy port fails with no worker to clean up. The

@@ -32,6 +32,7 @@ from suppression.errors import (
     InvalidEntryError,
     InvalidInputError,
     InvalidRequestError,
+    MisroutedBatchError,
     NotReadyError,
     SuppressionError,
     UnknownListError,
@@ -57,6 +58,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConsentRequiredError, grpc.StatusCode.FAILED_PRECONDITION),
+    (MisroutedBatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidEntryError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
     (ChangeLogError, grpc.StatusCode.UNAVAILABLE),
@@ -75,6 +77,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         max_batch: int = 100_000,
         identity_metrics: IdentityMetrics | None = None,
         lanes: Lanes | None = None,
+        bulk_elsewhere: int = 0,
     ) -> None:
         """Create the servicer.
 
@@ -85,6 +88,8 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             max_batch: the largest batch accepted.
             identity_metrics: per-identity counters, where authentication is on.
             lanes: puts interactive checks before bulk batches; a fresh one by default.
+            bulk_elsewhere: the replica's bulk port: bulk batches are refused here
+                (FAILED_PRECONDITION) and the message names that port; 0 serves them.
         """
         self._replica = replica
         self._metrics = metrics
@@ -92,6 +97,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._max_batch = max_batch
         self._identity_metrics = identity_metrics
         self._lanes = lanes or Lanes()
+        self._bulk_elsewhere = bulk_elsewhere
 
     @property
     def normalizer(self) -> Normalizer:
@@ -107,7 +113,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             # A tenant sees its own lists and those shared with it; others do not exist for it.
             lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
         lanes = self._lanes
-        if lanes.is_bulk(len(request.e164) + len(request.numbers)):
+        size = len(request.e164) + len(request.numbers)
+        if lanes.is_bulk(size) and self._bulk_elsewhere:
+            raise MisroutedBatchError(
+                f"a batch of {size:,} numbers is bulk work (--bulk-threshold "
+                f"{lanes.threshold:,}): send it to this replica's bulk port "
+                f"{self._bulk_elsewhere}, which serves it apart from single-number checks"
+            )
+        if lanes.is_bulk(size):
             with lanes.bulk() as pause, pausing_between_slices(pause):
                 outcome, freshness = self._check(request, region, lists)
         else:

@@ -128,6 +128,27 @@ class Settings:
         "serve",
         minimum=1,
     )
+    bulk_port: int = _opt(
+        0,
+        "serve batches of --bulk-threshold numbers or more on this port, in their own "
+        "processes (--bulk-workers), so they never slow single-number checks; the main "
+        "port then refuses them with FAILED_PRECONDITION naming this port. 0: no bulk "
+        "port, big batches share the main port's processes",
+        "serve",
+        minimum=0,
+        maximum=65535,
+    )
+    bulk_workers: int = _opt(
+        1, "processes serving --bulk-port, beside the --workers (at least 1)", "serve", minimum=1
+    )
+    bulk_threshold: int = _opt(
+        1_000,
+        "a batch of at least this many numbers is bulk work: computed one at a time and "
+        "in slices that let single-number checks go first, and sent to --bulk-port when "
+        "there is one (at least 1)",
+        "serve",
+        minimum=1,
+    )
     threads: int = _opt(16, "gRPC worker threads per process (at least 1)", "serve", minimum=1)
     parse_cache_size: int = _opt(
         200_000,
