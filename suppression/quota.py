@@ -315,6 +315,10 @@ class IdentityMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         """Create and register the metrics in ``registry``."""
+        # The labelled children, looked up once per identity: labels() costs
+        # microseconds and a lock on every call.
+        self._checked: dict[str, Counter] = {}
+        self._suppressed: dict[str, Counter] = {}
         self.checked = Counter(
             "suppression_identity_numbers_checked",
             "Numbers checked, by the identity that asked.",
@@ -338,12 +342,18 @@ class IdentityMetrics:
     def count_checked(self, identity: str, numbers: int) -> None:
         """Count ``numbers`` checked by ``identity`` (the interceptor does this)."""
         if numbers:
-            self.checked.labels(identity).inc(numbers)
+            child = self._checked.get(identity)
+            if child is None:
+                child = self._checked.setdefault(identity, self.checked.labels(identity))
+            child.inc(numbers)
 
     def count_suppressed(self, identity: str, numbers: int) -> None:
         """Count ``numbers`` answered SUPPRESSED to ``identity`` (the servicer does this)."""
         if numbers:
-            self.suppressed.labels(identity).inc(numbers)
+            child = self._suppressed.get(identity)
+            if child is None:
+                child = self._suppressed.setdefault(identity, self.suppressed.labels(identity))
+            child.inc(numbers)
 
     def count_refused(self, identity: str, reason: str) -> None:
         """Count one refused call."""

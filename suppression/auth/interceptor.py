@@ -24,7 +24,7 @@ from suppression.auth.model import (
     use_identity,
 )
 from suppression.auth.trustfile import TrustStore
-from suppression.handlers import rewrap
+from suppression.handlers import WrappingInterceptor, rewrap
 from suppression.quota import IdentityMetrics, QuotaExceededError, SharedQuota
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _certificate_names(context: grpc.ServicerContext) -> list[str]:
     return [name.decode(errors="replace") if isinstance(name, bytes) else name for name in names]
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     """Authenticates every call, checks its method's scopes, charges quotas.
 
     Order of checks: credentials (UNAUTHENTICATED), method scopes
@@ -88,21 +88,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
             quota: the shared token buckets; None checks no quota.
             metrics: per-identity counters; None counts nothing.
         """
+        super().__init__()
         self._trust = trust
         self._quota = quota
         self._metrics = metrics
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        """Return the method's handler, guarded."""
-        handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or is_public(method):
-            return handler
-        return self._wrap(method, handler)
 
     def authenticate(self, context: grpc.ServicerContext) -> Identity:
         """The caller's identity: its bearer token, else its client certificate.
@@ -164,7 +153,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
             self._metrics.count_refused(identity, reason)
         logger.debug("refused a call of %s: %s", identity, reason)
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` guarded: built once per method (health checks pass unguarded)."""
+        if is_public(method):
+            return handler
         charged = _method_name(method) in _CHARGED_METHODS
         admit, charge = self._admit, self._charge
 
