@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import grpc
@@ -15,6 +16,7 @@ from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
     PermissionDeniedError,
     Scope,
+    Tenant,
     UnauthenticatedError,
     actor_for,
     authorize,
@@ -65,6 +67,18 @@ _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
 )
 
 
+_RESOLVED_CACHE_SIZE = 4096
+"""Distinct (tenant, requested lists) answers kept; requests name lists freely."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ResolvedLists:
+    """The lists each (tenant, requested lists) pair reads, for one set of list names."""
+
+    names: frozenset[str]
+    lists: dict[tuple[Tenant, tuple[str, ...]], tuple[str, ...]]
+
+
 class SuppressionServicer(pb_grpc.SuppressionServicer):
     """Serves Check, CheckStream, GetStatus, Suppress and Release over one :class:`Replica`."""
 
@@ -98,6 +112,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._identity_metrics = identity_metrics
         self._lanes = lanes or Lanes()
         self._bulk_elsewhere = bulk_elsewhere
+        self._resolved = _ResolvedLists(frozenset(), {})
 
     @property
     def normalizer(self) -> Normalizer:
@@ -111,7 +126,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
-            lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
+            lists = self._tenant_lists(identity.tenant, lists)
         lanes = self._lanes
         size = len(request.e164) + len(request.numbers)
         if lanes.is_bulk(size) and self._bulk_elsewhere:
@@ -131,6 +146,25 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
             self._identity_metrics.count_suppressed(identity.name, suppressed)
         return _to_response(outcome, request.request_id, freshness.stale)
+
+    def _tenant_lists(self, tenant: Tenant, requested: Sequence[str]) -> Sequence[str]:
+        """:func:`resolve_lists`, remembered while the set of lists stays the same.
+
+        Cached per (tenant, requested lists) and cleared whenever the lists
+        (not their contents) change, since the answer depends on nothing else.
+        """
+        bitmaps = self._replica.view().bitmaps
+        names = bitmaps.keys()
+        cache = self._resolved
+        if cache.names != names:
+            cache = self._resolved = _ResolvedLists(frozenset(names), {})
+        key = (tenant, tuple(requested))
+        resolved = cache.lists.get(key)
+        if resolved is None:
+            resolved = resolve_lists(tenant, requested, names)
+            if len(cache.lists) < _RESOLVED_CACHE_SIZE:
+                cache.lists[key] = resolved
+        return resolved
 
     def _check(
         self, request: pb.CheckRequest, region: str, lists: Sequence[str]

@@ -43,6 +43,7 @@ class Assembled:
     stub: pb_grpc.SuppressionStub
     tokens: dict[str, str]
     registry: CollectorRegistry
+    replica: Replica
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def assembled(tmp_path: Path) -> Iterator[Assembled]:
     server.start()
     channel = secure_channel(port, ca)
     try:
-        yield Assembled(pb_grpc.SuppressionStub(channel), the_tokens, registry)
+        yield Assembled(pb_grpc.SuppressionStub(channel), the_tokens, registry, replica)
     finally:
         channel.close()
         server.stop(None)
@@ -112,6 +113,27 @@ def test_check_over_tls_with_a_token(assembled: Assembled) -> None:
         )
         == 3
     )
+
+
+def test_a_list_added_later_is_checked_for_a_tenant_that_sees_every_list(
+    assembled: Assembled,
+) -> None:
+    admin = bearer(assembled.tokens["admin"])
+    first = assembled.stub.Check(pb.CheckRequest(e164=[12025550147]), metadata=admin)
+    assert list(first.list_names) == ["acme_campaign", "internal", "national"]
+    assert list(first.verdicts) == [pb.ALLOWED]
+    lists = assembled.replica.lists
+    assert lists is not None
+    view = lists.view
+    bitmaps = {**view.bitmaps, "globex_campaign": BitMap64([12025550147])}
+    infos = {**view.infos, "globex_campaign": ListInfo("globex_campaign", ListKind.CAMPAIGN)}
+    lists.replace(
+        SuppressionLists(bitmaps, infos=list(infos.values()), version=view.version.next()).view
+    )
+    # The servicer remembers which lists a tenant reads; a new list must not be missed.
+    second = assembled.stub.Check(pb.CheckRequest(e164=[12025550147]), metadata=admin)
+    assert list(second.list_names) == ["acme_campaign", "globex_campaign", "internal", "national"]
+    assert list(second.verdicts) == [pb.SUPPRESSED]
 
 
 def test_the_real_servicer_is_closed_without_credentials_or_scope(assembled: Assembled) -> None:
