@@ -81,7 +81,10 @@ class SuppressionClient:
             OSError: a TLS file cannot be read.
         """
         self.config = config
-        self._channels = {target: _channel(target, config) for target in config.targets}
+        self._channels = {
+            target: _channel(target, config)
+            for target in dict.fromkeys((*config.targets, *config.bulk_targets))
+        }
         self._stubs: dict[str, Any] = {
             target: pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
             for target, channel in self._channels.items()
@@ -111,9 +114,9 @@ class SuppressionClient:
         for channel in self._channels.values():
             channel.close()
 
-    def _order(self) -> list[str]:
-        """The targets, starting at the next in turn."""
-        targets = self.config.targets
+    def _order(self, bulk: bool = False) -> list[str]:
+        """The targets (the bulk ones for bulk work, if any), starting at the next in turn."""
+        targets = (bulk and self.config.bulk_targets) or self.config.targets
         first = next(self._turn) % len(targets)
         return [*targets[first:], *targets[:first]]
 
@@ -122,15 +125,19 @@ class SuppressionClient:
         ceiling = min(policy.max_backoff, policy.initial_backoff * policy.multiplier**attempt)
         time.sleep(min(random.uniform(0, ceiling), max(0.0, deadline - time.monotonic())))
 
-    def _call(self, method: str, request: Any, timeout: float | None) -> tuple[Any, str]:
+    def _call(
+        self, method: str, request: Any, timeout: float | None, *, bulk: bool = False
+    ) -> tuple[Any, str]:
         """Make a unary call with retries; returns the answer and the target that gave it.
+
+        ``bulk`` sends it to the bulk targets, where there are some.
 
         Raises:
             ClientError: the mapped failure of the last attempt.
         """
         policy = self.config.retry
         deadline = time.monotonic() + (self.config.timeout if timeout is None else timeout)
-        order = self._order()
+        order = self._order(bulk)
         failure: tuple[grpc.RpcError, str] | None = None
         attempt = 0
         for attempt in range(policy.max_attempts):
@@ -235,8 +242,14 @@ class SuppressionClient:
         total = len(e164) + len(numbers)
         size = self.max_batch() if total > 1 else 1
         answered = []
+        threshold = self.config.bulk_threshold
         for piece in split(e164, numbers, size):
-            answer, target = self._call("Check", piece.request(chosen_region, chosen), timeout)
+            answer, target = self._call(
+                "Check",
+                piece.request(chosen_region, chosen),
+                timeout,
+                bulk=len(piece) >= threshold,
+            )
             answered.append((piece, answer, target))
         return self._merge(answered)
 

@@ -102,6 +102,15 @@ class ClientConfig:
     """Servers as ``host[:port]``, ``[v6][:port]`` or gRPC URIs (``dns:///...``); calls
     rotate over them and retries move to the next one. A target without a port gets
     the service's 50051 (gRPC would dial 443)."""
+    bulk_targets: tuple[str, ...] = ()
+    """The servers' bulk ports (``serve --bulk-port``), written like ``targets``:
+    :meth:`~suppression.client.SuppressionClient.check` requests of
+    ``bulk_threshold`` numbers or more, and every ``check_stream``, go there, so
+    bulk work never queues beside single-number checks. Empty: everything goes to
+    ``targets``."""
+    bulk_threshold: int = 1_000
+    """Requests of at least this many numbers go to ``bulk_targets`` (match the
+    servers' ``--bulk-threshold``)."""
     timeout: float = 5.0
     """Default deadline in seconds of one call, retries included; each method
     takes ``timeout=`` to override it."""
@@ -136,6 +145,9 @@ class ClientConfig:
             raise TypeError("targets is a sequence of host:port strings, not one string")
         try:
             object.__setattr__(self, "targets", tuple(map(normalize_target, self.targets)))
+            object.__setattr__(
+                self, "bulk_targets", tuple(map(normalize_target, self.bulk_targets))
+            )
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         object.__setattr__(self, "lists", tuple(self.lists))

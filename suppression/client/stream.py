@@ -161,7 +161,7 @@ class CheckStream:
         policy = client.config.retry
         deadline = time.monotonic() + self._timeout
         source = self._items(client.max_batch())
-        order = client._order()
+        order = client._order(bulk=True)
         attempt = 0
         answered: list[tuple[Piece, Any, str]] = []
         call: Any = None

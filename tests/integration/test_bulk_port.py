@@ -12,6 +12,7 @@ import grpc
 import pytest
 from pyroaring import BitMap64
 
+from suppression.client import ClientConfig, ClientError, SuppressionClient
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.snapshot import write_snapshot
 from suppression.v1 import suppression_pb2 as pb
@@ -120,3 +121,25 @@ def test_a_bulk_port_equal_to_the_port_is_refused_at_start(data_dir: Path) -> No
     )
     assert result.returncode == 2
     assert f"--bulk-port {port} must differ from --port" in result.stderr
+
+
+def test_the_client_sends_bulk_work_to_the_bulk_targets(
+    served: tuple[ServerSubprocess, int],
+) -> None:
+    server, bulk_port = served
+    main_only = SuppressionClient(ClientConfig(targets=(server.target,)))
+    routed = SuppressionClient(
+        ClientConfig(
+            targets=(server.target,),
+            bulk_targets=(f"127.0.0.1:{bulk_port}",),
+            bulk_threshold=1000,
+        )
+    )
+    with main_only, routed:
+        with pytest.raises(ClientError, match=f"bulk port {bulk_port}"):
+            main_only.check(e164=BATCH)
+        assert [record.verdict for record in routed.check(e164=BATCH)] == expected(BATCH)
+        assert [record.verdict for record in routed.check(e164=BATCH[:5])] == expected(BATCH[:5])
+        streamed = list(routed.check_stream([BATCH, BATCH[:10]]))
+        assert [record.verdict for record in streamed[0]] == expected(BATCH)
+        assert [record.verdict for record in streamed[1]] == expected(BATCH[:10])
