@@ -229,21 +229,33 @@ def _current(settings: Settings, client: redis.Redis, key: SnapshotKey | None) -
         return materialize(settings.data_dir, client, settings.stream, advance, key).lists.view
 
 
+def _connect(settings: Settings) -> redis.Redis:
+    """The change log's client; its socket outwaits a WAIT for --min-replicas."""
+    return connect(settings.redis_url, socket_timeout=10.0 + settings.replica_timeout)
+
+
 def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLogWriter:
     """A writer bound to the log the current state came from: a reset log refuses it."""
     producer = default_producer("suppression-loader")
-    return ChangeLogWriter(client, settings.stream, producer, epoch=view.position.epoch)
+    return ChangeLogWriter(
+        client,
+        settings.stream,
+        producer,
+        epoch=view.position.epoch,
+        min_replicas=settings.min_replicas,
+        replica_timeout=settings.replica_timeout,
+    )
 
 
 def _import(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
     if settings.redis_url:
-        connect(settings.redis_url)  # a malformed URL fails before minutes of reading
+        _connect(settings)  # a malformed URL fails before minutes of reading
     target = _read_all(settings, files)
     if not settings.redis_url:
         return _import_snapshot(settings, list_name, kind, target, key)
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     actual_kind = _list_kind(settings, view.infos, list_name, kind)
     existing = view.bitmaps.get(list_name, BitMap64())
@@ -342,7 +354,7 @@ def _import_changes(settings: Settings, files: Sequence[Path], key: SnapshotKey 
     if not settings.redis_url:
         raise ConfigError("import --changes publishes to the change log: give --redis-url")
     changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.REGISTRY)
     provenance = _provenance(settings, "registry")
@@ -378,7 +390,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
         )
     numbers = list(dict.fromkeys(parsed.numbers.tolist()))
     blocks = parsed.blocks
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
     batch = entries(op, list_name, kind, numbers, blocks, provenance=_provenance(settings, ""))
@@ -395,7 +407,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
 def _compact(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("compact needs --data-dir and --redis-url")
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     started = time.perf_counter()
     with progress("replaying the change log", None) as advance:
         current = materialize(settings.data_dir, client, settings.stream, advance, key)
@@ -419,7 +431,7 @@ def _compact(settings: Settings, key: SnapshotKey | None) -> int:
 def _reseed(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("reseed needs --data-dir (the snapshots) and --redis-url (the log)")
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     with redis_errors(f"reseeding change log {settings.stream}"):
         epoch, path = reseed(
             client, settings.stream, settings.data_dir, force=settings.force, key=key

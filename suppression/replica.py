@@ -62,6 +62,10 @@ class ChangeLogOptions:
     """Seconds a write waits for this replica to apply it."""
     fail_closed: bool = False
     """Answer every valid number SUPPRESSED while stale or known to miss changes."""
+    min_replicas: int = 0
+    """Redis replicas that must confirm a write (WAIT) before it is acknowledged."""
+    replica_timeout: float = 1.0
+    """Seconds a write waits for ``min_replicas`` Redis replicas."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChangeLogOptions | None:
@@ -75,6 +79,8 @@ class ChangeLogOptions:
             max_staleness=settings.max_staleness,
             write_timeout=settings.write_timeout,
             fail_closed=settings.fail_closed,
+            min_replicas=settings.min_replicas,
+            replica_timeout=settings.replica_timeout,
         )
 
 
@@ -182,10 +188,14 @@ class Replica:
             block_ms=_BLOCK_MS,
             snapshot_key=self.snapshot_key,
         )
+        # The socket outwaits both: the write itself and a WAIT for the Redis replicas.
+        write_socket_timeout = options.write_timeout + options.replica_timeout
         self._writer = ChangeLogWriter(
-            connect(options.redis_url, socket_timeout=options.write_timeout),
+            connect(options.redis_url, socket_timeout=write_socket_timeout),
             options.stream,
             default_producer(self._producer),
+            min_replicas=options.min_replicas,
+            replica_timeout=options.replica_timeout,
         )
         if data_dir is not None and self._snapshots is not None:
             self._snapshotter = Snapshotter(

@@ -277,6 +277,24 @@ class Settings:
         "serve",
         above=0,
     )
+    min_replicas: int = _opt(
+        0,
+        "Redis replicas that must hold a change (Redis WAIT) before Suppress, Release or the "
+        "loader count it as written; fewer within --replica-timeout fails the write, so no "
+        "acknowledged change is lost in a failover. 0 trusts the primary alone",
+        "serve",
+        "import",
+        "publish",
+        minimum=0,
+    )
+    replica_timeout: float = _opt(
+        1.0,
+        "seconds a write waits for --min-replicas Redis replicas to confirm it (above 0)",
+        "serve",
+        "import",
+        "publish",
+        above=0,
+    )
     list_name: str = _opt(
         "", "the list that import and publish change", "import", "publish", metavar="NAME"
     )
