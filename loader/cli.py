@@ -231,7 +231,12 @@ def _current(settings: Settings, client: redis.Redis, key: SnapshotKey | None) -
 
 def _connect(settings: Settings) -> redis.Redis:
     """The change log's client; its socket outwaits a WAIT for --min-replicas."""
-    return connect(settings.redis_url, socket_timeout=10.0 + settings.replica_timeout)
+    return connect(
+        settings.redis_url,
+        socket_timeout=10.0 + settings.replica_timeout,
+        sentinels=settings.sentinel,
+        master=settings.sentinel_master,
+    )
 
 
 def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLogWriter:

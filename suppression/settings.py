@@ -231,6 +231,28 @@ class Settings:
         "reseed",
         metavar="URL",
     )
+    sentinel: tuple[str, ...] = _opt(
+        (),
+        "Redis Sentinel HOST:PORT to ask for the change log's primary (repeat or separate with "
+        "commas); replicas and writers then follow a failover without a restart, and "
+        "--redis-url gives only the database and password (redis://:PASSWORD@MASTER/0)",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        "reseed",
+        metavar="HOST:PORT",
+    )
+    sentinel_master: str = _opt(
+        "",
+        "the master name the sentinels monitor (with --sentinel)",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        "reseed",
+        metavar="NAME",
+    )
     stream: str = _opt(
         "suppression:deltas",
         "Redis stream key of the change log",
@@ -433,6 +455,8 @@ class Settings:
         object.__setattr__(self, "target", tuple(normalize_target(t) for t in self.target))
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        if self.sentinel:
+            _check_sentinels(self.sentinel, self.sentinel_master, self.redis_url)
         for name in ("stream", "dead_letter_stream"):
             if not getattr(self, name).strip():
                 raise ConfigError(f"{_flag(name)} is empty: name a Redis stream key")
@@ -534,6 +558,22 @@ def _check_redis_url(url: str) -> None:
             )
         if not parsed.get("host"):
             raise ConfigError(f"--redis-url {shown!r} names no host: write redis://HOST:PORT/DB")
+
+
+def _check_sentinels(addresses: Sequence[str], master: str, url: str) -> None:
+    """Refuse Sentinel settings that cannot name a primary."""
+    # Imported here: redis is a dependency of the serving and loading commands only.
+    from suppression.redisconn import parse_sentinel
+
+    for address in addresses:
+        parse_sentinel(address)
+    if not master:
+        raise ConfigError("--sentinel needs --sentinel-master: the name the sentinels monitor")
+    if not url:
+        raise ConfigError(
+            "--sentinel needs --redis-url too, for the database and password: "
+            f"redis://{master}/0 (the host is ignored: the sentinels name the primary)"
+        )
 
 
 def _convert(spec: dataclasses.Field[Any], raw: str, origin: str) -> Any:
