@@ -413,6 +413,8 @@ def _compact(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("compact needs --data-dir and --redis-url")
     client = _connect(settings)
+    if settings.peer:
+        _fetch_from_peers(settings, settings.data_dir)
     started = time.perf_counter()
     with progress("replaying the change log", None) as advance:
         current = materialize(settings.data_dir, client, settings.stream, advance, key)
@@ -422,15 +424,29 @@ def _compact(settings: Settings, key: SnapshotKey | None) -> int:
         return EXIT_OK
     path = write_snapshot(settings.data_dir, view, key)
     prune_snapshots(settings.data_dir, settings.snapshot_keep)
+    keep_from = view.version
+    if settings.trim_min_age:
+        # Entry IDs are milliseconds: keep what replicas' own snapshots may not hold yet.
+        keep_from = min(keep_from, Version(int((time.time() - settings.trim_min_age) * 1000), 0))
     with redis_errors(f"trimming change log {settings.stream}"):
         # MINID keeps the entry at the snapshot's version itself, and every later one.
-        trimmed = client.xtrim(settings.stream, minid=str(view.version), approximate=False)
+        trimmed = client.xtrim(settings.stream, minid=str(keep_from), approximate=False)
     print(
         f"wrote {path} at version {view.version} ({current.entries:,} entries replayed, "
         f"{len(current.dead):,} unappliable) and trimmed {trimmed:,} entries from "
         f"{settings.stream} in {time.perf_counter() - started:.2f} s"
     )
     return EXIT_OK
+
+
+def _fetch_from_peers(settings: Settings, data_dir: Path) -> None:
+    """Fetch the newest snapshot of a --peer replica into an empty data directory."""
+    from suppression.peersnapshot import PeerFetcher, fetch_if_empty, read_token
+
+    token = read_token(settings.peer_token_file)
+    fetched = fetch_if_empty(PeerFetcher(settings.peer, token=token), data_dir)
+    if fetched is not None:
+        print(f"fetched {fetched.path.name} ({fetched.size:,} bytes) from a peer")
 
 
 def _reseed(settings: Settings, key: SnapshotKey | None) -> int:

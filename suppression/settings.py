@@ -317,6 +317,30 @@ class Settings:
         "publish",
         above=0,
     )
+    peer: tuple[str, ...] = _opt(
+        (),
+        "running replicas (HOST:PORT, repeat or separate with commas) to fetch the newest "
+        "snapshot from when --data-dir holds none: a new replica needs no shared volume",
+        "serve",
+        "compact",
+        metavar="HOST:PORT",
+    )
+    peer_token_file: Path | None = _opt(
+        None,
+        "file holding a bearer token with the admin scope, for --peer replicas that "
+        "require authentication",
+        "serve",
+        "compact",
+        metavar="FILE",
+    )
+    trim_min_age: float = _opt(
+        0.0,
+        "compact trims no entry younger than this many seconds: replicas that write their own "
+        "snapshots (no shared volume) replay from them, so give twice their "
+        "--snapshot-interval; 0 trims up to the new snapshot",
+        "compact",
+        minimum=0,
+    )
     list_name: str = _opt(
         "", "the list that import and publish change", "import", "publish", metavar="NAME"
     )
