@@ -185,6 +185,7 @@ class PeerFetcher:
         started = time.monotonic()
         errors: dict[str, str] = {}
         for attempt in range(self._attempts):
+            empty = 0  # peers that answered, and have no snapshot
             for peer in self._peers:
                 part = _partial(data_dir)
                 name = part.name[len(_PART_PREFIX) : -len(_PART_SUFFIX)] if part else ""
@@ -197,6 +198,8 @@ class PeerFetcher:
                     errors[peer] = f"{name} is gone there; fetching the newest"
                     continue
                 except (grpc.RpcError, SnapshotError, OSError) as exc:
+                    if isinstance(exc, grpc.RpcError):
+                        empty += exc.code() == grpc.StatusCode.FAILED_PRECONDITION
                     errors[peer] = _describe(exc)
                     logger.warning("fetching a snapshot from %s failed: %s", peer, errors[peer])
                     continue
@@ -212,6 +215,8 @@ class PeerFetcher:
                     result.seconds,
                 )
                 return result
+            if empty == len(self._peers):
+                break  # every peer is up and has none: waiting will not bring one
             time.sleep(min(5.0, 0.5 * 2**attempt))
         tried = "; ".join(f"{peer}: {error}" for peer, error in errors.items()) or "no peers"
         raise SnapshotError(
@@ -332,6 +337,8 @@ def fetch_if_empty(fetcher: PeerFetcher, data_dir: Path) -> FetchResult | None:
         try:
             fetcher.fetch(data_dir)
             code = 0
+        except SnapshotError as exc:
+            logger.error("%s", exc)
         except BaseException:
             logger.exception("cannot fetch a snapshot from a peer")
         finally:

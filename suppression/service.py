@@ -208,8 +208,8 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             yield from self._snapshots.chunks(request.name, request.offset)
         except SnapshotError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, _details(str(exc)))
-        except SuppressionError as exc:
-            _abort(context, exc)
+        except NotReadyError as exc:  # no snapshot here: unlike UNAVAILABLE, waiting won't help
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, _details(str(exc)))
 
     def _write(
         self,

@@ -114,7 +114,8 @@ class SuppressionServicer:
         """Streams the newest snapshot file of this replica's data directory, for a
         replica that starts with none (admin scope). Each chunk names the file,
         its size and SHA-256; a request with `name` and `offset` resumes a
-        transfer. NOT_FOUND: that file is gone (start again with the newest).
+        transfer. NOT_FOUND: that file is gone (start again with the newest);
+        FAILED_PRECONDITION: this replica has no snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

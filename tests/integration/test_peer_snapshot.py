@@ -7,6 +7,7 @@ the SHA-256, resumes a broken transfer, and falls back to another peer.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -187,3 +188,16 @@ def test_compact_fetches_from_a_peer_and_keeps_young_entries(
 
 def redis_server_client(server: RedisServer) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+
+
+def test_peers_that_have_no_snapshot_are_not_waited_for(tmp_path: Path) -> None:
+    core = Replica(DataSource(data_dir=tmp_path / "peer-empty"), None)
+    process = create_server(core, ServerOptions(port=0), CollectorRegistry(), "127.0.0.1:0")
+    try:
+        fetcher = PeerFetcher([f"127.0.0.1:{process.port}"], attempts=5)
+        started = time.monotonic()
+        with pytest.raises(SnapshotError, match="FAILED_PRECONDITION: no snapshot"):
+            fetcher.fetch(tmp_path / "new")
+        assert time.monotonic() - started < 0.5, "no back-off when every peer has none"
+    finally:
+        process.stop(0)
