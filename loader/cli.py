@@ -21,7 +21,7 @@ from pyroaring import BitMap64
 from loader.changefile import read_change_file
 from loader.progress import progress, read_progress
 from loader.publish import entries, publish
-from loader.readers import read_numbers
+from loader.readers import read_numbers, ten_digit_stream
 from loader.state import materialize
 from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
@@ -188,6 +188,18 @@ def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
     numbers = blocks = skipped = 0
     with read_progress(sum(_size(path) for path in files)) as report:
         for path in files:
+            stream = ten_digit_stream(
+                path,
+                settings.input_format,
+                skip_invalid=settings.skip_invalid,
+                progress=report,
+            )
+            if stream is not None:  # a registry download: piece by piece, never whole
+                for values in stream.pieces():
+                    bitmap.update(values)
+                    numbers += len(values)
+                skipped += len(stream.bad_lines)
+                continue
             part = read_numbers(
                 path,
                 settings.input_format,
