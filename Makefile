@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## redis: install redis-server from the system package manager where it is missing.
+## redis: install redis-server and redis-sentinel (the failover tests run three sentinels)
+## from the system package manager where they are missing.
 redis:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "redis-server missing: installing it with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v redis-sentinel >/dev/null 2>&1 || { \
+		echo "redis-sentinel missing: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-sentinel; }
 
 ## promtool: install Prometheus's promtool (Debian package prometheus) where it is missing;
 ## the tests check deploy/prometheus/ with it.

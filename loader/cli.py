@@ -21,7 +21,7 @@ from pyroaring import BitMap64
 from loader.changefile import read_change_file
 from loader.progress import progress, read_progress
 from loader.publish import entries, publish
-from loader.readers import read_numbers
+from loader.readers import read_numbers, ten_digit_stream
 from loader.state import materialize
 from suppression.changelog.epoch import reseed
 from suppression.cliparse import CommandParser, add_version
@@ -188,6 +188,18 @@ def _read_all(settings: Settings, files: Sequence[Path]) -> BitMap64:
     numbers = blocks = skipped = 0
     with read_progress(sum(_size(path) for path in files)) as report:
         for path in files:
+            stream = ten_digit_stream(
+                path,
+                settings.input_format,
+                skip_invalid=settings.skip_invalid,
+                progress=report,
+            )
+            if stream is not None:  # a registry download: piece by piece, never whole
+                for values in stream.pieces():
+                    bitmap.update(values)
+                    numbers += len(values)
+                skipped += len(stream.bad_lines)
+                continue
             part = read_numbers(
                 path,
                 settings.input_format,
@@ -229,21 +241,38 @@ def _current(settings: Settings, client: redis.Redis, key: SnapshotKey | None) -
         return materialize(settings.data_dir, client, settings.stream, advance, key).lists.view
 
 
+def _connect(settings: Settings) -> redis.Redis:
+    """The change log's client; its socket outwaits a WAIT for --min-replicas."""
+    return connect(
+        settings.redis_url,
+        socket_timeout=10.0 + settings.replica_timeout,
+        sentinels=settings.sentinel,
+        master=settings.sentinel_master,
+    )
+
+
 def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLogWriter:
     """A writer bound to the log the current state came from: a reset log refuses it."""
     producer = default_producer("suppression-loader")
-    return ChangeLogWriter(client, settings.stream, producer, epoch=view.position.epoch)
+    return ChangeLogWriter(
+        client,
+        settings.stream,
+        producer,
+        epoch=view.position.epoch,
+        min_replicas=settings.min_replicas,
+        replica_timeout=settings.replica_timeout,
+    )
 
 
 def _import(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
     if settings.redis_url:
-        connect(settings.redis_url)  # a malformed URL fails before minutes of reading
+        _connect(settings)  # a malformed URL fails before minutes of reading
     target = _read_all(settings, files)
     if not settings.redis_url:
         return _import_snapshot(settings, list_name, kind, target, key)
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     actual_kind = _list_kind(settings, view.infos, list_name, kind)
     existing = view.bitmaps.get(list_name, BitMap64())
@@ -342,7 +371,7 @@ def _import_changes(settings: Settings, files: Sequence[Path], key: SnapshotKey 
     if not settings.redis_url:
         raise ConfigError("import --changes publishes to the change log: give --redis-url")
     changes = read_change_file(list(files), skip_invalid=settings.skip_invalid)
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.REGISTRY)
     provenance = _provenance(settings, "registry")
@@ -378,7 +407,7 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
         )
     numbers = list(dict.fromkeys(parsed.numbers.tolist()))
     blocks = parsed.blocks
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     view = _current(settings, client, key)
     kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
     batch = entries(op, list_name, kind, numbers, blocks, provenance=_provenance(settings, ""))
@@ -395,7 +424,9 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
 def _compact(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("compact needs --data-dir and --redis-url")
-    client = connect(settings.redis_url)
+    client = _connect(settings)
+    if settings.peer:
+        _fetch_from_peers(settings, settings.data_dir)
     started = time.perf_counter()
     with progress("replaying the change log", None) as advance:
         current = materialize(settings.data_dir, client, settings.stream, advance, key)
@@ -405,9 +436,13 @@ def _compact(settings: Settings, key: SnapshotKey | None) -> int:
         return EXIT_OK
     path = write_snapshot(settings.data_dir, view, key)
     prune_snapshots(settings.data_dir, settings.snapshot_keep)
+    keep_from = view.version
+    if settings.trim_min_age:
+        # Entry IDs are milliseconds: keep what replicas' own snapshots may not hold yet.
+        keep_from = min(keep_from, Version(int((time.time() - settings.trim_min_age) * 1000), 0))
     with redis_errors(f"trimming change log {settings.stream}"):
         # MINID keeps the entry at the snapshot's version itself, and every later one.
-        trimmed = client.xtrim(settings.stream, minid=str(view.version), approximate=False)
+        trimmed = client.xtrim(settings.stream, minid=str(keep_from), approximate=False)
     print(
         f"wrote {path} at version {view.version} ({current.entries:,} entries replayed, "
         f"{len(current.dead):,} unappliable) and trimmed {trimmed:,} entries from "
@@ -416,10 +451,20 @@ def _compact(settings: Settings, key: SnapshotKey | None) -> int:
     return EXIT_OK
 
 
+def _fetch_from_peers(settings: Settings, data_dir: Path) -> None:
+    """Fetch the newest snapshot of a --peer replica into an empty data directory."""
+    from suppression.peersnapshot import PeerFetcher, fetch_if_empty, read_token
+
+    token = read_token(settings.peer_token_file)
+    fetched = fetch_if_empty(PeerFetcher(settings.peer, token=token), data_dir)
+    if fetched is not None:
+        print(f"fetched {fetched.path.name} ({fetched.size:,} bytes) from a peer")
+
+
 def _reseed(settings: Settings, key: SnapshotKey | None) -> int:
     if settings.data_dir is None or not settings.redis_url:
         raise ConfigError("reseed needs --data-dir (the snapshots) and --redis-url (the log)")
-    client = connect(settings.redis_url)
+    client = _connect(settings)
     with redis_errors(f"reseeding change log {settings.stream}"):
         epoch, path = reseed(
             client, settings.stream, settings.data_dir, force=settings.force, key=key

@@ -18,8 +18,10 @@ Any of them may be plain, ``.gz`` or ``.zip`` (every member, in name order).
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +38,11 @@ from suppression.numberfile import invalid_lines_message, normalize_lines
 __all__ = [
     "FORMATS",
     "ImportedNumbers",
+    "TenDigitStream",
     "detect_format",
     "parse_ten_digit",
     "read_numbers",
+    "ten_digit_stream",
 ]
 
 FORMATS = ("auto", "ten_digit", "csv", "plain")
@@ -331,3 +335,85 @@ def _distinct(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 def _empty() -> npt.NDArray[np.uint64]:
     return np.zeros(0, dtype=np.uint64)
+
+
+class TenDigitStream:
+    """A ten-digit registry file read piece by piece, never whole.
+
+    The full US registry is a 2.9 GB download: read whole, then parsed, then
+    sorted, it took several times that in memory. Iterating :meth:`pieces`
+    holds one piece of about :data:`CHUNK_BYTES` at a time; a caller adds
+    each piece's numbers to a bitmap as it comes.
+    """
+
+    def __init__(
+        self, path: Path, *, skip_invalid: bool = False, progress: ReadProgress | None = None
+    ) -> None:
+        """Describe the read; nothing is opened until :meth:`pieces`."""
+        self.path = path
+        self.skip_invalid = skip_invalid
+        self.progress = progress
+        self.bad_lines: list[tuple[int, str]] = []
+        """Lines that were not numbers (complete once :meth:`pieces` is exhausted)."""
+
+    def pieces(self) -> Iterator[npt.NDArray[np.uint64]]:
+        """Each piece's numbers as E.164 integers (+1), unsorted, possibly repeated.
+
+        Raises:
+            NumberFileError: lines that are not numbers, without ``skip_invalid``
+                (after the last piece), or the file cannot be read.
+        """
+        line = 1
+        try:
+            with self.path.open("rb") as raw:
+                stream = gzip.GzipFile(fileobj=raw) if _gzipped(self.path) else raw
+                carry = b""
+                done = 0
+                while True:
+                    block = stream.read(CHUNK_BYTES)
+                    piece = carry + block
+                    end = piece.rfind(b"\n") + 1 if block else len(piece)
+                    piece, carry = piece[:end], piece[end:]
+                    if piece:
+                        values, bad = _ten_digit_values(piece, line)
+                        self.bad_lines += bad
+                        line += piece.count(b"\n")
+                        if self.progress is not None:
+                            stored = raw.tell()
+                            self.progress(stored - done, len(values))
+                            done = stored
+                        yield values + np.uint64(NANP_PREFIX)
+                    if not block:
+                        break
+        except (OSError, EOFError, zlib.error) as exc:
+            raise NumberFileError(f"cannot read {self.path}: {exc}") from None
+        if self.bad_lines and not self.skip_invalid:
+            raise _bad_lines_error(str(self.path), self.bad_lines)
+
+
+def ten_digit_stream(
+    path: Path,
+    input_format: str,
+    *,
+    skip_invalid: bool = False,
+    progress: ReadProgress | None = None,
+) -> TenDigitStream | None:
+    """A piece-by-piece reader when ``path`` is a ten-digit file stored plain or gzipped.
+
+    None for any other format or a zip: :func:`read_numbers` reads those whole.
+    """
+    if input_format not in ("auto", "ten_digit") or path.suffix.lower() == ".zip":
+        return None
+    if input_format == "auto":
+        try:
+            with path.open("rb") as raw:
+                head = (gzip.GzipFile(fileobj=raw) if _gzipped(path) else raw).read(4096)
+        except (OSError, EOFError, zlib.error):
+            return None  # read_numbers reports it
+        if detect_format(path, head) != "ten_digit":
+            return None
+    return TenDigitStream(path, skip_invalid=skip_invalid, progress=progress)
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"

@@ -31,6 +31,8 @@ from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, Suppr
 from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
+    import redis
+
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
@@ -54,6 +56,10 @@ class ChangeLogOptions:
     """Redis URL of the change log (redis://host:6379/0)."""
     stream: str = "suppression:deltas"
     """The stream key."""
+    sentinels: tuple[str, ...] = ()
+    """Redis Sentinels (HOST:PORT) that name the primary; the URL then gives the database."""
+    sentinel_master: str = ""
+    """The master name the sentinels monitor."""
     dead_letter_stream: str = "suppression:deltas:dead"
     """Where entries that cannot be applied go, with the reason."""
     max_staleness: float = 10.0
@@ -62,6 +68,22 @@ class ChangeLogOptions:
     """Seconds a write waits for this replica to apply it."""
     fail_closed: bool = False
     """Answer every valid number SUPPRESSED while stale or known to miss changes."""
+    min_replicas: int = 0
+    """Redis replicas that must confirm a write (WAIT) before it is acknowledged."""
+    replica_timeout: float = 1.0
+    """Seconds a write waits for ``min_replicas`` Redis replicas."""
+
+    def connect(self, *, socket_timeout: float) -> redis.Redis:
+        """A new client for the change log (through the sentinels, when there are some)."""
+        # Imported here so that a replica without a change log loads no Redis client.
+        from suppression.redisconn import connect
+
+        return connect(
+            self.redis_url,
+            socket_timeout=socket_timeout,
+            sentinels=self.sentinels,
+            master=self.sentinel_master,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChangeLogOptions | None:
@@ -71,10 +93,14 @@ class ChangeLogOptions:
         return cls(
             redis_url=settings.redis_url,
             stream=settings.stream,
+            sentinels=settings.sentinel,
+            sentinel_master=settings.sentinel_master,
             dead_letter_stream=settings.dead_letter_stream,
             max_staleness=settings.max_staleness,
             write_timeout=settings.write_timeout,
             fail_closed=settings.fail_closed,
+            min_replicas=settings.min_replicas,
+            replica_timeout=settings.replica_timeout,
         )
 
 
@@ -161,7 +187,6 @@ class Replica:
     def _follow(self, options: ChangeLogOptions, loaded: LoadedData) -> None:
         # Imported here so that a replica without a change log loads no Redis client.
         from suppression.changelog.follower import ChangeLogFollower
-        from suppression.redisconn import connect
         from suppression.snapshotter import Snapshotter
         from suppression.writer import ChangeLogWriter, default_producer
 
@@ -172,7 +197,7 @@ class Replica:
             logger.info("no snapshot: replaying the change log %s from the start", options.stream)
         follower = ChangeLogFollower(
             loaded.lists,
-            connect(options.redis_url, socket_timeout=_BLOCK_MS / 1000 + 5.0),
+            options.connect(socket_timeout=_BLOCK_MS / 1000 + 5.0),
             stream=options.stream,
             dead_letter_stream=options.dead_letter_stream,
             max_staleness=options.max_staleness,
@@ -181,11 +206,16 @@ class Replica:
             on_loss=self._save_after_loss,
             block_ms=_BLOCK_MS,
             snapshot_key=self.snapshot_key,
+            recover_rewound=options.min_replicas > 0,
         )
+        # The socket outwaits both: the write itself and a WAIT for the Redis replicas.
+        write_socket_timeout = options.write_timeout + options.replica_timeout
         self._writer = ChangeLogWriter(
-            connect(options.redis_url, socket_timeout=options.write_timeout),
+            options.connect(socket_timeout=write_socket_timeout),
             options.stream,
             default_producer(self._producer),
+            min_replicas=options.min_replicas,
+            replica_timeout=options.replica_timeout,
         )
         if data_dir is not None and self._snapshots is not None:
             self._snapshotter = Snapshotter(

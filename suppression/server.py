@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from suppression.admission import AdmissionInterceptor
 from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
-from suppression.errors import ConfigError
+from suppression.errors import ConfigError, SnapshotError
 from suppression.exposition import serve_metrics
 from suppression.interceptor import MetricsInterceptor, initialize_metrics
 from suppression.lanes import Lanes
@@ -363,6 +363,8 @@ def serve(settings: Settings) -> int:
         raise ConfigError(f"--bulk-port {settings.bulk_port} must differ from --port")
     refuse_exposure(settings)
     source = DataSource.from_settings(settings)
+    if settings.peer:
+        _fetch_from_peers(settings)
     quota = create_quota(settings)
     security = SecurityOptions.from_settings(settings, quota)
     try:
@@ -372,6 +374,29 @@ def serve(settings: Settings) -> int:
     finally:
         if quota is not None:
             quota.close(remove=True)
+
+
+def _fetch_from_peers(settings: Settings) -> None:
+    """Fetch the newest snapshot of a --peer into an empty --data-dir, before loading."""
+    from suppression.peersnapshot import PeerFetcher, fetch_if_empty, read_token
+
+    if settings.data_dir is None:
+        raise ConfigError("--peer fetches a snapshot into --data-dir: give --data-dir too")
+    token = read_token(settings.peer_token_file)
+    try:
+        fetched = fetch_if_empty(PeerFetcher(settings.peer, token=token), settings.data_dir)
+    except SnapshotError as exc:
+        if not settings.redis_url:
+            raise
+        # The first replica of a deployment has no peer; a trimmed log is still noticed.
+        logger.warning(
+            "%s. Starting empty: replaying the change log from its start (a log trimmed "
+            "since makes this replica report NOT_SERVING instead of answering)",
+            exc,
+        )
+        return
+    if fetched is not None:
+        logger.info("fetched %s from a peer in %.2f s", fetched.path.name, fetched.seconds)
 
 
 def _live_options(settings: Settings) -> tuple[ChangeLogOptions | None, SnapshotOptions | None]:

@@ -36,6 +36,7 @@ from suppression.errors import (
     InvalidRequestError,
     MisroutedBatchError,
     NotReadyError,
+    SnapshotError,
     SuppressionError,
     UnknownListError,
 )
@@ -44,6 +45,7 @@ from suppression.lanes import Lanes
 from suppression.lists import ListKind, Op
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
+from suppression.peersnapshot import SnapshotSource
 from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
@@ -113,6 +115,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._lanes = lanes or Lanes()
         self._bulk_elsewhere = bulk_elsewhere
         self._resolved = _ResolvedLists(frozenset(), {})
+        self._snapshots = SnapshotSource(replica.data_dir)
 
     @property
     def normalizer(self) -> Normalizer:
@@ -243,6 +246,17 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
     ) -> pb.WriteResponse:
         """Remove numbers from a list through the change log; opt-outs need consent."""
         return self._write(Op.REMOVE, request, context)
+
+    def FetchSnapshot(  # noqa: N802 - gRPC method name
+        self, request: pb.FetchSnapshotRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.SnapshotChunk]:
+        """Stream the newest snapshot file (or resume one), for a replica starting empty."""
+        try:
+            yield from self._snapshots.chunks(request.name, request.offset)
+        except SnapshotError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, _details(str(exc)))
+        except NotReadyError as exc:  # no snapshot here: unlike UNAVAILABLE, waiting won't help
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, _details(str(exc)))
 
     def _write(
         self,

@@ -252,6 +252,28 @@ class Settings:
         "reseed",
         metavar="URL",
     )
+    sentinel: tuple[str, ...] = _opt(
+        (),
+        "Redis Sentinel HOST:PORT to ask for the change log's primary (repeat or separate with "
+        "commas); replicas and writers then follow a failover without a restart, and "
+        "--redis-url gives only the database and password (redis://:PASSWORD@MASTER/0)",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        "reseed",
+        metavar="HOST:PORT",
+    )
+    sentinel_master: str = _opt(
+        "",
+        "the master name the sentinels monitor (with --sentinel)",
+        "serve",
+        "import",
+        "publish",
+        "compact",
+        "reseed",
+        metavar="NAME",
+    )
     stream: str = _opt(
         "suppression:deltas",
         "Redis stream key of the change log",
@@ -297,6 +319,48 @@ class Settings:
         "seconds Suppress and Release wait for this replica to apply the change (above 0)",
         "serve",
         above=0,
+    )
+    min_replicas: int = _opt(
+        0,
+        "Redis replicas that must hold a change (Redis WAIT) before Suppress, Release or the "
+        "loader count it as written; fewer within --replica-timeout fails the write, so no "
+        "acknowledged change is lost in a failover. 0 trusts the primary alone",
+        "serve",
+        "import",
+        "publish",
+        minimum=0,
+    )
+    replica_timeout: float = _opt(
+        1.0,
+        "seconds a write waits for --min-replicas Redis replicas to confirm it (above 0)",
+        "serve",
+        "import",
+        "publish",
+        above=0,
+    )
+    peer: tuple[str, ...] = _opt(
+        (),
+        "running replicas (HOST:PORT, repeat or separate with commas) to fetch the newest "
+        "snapshot from when --data-dir holds none: a new replica needs no shared volume",
+        "serve",
+        "compact",
+        metavar="HOST:PORT",
+    )
+    peer_token_file: Path | None = _opt(
+        None,
+        "file holding a bearer token with the admin scope, for --peer replicas that "
+        "require authentication",
+        "serve",
+        "compact",
+        metavar="FILE",
+    )
+    trim_min_age: float = _opt(
+        0.0,
+        "compact trims no entry younger than this many seconds: replicas that write their own "
+        "snapshots (no shared volume) replay from them, so give twice their "
+        "--snapshot-interval; 0 trims up to the new snapshot",
+        "compact",
+        minimum=0,
     )
     list_name: str = _opt(
         "", "the list that import and publish change", "import", "publish", metavar="NAME"
@@ -436,6 +500,8 @@ class Settings:
         object.__setattr__(self, "target", tuple(normalize_target(t) for t in self.target))
         if self.redis_url:
             _check_redis_url(self.redis_url)
+        if self.sentinel:
+            _check_sentinels(self.sentinel, self.sentinel_master, self.redis_url)
         for name in ("stream", "dead_letter_stream"):
             if not getattr(self, name).strip():
                 raise ConfigError(f"{_flag(name)} is empty: name a Redis stream key")
@@ -537,6 +603,22 @@ def _check_redis_url(url: str) -> None:
             )
         if not parsed.get("host"):
             raise ConfigError(f"--redis-url {shown!r} names no host: write redis://HOST:PORT/DB")
+
+
+def _check_sentinels(addresses: Sequence[str], master: str, url: str) -> None:
+    """Refuse Sentinel settings that cannot name a primary."""
+    # Imported here: redis is a dependency of the serving and loading commands only.
+    from suppression.redisconn import parse_sentinel
+
+    for address in addresses:
+        parse_sentinel(address)
+    if not master:
+        raise ConfigError("--sentinel needs --sentinel-master: the name the sentinels monitor")
+    if not url:
+        raise ConfigError(
+            "--sentinel needs --redis-url too, for the database and password: "
+            f"redis://{master}/0 (the host is ignored: the sentinels name the primary)"
+        )
 
 
 def _convert(spec: dataclasses.Field[Any], raw: str, origin: str) -> Any:

@@ -20,6 +20,7 @@ CRC-32: a reader with the key refuses a file without a valid one.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -29,12 +30,13 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from pyroaring import BitMap64
 
+from suppression.bitmapslices import deserialize_in_slices
 from suppression.errors import SnapshotError, SuppressionError
 from suppression.lists import ListInfo, ListKind, ListView, LogPosition, Version
 from suppression.snapshotkey import SIGNATURE_SIZE, SnapshotKey
@@ -62,6 +64,8 @@ _PREFIX = struct.Struct("<8sII")
 _TRAILER = struct.Struct("<I")
 _NAME_PATTERN = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
 _TEMPORARY_ATTEMPTS = 100
+_READ_BYTES = 1 << 20
+"""Bytes per read while checking the CRC-32 and the signature."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,12 @@ def _create_temporary(directory: Path) -> tuple[int, Path]:
 def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
     """Read and verify a snapshot; all or nothing.
 
+    The file is verified whole (size, CRC-32, signature) before anything is
+    deserialized, then each list is deserialized a slice at a time
+    (:mod:`suppression.bitmapslices`): loading needs the bitmaps plus a few
+    MiB, not the file's bytes besides. Both passes read one open file, and a
+    file changed in between is refused.
+
     Args:
         path: the file.
         key: with a key, the file must carry a valid signature by one of its
@@ -212,13 +222,24 @@ def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
             The message says what to do.
     """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from exc
+    try:
+        return _read_open(path, fd, key)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_open(path: Path, fd: int, key: SnapshotKey | None) -> Snapshot:
+    before = os.fstat(fd)
+    size = before.st_size
     remedy = "restore it, or delete it to rebuild from an older snapshot and the change log"
-    if len(data) < _PREFIX.size + _TRAILER.size:
-        raise SnapshotError(f"snapshot {path} is truncated ({len(data):,} bytes); {remedy}")
-    magic, format_version, header_length = _PREFIX.unpack_from(data)
+    if size < _PREFIX.size + _TRAILER.size:
+        raise SnapshotError(f"snapshot {path} is truncated ({size:,} bytes); {remedy}")
+    magic, format_version, header_length = _PREFIX.unpack(os.pread(fd, _PREFIX.size, 0))
     if magic != MAGIC:
         raise SnapshotError(f"{path} is not a snapshot file (bad magic {magic!r})")
     if format_version not in (UNSIGNED_FORMAT_VERSION, FORMAT_VERSION):
@@ -230,24 +251,29 @@ def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
     signature_size = SIGNATURE_SIZE if format_version == FORMAT_VERSION else 0
     header_end = _PREFIX.size + header_length
     try:
-        header = json.loads(data[_PREFIX.size : header_end])
+        if header_end > size:
+            raise ValueError("header past the end")
+        header = json.loads(os.pread(fd, header_length, _PREFIX.size))
         expected_size = int(header["file_size"])
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} has a corrupt header; {remedy}") from exc
-    if len(data) != expected_size:
+    if size != expected_size:
         raise SnapshotError(
             f"snapshot {path} is truncated or padded (expected {expected_size:,} bytes, "
-            f"found {len(data):,}); {remedy}"
+            f"found {size:,}); {remedy}"
         )
-    (stored_crc,) = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
-    view = memoryview(data)
-    actual_crc = zlib.crc32(view[: len(data) - _TRAILER.size])
+    (stored_crc,) = _TRAILER.unpack(os.pread(fd, _TRAILER.size, size - _TRAILER.size))
+    actual_crc = 0
+    for chunk in _chunks(fd, 0, size - _TRAILER.size):
+        actual_crc = zlib.crc32(chunk, actual_crc)
     if stored_crc != actual_crc:
         raise SnapshotError(
             f"snapshot {path} is corrupt (checksum {actual_crc:08x}, expected {stored_crc:08x}); "
             f"{remedy}"
         )
-    _check_signature(path, view, header, signature_size, key)
+    signed_end = size - _TRAILER.size - signature_size
+    signature = os.pread(fd, signature_size, signed_end)
+    _check_signature(path, lambda: _chunks(fd, 0, signed_end), signature, header, key)
     try:
         version = Version.parse(header["version"])
         position = LogPosition(str(header.get("log_epoch", "")), int(header.get("log_seq", 0)))
@@ -255,9 +281,10 @@ def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
         infos: dict[str, ListInfo] = {}
         for entry in header["lists"]:
             start = header_end + int(entry["offset"])
-            # pyroaring reads any buffer; the cast only satisfies its bytes-only stub.
-            payload = cast(bytes, view[start : start + int(entry["length"])])
-            bitmap = BitMap64.deserialize(payload)
+            length = int(entry["length"])
+            if start + length > signed_end:
+                raise ValueError(f"list {entry['name']!r} runs past the payloads")
+            bitmap = deserialize_in_slices(_reader(fd, start), length)
             if len(bitmap) != int(entry["count"]):
                 raise SnapshotError(
                     f"snapshot {path}: list {entry['name']!r} holds {len(bitmap):,} numbers, "
@@ -267,6 +294,16 @@ def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
             infos[entry["name"]] = ListInfo(entry["name"], ListKind(entry["kind"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} has an invalid header or payload: {exc}") from exc
+    after = os.fstat(fd)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ):
+        raise SnapshotError(
+            f"snapshot {path} changed while it was being read: something writes into it in "
+            "place (snapshots are only ever replaced by a rename); find what, then restart"
+        )
     name_match = _NAME_PATTERN.match(path.name)
     if name_match is not None and snapshot_name(version) != path.name:
         raise SnapshotError(
@@ -278,14 +315,41 @@ def read_snapshot(path: Path, key: SnapshotKey | None = None) -> Snapshot:
     return Snapshot(path, version, created, bitmaps, infos, position)
 
 
+def _reader(fd: int, start: int) -> Callable[[int, int], bytes]:
+    """``read(offset, size)`` over the bytes of ``fd`` from ``start`` on."""
+
+    def read(offset: int, size: int) -> bytes:
+        return os.pread(fd, size, start + offset)
+
+    return read
+
+
+def _chunks(fd: int, start: int, end: int) -> Iterator[bytes]:
+    """The bytes of ``fd`` from ``start`` to ``end``, in chunks of at most ``_READ_BYTES``."""
+    position = start
+    while position < end:
+        chunk = os.pread(fd, min(_READ_BYTES, end - position), position)
+        if not chunk:
+            raise OSError(errno.EIO, "the file ended early")
+        yield chunk
+        position += len(chunk)
+
+
 def _check_signature(
     path: Path,
-    data: memoryview,
+    signed: Callable[[], Iterable[bytes]],
+    signature: bytes,
     header: dict[str, object],
-    signature_size: int,
     key: SnapshotKey | None,
 ) -> None:
     """Refuse a file that ``key`` did not sign; without a key, only say what is not checked.
+
+    Args:
+        path: the file, for messages.
+        signed: the signed bytes, read again on each call.
+        signature: the stored signature (empty for an unsigned format).
+        header: the file's header.
+        key: the key, if any.
 
     Raises:
         SnapshotError: with a key, the file is unsigned or its signature is not
@@ -293,7 +357,7 @@ def _check_signature(
     """
     signed_by = str(header.get("key_id", "?"))
     if key is None:
-        if signature_size:
+        if signature:
             logger.debug(
                 "snapshot %s is signed (key %s), but no --snapshot-key-file is set: "
                 "its signature is not checked",
@@ -301,7 +365,7 @@ def _check_signature(
                 signed_by,
             )
         return
-    if not signature_size:
+    if not signature:
         raise SnapshotError(
             f"snapshot {path} is not signed, and {key.source or 'the snapshot key'} requires "
             "signed snapshots: it may have been crafted. Restore a signed snapshot, or re-sign "
@@ -313,9 +377,7 @@ def _check_signature(
             f"{SIGNATURE_ALGORITHM!r}: it was crafted or written by a newer build; restore a "
             "snapshot signed by this build"
         )
-    end = len(data) - _TRAILER.size
-    signature = bytes(data[end - signature_size : end])
-    if not key.verifies([data[: end - signature_size]], signature):
+    if not key.verifies(signed(), signature):
         ids = ", ".join(key.key_ids)
         raise SnapshotError(
             f"snapshot {path} has an invalid signature (it says key {signed_by}; this process "

@@ -1,4 +1,12 @@
-"""The change log's producer side: validate entries, then append them to the stream."""
+"""The change log's producer side: validate entries, append them, wait for Redis replicas.
+
+Redis replicates asynchronously: a write the primary accepted can vanish in a
+failover. With ``min_replicas``, every append is followed, on the same
+connection, by ``WAIT min_replicas timeout``; the write counts as done only
+once that many Redis replicas hold it, and otherwise fails with
+:class:`~suppression.errors.ChangeLogError` (the change may still be in the
+log: every change is idempotent, so the caller retries it).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +38,14 @@ class ChangeLogWriter:
     """Appends validated entries to the change-log stream. Thread-safe."""
 
     def __init__(
-        self, client: redis.Redis, stream: str, producer: str = "", *, epoch: str = ""
+        self,
+        client: redis.Redis,
+        stream: str,
+        producer: str = "",
+        *,
+        epoch: str = "",
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         """Create a writer.
 
@@ -40,12 +55,17 @@ class ChangeLogWriter:
             producer: written into each entry's ``producer`` field.
             epoch: the epoch of the log the writer's data comes from, for
                 every write that names none (see :meth:`write`).
+            min_replicas: Redis replicas that must hold a write before
+                :meth:`write` returns; 0 trusts the primary alone.
+            replica_timeout: seconds to wait for them.
         """
         self._client = client
         self._stream = stream
         self._producer = producer
         self._epoch = epoch
         self._append = client.register_script(APPEND_SCRIPT)
+        self._min_replicas = min_replicas
+        self._replica_timeout_ms = max(1, round(replica_timeout * 1000))
 
     @property
     def stream(self) -> str:
@@ -83,7 +103,9 @@ class ChangeLogWriter:
                 without consent evidence.
             ChangeLogResetError: the log lost its epoch or has another one;
                 nothing was written.
-            ChangeLogError: Redis is unreachable or refused the write.
+            ChangeLogError: Redis is unreachable or refused the write, or fewer
+                than ``min_replicas`` Redis replicas confirmed it in time (the
+                entries may be in the log, or lost at a failover: retry).
         """
         known = kinds or {}
         for entry in entries:
@@ -102,12 +124,32 @@ class ChangeLogWriter:
         what = f"appending to change log {self._stream}"
         try:
             with redis_errors(what):
-                reply = self._append(keys=[self._stream, meta_key(self._stream)], args=arguments)
+                reply, confirmed = self._append_and_wait(arguments)
         except ChangeLogError as exc:
             raise _reset_error(exc, self._stream) from exc.__cause__
         versions = [Version.parse(field_text(i)) for i in reply[1:]]
+        if confirmed < self._min_replicas:
+            raise ChangeLogError(
+                f"not acknowledged: the change is on the Redis primary as {versions[-1]}, but "
+                f"only {confirmed} of the {self._min_replicas} Redis replica(s) required "
+                f"confirmed it within {self._replica_timeout_ms / 1000:g} s, so a failover could "
+                "lose it; retry the write (changes are idempotent) once Redis replication is "
+                "healthy"
+            )
         logger.debug("appended %d entries, last %s", len(versions), versions[-1])
         return versions
+
+    def _append_and_wait(self, arguments: Sequence[str]) -> tuple[list[bytes], int]:
+        """Run the append script, then WAIT on its connection: (reply, replicas that confirmed)."""
+        if self._min_replicas <= 0:
+            reply = self._append(keys=[self._stream, meta_key(self._stream)], args=arguments)
+            return list(reply), 0
+        # WAIT counts the writes of its own connection: a pipeline keeps both on one.
+        pipe = self._client.pipeline(transaction=False)
+        self._append(keys=[self._stream, meta_key(self._stream)], args=arguments, client=pipe)
+        pipe.execute_command("WAIT", self._min_replicas, self._replica_timeout_ms)  # type: ignore[no-untyped-call]
+        reply, confirmed = pipe.execute()
+        return list(reply), int(confirmed)
 
 
 def _reset_error(exc: ChangeLogError, stream: str) -> ChangeLogError:

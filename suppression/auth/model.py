@@ -55,6 +55,7 @@ _METHOD_SCOPES: Mapping[str, frozenset[Scope]] = {
     "Release": frozenset({Scope.WRITE, Scope.CONSENT}),
     "Snapshot": frozenset({Scope.ADMIN}),
     "CreateList": frozenset({Scope.ADMIN}),
+    "FetchSnapshot": frozenset({Scope.ADMIN}),
 }
 """Per method of the Suppression service, the scopes of which a caller needs AT LEAST ONE
 to enter it. An empty set: any authenticated identity. A method missing here is refused."""

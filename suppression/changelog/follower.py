@@ -29,15 +29,25 @@ from suppression.changelog.epoch import mark_lost
 from suppression.changelog.planning import (
     LOSS_KINDS,
     RESET,
+    REWOUND,
     TRIMMED,
     DeadLetter,
     RawEntry,
+    applied_entry_gone,
     counter_ahead,
     follow_on,
     lost_log,
     plan_batch,
 )
-from suppression.changelog.streaminfo import INFO_SCRIPT, StreamInfo, meta_key, parse_info
+from suppression.changelog.streaminfo import (
+    INFO_SCRIPT,
+    STAMP_SCRIPT,
+    EntryStamp,
+    StreamInfo,
+    meta_key,
+    parse_info,
+    parse_stamp,
+)
 from suppression.entries import field_text
 from suppression.errors import SnapshotError, VersionError
 from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Version
@@ -102,6 +112,7 @@ class ChangeLogFollower:
         block_ms: int = 500,
         count: int = 200,
         snapshot_key: SnapshotKey | None = None,
+        recover_rewound: bool = False,
     ) -> None:
         """Create a follower; :meth:`start` starts it.
 
@@ -120,6 +131,12 @@ class ChangeLogFollower:
             block_ms: how long one XREAD blocks.
             count: the most entries one XREAD returns (and one batch applies).
             snapshot_key: a snapshot to resync from must be signed with it.
+            recover_rewound: when the log went backwards (a failover lost
+                entries this replica applied), drop them: reload the newest
+                snapshot the log still agrees with and replay. Right when every
+                write waits for Redis replicas (``--min-replicas``), so that
+                what a failover loses was never acknowledged; otherwise the
+                follower saves its data and waits for an operator's reseed.
         """
         self._lists = lists
         self._client = client
@@ -131,6 +148,7 @@ class ChangeLogFollower:
         self._block_ms = block_ms
         self._count = count
         self._snapshot_key = snapshot_key
+        self._recover_rewound = recover_rewound
         self._stop = threading.Event()
         self._caught_up_once = threading.Event()
         self._applied = threading.Condition()
@@ -279,10 +297,18 @@ class ChangeLogFollower:
         # EVAL with the text, not a registered script: redis-py would send SCRIPT EXISTS
         # before every pipeline, one more round trip; Redis caches the compiled script.
         pipe.eval(INFO_SCRIPT, 2, self._stream, meta_key(self._stream))
+        probe = view.position.epoch != "" and view.position.seq > 0
+        if probe:  # is the entry applied last still in the log? (see applied_entry_gone)
+            pipe.eval(STAMP_SCRIPT, 2, self._stream, meta_key(self._stream), str(view.version))
         pipe.xread({self._stream: str(view.version)}, count=self._count, block=self._block_ms)
-        info_reply, reply = pipe.execute()
-        info = parse_info(info_reply)
+        replies = pipe.execute()
+        info = parse_info(replies[0])
+        reply = replies[-1]
         loss = lost_log(view.position, info.position)
+        if not loss and probe and _would_hold(info, view.version):
+            stamp = parse_stamp(replies[1])
+            if applied_entry_gone(view.position, stamp.found, stamp.position):
+                loss = REWOUND
         if loss:
             self._start_resync(loss, view, info)
             return
@@ -398,6 +424,20 @@ class ChangeLogFollower:
                 where,
             )
             return
+        if loss == REWOUND and self._recover_rewound:
+            logger.critical(
+                "change log %s went backwards: this replica applied up to %s (version %s) but "
+                "the log is at %s and no longer holds what it applied last (a Redis failover "
+                "lost writes no Redis replica had confirmed, so none was acknowledged). Not "
+                "serving: reloading the newest snapshot in %s that the log agrees with, then "
+                "replaying",
+                self._stream,
+                view.position,
+                view.version,
+                info.position,
+                where,
+            )
+            return
         logger.critical(
             "change log %s was %s: this replica is at %s (version %s) but the log is at %s. "
             "Not serving: changes are missing or the log lost changes this replica holds. "
@@ -422,6 +462,9 @@ class ChangeLogFollower:
                 logger.exception("cannot save this replica's data after the change-log loss")
 
     def _try_resync(self) -> None:
+        if self._loss == REWOUND and self._recover_rewound:
+            self._recover()
+            return
         if self._data_dir is None:
             return
         newest = find_newest(self._data_dir)
@@ -440,19 +483,74 @@ class ChangeLogFollower:
             return
         if not self._resyncs_to(snapshot.version, snapshot.position):
             return
-        self._lists.replace(snapshot.view())
+        self._resume_from(snapshot.view(), str(newest))
         self.note_snapshot(snapshot.created_at)
+
+    def _resume_from(self, view: ListView, source: str) -> None:
+        self._lists.replace(view)
         self._needs_resync = False
         self._loss = ""
         self._ordinal_base = None
         logger.warning(
-            "resynchronized from snapshot %s at version %s (%s)",
-            newest,
-            snapshot.version,
-            snapshot.position,
+            "resynchronized from %s at version %s (%s)", source, view.version, view.position
         )
         with self._applied:
             self._applied.notify_all()
+
+    def _recover(self) -> None:
+        """After the log went backwards: reload the newest snapshot it agrees with, or start over.
+
+        A snapshot agrees with the log when the log holds, at the snapshot's
+        version, the very entry (epoch and sequence number) the snapshot
+        applied last, or when the snapshot is where the log's epoch starts.
+        Snapshots of changes the log lost are renamed ``*.diverged``: kept for
+        inspection, never loaded again. With no snapshot to go back to, a log
+        that still holds its epoch from the first entry is replayed from empty.
+        """
+        info = parse_info(self._client.eval(INFO_SCRIPT, 2, self._stream, meta_key(self._stream)))
+        log = info.position
+        if not log.epoch:
+            return  # the log lost its epoch meanwhile: nothing to go back to, wait for a reseed
+        for path in _snapshots_newest_first(self._data_dir):
+            version = _version_in_name(path)
+            stamp = self._stamp(version)
+            starts_epoch = version == stamp.base and not stamp.found
+            if not starts_epoch and not (stamp.found and stamp.position.epoch == log.epoch):
+                if stamp.found or _would_hold(info, version):
+                    self._set_aside(path)
+                continue
+            try:
+                snapshot = read_snapshot(path, self._snapshot_key)
+            except (SnapshotError, OSError) as exc:
+                logger.warning("cannot recover from %s: %s", path, exc)
+                continue
+            wanted = LogPosition(log.epoch, 0) if starts_epoch else stamp.position
+            if snapshot.position != wanted:
+                self._set_aside(path)
+                continue
+            self._resume_from(snapshot.view(), f"snapshot {path}")
+            self.note_snapshot(snapshot.created_at)
+            return
+        untrimmed = info.entries_added == info.length and info.max_deleted == Version()
+        if self._stamp(Version()).base == Version() and untrimmed:
+            start = ListView(Version(), {}, {}, (), LogPosition(log.epoch, 0))
+            self._resume_from(start, "an empty start (the log holds every entry of its epoch)")
+
+    def _stamp(self, version: Version) -> EntryStamp:
+        reply = self._client.eval(
+            STAMP_SCRIPT, 2, self._stream, meta_key(self._stream), str(version)
+        )
+        return parse_stamp(reply)
+
+    def _set_aside(self, path: Path) -> None:
+        """Rename a snapshot of changes the log lost, so that nothing loads it again."""
+        target = path.with_name(path.name + ".diverged")
+        try:
+            path.rename(target)
+        except OSError as exc:
+            logger.error("cannot set aside %s, which holds changes the log lost: %s", path, exc)
+            return
+        logger.warning("set aside %s: it holds changes the change log lost", target)
 
     def _resyncs_to(self, version: Version, position: LogPosition) -> bool:
         """Whether a snapshot at ``version``/``position`` brings this replica back in step.
@@ -469,3 +567,22 @@ class ChangeLogFollower:
                 return False
             return self._loss != TRIMMED or version >= self._resync_floor
         return version >= self._resync_floor and version > self._lists.version
+
+
+def _would_hold(info: StreamInfo, version: Version) -> bool:
+    """Whether the stream would still hold the entry at ``version``, had nothing been lost."""
+    return info.exists and version >= info.first_recorded and info.max_deleted < version
+
+
+def _snapshots_newest_first(directory: Path | None) -> list[Path]:
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(directory.glob("snapshot-*.snap"), reverse=True)
+
+
+def _version_in_name(path: Path) -> Version:
+    """The version a snapshot's name states (``snapshot-MS-SEQ.snap``); 0-0 if malformed."""
+    parts = path.stem.split("-")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return Version()
+    return Version(int(parts[1]), int(parts[2]))

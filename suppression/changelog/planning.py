@@ -21,6 +21,7 @@ __all__ = [
     "DeadLetter",
     "Plan",
     "RawEntry",
+    "applied_entry_gone",
     "counter_ahead",
     "follow_on",
     "lost_log",
@@ -112,6 +113,24 @@ def lost_log(data: LogPosition, log: LogPosition) -> str:
     if log.seq < data.seq:
         return REWOUND
     return ""
+
+
+def applied_entry_gone(data: LogPosition, stamp_found: bool, stamp: LogPosition) -> bool:
+    """Is the entry this data applied last no longer in the log as it was applied?
+
+    After a failover to a Redis replica that lacked the last writes, new
+    writes take the lost sequence numbers under other IDs, so the log's
+    counter alone may not show the loss: the entry at the data's version is
+    gone, or another one. A caller asks only while that entry would still be
+    in the stream (not trimmed), and never for data at the start of an epoch
+    (sequence 0), which applied no entry of it. An entry without a sequence
+    number there was dead-lettered after the last one applied: it cannot tell.
+    """
+    if not data.epoch or data.seq == 0:
+        return False
+    if not stamp_found:
+        return True
+    return bool(stamp.epoch) and stamp != data
 
 
 def counter_ahead(data: LogPosition, log: LogPosition, version: Version) -> bool:

@@ -17,7 +17,16 @@ from suppression.lists import LogPosition, Version
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["INFO_SCRIPT", "StreamInfo", "meta_key", "parse_info", "stream_info"]
+__all__ = [
+    "INFO_SCRIPT",
+    "STAMP_SCRIPT",
+    "EntryStamp",
+    "StreamInfo",
+    "meta_key",
+    "parse_info",
+    "parse_stamp",
+    "stream_info",
+]
 
 INFO_SCRIPT = """
 local out = {}
@@ -46,6 +55,47 @@ return out
 """XINFO STREAM without the first and last entries (which may hold 100,000 numbers each),
 and the log's epoch and sequence counter (see :mod:`suppression.changelog.epoch`).
 KEYS: the stream, then its meta hash."""
+
+
+STAMP_SCRIPT = """
+local out = {'', '', redis.call('HGET', KEYS[2], 'base') or ''}
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return out end
+local fields = found[1][2]
+out[1] = 'none'
+for i = 1, #fields, 2 do
+  if fields[i] == 'epoch' then out[1] = fields[i + 1] end
+  if fields[i] == 'seq' then out[2] = fields[i + 1] end
+end
+return out
+"""
+"""The epoch and sequence number of the entry at one ID (not its numbers), and the epoch's
+base version: does the log still hold the entry a replica applied last?
+KEYS: the stream, then its meta hash. ARGV: the entry ID."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryStamp:
+    """What :data:`STAMP_SCRIPT` found at one stream ID."""
+
+    found: bool
+    """An entry exists at the ID."""
+    position: LogPosition
+    """Its epoch and sequence number (empty for an entry written without them)."""
+    base: Version
+    """The version the log's epoch starts from (0-0 for an epoch begun on an empty log)."""
+
+
+def parse_stamp(reply: Sequence[Any]) -> EntryStamp:
+    """Read :data:`STAMP_SCRIPT`'s reply."""
+    epoch, seq, base = (field_text(part) for part in reply)
+    found = bool(epoch)
+    position = (
+        LogPosition(epoch, int(seq))
+        if found and epoch != "none" and seq.isdigit()
+        else LogPosition()
+    )
+    return EntryStamp(found, position, Version.parse(base) if base else Version())
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,11 @@ class SuppressionStub:
                 request_serializer=suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.FetchSnapshot = channel.unary_stream(
+                '/suppression.v1.Suppression/FetchSnapshot',
+                request_serializer=suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.SerializeToString,
+                response_deserializer=suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class SuppressionServicer:
@@ -105,6 +110,17 @@ class SuppressionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchSnapshot(self, request, context):
+        """Streams the newest snapshot file of this replica's data directory, for a
+        replica that starts with none (admin scope). Each chunk names the file,
+        its size and SHA-256; a request with `name` and `offset` resumes a
+        transfer. NOT_FOUND: that file is gone (start again with the newest);
+        FAILED_PRECONDITION: this replica has no snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuppressionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +148,11 @@ def add_SuppressionServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.FromString,
                     response_serializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.SerializeToString,
+            ),
+            'FetchSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchSnapshot,
+                    request_deserializer=suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.FromString,
+                    response_serializer=suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +291,33 @@ class Suppression:
             '/suppression.v1.Suppression/Release',
             suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.SerializeToString,
             suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/suppression.v1.Suppression/FetchSnapshot',
+            suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.SerializeToString,
+            suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -441,7 +441,7 @@ def test_kubernetes_deployment_is_ready_by_grpc_health_and_configured_by_env() -
         next(item["value"] for item in container["env"] if item["name"] == "SUPPRESSION_GRACE")
     )
     assert template["spec"]["terminationGracePeriodSeconds"] > grace
-    claims = {claim["metadata"]["name"] for claim in by_kind["PersistentVolumeClaim"]}
+    claims = {claim["metadata"]["name"] for claim in by_kind.get("PersistentVolumeClaim", [])}
     for volume in template["spec"]["volumes"]:
         if "persistentVolumeClaim" in volume:
             assert volume["persistentVolumeClaim"]["claimName"] in claims
@@ -602,8 +602,10 @@ def test_kubernetes_disruption_budget_keeps_replicas_serving_and_drains_possible
     assert isinstance(allowed, int) and 1 <= allowed < replicas
 
 
-def test_kubernetes_compact_job_writes_snapshots_the_replicas_read() -> None:
+def test_kubernetes_needs_no_shared_volume() -> None:
+    """Replicas fetch snapshots from peers; compact keeps what their own snapshots lack."""
     by_kind = kubernetes_by_kind()
+    assert "PersistentVolumeClaim" not in by_kind
     (deployment,) = by_kind["Deployment"]
     (cronjob,) = by_kind["CronJob"]
     (config_map,) = by_kind["ConfigMap"]
@@ -616,9 +618,23 @@ def test_kubernetes_compact_job_writes_snapshots_the_replicas_read() -> None:
     assert not selector.items() <= template["metadata"]["labels"].items()
     for service in by_kind["Service"]:
         assert not service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    headless = next(s for s in by_kind["Service"] if s["spec"].get("clusterIP") == "None")
+    grpc_port = next(p["port"] for p in headless["spec"]["ports"] if p["name"] == "grpc")
+    peer = f"{headless['metadata']['name']}:{grpc_port}"
+
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    server_env = dict(config_map["data"]) | {item["name"]: item["value"] for item in server["env"]}
+    served = Settings.from_env(server_env)
+    assert served.peer == (peer,), "a new pod fetches from a ready replica"
+    assert served.snapshot_interval > 0, "each replica writes the snapshots it serves"
+    assert served.data_dir is not None
+    server_volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    server_mounts = {mount["mountPath"]: mount for mount in server["volumeMounts"]}
+    data_mount = server_mounts[str(served.data_dir)]
+    assert "emptyDir" in server_volumes[data_mount["name"]]
+    assert not data_mount.get("readOnly")
 
     (container,) = pod["containers"]
-    (server,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == server["image"]
     assert container["command"] == ["suppression-loader"]
     args = build_loader_parser().parse_args(container["args"])
@@ -629,20 +645,12 @@ def test_kubernetes_compact_job_writes_snapshots_the_replicas_read() -> None:
     assert set(env) <= SETTINGS_VARIABLES, sorted(set(env) - SETTINGS_VARIABLES)
     settings = settings_from_args(args, env)
     assert settings.redis_url and settings.data_dir is not None
-
-    # It writes, into the claim the replicas read, at its data directory.
+    assert settings.peer == (peer,)
+    # A replica restarting replays from its own newest snapshot, up to one interval old.
+    assert settings.trim_min_age >= 2 * served.snapshot_interval
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
-    mount = mounts[str(settings.data_dir)]
-    assert not mount.get("readOnly")
-    claim = volumes[mount["name"]]["persistentVolumeClaim"]
-    assert not claim.get("readOnly")
-    server_volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    server_mounts = {mount["mountPath"]: mount for mount in server["volumeMounts"]}
-    server_env = dict(config_map["data"]) | {item["name"]: item["value"] for item in server["env"]}
-    server_data = server_mounts[server_env["SUPPRESSION_DATA_DIR"]]
-    server_claim = server_volumes[server_data["name"]]["persistentVolumeClaim"]["claimName"]
-    assert claim["claimName"] == server_claim
+    assert "emptyDir" in volumes[mounts[str(settings.data_dir)]["name"]]
 
 
 def test_kustomization_builds_every_manifest() -> None:
