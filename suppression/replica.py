@@ -31,6 +31,7 @@ from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, Suppr
 from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
+    from suppression.archive import ArchiveOptions, ChangeArchive
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
@@ -86,13 +87,26 @@ class SnapshotOptions:
     """Seconds between snapshots; 0 turns them off."""
     keep: int = 3
     """Snapshots kept; older ones are deleted."""
+    archive: ArchiveOptions | None = None
+    """Keep every applied change in this change archive (the snapshot writer archives)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SnapshotOptions | None:
         """The ``serve`` snapshot options; None when turned off or without a data directory."""
         if settings.data_dir is None or settings.snapshot_interval <= 0:
             return None
-        return cls(settings.snapshot_interval, settings.snapshot_keep)
+        archive = None
+        if not settings.no_archive:
+            from suppression.archive import ArchiveOptions
+
+            archive = ArchiveOptions(
+                settings.archive_dir or settings.data_dir / "archive",
+                segment_bytes=settings.archive_segment_bytes,
+                retention_days=settings.archive_retention_days,
+                fsync=not settings.archive_no_fsync,
+                snapshots=settings.data_dir,
+            )
+        return cls(settings.snapshot_interval, settings.snapshot_keep, archive)
 
 
 class Replica:
@@ -130,6 +144,7 @@ class Replica:
         self._follower: ChangeLogFollower | None = None
         self._writer: ChangeLogWriter | None = None
         self._snapshotter: Snapshotter | None = None
+        self._archive: ChangeArchive | None = None
         self._loaded: LoadedData | None = None
 
     # -- life cycle -----------------------------------------------------------
@@ -170,6 +185,7 @@ class Replica:
             data_dir.mkdir(parents=True, exist_ok=True)
         if loaded.snapshot_created_at is None and loaded.numbers == 0:
             logger.info("no snapshot: replaying the change log %s from the start", options.stream)
+        archive = self._open_archive(loaded)
         follower = ChangeLogFollower(
             loaded.lists,
             connect(options.redis_url, socket_timeout=_BLOCK_MS / 1000 + 5.0),
@@ -181,6 +197,7 @@ class Replica:
             on_loss=self._save_after_loss,
             block_ms=_BLOCK_MS,
             snapshot_key=self.snapshot_key,
+            archive=archive,
         )
         self._writer = ChangeLogWriter(
             connect(options.redis_url, socket_timeout=options.write_timeout),
@@ -216,6 +233,30 @@ class Replica:
         if self._snapshotter is not None:
             self._snapshotter.start()
 
+    def _open_archive(self, loaded: LoadedData) -> ChangeArchive | None:
+        """Open the change archive, if this replica archives, and anchor it to the loaded data."""
+        options = self._snapshots.archive if self._snapshots is not None else None
+        if options is None:
+            return None
+        from suppression.archive import ChangeArchive
+
+        archive = ChangeArchive(options, self.snapshot_key)
+        report = archive.open()
+        archive.start(loaded.lists.view)
+        logger.info(
+            "archiving applied changes in %s (it ends at %s%s)",
+            options.directory,
+            archive.end,
+            f"; {len(report.damage)} damaged segment(s)" if report.damage else "",
+        )
+        self._archive = archive
+        return archive
+
+    @property
+    def archive_dir(self) -> Path | None:
+        """The change archive this replica writes, if any."""
+        return self._archive.options.directory if self._archive is not None else None
+
     def _save_after_loss(self) -> None:
         """The log lost changes this replica may hold: save them as a snapshot to reseed from."""
         if self._snapshotter is not None:
@@ -233,6 +274,8 @@ class Replica:
                 self._snapshotter.snapshot_now()
             except OSError as exc:
                 logger.error("cannot write the final snapshot: %s", exc)
+        if self._archive is not None:
+            self._archive.close()
 
     # -- what it knows --------------------------------------------------------
 

@@ -271,6 +271,39 @@ class Settings:
         "compact",
         minimum=1,
     )
+    no_archive: bool = _opt(
+        False,
+        "do not keep applied changes in the change archive (by default the replica that writes "
+        "snapshots archives every change it applies; see docs/evidence.md)",
+        "serve",
+    )
+    archive_dir: Path | None = _opt(
+        None,
+        "directory of the change archive; default archive/ in --data-dir",
+        "serve",
+        "check",
+        "explain",
+        "evidence",
+    )
+    archive_segment_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "bytes after which an archive segment is closed and the next one started",
+        "serve",
+        minimum=1,
+    )
+    archive_retention_days: float = _opt(
+        0.0,
+        "days of changes the archive keeps; older closed segments are deleted once a later "
+        "checkpoint backs them. 0 keeps everything",
+        "serve",
+        minimum=0,
+    )
+    archive_no_fsync: bool = _opt(
+        False,
+        "do not fsync each archived batch (a kill -9 still loses nothing; a power cut may lose "
+        "the last batches)",
+        "serve",
+    )
     write_timeout: float = _opt(
         5.0,
         "seconds Suppress and Release wait for this replica to apply the change (above 0)",

@@ -69,6 +69,8 @@ class SegmentSummary:
     ranges: list[tuple[int, int]] = field(default_factory=list)
     created: dict[str, Version] = field(default_factory=dict)
     """Each list's first creating change (ADD or ADD_RANGE) in this segment."""
+    last_position: tuple[str, int] | None = None
+    """The change log's epoch and sequence number of the last change, if it had them."""
 
     def add(self, records: list[RawRecord]) -> None:
         """Take in records read in file order."""
@@ -91,6 +93,9 @@ class SegmentSummary:
                 self.numbers.update(values)
         if op in _CREATING:
             self.created.setdefault(fields.get("list", ""), change.version)
+        seq = fields.get("seq", "")
+        if seq.isdigit():
+            self.last_position = (fields.get("epoch", ""), int(seq))
         if self.first is None:
             self.first = change.version
         self.last = change.version
@@ -146,6 +151,7 @@ def write_index(path: Path, summary: SegmentSummary) -> None:
         ),
         "ranges": summary.ranges,
         "created": {name: str(v) for name, v in summary.created.items()},
+        "last_position": list(summary.last_position) if summary.last_position else None,
     }
     encoded = json.dumps(meta, separators=(",", ":")).encode()
     data = _PREFIX.pack(_MAGIC, len(encoded)) + encoded + summary.numbers.serialize()
@@ -180,6 +186,7 @@ def read_index(path: Path, file_size: int) -> SegmentSummary | None:
         return None
     numbers = BitMap64.deserialize(data[_PREFIX.size + length : -_CRC.size])
     damage = meta["damage"]
+    position = meta.get("last_position")
     return SegmentSummary(
         name=meta["name"],
         file_size=meta["file_size"],
@@ -196,4 +203,5 @@ def read_index(path: Path, file_size: int) -> SegmentSummary | None:
         numbers=numbers,
         ranges=[(int(a), int(b)) for a, b in meta["ranges"]],
         created={name: Version.parse(v) for name, v in meta["created"].items()},
+        last_position=(str(position[0]), int(position[1])) if position else None,
     )

@@ -198,7 +198,8 @@ class ArchiveReader:
             data = handle.read(summary.end)
         records, _ = scan_records(data)
         for record in records:
-            if record.kind == CHANGE and needle in record.body:
+            # A cheap filter before parsing: the number's digits, or a block's ends.
+            if record.kind == CHANGE and (needle in record.body or b'"first"' in record.body):
                 yield decode_change(record.body)
 
     def _summaries(self) -> list[SegmentSummary]:

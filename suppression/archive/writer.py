@@ -76,6 +76,7 @@ class ChangeArchive:
         self._number = 0
         self._size = 0
         self._end: Version | None = None
+        self._position: tuple[str, int] | None = None
         self._needs_base = True
         self.appended = 0
         """Changes appended since open (for metrics and benchmarks)."""
@@ -117,6 +118,9 @@ class ChangeArchive:
         cut = self._cut_torn_tail()
         catalog = self._reader.catalog()
         self._end = catalog.end
+        self._position = next(
+            (s.last_position for s in reversed(catalog.segments) if s.last is not None), None
+        )
         last = catalog.segments[-1] if catalog.segments else None
         self._number = segment_number(last.name) or 0 if last is not None else 0
         # A damaged last segment is left as it is, as evidence; appends go to a new one.
@@ -178,6 +182,7 @@ class ChangeArchive:
         base = Base(view.version, checkpoint, digest, reason, int(time.time() * 1000))
         self._write(encode_record(BASE, encode_base(base)), roll=self._fd is None)
         self._needs_base = False
+        self._position = (view.position.epoch, view.position.seq) if view.position.epoch else None
         if self._end is None or view.version > self._end:
             self._end = view.version
 
@@ -190,28 +195,49 @@ class ChangeArchive:
 
     # -- appending ----------------------------------------------------------
 
-    def append(self, entries: Sequence[RawEntry]) -> None:
-        """Append applied change-log entries; entries the archive holds already are skipped.
+    def append(self, entries: Sequence[RawEntry], before: ListView) -> None:
+        """Append change-log entries about to be applied; those archived already are skipped.
+
+        Args:
+            entries: the entries, in stream order.
+            before: the data they are applied to. When the archive cannot follow
+                on (it needs a base, or the first new entry's sequence number
+                skips some), ``before`` is written as a base first.
 
         Raises:
             ArchiveError: the write failed (disk full...): the caller must not apply
-                the batch, so that no change is answered from that the archive lacks.
+                the batch, so that no answer rests on a change the archive lacks.
         """
         end = self._end
-        parts = []
+        position = self._position
+        parts: list[bytes] = []
         for raw_id, fields in entries:
             entry_id = field_text(raw_id)
             version = Version.parse(entry_id)
             if end is not None and version <= end:
                 continue
+            stamp = _position_of(fields)
+            if not parts and self._skips(stamp):
+                self.rebase(before, "gap")
             parts.append(encode_record(CHANGE, encode_change(entry_id, fields)))
             end = version
+            position = stamp or position
         if not parts:
             return
         roll = self._fd is None or self._size >= self.options.segment_bytes
         self._write(b"".join(parts), roll=roll)
         self._end = end
+        self._position = position
         self.appended += len(parts)
+
+    def _skips(self, stamp: tuple[str, int] | None) -> bool:
+        """Whether an entry stamped ``stamp`` does not follow on from the archive's last."""
+        if self._needs_base:
+            return True
+        last = self._position
+        if stamp is None or last is None:
+            return False
+        return stamp[0] != last[0] or stamp[1] != last[1] + 1
 
     def _write(self, data: bytes, *, roll: bool) -> None:
         try:
@@ -320,6 +346,13 @@ class ChangeArchive:
             for path in (self.options.directory / CHECKPOINTS).glob("*.snap"):
                 if path.name not in named:
                     path.unlink(missing_ok=True)
+
+
+def _position_of(fields: Mapping[bytes, bytes]) -> tuple[str, int] | None:
+    seq = fields.get(b"seq")
+    if not seq or not seq.isdigit():
+        return None
+    return field_text(fields.get(b"epoch", b"")), int(seq)
 
 
 def _lost_at_end(catalog: Catalog) -> bool:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import redis
 
@@ -44,7 +45,7 @@ from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Versi
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.snapshotkey import SnapshotKey
 
-__all__ = ["ChangeLogFollower", "FollowerState"]
+__all__ = ["ArchiveSink", "ChangeLogFollower", "FollowerState"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _RESYNC_POLL = 0.25
 _REMEMBERED_DEAD = 10_000
+
+
+class ArchiveSink(Protocol):
+    """Where applied changes are kept (the change archive, ``suppression.archive``)."""
+
+    def append(self, entries: Sequence[RawEntry], before: ListView) -> None:
+        """Keep entries about to be applied to ``before``; raising stops them being applied."""
+
+    def rebase(self, view: ListView, reason: str) -> None:
+        """The data jumped to ``view`` (a resync): answers restart from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,7 @@ class ChangeLogFollower:
         block_ms: int = 500,
         count: int = 200,
         snapshot_key: SnapshotKey | None = None,
+        archive: ArchiveSink | None = None,
     ) -> None:
         """Create a follower; :meth:`start` starts it.
 
@@ -120,6 +132,9 @@ class ChangeLogFollower:
             block_ms: how long one XREAD blocks.
             count: the most entries one XREAD returns (and one batch applies).
             snapshot_key: a snapshot to resync from must be signed with it.
+            archive: every batch is appended to it before it is applied, so an
+                acknowledged change is always archived; an append that fails
+                leaves the batch unapplied (the replica turns stale).
         """
         self._lists = lists
         self._client = client
@@ -131,6 +146,7 @@ class ChangeLogFollower:
         self._block_ms = block_ms
         self._count = count
         self._snapshot_key = snapshot_key
+        self._archive = archive
         self._stop = threading.Event()
         self._caught_up_once = threading.Event()
         self._applied = threading.Condition()
@@ -319,6 +335,11 @@ class ChangeLogFollower:
             letters = sorted([*dead, *plan.dead], key=lambda d: Version.parse(d.entry_id))
             self._dead_letter(letters)
         last_id = field_text(entries[consumed - 1][0])
+        if self._archive is not None:
+            if plan.dead:
+                refused = {letter.entry_id for letter in plan.dead}
+                kept = [e for e in kept if field_text(e[0]) not in refused]
+            self._archive.append(kept, view)
         try:
             self._lists.apply(plan.changes, version=Version.parse(last_id), position=position)
         except VersionError:
@@ -441,6 +462,11 @@ class ChangeLogFollower:
         if not self._resyncs_to(snapshot.version, snapshot.position):
             return
         self._lists.replace(snapshot.view())
+        if self._archive is not None:
+            try:
+                self._archive.rebase(self._lists.view, "resync")
+            except Exception:  # the next append notices the jump and writes the base
+                logger.exception("cannot write the change archive's base after the resync")
         self.note_snapshot(snapshot.created_at)
         self._needs_resync = False
         self._loss = ""

@@ -39,7 +39,7 @@ while True:
     for _ in range(8):
         ms += 1
         batch.append((f"{ms}-0".encode(), fields))
-    writer.append(batch)
+    writer.append(batch, ListView(Version(), {}, {}, ()))
     print(f"{ms}-0", flush=True)
 """
 

@@ -48,7 +48,9 @@ def archive(directory: Path, **kwargs: object) -> ChangeArchive:
 def test_appended_changes_are_read_back_in_order(tmp_path: Path) -> None:
     writer = archive(tmp_path)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,)), raw(3000, Op.REMOVE, (A,))])
+    writer.append(
+        [raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,)), raw(3000, Op.REMOVE, (A,))], empty_view()
+    )
     writer.close()
     changes, used = ArchiveReader(tmp_path).changes(None, Version(5000, 0), A)
     assert [str(c.version) for c in changes] == ["1000-0", "3000-0"]
@@ -59,8 +61,8 @@ def test_appended_changes_are_read_back_in_order(tmp_path: Path) -> None:
 def test_entries_the_archive_holds_are_not_appended_twice(tmp_path: Path) -> None:
     writer = archive(tmp_path)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,))])
-    writer.append([raw(2000, Op.ADD, (B,)), raw(3000, Op.ADD, (A,))])
+    writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,))], empty_view())
+    writer.append([raw(2000, Op.ADD, (B,)), raw(3000, Op.ADD, (A,))], empty_view())
     writer.close()
     changes, _ = ArchiveReader(tmp_path).changes(None, Version(9000, 0))
     assert [str(c.version) for c in changes] == ["1000-0", "2000-0", "3000-0"]
@@ -78,10 +80,10 @@ def test_a_torn_tail_is_cut_at_every_byte_it_can_end(tmp_path: Path) -> None:
     source = tmp_path / "source"
     writer = archive(source)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,))])
+    writer.append([raw(1000, Op.ADD, (A,))], empty_view())
     segment = source / "segment-00000001.seg"
     good = segment.stat().st_size
-    writer.append([raw(2000, Op.ADD, (B,))])
+    writer.append([raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
     whole = segment.read_bytes()
     for cut in range(good + 1, len(whole)):
@@ -94,7 +96,7 @@ def test_a_torn_tail_is_cut_at_every_byte_it_can_end(tmp_path: Path) -> None:
         assert f"byte {good:,}" in report.cut
         assert report.end == Version(1000, 0)
         assert (directory / segment.name).stat().st_size == good
-        reopened.append([raw(2000, Op.ADD, (B,))])
+        reopened.append([raw(2000, Op.ADD, (B,))], empty_view())
         reopened.close()
         assert (directory / segment.name).read_bytes() == whole
 
@@ -102,9 +104,9 @@ def test_a_torn_tail_is_cut_at_every_byte_it_can_end(tmp_path: Path) -> None:
 def test_a_corrupt_segment_is_reported_and_the_rest_stays_usable(tmp_path: Path) -> None:
     writer = archive(tmp_path, segment_bytes=1)  # every batch starts a segment
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,))])
-    writer.append([raw(2000, Op.ADD, (B,)), raw(2500, Op.REMOVE, (B,))])
-    writer.append([raw(3000, Op.ADD, (A, B))])
+    writer.append([raw(1000, Op.ADD, (A,))], empty_view())
+    writer.append([raw(2000, Op.ADD, (B,)), raw(2500, Op.REMOVE, (B,))], empty_view())
+    writer.append([raw(3000, Op.ADD, (A, B))], empty_view())
     writer.close()
     second = tmp_path / "segment-00000003.seg"
     data = bytearray(second.read_bytes())
@@ -129,7 +131,7 @@ def test_a_corrupt_segment_is_reported_and_the_rest_stays_usable(tmp_path: Path)
 def test_reopening_after_damage_writes_a_base_that_answers_again(tmp_path: Path) -> None:
     writer = archive(tmp_path)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,))])
+    writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
     segment = tmp_path / "segment-00000001.seg"
     data = bytearray(segment.read_bytes())
@@ -145,7 +147,7 @@ def test_reopening_after_damage_writes_a_base_that_answers_again(tmp_path: Path)
         Version(3000, 0), {"optout": BitMap64([A, B])}, {}, (), position=_no_position()
     )
     reopened.start(lists_at_3000)
-    reopened.append([raw(4000, Op.REMOVE, (A,))])
+    reopened.append([raw(4000, Op.REMOVE, (A,))], empty_view())
     reopened.close()
     assert segment.read_bytes() == bytes(data), "the damaged segment is kept as evidence"
     reader = ArchiveReader(tmp_path)
@@ -164,7 +166,7 @@ def _no_position():  # type: ignore[no-untyped-def]
 def test_before_the_archive_begins_is_answered_as_such(tmp_path: Path) -> None:
     writer = archive(tmp_path)
     writer.start(ListView(Version(5000, 0), {"optout": BitMap64([A])}, {}, ()))
-    writer.append([raw(6000, Op.ADD, (B,))])
+    writer.append([raw(6000, Op.ADD, (B,))], empty_view())
     writer.close()
     reader = ArchiveReader(tmp_path)
     with pytest.raises(ArchiveCoverageError, match="before the archive begins"):
@@ -183,9 +185,9 @@ def test_an_empty_archive_answers_nothing(tmp_path: Path) -> None:
 def test_sealed_segments_get_an_index_that_finds_numbers(tmp_path: Path) -> None:
     writer = archive(tmp_path, segment_bytes=1)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,))])
-    writer.append([raw(2000, Op.ADD_RANGE, (), "block")])
-    writer.append([raw(3000, Op.ADD, (B,))])
+    writer.append([raw(1000, Op.ADD, (A,))], empty_view())
+    writer.append([raw(2000, Op.ADD_RANGE, (), "block")], empty_view())
+    writer.append([raw(3000, Op.ADD, (B,))], empty_view())
     writer.close()
     reader = ArchiveReader(tmp_path)
     changes, used = reader.changes(None, Version(9000, 0), B)
@@ -200,8 +202,8 @@ def test_sealed_segments_get_an_index_that_finds_numbers(tmp_path: Path) -> None
 def test_a_stale_index_is_rebuilt(tmp_path: Path) -> None:
     writer = archive(tmp_path, segment_bytes=1)
     writer.start(empty_view())
-    writer.append([raw(1000, Op.ADD, (A,))])
-    writer.append([raw(2000, Op.ADD, (B,))])
+    writer.append([raw(1000, Op.ADD, (A,))], empty_view())
+    writer.append([raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
     ArchiveReader(tmp_path).catalog()
     (tmp_path / "segment-00000002.idx").write_bytes(b"SUPPAIDX garbage")
