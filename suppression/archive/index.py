@@ -67,8 +67,8 @@ class SegmentSummary:
     damage: Damage | None = None
     numbers: BitMap64 = field(default_factory=BitMap64)
     ranges: list[tuple[int, int]] = field(default_factory=list)
-    created: dict[str, Version] = field(default_factory=dict)
-    """Each list's first creating change (ADD or ADD_RANGE) in this segment."""
+    created: dict[str, tuple[Version, str]] = field(default_factory=dict)
+    """Each list's first creating change (ADD or ADD_RANGE) in this segment, and its kind."""
     last_position: tuple[str, int] | None = None
     """The change log's epoch and sequence number of the last change, if it had them."""
 
@@ -92,7 +92,8 @@ class SegmentSummary:
                 values = np.array(text.split(","), dtype=np.uint64)
                 self.numbers.update(values)
         if op in _CREATING:
-            self.created.setdefault(fields.get("list", ""), change.version)
+            created = (change.version, fields.get("kind", ""))
+            self.created.setdefault(fields.get("list", ""), created)
         seq = fields.get("seq", "")
         if seq.isdigit():
             self.last_position = (fields.get("epoch", ""), int(seq))
@@ -150,7 +151,7 @@ def write_index(path: Path, summary: SegmentSummary) -> None:
             }
         ),
         "ranges": summary.ranges,
-        "created": {name: str(v) for name, v in summary.created.items()},
+        "created": {name: [str(v), kind] for name, (v, kind) in summary.created.items()},
         "last_position": list(summary.last_position) if summary.last_position else None,
     }
     encoded = json.dumps(meta, separators=(",", ":")).encode()
@@ -202,6 +203,6 @@ def read_index(path: Path, file_size: int) -> SegmentSummary | None:
         else Damage(damage["offset"], damage["kind"], damage["at_end"]),
         numbers=numbers,
         ranges=[(int(a), int(b)) for a, b in meta["ranges"]],
-        created={name: Version.parse(v) for name, v in meta["created"].items()},
+        created={name: (Version.parse(v), kind) for name, (v, kind) in meta["created"].items()},
         last_position=(str(position[0]), int(position[1])) if position else None,
     )

@@ -94,7 +94,9 @@ class ArchiveReader:
                     gaps.append(Gap(pending[0], closing, pending[1]))
                     pending = None
             for base, after in zip(summary.bases, summary.base_after, strict=True):
-                before = after if after is not None else last
+                # The last point known before this base: a change, or an earlier base.
+                known = [v for v in (after or last, *(b.version for b in bases)) if v]
+                before = max(known, default=None)
                 if before is not None and base.version > before:
                     why = f"{base.reason} before base {base.version}"
                     gaps.append(Gap(before, base.version, why))

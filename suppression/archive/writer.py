@@ -176,7 +176,7 @@ class ChangeArchive:
         resync), so the archive says where its data jumped.
         """
         checkpoint, digest = "", ""
-        if view.bitmaps and any(view.bitmaps.values()):
+        if view.bitmaps:
             path = write_snapshot(self.options.directory / CHECKPOINTS, view, self._key)
             checkpoint, digest = path.name, sha256_of(path, path.stat().st_size)
         base = Base(view.version, checkpoint, digest, reason, int(time.time() * 1000))
