@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +31,9 @@ from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, Suppr
 from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
-    from suppression.archive import ArchiveOptions, ChangeArchive
+    from suppression.archive import ArchiveOptions, ArchiveReader, ChangeArchive
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
+    from suppression.explain import Explanation
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
     from suppression.writer import ChangeLogWriter
@@ -145,6 +146,7 @@ class Replica:
         self._writer: ChangeLogWriter | None = None
         self._snapshotter: Snapshotter | None = None
         self._archive: ChangeArchive | None = None
+        self._archive_reader: ArchiveReader | None = None
         self._loaded: LoadedData | None = None
 
     # -- life cycle -----------------------------------------------------------
@@ -254,8 +256,72 @@ class Replica:
 
     @property
     def archive_dir(self) -> Path | None:
-        """The change archive this replica writes, if any."""
-        return self._archive.options.directory if self._archive is not None else None
+        """The change archive this replica writes, or else reads (``archive/`` in its data dir)."""
+        if self._archive is not None:
+            return self._archive.options.directory
+        if self._snapshots is not None and self._snapshots.archive is not None:
+            return self._snapshots.archive.directory
+        data_dir = self.data_dir
+        return data_dir / "archive" if data_dir is not None else None
+
+    def archive_reader(self) -> ArchiveReader:
+        """A reader of the change archive (kept, so it reads only what is new).
+
+        Raises:
+            NotReadyError: this replica has no data directory, so no archive.
+        """
+        from suppression.archive import ArchiveReader
+
+        directory = self.archive_dir
+        if directory is None:
+            raise NotReadyError(
+                "this replica keeps no change archive (it has no --data-dir); ask the replica "
+                "that writes snapshots"
+            )
+        reader = self._archive_reader
+        if reader is None or reader.directory != directory:
+            reader = self._archive_reader = ArchiveReader(directory)
+        return reader
+
+    def archive_known_until(self) -> Version | None:
+        """Up to where no change exists beyond the archive's end, if this replica can vouch.
+
+        Only the archiving replica can: it archives every change before applying
+        it, so once its follower confirmed it read the whole log (fresh data),
+        nothing up to that moment is missing from the archive. One second off
+        for clocks: stream IDs come from the Redis server's clock.
+        """
+        follower = self._follower
+        if self._archive is None or follower is None or self.freshness().stale:
+            return None
+        confirmed = time.time() - follower.staleness_seconds()
+        return Version(int(confirmed * 1000) - 1000, 0)
+
+    def explain(
+        self,
+        number: int,
+        at: Version,
+        *,
+        at_time_ms: int | None = None,
+        visible: Callable[[str], bool] | None = None,
+    ) -> Explanation:
+        """Explain ``number`` at ``at`` from the change archive (``suppression.explain``).
+
+        Raises:
+            NotReadyError: no archive here.
+            ArchiveCoverageError: the archive cannot answer for ``at``.
+        """
+        from suppression.explain import explain
+
+        return explain(
+            self.archive_reader(),
+            number,
+            at,
+            key=self.snapshot_key,
+            known_until=self.archive_known_until(),
+            at_time_ms=at_time_ms,
+            visible=visible,
+        )
 
     def _save_after_loss(self) -> None:
         """The log lost changes this replica may hold: save them as a snapshot to reseed from."""
