@@ -89,6 +89,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="DIR",
     )
     list: tuple[str, ...] = _opt(
@@ -109,6 +111,8 @@ class Settings:
         "scrub",
         "import",
         "publish",
+        "explain",
+        "evidence",
     )
     skip_invalid: bool = _opt(
         False,
@@ -156,6 +160,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="LEVEL",
         choices=LOG_LEVELS,
     )
@@ -169,6 +175,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="FORMAT",
         choices=("text", "json"),
     )
@@ -188,8 +196,9 @@ class Settings:
     )
     output: str = _opt(
         "table",
-        "check's output: table or json",
+        "check's and explain's output: table or json (explain also takes --json)",
         "check",
+        "explain",
         metavar="FORMAT",
         choices=("table", "json"),
     )
@@ -270,6 +279,35 @@ class Settings:
         "serve",
         "compact",
         minimum=1,
+    )
+    at: str = _opt(
+        "",
+        "explain, evidence: the point in time asked about, ISO 8601 (UTC unless it says "
+        "otherwise, 2026-11-24T15:04:05Z) or milliseconds since the epoch; or give --version",
+        "explain",
+        "evidence",
+        metavar="TIME",
+    )
+    at_version: str = _opt(
+        "",
+        "explain, evidence: the data version asked about (<milliseconds>-<sequence>, as every "
+        "answer carries it); also --version; or give --at",
+        "explain",
+        "evidence",
+        metavar="VERSION",
+    )
+    show_number: bool = _opt(
+        False,
+        "explain, evidence: show the full number in the output and the report (masked unless "
+        "given)",
+        "explain",
+        "evidence",
+    )
+    out: Path | None = _opt(
+        None,
+        "evidence: the directory the report files are written into (created if missing)",
+        "evidence",
+        metavar="DIR",
     )
     no_archive: bool = _opt(
         False,
@@ -423,6 +461,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="PATH",
     )
     max_streams: int = _opt(

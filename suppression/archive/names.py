@@ -18,12 +18,12 @@ CHECKPOINTS = "checkpoints"
 """The subdirectory of checkpoint files (snapshot format) that BASE records name."""
 LOCK = "archive.lock"
 """Held (flock) by the one process that writes the archive."""
-_SEGMENT = re.compile(r"^segment-(\d{8})\.seg$")
+_SEGMENT = re.compile(r"^segment-(\d{6})\.seg$")
 
 
 def segment_name(number: int) -> str:
     """The name of the segment with this ordinal; names sort in write order."""
-    return f"segment-{number:08d}.seg"
+    return f"segment-{number:06d}.seg"
 
 
 def segment_number(name: str) -> int | None:

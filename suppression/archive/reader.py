@@ -144,6 +144,12 @@ class ArchiveReader:
                 f"version {at} is before the archive begins ({catalog.begins}): "
                 "what the lists held then is not known here"
             )
+        lost = [g for g in catalog.gaps if g.before is None and g.after < at]
+        if lost:
+            raise ArchiveCoverageError(
+                f"the archive lost changes after {lost[0].after} ({lost[0].why}) and holds "
+                f"nothing readable after them, so what the lists held at {at} is not known here"
+            )
         if at > catalog.end and (known_until is None or at > known_until):
             raise ArchiveCoverageError(
                 f"version {at} is after the archive's last change ({catalog.end}); "

@@ -73,7 +73,7 @@ def test_kill_9_loses_no_acknowledged_change_and_the_torn_tail_is_cut(tmp_path: 
         reopened.close()
         if report.cut is not None:
             torn += 1
-            assert "segment-00000001.seg: cut a torn tail of" in report.cut
+            assert "segment-000001.seg: cut a torn tail of" in report.cut
         reader = ArchiveReader(directory)
         catalog = reader.catalog()
         assert catalog.damage == ()

@@ -55,7 +55,7 @@ def test_appended_changes_are_read_back_in_order(tmp_path: Path) -> None:
     changes, used = ArchiveReader(tmp_path).changes(None, Version(5000, 0), A)
     assert [str(c.version) for c in changes] == ["1000-0", "3000-0"]
     assert [c.entry().op for c in changes] == [Op.ADD, Op.REMOVE]
-    assert [u.name for u in used] == ["segment-00000001.seg"]
+    assert [u.name for u in used] == ["segment-000001.seg"]
 
 
 def test_entries_the_archive_holds_are_not_appended_twice(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_a_torn_tail_is_cut_at_every_byte_it_can_end(tmp_path: Path) -> None:
     writer = archive(source)
     writer.start(empty_view())
     writer.append([raw(1000, Op.ADD, (A,))], empty_view())
-    segment = source / "segment-00000001.seg"
+    segment = source / "segment-000001.seg"
     good = segment.stat().st_size
     writer.append([raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
@@ -92,7 +92,7 @@ def test_a_torn_tail_is_cut_at_every_byte_it_can_end(tmp_path: Path) -> None:
         (directory / segment.name).write_bytes(whole[:cut])
         reopened = ChangeArchive(ArchiveOptions(directory, fsync=False))
         report = reopened.open()
-        assert report.cut is not None and "segment-00000001.seg" in report.cut
+        assert report.cut is not None and "segment-000001.seg" in report.cut
         assert f"byte {good:,}" in report.cut
         assert report.end == Version(1000, 0)
         assert (directory / segment.name).stat().st_size == good
@@ -108,7 +108,7 @@ def test_a_corrupt_segment_is_reported_and_the_rest_stays_usable(tmp_path: Path)
     writer.append([raw(2000, Op.ADD, (B,)), raw(2500, Op.REMOVE, (B,))], empty_view())
     writer.append([raw(3000, Op.ADD, (A, B))], empty_view())
     writer.close()
-    second = tmp_path / "segment-00000003.seg"
+    second = tmp_path / "segment-000003.seg"
     data = bytearray(second.read_bytes())
     records, _ = scan_records(bytes(data))
     broken = records[1].offset
@@ -117,7 +117,7 @@ def test_a_corrupt_segment_is_reported_and_the_rest_stays_usable(tmp_path: Path)
     reader = ArchiveReader(tmp_path)
     catalog = reader.catalog()
     assert catalog.damage == (
-        f"segment-00000003.seg: record at byte {broken:,} fails its CRC-32 check",
+        f"segment-000003.seg: record at byte {broken:,} fails its CRC-32 check",
     )
     changes, _ = reader.changes(None, Version(9000, 0))
     assert [str(c.version) for c in changes] == ["1000-0", "2000-0", "3000-0"]
@@ -133,7 +133,7 @@ def test_reopening_after_damage_writes_a_base_that_answers_again(tmp_path: Path)
     writer.start(empty_view())
     writer.append([raw(1000, Op.ADD, (A,)), raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
-    segment = tmp_path / "segment-00000001.seg"
+    segment = tmp_path / "segment-000001.seg"
     data = bytearray(segment.read_bytes())
     records, _ = scan_records(bytes(data))
     data[records[1].offset + 12] ^= 0xFF
@@ -142,7 +142,7 @@ def test_reopening_after_damage_writes_a_base_that_answers_again(tmp_path: Path)
     reopened = ChangeArchive(ArchiveOptions(tmp_path, fsync=False))
     report = reopened.open()
     assert report.cut is None
-    assert report.damage and "segment-00000001.seg" in report.damage[0]
+    assert report.damage and "segment-000001.seg" in report.damage[0]
     lists_at_3000 = ListView(
         Version(3000, 0), {"optout": BitMap64([A, B])}, {}, (), position=_no_position()
     )
@@ -191,10 +191,10 @@ def test_sealed_segments_get_an_index_that_finds_numbers(tmp_path: Path) -> None
     writer.close()
     reader = ArchiveReader(tmp_path)
     changes, used = reader.changes(None, Version(9000, 0), B)
-    assert [u.name for u in used] == ["segment-00000004.seg"]
+    assert [u.name for u in used] == ["segment-000004.seg"]
     assert [str(c.version) for c in changes] == ["3000-0"]
     index = read_index(
-        tmp_path / "segment-00000002.idx", (tmp_path / "segment-00000002.seg").stat().st_size
+        tmp_path / "segment-000002.idx", (tmp_path / "segment-000002.seg").stat().st_size
     )
     assert index is not None and A in index.numbers and B not in index.numbers
 
@@ -206,7 +206,7 @@ def test_a_stale_index_is_rebuilt(tmp_path: Path) -> None:
     writer.append([raw(2000, Op.ADD, (B,))], empty_view())
     writer.close()
     ArchiveReader(tmp_path).catalog()
-    (tmp_path / "segment-00000002.idx").write_bytes(b"SUPPAIDX garbage")
+    (tmp_path / "segment-000002.idx").write_bytes(b"SUPPAIDX garbage")
     changes, _ = ArchiveReader(tmp_path).changes(None, Version(9000, 0), A)
     assert [str(c.version) for c in changes] == ["1000-0"]
 
@@ -215,4 +215,4 @@ def test_a_new_segment_starts_with_the_header(tmp_path: Path) -> None:
     writer = archive(tmp_path)
     writer.start(empty_view())
     writer.close()
-    assert (tmp_path / "segment-00000001.seg").read_bytes().startswith(HEADER)
+    assert (tmp_path / "segment-000001.seg").read_bytes().startswith(HEADER)
