@@ -31,6 +31,8 @@ from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, Suppr
 from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
+    import redis
+
     from suppression.archive import ArchiveOptions, ArchiveReader, ChangeArchive
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
     from suppression.explain import Explanation
@@ -146,7 +148,9 @@ class Replica:
         self._writer: ChangeLogWriter | None = None
         self._snapshotter: Snapshotter | None = None
         self._archive: ChangeArchive | None = None
+        self._writer_client: redis.Redis | None = None
         self._archive_reader: ArchiveReader | None = None
+        self._as_of: tuple[Version, ListView] | None = None
         self._loaded: LoadedData | None = None
 
     # -- life cycle -----------------------------------------------------------
@@ -201,8 +205,9 @@ class Replica:
             snapshot_key=self.snapshot_key,
             archive=archive,
         )
+        self._writer_client = connect(options.redis_url, socket_timeout=options.write_timeout)
         self._writer = ChangeLogWriter(
-            connect(options.redis_url, socket_timeout=options.write_timeout),
+            self._writer_client,
             options.stream,
             default_producer(self._producer),
         )
@@ -297,6 +302,28 @@ class Replica:
         confirmed = time.time() - follower.staleness_seconds()
         return Version(int(confirmed * 1000) - 1000, 0)
 
+    def view_as_of(self, at: Version) -> ListView:
+        """The lists as they were at ``at``, from a snapshot and the change archive.
+
+        Raises:
+            NotReadyError: no archive here.
+            ArchiveCoverageError: the archive cannot answer for ``at``.
+        """
+        from suppression.archive.asof import view_as_of
+
+        cached = self._as_of
+        if cached is not None and cached[0] == at:
+            return cached[1]
+        reader = self.archive_reader()
+        known_until = self.archive_known_until()
+        view = view_as_of(
+            reader, at, snapshots=self.data_dir, key=self.snapshot_key, known_until=known_until
+        )
+        end = reader.catalog().end
+        if end is not None and at <= end:
+            self._as_of = (at, view)  # the past does not change; the present might
+        return view
+
     def explain(
         self,
         number: int,
@@ -342,6 +369,8 @@ class Replica:
                 logger.error("cannot write the final snapshot: %s", exc)
         if self._archive is not None:
             self._archive.close()
+        if self._writer_client is not None:
+            self._writer_client.close()
 
     # -- what it knows --------------------------------------------------------
 
@@ -417,8 +446,13 @@ class Replica:
         normalizer: Normalizer | None = None,
         *,
         max_batch: int = 0,
+        as_of: Version | None = None,
     ) -> tuple[CheckOutcome, Freshness]:
         """Decide a batch against the current data (see :func:`~suppression.checker.check_batch`).
+
+        With ``as_of``, against the data as it was at that earlier version,
+        rebuilt from a snapshot and the change archive (the last one is kept,
+        so the batches of one audit re-check pay for it once).
 
         Returns:
             The outcome and the freshness it was answered with.
@@ -429,7 +463,12 @@ class Replica:
                 answers ALLOWED from data it knows to be incomplete.
             InvalidRequestError: the batch is too large.
             UnknownListError: a named list does not exist.
+            ArchiveCoverageError: the archive cannot answer as of ``as_of``.
         """
+        if as_of is not None:
+            past = self.view_as_of(as_of)
+            outcome = check_batch(past, e164, texts, region, lists, normalizer, max_batch=max_batch)
+            return outcome, _FRESH
         view = self.view()
         freshness = self.freshness()
         follower = self._follower

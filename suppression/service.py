@@ -42,7 +42,7 @@ from suppression.explain.messages import to_response
 from suppression.explain.request import point_of, single_number
 from suppression.freshness import Freshness
 from suppression.lanes import Lanes
-from suppression.lists import ListKind, Op
+from suppression.lists import ListKind, Op, Version
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
 from suppression.quota import IdentityMetrics
@@ -135,6 +135,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             lists,
             self._normalizer,
             max_batch=self._max_batch,
+            as_of=Version.parse(request.as_of_version) if request.as_of_version else None,
         )
 
     def Check(  # noqa: N802 - gRPC method name

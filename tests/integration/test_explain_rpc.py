@@ -139,3 +139,21 @@ def test_bad_questions_get_clear_errors(stub: pb_grpc.SuppressionStub) -> None:
             stub.Explain(request, timeout=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert message in caught.value.details()
+
+
+def test_check_as_of_an_earlier_version(stub: pb_grpc.SuppressionStub) -> None:
+    added = suppress(stub, [US], source="in_call")
+    stub.Release(
+        pb.ReleaseRequest(e164=[US], list="optout", source="consent", evidence="form-17"),
+        timeout=10,
+    )
+    now = stub.Check(pb.CheckRequest(e164=[US, CN]), timeout=10)
+    assert list(now.verdicts) == [pb.ALLOWED, pb.ALLOWED]
+    then = stub.Check(pb.CheckRequest(e164=[US, CN], as_of_version=str(added)), timeout=10)
+    assert list(then.verdicts) == [pb.SUPPRESSED, pb.ALLOWED]
+    assert then.version == str(added) and list(then.list_names) == ["optout"]
+    before = stub.Check(pb.CheckRequest(e164=[US], as_of_version=f"{added.ms - 1}-0"), timeout=10)
+    assert list(before.verdicts) == [pb.ALLOWED] and before.version == "0-0"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Check(pb.CheckRequest(e164=[US], as_of_version="not-a-version"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,4 +1,4 @@
-"""Explain against a model: random change sequences replayed, answers checked at random versions.
+"""Explain and as-of views against a model: random change sequences, checked at random versions.
 
 The archive is written as a replica writes it (appends, resyncs that write a
 base, segments that close), a plain dict of sets is the model, and Explain
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pyroaring import BitMap64
 
 from suppression.archive import ArchiveOptions, ChangeArchive
+from suppression.archive.asof import view_as_of
 from suppression.entries import Entry, encode_entry
 from suppression.errors import ArchiveCoverageError
 from suppression.explain import explain
@@ -149,6 +150,8 @@ def test_explain_agrees_with_the_model(
             shown = {a.name: a.on_list for a in answer.lists}
             assert shown == {name: number in members for name, members in expected.items()}
             assert answer.suppressed == any(number in m for m in expected.values())
+            past = view_as_of(reader, at, known_until=Version(end.ms + 1000, 0))
+            assert {name: set(bitmap) for name, bitmap in past.bitmaps.items()} == expected
             text = json.dumps(asdict(answer), default=str)
             others = [n for n in NUMBERS if n != number and str(n) in text]
             assert others == [], "an answer mentioned another number"
