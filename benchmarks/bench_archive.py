@@ -35,6 +35,7 @@ from _common import (
     redis_server_version,
     time_each_ns,
 )
+from pyroaring import BitMap64
 
 from suppression.archive import ArchiveOptions, ChangeArchive
 from suppression.changelog.follower import ChangeLogFollower
@@ -116,20 +117,130 @@ def single_appends(fsync: bool, samples: int) -> list[float]:
     return percentiles_us(samples_ns)
 
 
+def as_of_costs(registry: int, per_day: int, days: int, segment_bytes: int) -> list[list[str]]:
+    """Seconds to rebuild the lists as of a day-old and a month-old version.
+
+    An archive is filled as a replica would fill it: a start base holding a
+    registry-shaped list, then ``per_day`` opt-outs a day for ``days`` days,
+    with a regular snapshot written every day (the Snapshotter writes one every
+    five minutes and keeps three; the archive links the newest when a segment
+    closes). Then ``view_as_of`` is timed at one day and at thirty days before
+    the end, from a cold reader each time.
+    """
+    from suppression.archive import ArchiveReader
+    from suppression.archive.asof import view_as_of
+    from suppression.lists import ListInfo
+    from suppression.snapshot import write_snapshot
+
+    day_ms = 86_400_000
+    start_ms = 1_760_000_000_000
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-asof-") as directory:
+        root = Path(directory)
+        snapshots = root / "data"
+        lists = SuppressionLists(
+            {"registry": BitMap64(registry_shaped(registry, seed=3))},
+            [ListInfo("registry", ListKind.REGISTRY), ListInfo("optout", ListKind.OPT_OUT)],
+            Version(start_ms, 0),
+        )
+        archive = ChangeArchive(
+            ArchiveOptions(root / "archive", segment_bytes, fsync=False, snapshots=snapshots)
+        )
+        archive.open()
+        archive.start(lists.view)
+        template = entries_for(
+            Op.ADD, "optout", ListKind.OPT_OUT, [8613800138000], source="in_call",
+            actor="agent-7", evidence="recording-2026-11-25-00000001",
+        )[0]  # fmt: skip
+        fields = {k.encode(): v.encode() for k, v in encode_entry(template).items()}
+        seq = 0
+        for day in range(days):
+            batch = []
+            numbers = []
+            for index in range(per_day):
+                seq += 1
+                ms = start_ms + day * day_ms + index * (day_ms // per_day) + 1
+                number = 8613800000000 + seq * 7919
+                entry_fields = dict(fields)
+                entry_fields[b"numbers"] = str(number).encode()
+                batch.append((f"{ms}-0".encode(), entry_fields))
+                numbers.append(number)
+            for first in range(0, len(batch), 1000):
+                archive.append(batch[first : first + 1000], lists.view)
+            lists.apply(
+                [entries_for(Op.ADD, "optout", ListKind.OPT_OUT, numbers, source="in_call")[0]
+                 .to_change()],
+                version=Version.parse(batch[-1][0].decode()),
+            )  # fmt: skip
+            write_snapshot(snapshots, lists.view)
+            for old in sorted(snapshots.glob("*.snap"))[:-3]:
+                old.unlink()
+        archive.close()
+        end = lists.version
+        warm = ArchiveReader(root / "archive")
+        warm.catalog()  # a serving replica keeps its reader: indexes and the tail read once
+        for label, age in (("a day old", 1), ("a month old", 30)):
+            at = Version(end.ms - age * day_ms, 0)
+            timings = []
+            for reader in (ArchiveReader(root / "archive"), warm):
+                started = time.perf_counter()
+                view = view_as_of(reader, at, snapshots=snapshots)
+                timings.append(time.perf_counter() - started)
+            rows.append(
+                [
+                    label,
+                    f"{timings[0]:.2f}",
+                    f"{timings[1]:.2f}",
+                    f"{len(view.bitmaps['optout']):,}",
+                ]
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=20_000, help="opt-out entries")
     parser.add_argument("--bulk", type=int, default=5, help="entries of 100,000 numbers")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--registry", type=int, default=10_000_000, help="as-of: registry size")
+    parser.add_argument("--per-day", type=int, default=20_000, help="as-of: opt-outs a day")
+    parser.add_argument("--days", type=int, default=31, help="as-of: days archived")
+    parser.add_argument(
+        "--segment-bytes", type=int, default=64 * 1024 * 1024, help="as-of: segment size"
+    )
+    parser.add_argument("--skip-follower", action="store_true", help="only the as-of part")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args()
+    body = ""
+    if not args.skip_follower:
+        body += follower_section(args.changes, args.bulk, args.rounds)
+    asof_rows = as_of_costs(args.registry, args.per_day, args.days, args.segment_bytes)
+    asof_headers = [
+        "Re-check as of a version",
+        "seconds",
+        "opt-outs then",
+        "archived changes up to it",
+    ]
+    asof_title = (
+        f"Lists rebuilt as of an earlier version: registry of {args.registry:,}, "
+        f"{args.per_day:,} opt-outs a day for {args.days} days, a snapshot a day"
+    )
+    print_table(asof_title, asof_headers, asof_rows)
+    body += f"\n{asof_title}.\n\n{markdown_table(asof_headers, asof_rows)}\n"
+    if args.record:
+        body = f"Load average {load_average()}; redis {redis_server_version()}.\n\n" + body
+        append_results("bench_archive.py", machine_description(PACKAGES), body)
+
+
+def follower_section(changes: int, bulk: int, rounds: int) -> str:
+    """Run the follower comparison and the single-append timings; their markdown."""
     rows = []
     bytes_per_change = 0.0
     bytes_per_bulk = 0.0
     with redis_server() as server:
         client = server.client(socket_timeout=30)
-        last = fill_stream(client, args.changes, args.bulk)
-        for round_number in range(1, args.rounds + 1):
+        last = fill_stream(client, changes, bulk)
+        for round_number in range(1, rounds + 1):
             times: dict[str, float] = {}
             for mode in MODES:
                 with tempfile.TemporaryDirectory(prefix="bench-archive-") as directory:
@@ -143,8 +254,7 @@ def main() -> None:
                     times[mode] = replay(client, last, archive)
                     if archive is not None:
                         archive.close()
-                        sizes = _sizes(Path(directory), args.changes)
-                        bytes_per_change, bytes_per_bulk = sizes
+                        bytes_per_change, bytes_per_bulk = _sizes(Path(directory), changes)
             plain = times["plain"]
             rows.append(
                 [
@@ -156,17 +266,8 @@ def main() -> None:
                     f"{times['archive, fsync'] / plain:.2f}x",
                 ]
             )
-    headers = [
-        "Round",
-        "plain s",
-        "archive s",
-        "archive+fsync s",
-        "ratio",
-        "ratio fsync",
-    ]
-    title = (
-        f"Follower replay of {args.changes:,} opt-outs and {args.bulk} entries of 100,000 numbers"
-    )
+    headers = ["Round", "plain s", "archive s", "archive+fsync s", "ratio", "ratio fsync"]
+    title = f"Follower replay of {changes:,} opt-outs and {bulk} entries of 100,000 numbers"
     print_table(title, headers, rows)
     sizes_text = (
         f"Bytes per change: {bytes_per_change:,.0f} for a single opt-out entry; "
@@ -178,16 +279,11 @@ def main() -> None:
         p50, p99 = single_appends(fsync, 2000)
         single_rows.append(["fsync" if fsync else "no fsync", f"{p50:,.1f}", f"{p99:,.1f}"])
     single_headers = ["One opt-out appended", "p50 µs", "p99 µs"]
-    print_table(
-        "Archive append of a one-entry batch (a quiet follower's read)", single_headers, single_rows
+    print_table("Archive append of a one-entry batch", single_headers, single_rows)
+    return (
+        f"{title}.\n\n{markdown_table(headers, rows)}\n\n{sizes_text}\n\n"
+        f"{markdown_table(single_headers, single_rows)}\n"
     )
-    if args.record:
-        body = (
-            f"{title}; redis {redis_server_version()}; load average {load_average()}.\n\n"
-            f"{markdown_table(headers, rows)}\n\n{sizes_text}\n\n"
-            f"{markdown_table(single_headers, single_rows)}\n"
-        )
-        append_results("bench_archive.py", machine_description(PACKAGES), body)
 
 
 def _sizes(directory: Path, changes: int) -> tuple[float, float]:

@@ -188,9 +188,7 @@ class ArchiveReader:
             if number is not None and not summary.may_touch(number):
                 continue
             used.append(SegmentRef(summary.name, summary.end, summary.sha256))
-            for change in self._read(summary, needle):
-                if change.version > upto or (after is not None and change.version <= after):
-                    continue
+            for change in self._read(summary, needle, after, upto):
                 if number is None or change.covers(number):
                     found.append(change)
         return found, used
@@ -201,13 +199,24 @@ class ArchiveReader:
 
     # -- segments -----------------------------------------------------------
 
-    def _read(self, summary: SegmentSummary, needle: bytes) -> Iterator[ArchivedChange]:
+    def _read(
+        self, summary: SegmentSummary, needle: bytes, after: Version | None, upto: Version
+    ) -> Iterator[ArchivedChange]:
+        """The segment's changes in ``(after, upto]`` whose text may hold ``needle``."""
         with (self.directory / summary.name).open("rb") as handle:
             data = handle.read(summary.end)
         records, _ = scan_records(data)
         for record in records:
+            if record.kind != CHANGE:
+                continue
+            # The ID leads the body (encode_change writes it first): no JSON parse to skip.
+            version = _leading_id(record.body)
+            if version > upto:
+                break  # IDs only grow along the archive
+            if after is not None and version <= after:
+                continue
             # A cheap filter before parsing: the number's digits, or a block's ends.
-            if record.kind == CHANGE and (needle in record.body or b'"first"' in record.body):
+            if needle in record.body or b'"first"' in record.body:
                 yield decode_change(record.body)
 
     def _summaries(self) -> list[SegmentSummary]:
@@ -259,6 +268,12 @@ def _summarize(path: Path, size: int) -> SegmentSummary:
     summary.add(records)
     summary.finish(scan, hashlib.sha256(data[: scan.end]).hexdigest())
     return summary
+
+
+def _leading_id(body: bytes) -> Version:
+    """The ID of a CHANGE body, which starts ``{"id":"<ms>-<seq>"``."""
+    end = body.index(b'"', 7)
+    return Version.parse(body[7:end].decode())
 
 
 def _cuts(gap: Gap, base: Version, at: Version) -> bool:

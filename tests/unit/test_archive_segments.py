@@ -216,3 +216,30 @@ def test_a_new_segment_starts_with_the_header(tmp_path: Path) -> None:
     writer.start(empty_view())
     writer.close()
     assert (tmp_path / "segment-000001.seg").read_bytes().startswith(HEADER)
+
+
+def test_a_skipped_sequence_number_makes_the_archive_rebase_from_the_data(tmp_path: Path) -> None:
+    def stamped(ms: int, seq: int, number: int):  # type: ignore[no-untyped-def]
+        entry_id, fields = raw(ms, Op.ADD, (number,))
+        return entry_id, {**fields, b"epoch": b"e" * 32, b"seq": str(seq).encode()}
+
+    writer = archive(tmp_path)
+    writer.start(empty_view())
+    writer.append([stamped(1000, 1, A)], empty_view())
+    # Entries 2-3 were applied without the archive (a resync it missed): the data is at 3000.
+    at_3000 = ListView(
+        Version(3000, 0), {"optout": BitMap64([A, B])}, {}, (), _position("e" * 32, 3)
+    )
+    writer.append([stamped(4000, 4, A)], at_3000)
+    writer.close()
+    reader = ArchiveReader(tmp_path)
+    assert [b.reason for b in reader.catalog().bases] == ["start", "gap"]
+    with pytest.raises(ArchiveCoverageError, match="lost changes after 1000-0"):
+        reader.base_for(Version(2000, 0))
+    assert reader.base_for(Version(4000, 0))[0].version == Version(3000, 0)
+
+
+def _position(epoch: str, seq: int):  # type: ignore[no-untyped-def]
+    from suppression.lists import LogPosition
+
+    return LogPosition(epoch, seq)
