@@ -21,6 +21,7 @@ from suppression.cliparse import CommandParser, add_version
 from suppression.datasource import DataSource
 from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
+from suppression.explaincli import add_commands, run_evidence, run_explain
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, run_scrub
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scrub_parser.add_argument("input", metavar="INPUT", help="CSV or TSV file, plain or .gz")
     add_arguments(scrub_parser, "scrub")
+    add_commands(commands)
     return parser
 
 
@@ -88,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "scrub":
             return _scrub(settings, args.input)
+        if args.command == "explain":
+            return run_explain(settings, args.number)
+        if args.command == "evidence":
+            return run_evidence(settings, args.number)
         return _check(settings, args.numbers)
     except SuppressionError as exc:
         report_error(PROG, str(exc))

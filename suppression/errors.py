@@ -10,6 +10,9 @@
     ├── VersionError           a change is older than the data it would apply to
     ├── SnapshotError          a snapshot file is corrupt, truncated or unreadable
     ├── NumberFileError        a number file has lines that are not numbers
+    ├── ArchiveError           the change archive cannot be written or read
+    │   └── ArchiveCoverageError   the archive cannot answer for that version (before it
+    │                              begins, after its end, or behind lost records)
     └── ChangeLogError         the change log cannot be read or written
         ├── InvalidEntryError      an entry is malformed or breaks a rule
         ├── ChangeLogResetError    the log lost its epoch, or changed it: it was reset
@@ -21,6 +24,8 @@ Domain errors become gRPC status codes in one place: the servicer.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveCoverageError",
+    "ArchiveError",
     "ChangeLogError",
     "ChangeLogResetError",
     "ConfigError",
@@ -94,3 +99,11 @@ class InvalidEntryError(ChangeLogError):
 
 class ChangeLogResetError(ChangeLogError):
     """The change log is not the one the writer knew: Redis lost it, or it was reseeded."""
+
+
+class ArchiveError(SuppressionError):
+    """The change archive cannot be written or read."""
+
+
+class ArchiveCoverageError(ArchiveError):
+    """The archive cannot say what the lists held at that version; it never guesses."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +33,9 @@ from suppression.snapshotkey import SnapshotKey
 if TYPE_CHECKING:
     import redis
 
+    from suppression.archive import ArchiveOptions, ArchiveReader, ChangeArchive
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
+    from suppression.explain import Explanation
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
     from suppression.writer import ChangeLogWriter
@@ -112,13 +114,26 @@ class SnapshotOptions:
     """Seconds between snapshots; 0 turns them off."""
     keep: int = 3
     """Snapshots kept; older ones are deleted."""
+    archive: ArchiveOptions | None = None
+    """Keep every applied change in this change archive (the snapshot writer archives)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SnapshotOptions | None:
         """The ``serve`` snapshot options; None when turned off or without a data directory."""
         if settings.data_dir is None or settings.snapshot_interval <= 0:
             return None
-        return cls(settings.snapshot_interval, settings.snapshot_keep)
+        archive = None
+        if not settings.no_archive:
+            from suppression.archive import ArchiveOptions
+
+            archive = ArchiveOptions(
+                settings.archive_dir or settings.data_dir / "archive",
+                segment_bytes=settings.archive_segment_bytes,
+                retention_days=settings.archive_retention_days,
+                fsync=not settings.archive_no_fsync,
+                snapshots=settings.data_dir,
+            )
+        return cls(settings.snapshot_interval, settings.snapshot_keep, archive)
 
 
 class Replica:
@@ -156,6 +171,10 @@ class Replica:
         self._follower: ChangeLogFollower | None = None
         self._writer: ChangeLogWriter | None = None
         self._snapshotter: Snapshotter | None = None
+        self._archive: ChangeArchive | None = None
+        self._writer_client: redis.Redis | None = None
+        self._archive_reader: ArchiveReader | None = None
+        self._as_of: tuple[Version, ListView] | None = None
         self._loaded: LoadedData | None = None
 
     # -- life cycle -----------------------------------------------------------
@@ -195,6 +214,7 @@ class Replica:
             data_dir.mkdir(parents=True, exist_ok=True)
         if loaded.snapshot_created_at is None and loaded.numbers == 0:
             logger.info("no snapshot: replaying the change log %s from the start", options.stream)
+        archive = self._open_archive(loaded)
         follower = ChangeLogFollower(
             loaded.lists,
             options.connect(socket_timeout=_BLOCK_MS / 1000 + 5.0),
@@ -207,11 +227,13 @@ class Replica:
             block_ms=_BLOCK_MS,
             snapshot_key=self.snapshot_key,
             recover_rewound=options.min_replicas > 0,
+            archive=archive,
         )
         # The socket outwaits both: the write itself and a WAIT for the Redis replicas.
         write_socket_timeout = options.write_timeout + options.replica_timeout
+        self._writer_client = options.connect(socket_timeout=write_socket_timeout)
         self._writer = ChangeLogWriter(
-            options.connect(socket_timeout=write_socket_timeout),
+            self._writer_client,
             options.stream,
             default_producer(self._producer),
             min_replicas=options.min_replicas,
@@ -246,6 +268,116 @@ class Replica:
         if self._snapshotter is not None:
             self._snapshotter.start()
 
+    def _open_archive(self, loaded: LoadedData) -> ChangeArchive | None:
+        """Open the change archive, if this replica archives, and anchor it to the loaded data."""
+        options = self._snapshots.archive if self._snapshots is not None else None
+        if options is None:
+            return None
+        from suppression.archive import ChangeArchive
+
+        archive = ChangeArchive(options, self.snapshot_key)
+        report = archive.open()
+        archive.start(loaded.lists.view)
+        logger.info(
+            "archiving applied changes in %s (it ends at %s%s)",
+            options.directory,
+            archive.end,
+            f"; {len(report.damage)} damaged segment(s)" if report.damage else "",
+        )
+        self._archive = archive
+        return archive
+
+    @property
+    def archive_dir(self) -> Path | None:
+        """The change archive this replica writes, or else reads (``archive/`` in its data dir)."""
+        if self._archive is not None:
+            return self._archive.options.directory
+        if self._snapshots is not None and self._snapshots.archive is not None:
+            return self._snapshots.archive.directory
+        data_dir = self.data_dir
+        return data_dir / "archive" if data_dir is not None else None
+
+    def archive_reader(self) -> ArchiveReader:
+        """A reader of the change archive (kept, so it reads only what is new).
+
+        Raises:
+            NotReadyError: this replica has no data directory, so no archive.
+        """
+        from suppression.archive import ArchiveReader
+
+        directory = self.archive_dir
+        if directory is None:
+            raise NotReadyError(
+                "this replica keeps no change archive (it has no --data-dir); ask the replica "
+                "that writes snapshots"
+            )
+        reader = self._archive_reader
+        if reader is None or reader.directory != directory:
+            reader = self._archive_reader = ArchiveReader(directory)
+        return reader
+
+    def archive_known_until(self) -> Version | None:
+        """Up to where no change exists beyond the archive's end, if this replica can vouch.
+
+        Only the archiving replica can: it archives every change before applying
+        it, so once its follower confirmed it read the whole log (fresh data),
+        nothing up to that moment is missing from the archive. One second off
+        for clocks: stream IDs come from the Redis server's clock.
+        """
+        follower = self._follower
+        if self._archive is None or follower is None or self.freshness().stale:
+            return None
+        confirmed = time.time() - follower.staleness_seconds()
+        return Version(int(confirmed * 1000) - 1000, 0)
+
+    def view_as_of(self, at: Version) -> ListView:
+        """The lists as they were at ``at``, from a snapshot and the change archive.
+
+        Raises:
+            NotReadyError: no archive here.
+            ArchiveCoverageError: the archive cannot answer for ``at``.
+        """
+        from suppression.archive.asof import view_as_of
+
+        cached = self._as_of
+        if cached is not None and cached[0] == at:
+            return cached[1]
+        reader = self.archive_reader()
+        known_until = self.archive_known_until()
+        view = view_as_of(
+            reader, at, snapshots=self.data_dir, key=self.snapshot_key, known_until=known_until
+        )
+        end = reader.catalog().end
+        if end is not None and at <= end:
+            self._as_of = (at, view)  # the past does not change; the present might
+        return view
+
+    def explain(
+        self,
+        number: int,
+        at: Version,
+        *,
+        at_time_ms: int | None = None,
+        visible: Callable[[str], bool] | None = None,
+    ) -> Explanation:
+        """Explain ``number`` at ``at`` from the change archive (``suppression.explain``).
+
+        Raises:
+            NotReadyError: no archive here.
+            ArchiveCoverageError: the archive cannot answer for ``at``.
+        """
+        from suppression.explain import explain
+
+        return explain(
+            self.archive_reader(),
+            number,
+            at,
+            key=self.snapshot_key,
+            known_until=self.archive_known_until(),
+            at_time_ms=at_time_ms,
+            visible=visible,
+        )
+
     def _save_after_loss(self) -> None:
         """The log lost changes this replica may hold: save them as a snapshot to reseed from."""
         if self._snapshotter is not None:
@@ -263,6 +395,10 @@ class Replica:
                 self._snapshotter.snapshot_now()
             except OSError as exc:
                 logger.error("cannot write the final snapshot: %s", exc)
+        if self._archive is not None:
+            self._archive.close()
+        if self._writer_client is not None:
+            self._writer_client.close()
 
     # -- what it knows --------------------------------------------------------
 
@@ -338,8 +474,13 @@ class Replica:
         normalizer: Normalizer | None = None,
         *,
         max_batch: int = 0,
+        as_of: Version | None = None,
     ) -> tuple[CheckOutcome, Freshness]:
         """Decide a batch against the current data (see :func:`~suppression.checker.check_batch`).
+
+        With ``as_of``, against the data as it was at that earlier version,
+        rebuilt from a snapshot and the change archive (the last one is kept,
+        so the batches of one audit re-check pay for it once).
 
         Returns:
             The outcome and the freshness it was answered with.
@@ -350,7 +491,12 @@ class Replica:
                 answers ALLOWED from data it knows to be incomplete.
             InvalidRequestError: the batch is too large.
             UnknownListError: a named list does not exist.
+            ArchiveCoverageError: the archive cannot answer as of ``as_of``.
         """
+        if as_of is not None:
+            past = self.view_as_of(as_of)
+            outcome = check_batch(past, e164, texts, region, lists, normalizer, max_batch=max_batch)
+            return outcome, _FRESH
         view = self.view()
         freshness = self.freshness()
         follower = self._follower

@@ -29,6 +29,8 @@ from suppression.auth import (
 from suppression.checker import CheckOutcome, Verdict, pausing_between_slices
 from suppression.e164 import Normalizer, NumberBlock, validate_region
 from suppression.errors import (
+    ArchiveCoverageError,
+    ArchiveError,
     ChangeLogError,
     ConsentRequiredError,
     InvalidEntryError,
@@ -40,9 +42,11 @@ from suppression.errors import (
     SuppressionError,
     UnknownListError,
 )
+from suppression.explain.messages import to_response
+from suppression.explain.request import point_of, single_number
 from suppression.freshness import Freshness
 from suppression.lanes import Lanes
-from suppression.lists import ListKind, Op
+from suppression.lists import ListKind, Op, Version
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
 from suppression.peersnapshot import SnapshotSource
@@ -66,6 +70,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[SuppressionError], grpc.StatusCode], ...] = (
     (InvalidEntryError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
     (ChangeLogError, grpc.StatusCode.UNAVAILABLE),
+    (ArchiveCoverageError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ArchiveError, grpc.StatusCode.DATA_LOSS),
 )
 
 
@@ -179,6 +185,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             lists,
             self._normalizer,
             max_batch=self._max_batch,
+            as_of=Version.parse(request.as_of_version) if request.as_of_version else None,
         )
 
     def Check(  # noqa: N802 - gRPC method name
@@ -234,6 +241,21 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
                 is_opt_out=view.infos[name].kind == "opt_out",
             )
         return response
+
+    def Explain(  # noqa: N802 - gRPC method name
+        self, request: pb.ExplainRequest, context: grpc.ServicerContext
+    ) -> pb.ExplainResponse:
+        """Explain one number at one point in time from the change archive."""
+        try:
+            number = single_number(request.e164, request.number, request.default_region)
+            at, at_ms = point_of(request.version, request.at_ms)
+            identity = current_identity()
+            visible = identity.tenant.sees if identity is not None else None
+            explanation = self._replica.explain(number, at, at_time_ms=at_ms, visible=visible)
+        except SuppressionError as exc:
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
+        return to_response(explanation)
 
     def Suppress(  # noqa: N802 - gRPC method name
         self, request: pb.SuppressRequest, context: grpc.ServicerContext

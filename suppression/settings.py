@@ -89,6 +89,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="DIR",
     )
     list: tuple[str, ...] = _opt(
@@ -109,6 +111,8 @@ class Settings:
         "scrub",
         "import",
         "publish",
+        "explain",
+        "evidence",
     )
     skip_invalid: bool = _opt(
         False,
@@ -177,6 +181,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="LEVEL",
         choices=LOG_LEVELS,
     )
@@ -190,6 +196,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="FORMAT",
         choices=("text", "json"),
     )
@@ -209,8 +217,9 @@ class Settings:
     )
     output: str = _opt(
         "table",
-        "check's output: table or json",
+        "check's and explain's output: table or json (explain also takes --json)",
         "check",
+        "explain",
         metavar="FORMAT",
         choices=("table", "json"),
     )
@@ -313,6 +322,68 @@ class Settings:
         "serve",
         "compact",
         minimum=1,
+    )
+    at: str = _opt(
+        "",
+        "explain, evidence: the point in time asked about, ISO 8601 (UTC unless it says "
+        "otherwise, 2026-11-24T15:04:05Z) or milliseconds since the epoch; or give --version",
+        "explain",
+        "evidence",
+        metavar="TIME",
+    )
+    at_version: str = _opt(
+        "",
+        "explain, evidence: the data version asked about (<milliseconds>-<sequence>, as every "
+        "answer carries it); also --version; or give --at",
+        "explain",
+        "evidence",
+        metavar="VERSION",
+    )
+    show_number: bool = _opt(
+        False,
+        "explain, evidence: show the full number in the output and the report (masked unless "
+        "given)",
+        "explain",
+        "evidence",
+    )
+    out: Path | None = _opt(
+        None,
+        "evidence: the directory the report files are written into (created if missing)",
+        "evidence",
+        metavar="DIR",
+    )
+    no_archive: bool = _opt(
+        False,
+        "do not keep applied changes in the change archive (by default the replica that writes "
+        "snapshots archives every change it applies; see docs/evidence.md)",
+        "serve",
+    )
+    archive_dir: Path | None = _opt(
+        None,
+        "directory of the change archive; default archive/ in --data-dir",
+        "serve",
+        "check",
+        "explain",
+        "evidence",
+    )
+    archive_segment_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "bytes after which an archive segment is closed and the next one started",
+        "serve",
+        minimum=1,
+    )
+    archive_retention_days: float = _opt(
+        0.0,
+        "days of changes the archive keeps; older closed segments are deleted once a later "
+        "checkpoint backs them. 0 keeps everything",
+        "serve",
+        minimum=0,
+    )
+    archive_no_fsync: bool = _opt(
+        False,
+        "do not fsync each archived batch (a kill -9 still loses nothing; a power cut may lose "
+        "the last batches)",
+        "serve",
     )
     write_timeout: float = _opt(
         5.0,
@@ -475,6 +546,8 @@ class Settings:
         "publish",
         "compact",
         "reseed",
+        "explain",
+        "evidence",
         metavar="PATH",
     )
     max_streams: int = _opt(

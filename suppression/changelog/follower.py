@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import redis
 
@@ -54,7 +55,7 @@ from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Versi
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.snapshotkey import SnapshotKey
 
-__all__ = ["ChangeLogFollower", "FollowerState"]
+__all__ = ["ArchiveSink", "ChangeLogFollower", "FollowerState"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,16 @@ _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _RESYNC_POLL = 0.25
 _REMEMBERED_DEAD = 10_000
+
+
+class ArchiveSink(Protocol):
+    """Where applied changes are kept (the change archive, ``suppression.archive``)."""
+
+    def append(self, entries: Sequence[RawEntry], before: ListView) -> None:
+        """Keep entries about to be applied to ``before``; raising stops them being applied."""
+
+    def rebase(self, view: ListView, reason: str) -> None:
+        """The data jumped to ``view`` (a resync): answers restart from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,7 @@ class ChangeLogFollower:
         count: int = 200,
         snapshot_key: SnapshotKey | None = None,
         recover_rewound: bool = False,
+        archive: ArchiveSink | None = None,
     ) -> None:
         """Create a follower; :meth:`start` starts it.
 
@@ -137,6 +149,9 @@ class ChangeLogFollower:
                 write waits for Redis replicas (``--min-replicas``), so that
                 what a failover loses was never acknowledged; otherwise the
                 follower saves its data and waits for an operator's reseed.
+            archive: every batch is appended to it before it is applied, so an
+                acknowledged change is always archived; an append that fails
+                leaves the batch unapplied (the replica turns stale).
         """
         self._lists = lists
         self._client = client
@@ -149,6 +164,7 @@ class ChangeLogFollower:
         self._count = count
         self._snapshot_key = snapshot_key
         self._recover_rewound = recover_rewound
+        self._archive = archive
         self._stop = threading.Event()
         self._caught_up_once = threading.Event()
         self._applied = threading.Condition()
@@ -345,6 +361,11 @@ class ChangeLogFollower:
             letters = sorted([*dead, *plan.dead], key=lambda d: Version.parse(d.entry_id))
             self._dead_letter(letters)
         last_id = field_text(entries[consumed - 1][0])
+        if self._archive is not None:
+            if plan.dead:
+                refused = {letter.entry_id for letter in plan.dead}
+                kept = [e for e in kept if field_text(e[0]) not in refused]
+            self._archive.append(kept, view)
         try:
             self._lists.apply(plan.changes, version=Version.parse(last_id), position=position)
         except VersionError:
@@ -488,6 +509,11 @@ class ChangeLogFollower:
 
     def _resume_from(self, view: ListView, source: str) -> None:
         self._lists.replace(view)
+        if self._archive is not None:
+            try:
+                self._archive.rebase(self._lists.view, "resync")
+            except Exception:  # the next append notices the jump and writes the base
+                logger.exception("cannot write the change archive's base after the resync")
         self._needs_resync = False
         self._loss = ""
         self._ordinal_base = None

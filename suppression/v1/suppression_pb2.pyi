@@ -36,18 +36,20 @@ INVALID_LENGTH: InvalidReason
 MISSING_REGION: InvalidReason
 
 class CheckRequest(_message.Message):
-    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id")
+    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id", "as_of_version")
     E164_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
     LISTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_VERSION_FIELD_NUMBER: _ClassVar[int]
     e164: _containers.RepeatedScalarFieldContainer[int]
     numbers: _containers.RepeatedScalarFieldContainer[str]
     default_region: str
     lists: _containers.RepeatedScalarFieldContainer[str]
     request_id: int
-    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ...) -> None: ...
+    as_of_version: str
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., as_of_version: _Optional[str] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
     __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed")
@@ -188,3 +190,95 @@ class SnapshotChunk(_message.Message):
     offset: int
     data: bytes
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("e164", "number", "default_region", "version", "at_ms")
+    E164_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    e164: int
+    number: str
+    default_region: str
+    version: str
+    at_ms: int
+    def __init__(self, e164: _Optional[int] = ..., number: _Optional[str] = ..., default_region: _Optional[str] = ..., version: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+
+class ExplainedChange(_message.Message):
+    __slots__ = ("version", "op", "list", "source", "actor", "evidence", "timestamp_ms", "producer", "numbers_in_change", "block")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_IN_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    op: str
+    list: str
+    source: str
+    actor: str
+    evidence: str
+    timestamp_ms: int
+    producer: str
+    numbers_in_change: int
+    block: bool
+    def __init__(self, version: _Optional[str] = ..., op: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., producer: _Optional[str] = ..., numbers_in_change: _Optional[int] = ..., block: _Optional[bool] = ...) -> None: ...
+
+class ExplainedList(_message.Message):
+    __slots__ = ("name", "kind", "on_list", "since", "since_note", "history")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ON_LIST_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    on_list: bool
+    since: ExplainedChange
+    since_note: str
+    history: _containers.RepeatedCompositeFieldContainer[ExplainedChange]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., on_list: _Optional[bool] = ..., since: _Optional[_Union[ExplainedChange, _Mapping]] = ..., since_note: _Optional[str] = ..., history: _Optional[_Iterable[_Union[ExplainedChange, _Mapping]]] = ...) -> None: ...
+
+class ArchiveSegment(_message.Message):
+    __slots__ = ("name", "bytes", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    bytes: int
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("number_masked", "at", "verdict", "verdict_basis", "lists", "base_version", "base_checkpoint", "base_sha256", "archive_begins", "archive_ends", "segments", "damage")
+    NUMBER_MASKED_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_BASIS_FIELD_NUMBER: _ClassVar[int]
+    LISTS_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    BASE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_BEGINS_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_ENDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_FIELD_NUMBER: _ClassVar[int]
+    number_masked: str
+    at: str
+    verdict: Verdict
+    verdict_basis: str
+    lists: _containers.RepeatedCompositeFieldContainer[ExplainedList]
+    base_version: str
+    base_checkpoint: str
+    base_sha256: str
+    archive_begins: str
+    archive_ends: str
+    segments: _containers.RepeatedCompositeFieldContainer[ArchiveSegment]
+    damage: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, number_masked: _Optional[str] = ..., at: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., verdict_basis: _Optional[str] = ..., lists: _Optional[_Iterable[_Union[ExplainedList, _Mapping]]] = ..., base_version: _Optional[str] = ..., base_checkpoint: _Optional[str] = ..., base_sha256: _Optional[str] = ..., archive_begins: _Optional[str] = ..., archive_ends: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[ArchiveSegment, _Mapping]]] = ..., damage: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class SuppressionStub:
                 request_serializer=suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.SerializeToString,
                 response_deserializer=suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/suppression.v1.Suppression/Explain',
+                request_serializer=suppression_dot_v1_dot_suppression__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=suppression_dot_v1_dot_suppression__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class SuppressionServicer:
@@ -121,6 +126,18 @@ class SuppressionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Explains one number at one point in time from the change archive: for
+        every list, whether the number was on it, since which change, and that
+        number's changes with their source, actor and evidence. It never names
+        another number. A point the archive cannot answer for (before it begins,
+        after what it knows, behind lost records) is FAILED_PRECONDITION with the
+        reason, never a guess. Needs the `explain` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuppressionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +170,11 @@ def add_SuppressionServicer_to_server(servicer, server):
                     servicer.FetchSnapshot,
                     request_deserializer=suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.FromString,
                     response_serializer=suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=suppression_dot_v1_dot_suppression__pb2.ExplainRequest.FromString,
+                    response_serializer=suppression_dot_v1_dot_suppression__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +340,33 @@ class Suppression:
             '/suppression.v1.Suppression/FetchSnapshot',
             suppression_dot_v1_dot_suppression__pb2.FetchSnapshotRequest.SerializeToString,
             suppression_dot_v1_dot_suppression__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suppression.v1.Suppression/Explain',
+            suppression_dot_v1_dot_suppression__pb2.ExplainRequest.SerializeToString,
+            suppression_dot_v1_dot_suppression__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
