@@ -247,7 +247,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
     ) -> pb.ExplainResponse:
         """Explain one number at one point in time from the change archive."""
         try:
-            number = single_number(request.e164, request.number, request.default_region)
+            number = single_number(request.number_e164, request.number, request.default_region)
             at, at_ms = point_of(request.version, request.at_ms)
             identity = current_identity()
             visible = identity.tenant.sees if identity is not None else None

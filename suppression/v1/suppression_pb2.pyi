@@ -192,18 +192,18 @@ class SnapshotChunk(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("e164", "number", "default_region", "version", "at_ms")
-    E164_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("number_e164", "number", "default_region", "version", "at_ms")
+    NUMBER_E164_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
-    e164: int
+    number_e164: int
     number: str
     default_region: str
     version: str
     at_ms: int
-    def __init__(self, e164: _Optional[int] = ..., number: _Optional[str] = ..., default_region: _Optional[str] = ..., version: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, number_e164: _Optional[int] = ..., number: _Optional[str] = ..., default_region: _Optional[str] = ..., version: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainedChange(_message.Message):
     __slots__ = ("version", "op", "list", "source", "actor", "evidence", "timestamp_ms", "producer", "numbers_in_change", "block")

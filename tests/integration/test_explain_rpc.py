@@ -72,7 +72,7 @@ def test_explain_tells_since_when_and_why_and_nothing_about_other_numbers(
             timeout=10,
         ).version
     )
-    on = stub.Explain(pb.ExplainRequest(e164=US, version=str(added)), timeout=10)
+    on = stub.Explain(pb.ExplainRequest(number_e164=US, version=str(added)), timeout=10)
     assert on.verdict == pb.SUPPRESSED and on.at == str(added)
     assert on.number_masked != str(US) and str(US) not in on.SerializeToString().decode("latin-1")
     (optout,) = on.lists
@@ -91,7 +91,7 @@ def test_explain_tells_since_when_and_why_and_nothing_about_other_numbers(
     assert [change.op for change in off.lists[0].history] == ["add", "remove"]
     # A time after the last change: only once the fresh archiver can vouch that nothing
     # came since (it allows one second for the clocks of Redis and the replica).
-    asked = pb.ExplainRequest(e164=US, at_ms=released.ms + 1)
+    asked = pb.ExplainRequest(number_e164=US, at_ms=released.ms + 1)
     with pytest.raises(grpc.RpcError) as caught:
         stub.Explain(asked, timeout=10)
     assert "after the archive's last change" in caught.value.details()
@@ -118,10 +118,10 @@ def test_a_point_before_the_archive_begins_is_refused_not_guessed(
     write_snapshot(tmp_path, view)
     with serving(redis_server, tmp_path) as started:
         with pytest.raises(grpc.RpcError) as caught:
-            started.Explain(pb.ExplainRequest(e164=CN, at_ms=4999), timeout=10)
+            started.Explain(pb.ExplainRequest(number_e164=CN, at_ms=4999), timeout=10)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "before the archive begins (5000-0)" in caught.value.details()
-        answer = started.Explain(pb.ExplainRequest(e164=CN, version="5000-0"), timeout=10)
+        answer = started.Explain(pb.ExplainRequest(number_e164=CN, version="5000-0"), timeout=10)
         assert answer.verdict == pb.SUPPRESSED and answer.base_version == "5000-0"
         assert not answer.lists[0].HasField("since")
         assert "older than the archive" in answer.lists[0].since_note
@@ -130,9 +130,9 @@ def test_a_point_before_the_archive_begins_is_refused_not_guessed(
 def test_bad_questions_get_clear_errors(stub: pb_grpc.SuppressionStub) -> None:
     cases = [
         (pb.ExplainRequest(version="1-0"), "exactly one number"),
-        (pb.ExplainRequest(e164=CN), "exactly one point in time"),
-        (pb.ExplainRequest(e164=CN, version="yesterday"), "not of the form"),
-        (pb.ExplainRequest(e164=123, version="1-0"), "not a valid phone number"),
+        (pb.ExplainRequest(number_e164=CN), "exactly one point in time"),
+        (pb.ExplainRequest(number_e164=CN, version="yesterday"), "not of the form"),
+        (pb.ExplainRequest(number_e164=123, version="1-0"), "not a valid phone number"),
     ]
     for request, message in cases:
         with pytest.raises(grpc.RpcError) as caught:

@@ -70,7 +70,9 @@ def test_kill_9_under_writes_loses_no_acknowledged_change(
     number, version = acknowledged[-1]
     with grpc.insecure_channel(restarted.target) as channel:
         stub = pb_grpc.SuppressionStub(channel)
-        answer = stub.Explain(pb.ExplainRequest(e164=number, version=str(version)), timeout=10)
+        answer = stub.Explain(
+            pb.ExplainRequest(number_e164=number, version=str(version)), timeout=10
+        )
     assert answer.verdict == pb.SUPPRESSED
     assert answer.lists[0].since.version == str(version)
     assert answer.lists[0].since.evidence == f"rec-{len(acknowledged) - 1}"
