@@ -243,3 +243,41 @@ def _position(epoch: str, seq: int):  # type: ignore[no-untyped-def]
     from suppression.lists import LogPosition
 
     return LogPosition(epoch, seq)
+
+
+def test_retention_deletes_old_segments_only_behind_a_later_checkpoint(tmp_path: Path) -> None:
+    import time
+
+    from suppression.snapshot import write_snapshot
+
+    day = 86_400_000
+    old = int(time.time() * 1000) - 10 * day  # ten days ago
+    snapshots = tmp_path / "data"
+    writer = archive(tmp_path / "archive", segment_bytes=1, retention_days=5.0, snapshots=snapshots)
+    writer.start(empty_view(Version(old, 0)))
+    writer.append([raw(old + 1000, Op.ADD, (A,))], empty_view())
+    # A regular snapshot at that point: the next segment starts with it as a checkpoint.
+    write_snapshot(snapshots, ListView(Version(old + 1000, 0), {"optout": BitMap64([A])}, {}, ()))
+    writer.append([raw(old + 2000, Op.ADD, (B,))], empty_view())
+    write_snapshot(
+        snapshots, ListView(Version(old + 2000, 0), {"optout": BitMap64([A, B])}, {}, ())
+    )
+    recent = int(time.time() * 1000)
+    writer.append([raw(recent, Op.REMOVE, (A,))], empty_view())
+    writer.append([raw(recent + 1, Op.REMOVE, (B,))], empty_view())
+    writer.close()
+    reader = ArchiveReader(tmp_path / "archive")
+    catalog = reader.catalog()
+    names = [s.name for s in catalog.segments]
+    # 1: the start base; 2, 3: old changes, each backed by the checkpoint the next one starts
+    # with; 4 holds a recent change, 5 is the one being written.
+    assert names == ["segment-000004.seg", "segment-000005.seg"]
+    assert catalog.begins == Version(old + 2000, 0)
+    with pytest.raises(ArchiveCoverageError, match="before the archive begins"):
+        reader.base_for(Version(old + 1500, 0))
+    checkpoints = sorted(p.name for p in (tmp_path / "archive" / "checkpoints").iterdir())
+    assert checkpoints == [f"snapshot-{old + 2000:020d}-{0:020d}.snap"]
+    base, _ = reader.base_for(Version(recent, 0))
+    assert base.checkpoint and (tmp_path / "archive" / "checkpoints" / base.checkpoint).is_file()
+    changes, _ = reader.changes(None, Version(recent + 1, 0))
+    assert Version(recent + 1, 0) in [c.version for c in changes]
