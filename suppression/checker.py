@@ -15,6 +15,7 @@ import contextvars
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,9 @@ import numpy.typing as npt
 from suppression.e164 import InvalidReason, Normalizer, e164_reason, e164_reasons
 from suppression.errors import InvalidRequestError
 from suppression.lists import ListView, Version
+
+if TYPE_CHECKING:
+    from suppression.policy.batch import PolicyAnswer
 
 __all__ = ["CheckOutcome", "Verdict", "check_batch", "pausing_between_slices"]
 
@@ -64,6 +68,8 @@ class Verdict(enum.IntEnum):
     ALLOWED = 1
     SUPPRESSED = 2
     INVALID = 3
+    DEFERRED = 4
+    """Only under a pre-dial policy (:mod:`suppression.policy`): not now, later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,8 @@ class CheckOutcome:
     hits_per_list: tuple[int, ...]
     """Suppressed numbers per checked list, parallel to ``list_names``."""
     failed_closed: bool = False
+    policy: PolicyAnswer | None = None
+    """Under a pre-dial policy: the policy, the rules, exemptions and earliest times."""
 
 
 def check_batch(

@@ -25,10 +25,20 @@ from suppression.checker import CheckOutcome, check_batch
 from suppression.datasource import DataSource, LoadedData, load_lists
 from suppression.e164 import Normalizer, NumberBlock
 from suppression.entries import entries_for
-from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError, UnknownListError
+from suppression.errors import (
+    ChangeLogError,
+    InvalidEntryError,
+    InvalidRequestError,
+    NotReadyError,
+    UnknownListError,
+)
 from suppression.freshness import Freshness
 from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, SuppressionLists, Version
 from suppression.snapshotkey import SnapshotKey
+
+if TYPE_CHECKING:
+    from suppression.policy.batch import PolicyRequest
+    from suppression.policy.store import PolicyStore, Reload
 
 if TYPE_CHECKING:
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
@@ -109,6 +119,7 @@ class Replica:
         snapshots: SnapshotOptions | None = None,
         *,
         producer: str = "suppression",
+        policies: PolicyStore | None = None,
     ) -> None:
         """Describe a replica; nothing is read or connected until :meth:`start`.
 
@@ -120,6 +131,8 @@ class Replica:
             snapshots: write periodic snapshots into the data source's
                 directory (only with a change log and a data directory).
             producer: the program name written into each entry this replica writes.
+            policies: the pre-dial policies (``--policy-file``); with them every
+                check is decided under a policy, the default one if it names none.
         """
         self._data = data
         self._change_log = change_log
@@ -131,6 +144,7 @@ class Replica:
         self._writer: ChangeLogWriter | None = None
         self._snapshotter: Snapshotter | None = None
         self._loaded: LoadedData | None = None
+        self._policies = policies
 
     # -- life cycle -----------------------------------------------------------
 
@@ -281,6 +295,15 @@ class Replica:
             fail_closed=options.fail_closed and stale,
         )
 
+    @property
+    def policies(self) -> PolicyStore | None:
+        """The pre-dial policies served, if any."""
+        return self._policies
+
+    def reload_policies(self) -> Reload | None:
+        """Re-read the policy file (SIGHUP); a bad file keeps the running policies."""
+        return self._policies.reload() if self._policies is not None else None
+
     def follower_state(self) -> FollowerState | None:
         """The follower's full state for /metrics; None without a change log."""
         return self._follower.state() if self._follower is not None else None
@@ -308,8 +331,12 @@ class Replica:
         normalizer: Normalizer | None = None,
         *,
         max_batch: int = 0,
+        policy: PolicyRequest | None = None,
     ) -> tuple[CheckOutcome, Freshness]:
         """Decide a batch against the current data (see :func:`~suppression.checker.check_batch`).
+
+        With policies (``--policy-file``) every batch is decided under one,
+        ``policy`` or the default (:func:`~suppression.policy.batch.check_with_policy`).
 
         Returns:
             The outcome and the freshness it was answered with.
@@ -318,7 +345,8 @@ class Replica:
             NotReadyError: still loading; or the replica knows it misses
                 changes and is not configured to fail closed. It never
                 answers ALLOWED from data it knows to be incomplete.
-            InvalidRequestError: the batch is too large.
+            InvalidRequestError: the batch is too large; or it asks for a policy
+                this replica does not have.
             UnknownListError: a named list does not exist.
         """
         view = self.view()
@@ -328,6 +356,28 @@ class Replica:
             raise NotReadyError(
                 "this replica is missing changes that the change log no longer holds and is "
                 "waiting for a newer snapshot; ask another replica"
+            )
+        if self._policies is not None:
+            # Imported here: a replica without policies never loads the policy code.
+            from suppression.policy.batch import PolicyRequest, check_with_policy
+
+            outcome = check_with_policy(
+                view,
+                self._policies.current,
+                policy or PolicyRequest(),
+                e164,
+                texts,
+                region,
+                normalizer,
+                lists=lists,
+                max_batch=max_batch,
+                fail_closed=freshness.fail_closed,
+            )
+            return outcome, freshness
+        if policy is not None and policy.given:
+            raise InvalidRequestError(
+                "this server has no pre-dial policies (start it with --policy-file); "
+                "send no policy, decide_at_ms, consent days or calling_line"
             )
         outcome = check_batch(
             view,

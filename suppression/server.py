@@ -39,6 +39,7 @@ from suppression.metrics import (
     ListsCollector,
     ServiceMetrics,
 )
+from suppression.policy.store import PolicyStore
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.security import (
     SecurityOptions,
@@ -323,6 +324,25 @@ class _StopSignal:
         self.event.set()
 
 
+def _reload_on_hangup(replica: Replica) -> None:
+    """SIGHUP re-reads the policy file; a bad file keeps the old policies (and says why).
+
+    Without a policy file SIGHUP is ignored: a pool forwards it to every worker.
+    """
+    if replica.policies is None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return
+
+    def reload() -> None:
+        replica.reload_policies()
+
+    def handle(_signum: int, _frame: object) -> None:
+        # Not in the handler itself: reading and logging there could meet a held lock.
+        threading.Thread(target=reload, name="policy-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
+
+
 def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
     """A worker whose parent died stops gracefully, rather than serve on unmonitored.
 
@@ -351,12 +371,15 @@ def serve(settings: Settings) -> int:
         raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
     refuse_exposure(settings)
     source = DataSource.from_settings(settings)
+    # Loaded before anything else starts: a bad policy file is refused with its line.
+    policies = PolicyStore(settings.policy_file) if settings.policy_file is not None else None
     quota = create_quota(settings)
     security = SecurityOptions.from_settings(settings, quota)
     try:
         if settings.workers == 1:
-            return _serve_one(settings, Replica(source, *_live_options(settings)), security)
-        return _serve_workers(settings, source, security)
+            replica = Replica(source, *_live_options(settings), policies=policies)
+            return _serve_one(settings, replica, security)
+        return _serve_workers(settings, source, security, policies)
     finally:
         if quota is not None:
             quota.close(remove=True)
@@ -377,6 +400,7 @@ def _serve_one(
 ) -> int:
     """Serve ``replica`` in this process; a worker (``metrics_dir`` given) publishes its metrics."""
     stop = _StopSignal()
+    _reload_on_hangup(replica)
     if metrics_dir is not None:
         _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
@@ -425,7 +449,12 @@ def _serve_one(
     return 0
 
 
-def _serve_workers(settings: Settings, source: DataSource, security: SecurityOptions) -> int:
+def _serve_workers(
+    settings: Settings,
+    source: DataSource,
+    security: SecurityOptions,
+    policies: PolicyStore | None = None,
+) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
     Forking happens before any gRPC object exists in this process, as gRPC requires.
@@ -449,7 +478,7 @@ def _serve_workers(settings: Settings, source: DataSource, security: SecurityOpt
 
     def run_worker(slot: int) -> int:
         use_multiprocess_values(metrics_dir)
-        replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
+        replica = Replica(loaded, change_log, snapshots if slot == 0 else None, policies=policies)
         return _serve_one(
             settings,
             replica,

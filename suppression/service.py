@@ -15,6 +15,7 @@ from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
     PermissionDeniedError,
     Scope,
+    Tenant,
     UnauthenticatedError,
     actor_for,
     authorize,
@@ -41,6 +42,7 @@ from suppression.lanes import Lanes
 from suppression.lists import ListKind, Op
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
+from suppression.policy.batch import PolicyRequest
 from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
@@ -105,7 +107,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
-            lists = resolve_lists(identity.tenant, lists, self._replica.view().bitmaps)
+            lists = self._tenant_lists(identity.tenant, request)
         lanes = self._lanes
         if lanes.is_bulk(len(request.e164) + len(request.numbers)):
             with lanes.bulk() as pause, pausing_between_slices(pause):
@@ -119,6 +121,26 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._identity_metrics.count_suppressed(identity.name, suppressed)
         return _to_response(outcome, request.request_id, freshness.stale)
 
+    def _tenant_lists(self, tenant: Tenant, request: pb.CheckRequest) -> Sequence[str]:
+        """The lists a tenant's check reads; under a policy, every list it reads must be visible.
+
+        Raises:
+            UnknownListError: a list is not visible to the tenant.
+            InvalidRequestError: an unknown policy.
+        """
+        bitmaps = self._replica.view().bitmaps
+        store = self._replica.policies
+        if store is None:
+            return resolve_lists(tenant, request.lists, bitmaps)
+        if request.lists:
+            return request.lists  # refused with the reason by the policy path
+        try:
+            policy = store.current.get(request.policy)
+        except KeyError:
+            return ()  # refused with the known policies by the policy path
+        resolve_lists(tenant, [name for name in policy.lists() if name in bitmaps], bitmaps)
+        return ()
+
     def _check(
         self, request: pb.CheckRequest, region: str, lists: Sequence[str]
     ) -> tuple[CheckOutcome, Freshness]:
@@ -129,6 +151,13 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             lists,
             self._normalizer,
             max_batch=self._max_batch,
+            policy=PolicyRequest(
+                request.policy,
+                request.decide_at_ms,
+                request.consent_days,
+                request.consent_day,
+                request.calling_line,
+            ),
         )
 
     def Check(  # noqa: N802 - gRPC method name
@@ -298,6 +327,15 @@ def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.Chec
     )
     if outcome.invalid_reasons:
         response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], outcome.invalid_reasons))
+    answer = outcome.policy
+    if answer is not None:
+        response.policy = answer.policy
+        response.policy_version = answer.version
+        response.rules.extend(answer.rules)
+        response.rule_names.extend(answer.rule_names)
+        response.exemptions.extend(answer.exemptions)
+        response.exemption_names.extend(answer.exemption_names)
+        response.earliest_ms.extend(answer.earliest_ms)
     return response
 
 

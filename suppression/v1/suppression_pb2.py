@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n suppression/v1/suppression.proto\x12\x0esuppression.v1\"h\n\x0c\x43heckRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\r\n\x05lists\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\"\xe0\x02\n\rCheckResponse\x12)\n\x08verdicts\x18\x01 \x03(\x0e\x32\x17.suppression.v1.Verdict\x12\x0f\n\x07matched\x18\x02 \x03(\x04\x12\x12\n\nlist_names\x18\x03 \x03(\t\x12J\n\x0finvalid_reasons\x18\x04 \x03(\x0b\x32\x31.suppression.v1.CheckResponse.InvalidReasonsEntry\x12\x12\n\nnormalized\x18\x05 \x03(\x04\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\x04\x12\x15\n\rfailed_closed\x18\t \x01(\x08\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"`\n\nListStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x12\n\nis_opt_out\x18\x05 \x01(\x08\"\x96\x01\n\x11GetStatusResponse\x12)\n\x05lists\x18\x01 \x03(\x0b\x32\x1a.suppression.v1.ListStatus\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x04\x12\x11\n\tmax_batch\x18\x06 \x01(\r\"\x9c\x01\n\x0fSuppressRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\x12\x13\n\x0b\x63reate_list\x18\x08 \x01(\x08\"\x86\x01\n\x0eReleaseRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\"\xd3\x01\n\rWriteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12J\n\x0finvalid_reasons\x18\x03 \x03(\x0b\x32\x31.suppression.v1.WriteResponse.InvalidReasonsEntry\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01*L\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41LLOWED\x10\x01\x12\x0e\n\nSUPPRESSED\x10\x02\x12\x0b\n\x07INVALID\x10\x03*\x9f\x01\n\rInvalidReason\x12\x1e\n\x1aINVALID_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bUNPARSEABLE\x10\x01\x12\x18\n\x14UNKNOWN_COUNTRY_CODE\x10\x02\x12\r\n\tTOO_SHORT\x10\x03\x12\x0c\n\x08TOO_LONG\x10\x04\x12\x12\n\x0eINVALID_LENGTH\x10\x05\x12\x12\n\x0eMISSING_REGION\x10\x06\x32\x8b\x03\n\x0bSuppression\x12\x44\n\x05\x43heck\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse\x12N\n\x0b\x43heckStream\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .suppression.v1.GetStatusRequest\x1a!.suppression.v1.GetStatusResponse\x12J\n\x08Suppress\x12\x1f.suppression.v1.SuppressRequest\x1a\x1d.suppression.v1.WriteResponse\x12H\n\x07Release\x12\x1e.suppression.v1.ReleaseRequest\x1a\x1d.suppression.v1.WriteResponseB\xa1\x01\n\x1a\x63om.example.suppression.v1B\x10SuppressionProtoP\x01Z;example.com/suppression/gen/go/suppression/v1;suppressionv1\xaa\x02\x0eSuppression.V1\xca\x02\x0eSuppression\\V1\xea\x02\x0fSuppression::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n suppression/v1/suppression.proto\x12\x0esuppression.v1\"\xcf\x01\n\x0c\x43heckRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\r\n\x05lists\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x14\n\x0c\x64\x65\x63ide_at_ms\x18\x07 \x01(\x04\x12\x14\n\x0c\x63onsent_days\x18\x08 \x03(\r\x12\x13\n\x0b\x63onsent_day\x18\t \x01(\r\x12\x14\n\x0c\x63\x61lling_line\x18\n \x01(\t\"\xed\x03\n\rCheckResponse\x12)\n\x08verdicts\x18\x01 \x03(\x0e\x32\x17.suppression.v1.Verdict\x12\x0f\n\x07matched\x18\x02 \x03(\x04\x12\x12\n\nlist_names\x18\x03 \x03(\t\x12J\n\x0finvalid_reasons\x18\x04 \x03(\x0b\x32\x31.suppression.v1.CheckResponse.InvalidReasonsEntry\x12\x12\n\nnormalized\x18\x05 \x03(\x04\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\x04\x12\x15\n\rfailed_closed\x18\t \x01(\x08\x12\x0e\n\x06policy\x18\n \x01(\t\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\x12\r\n\x05rules\x18\x0c \x03(\x04\x12\x12\n\nrule_names\x18\r \x03(\t\x12\x12\n\nexemptions\x18\x0e \x03(\x04\x12\x17\n\x0f\x65xemption_names\x18\x0f \x03(\t\x12\x13\n\x0b\x65\x61rliest_ms\x18\x10 \x03(\x04\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"N\n\x15RecordAttemptsRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x10\n\x08times_ms\x18\x02 \x03(\x04\x12\x15\n\rcalling_lines\x18\x03 \x03(\t\"\x12\n\x10GetStatusRequest\"`\n\nListStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x12\n\nis_opt_out\x18\x05 \x01(\x08\"\x96\x01\n\x11GetStatusResponse\x12)\n\x05lists\x18\x01 \x03(\x0b\x32\x1a.suppression.v1.ListStatus\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x04\x12\x11\n\tmax_batch\x18\x06 \x01(\r\"\x9c\x01\n\x0fSuppressRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\x12\x13\n\x0b\x63reate_list\x18\x08 \x01(\x08\"\x86\x01\n\x0eReleaseRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\"\xd3\x01\n\rWriteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12J\n\x0finvalid_reasons\x18\x03 \x03(\x0b\x32\x31.suppression.v1.WriteResponse.InvalidReasonsEntry\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01*Z\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41LLOWED\x10\x01\x12\x0e\n\nSUPPRESSED\x10\x02\x12\x0b\n\x07INVALID\x10\x03\x12\x0c\n\x08\x44\x45\x46\x45RRED\x10\x04*\x9f\x01\n\rInvalidReason\x12\x1e\n\x1aINVALID_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bUNPARSEABLE\x10\x01\x12\x18\n\x14UNKNOWN_COUNTRY_CODE\x10\x02\x12\r\n\tTOO_SHORT\x10\x03\x12\x0c\n\x08TOO_LONG\x10\x04\x12\x12\n\x0eINVALID_LENGTH\x10\x05\x12\x12\n\x0eMISSING_REGION\x10\x06\x32\xe3\x03\n\x0bSuppression\x12\x44\n\x05\x43heck\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse\x12N\n\x0b\x43heckStream\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .suppression.v1.GetStatusRequest\x1a!.suppression.v1.GetStatusResponse\x12J\n\x08Suppress\x12\x1f.suppression.v1.SuppressRequest\x1a\x1d.suppression.v1.WriteResponse\x12H\n\x07Release\x12\x1e.suppression.v1.ReleaseRequest\x1a\x1d.suppression.v1.WriteResponse\x12V\n\x0eRecordAttempts\x12%.suppression.v1.RecordAttemptsRequest\x1a\x1d.suppression.v1.WriteResponseB\xa1\x01\n\x1a\x63om.example.suppression.v1B\x10SuppressionProtoP\x01Z;example.com/suppression/gen/go/suppression/v1;suppressionv1\xaa\x02\x0eSuppression.V1\xca\x02\x0eSuppression\\V1\xea\x02\x0fSuppression::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_options = b'8\001'
   _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._loaded_options = None
   _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICT']._serialized_start=1294
-  _globals['_VERDICT']._serialized_end=1370
-  _globals['_INVALIDREASON']._serialized_start=1373
-  _globals['_INVALIDREASON']._serialized_end=1532
-  _globals['_CHECKREQUEST']._serialized_start=52
-  _globals['_CHECKREQUEST']._serialized_end=156
-  _globals['_CHECKRESPONSE']._serialized_start=159
-  _globals['_CHECKRESPONSE']._serialized_end=511
-  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_start=427
-  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_end=511
-  _globals['_GETSTATUSREQUEST']._serialized_start=513
-  _globals['_GETSTATUSREQUEST']._serialized_end=531
-  _globals['_LISTSTATUS']._serialized_start=533
-  _globals['_LISTSTATUS']._serialized_end=629
-  _globals['_GETSTATUSRESPONSE']._serialized_start=632
-  _globals['_GETSTATUSRESPONSE']._serialized_end=782
-  _globals['_SUPPRESSREQUEST']._serialized_start=785
-  _globals['_SUPPRESSREQUEST']._serialized_end=941
-  _globals['_RELEASEREQUEST']._serialized_start=944
-  _globals['_RELEASEREQUEST']._serialized_end=1078
-  _globals['_WRITERESPONSE']._serialized_start=1081
-  _globals['_WRITERESPONSE']._serialized_end=1292
-  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_start=427
-  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_end=511
-  _globals['_SUPPRESSION']._serialized_start=1535
-  _globals['_SUPPRESSION']._serialized_end=1930
+  _globals['_VERDICT']._serialized_start=1619
+  _globals['_VERDICT']._serialized_end=1709
+  _globals['_INVALIDREASON']._serialized_start=1712
+  _globals['_INVALIDREASON']._serialized_end=1871
+  _globals['_CHECKREQUEST']._serialized_start=53
+  _globals['_CHECKREQUEST']._serialized_end=260
+  _globals['_CHECKRESPONSE']._serialized_start=263
+  _globals['_CHECKRESPONSE']._serialized_end=756
+  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_start=672
+  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_end=756
+  _globals['_RECORDATTEMPTSREQUEST']._serialized_start=758
+  _globals['_RECORDATTEMPTSREQUEST']._serialized_end=836
+  _globals['_GETSTATUSREQUEST']._serialized_start=838
+  _globals['_GETSTATUSREQUEST']._serialized_end=856
+  _globals['_LISTSTATUS']._serialized_start=858
+  _globals['_LISTSTATUS']._serialized_end=954
+  _globals['_GETSTATUSRESPONSE']._serialized_start=957
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1107
+  _globals['_SUPPRESSREQUEST']._serialized_start=1110
+  _globals['_SUPPRESSREQUEST']._serialized_end=1266
+  _globals['_RELEASEREQUEST']._serialized_start=1269
+  _globals['_RELEASEREQUEST']._serialized_end=1403
+  _globals['_WRITERESPONSE']._serialized_start=1406
+  _globals['_WRITERESPONSE']._serialized_end=1617
+  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_start=672
+  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_end=756
+  _globals['_SUPPRESSION']._serialized_start=1874
+  _globals['_SUPPRESSION']._serialized_end=2357
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,11 @@ class SuppressionStub:
                 request_serializer=suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.RecordAttempts = channel.unary_unary(
+                '/suppression.v1.Suppression/RecordAttempts',
+                request_serializer=suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.SerializeToString,
+                response_deserializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
+                _registered_method=True)
 
 
 class SuppressionServicer:
@@ -105,6 +110,15 @@ class SuppressionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAttempts(self, request, context):
+        """Records dial attempts through the change log, for the attempt caps of
+        pre-dial policies; every replica counts them the same way. Needs the
+        write scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuppressionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +145,11 @@ def add_SuppressionServicer_to_server(servicer, server):
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
                     request_deserializer=suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.FromString,
+                    response_serializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.SerializeToString,
+            ),
+            'RecordAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAttempts,
+                    request_deserializer=suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.FromString,
                     response_serializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.SerializeToString,
             ),
     }
@@ -269,6 +288,33 @@ class Suppression:
             target,
             '/suppression.v1.Suppression/Release',
             suppression_dot_v1_dot_suppression__pb2.ReleaseRequest.SerializeToString,
+            suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suppression.v1.Suppression/RecordAttempts',
+            suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.SerializeToString,
             suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
             options,
             channel_credentials,
