@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from suppression.checker import CheckOutcome, check_batch
 from suppression.datasource import DataSource, LoadedData, load_lists
 from suppression.e164 import Normalizer, NumberBlock
-from suppression.entries import entries_for
+from suppression.entries import attempt_entries, entries_for
 from suppression.errors import (
     ChangeLogError,
     InvalidEntryError,
@@ -372,6 +372,7 @@ class Replica:
                 lists=lists,
                 max_batch=max_batch,
                 fail_closed=freshness.fail_closed,
+                attempts=view.attempts,
             )
             return outcome, freshness
         if policy is not None and policy.given:
@@ -442,18 +443,68 @@ class Replica:
             op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
         )
         ids = writer.write(entries, kinds, epoch=view.position.epoch)
-        last = ids[-1]
-        if not follower.wait_applied(last, options.write_timeout):
-            raise ChangeLogError(
-                f"the change is in the change log as {last}, but this replica has not applied it "
-                f"within {options.write_timeout:g} s (it is at {view.version}); "
-                "other replicas apply it as they catch up"
+        _wait_applied(follower, ids, options.write_timeout, view.version)
+        return ids[-1]
+
+    def record_attempts(
+        self,
+        numbers: Sequence[int],
+        times: Sequence[int],
+        lines: Sequence[str],
+        *,
+        actor: str = "",
+    ) -> Version:
+        """Append dial attempts to the change log and wait until this replica applied them.
+
+        Every replica applies the same attempts at the same versions, so their
+        cap answers agree (see :mod:`suppression.policy.attempts`).
+
+        Args:
+            numbers: the called numbers, validated E.164 integers.
+            times: when each attempt was made, UTC seconds.
+            lines: each attempt's calling line ("" for none).
+            actor: who reports them.
+
+        Raises:
+            InvalidEntryError: an attempt is malformed.
+            NotReadyError: no change log, still loading, or waiting to resynchronize.
+            ChangeLogResetError: the log is not the one this replica's data came from.
+            ChangeLogError: Redis is unreachable, or the write was not applied in time.
+        """
+        writer, follower, options = self._writer, self._follower, self._change_log
+        if writer is None or follower is None or options is None:
+            raise NotReadyError("this replica follows no change log, so it cannot record attempts")
+        view = self.view()
+        if follower.needs_resync:
+            raise NotReadyError(
+                "this replica is waiting for a snapshot to resynchronize; send attempts to "
+                "another replica"
             )
-        for entry_id in ids:
-            reason = follower.dead_letter_reason(str(entry_id))
-            if reason is not None:
-                raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
-        return last
+        entries = attempt_entries(numbers, times, lines, actor=actor)
+        ids = writer.write(entries, epoch=view.position.epoch)
+        _wait_applied(follower, ids, options.write_timeout, view.version)
+        return ids[-1]
+
+
+def _wait_applied(
+    follower: ChangeLogFollower, ids: Sequence[Version], timeout: float, at: Version
+) -> None:
+    """Wait until this replica applied the last of ``ids``; refuse if it dead-lettered one.
+
+    Raises:
+        ChangeLogError: not applied within ``timeout`` (it is in the log all the same).
+        InvalidEntryError: this replica refused an entry.
+    """
+    last = ids[-1]
+    if not follower.wait_applied(last, timeout):
+        raise ChangeLogError(
+            f"the change is in the change log as {last}, but this replica has not applied it "
+            f"within {timeout:g} s (it is at {at}); other replicas apply it as they catch up"
+        )
+    for entry_id in ids:
+        reason = follower.dead_letter_reason(str(entry_id))
+        if reason is not None:
+            raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
 
 
 def _check_creation(list_name: str, op: Op, create_list: bool, existing: int) -> None:

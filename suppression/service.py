@@ -26,7 +26,7 @@ from suppression.auth import (
     visible_lists,
 )
 from suppression.checker import CheckOutcome, Verdict, pausing_between_slices
-from suppression.e164 import Normalizer, NumberBlock, validate_region
+from suppression.e164 import Normalizer, NumberBlock, e164_reason, mask_number, validate_region
 from suppression.errors import (
     ChangeLogError,
     ConsentRequiredError,
@@ -226,6 +226,27 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         """Remove numbers from a list through the change log; opt-outs need consent."""
         return self._write(Op.REMOVE, request, context)
 
+    def RecordAttempts(  # noqa: N802 - gRPC method name
+        self, request: pb.RecordAttemptsRequest, context: grpc.ServicerContext
+    ) -> pb.WriteResponse:
+        """Record dial attempts through the change log, for policy caps."""
+        if not self._replica.accepts_writes:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server follows no change log, so attempts could not be shared with the "
+                "other replicas; start it with --redis-url",
+            )
+            raise AssertionError("unreachable")
+        try:
+            numbers, times, lines = _attempts(request, self._max_batch)
+            identity = current_identity()
+            actor = actor_for(identity, "") if identity is not None else ""
+            version = self._replica.record_attempts(numbers, times, lines, actor=actor)
+        except SuppressionError as exc:
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
+        return pb.WriteResponse(version=str(version), applied=len(numbers))
+
     def _write(
         self,
         op: Op,
@@ -312,6 +333,43 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         invalid = {index: int(reason) for index, reason in parsed.skipped_lines}
         numbers = list(dict.fromkeys(parsed.numbers.tolist()))
         return numbers, parsed.blocks, invalid
+
+
+def _attempts(
+    request: pb.RecordAttemptsRequest, max_batch: int
+) -> tuple[list[int], list[int], list[str]]:
+    """The attempts of a request as numbers, times in seconds and lines; refused if malformed.
+
+    Raises:
+        InvalidRequestError: arrays not parallel, an invalid number, too many attempts.
+    """
+    count = len(request.e164)
+    if not count:
+        raise InvalidRequestError("no attempts: give e164 and times_ms, one per attempt")
+    if max_batch and count > max_batch:
+        raise InvalidRequestError(f"{count:,} attempts exceed the maximum of {max_batch:,}")
+    if len(request.times_ms) != count:
+        raise InvalidRequestError(
+            f"{count:,} numbers but {len(request.times_ms):,} times_ms: give one time per attempt"
+        )
+    lines = list(request.calling_lines)
+    if len(lines) == 1:
+        lines = lines * count
+    elif not lines:
+        lines = [""] * count
+    elif len(lines) != count:
+        raise InvalidRequestError(
+            f"{len(lines):,} calling_lines for {count:,} attempts: give none, one, or one each"
+        )
+    numbers = list(request.e164)
+    for index, number in enumerate(numbers):
+        reason = e164_reason(number)
+        if reason:
+            raise InvalidRequestError(
+                f"attempt {index}: {mask_number(number)} is not a valid E.164 number "
+                f"({reason.name}); nothing was recorded"
+            )
+    return numbers, [t // 1000 for t in request.times_ms], lines
 
 
 def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.CheckResponse:

@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_TIME", "Attempt", "AttemptLog"]
+__all__ = ["ATTEMPT_RETENTION", "MAX_TIME", "Attempt", "AttemptLog"]
 
 MAX_TIME = 2**32 - 1
 """Attempt times are UTC seconds that fit 32 bits (until 2106)."""
+
+ATTEMPT_RETENTION = 31 * 86_400
+"""Attempts are kept 31 days before the newest one: the longest cap window a policy may use.
+A constant, not a setting: replicas that kept attempts for different times would disagree."""
 
 _LOW = np.uint64(0xFFFF_FFFF)
 _SHIFT = np.uint64(32)
@@ -55,6 +59,8 @@ class AttemptLog:
         """A new log with ``attempts`` added and attempts older than the retention dropped."""
         if not attempts:
             return self
+        if any(not 0 <= a.time <= MAX_TIME for a in attempts):
+            raise ValueError("attempt times must be UTC seconds from 1970 to 2106")
         newest = max(self.newest, max(a.time for a in attempts))
         floor = newest - self.retention
         numbers = np.array([a.number for a in attempts], dtype=np.uint64)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from suppression.errors import PolicyError
+from suppression.policy.attempts import ATTEMPT_RETENTION
 from suppression.policy.locate import PathItem, line_of
 from suppression.policy.model import (
     LIFTABLE,
@@ -311,8 +312,12 @@ class _Reader:
             raise self.fail(path, "a cap needs exactly one of minutes, hours or days")
         key, unit = units[0]
         amount = self.count(raw, (*path, key), minimum=1)
-        if amount * unit > 366 * 86400:
-            raise self.fail((*path, key), "a cap's window is at most 366 days")
+        if amount * unit > ATTEMPT_RETENTION:
+            raise self.fail(
+                (*path, key),
+                f"a cap's window is at most {ATTEMPT_RETENTION // 86_400} days: "
+                "replicas keep attempts that long",
+            )
         return Cap(scope, limit, amount * unit)
 
     def reassigned(self, raw: dict[str, Any], path: tuple[PathItem, ...]) -> Reassigned:
