@@ -51,44 +51,62 @@ class AttemptLog:
     packed: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     lines: Mapping[str, npt.NDArray[np.int64]] = field(default_factory=dict)
     newest: int = 0
+    oldest: int = 0
+    """The oldest attempt kept: nothing to prune until the floor passes it."""
 
     def __len__(self) -> int:
         return len(self.packed)
 
     def with_attempts(self, attempts: Sequence[Attempt]) -> AttemptLog:
-        """A new log with ``attempts`` added and attempts older than the retention dropped."""
+        """A new log with ``attempts`` added and attempts older than the retention dropped.
+
+        Linear in the log's size (the copy of copy-on-write, plus ``np.insert``), never a
+        sort of the whole log: recording stays cheap as the log grows.
+        """
         if not attempts:
             return self
-        if any(not 0 <= a.time <= MAX_TIME for a in attempts):
+        times_list = [a.time for a in attempts]
+        if min(times_list) < 0 or max(times_list) > MAX_TIME:
             raise ValueError("attempt times must be UTC seconds from 1970 to 2106")
-        newest = max(self.newest, max(a.time for a in attempts))
+        newest = max(self.newest, max(times_list))
         floor = newest - self.retention
         numbers = np.array([a.number for a in attempts], dtype=np.uint64)
-        times = np.array([a.time for a in attempts], dtype=np.uint64)
-        old_numbers = self.keys[(self.packed >> _SHIFT).astype(np.intp)]
-        old_times = self.packed & _LOW
-        all_numbers = np.concatenate([old_numbers, numbers])
-        all_times = np.concatenate([old_times, times])
-        keep = all_times.astype(np.int64) > floor
-        all_numbers, all_times = all_numbers[keep], all_times[keep]
-        keys, index = np.unique(all_numbers, return_inverse=True)
-        packed = np.sort((index.astype(np.uint64) << _SHIFT) | all_times)
-        lines: dict[str, list[int]] = {}
+        times = np.array(times_list, dtype=np.uint64)
+        fresh = times.astype(np.int64) > floor
+        numbers, times = numbers[fresh], times[fresh]
+        keys, packed, oldest = self.keys, self.packed, self.oldest
+        pruning = len(packed) > 0 and oldest <= floor
+        if pruning:
+            keys, packed = _prune(keys, packed, floor)
+        if len(numbers):
+            keys, packed = _insert(keys, packed, numbers, times)
+        oldest = int((packed & _LOW).min()) if len(packed) else 0
+        return AttemptLog(
+            self.retention, keys, packed, self._lines(attempts, floor, pruning), newest, oldest
+        )
+
+    def _lines(
+        self, attempts: Sequence[Attempt], floor: int, pruning: bool
+    ) -> dict[str, npt.NDArray[np.int64]]:
+        """The lines' times with ``attempts`` added; every line pruned when ``pruning``."""
+        added: dict[str, list[int]] = {}
         for attempt in attempts:
-            if attempt.line:
-                lines.setdefault(attempt.line, []).append(attempt.time)
-        merged: dict[str, npt.NDArray[np.int64]] = {}
-        for line in set(self.lines) | set(lines):
+            if attempt.line and attempt.time > floor:
+                added.setdefault(attempt.line, []).append(attempt.time)
+        merged = dict(self.lines)
+        for line in set(self.lines) | set(added) if pruning else set(added):
             values = np.concatenate(
                 [
                     self.lines.get(line, np.zeros(0, np.int64)),
-                    np.array(lines.get(line, []), np.int64),
+                    np.array(added.get(line, []), np.int64),
                 ]
             )
             values = np.sort(values[values > floor])
             if len(values):
                 merged[line] = values
-        return AttemptLog(self.retention, keys, packed, merged, newest)
+            else:
+                merged.pop(line, None)
+        return merged
 
     def number_counts(
         self, numbers: npt.NDArray[np.uint64], at: npt.NDArray[np.int64], seconds: int, limit: int
@@ -133,3 +151,39 @@ class AttemptLog:
         if count < limit:
             return count, 0
         return count, int(times[low + count - limit]) + seconds
+
+
+def _prune(
+    keys: npt.NDArray[np.uint64], packed: npt.NDArray[np.uint64], floor: int
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Drop attempts at or before ``floor``, and the numbers left with none."""
+    packed = packed[(packed & _LOW).astype(np.int64) > floor]
+    index = (packed >> _SHIFT).astype(np.intp)
+    used = np.zeros(len(keys), dtype=bool)
+    used[index] = True
+    renumber = np.cumsum(used) - 1
+    packed = (renumber[index].astype(np.uint64) << _SHIFT) | (packed & _LOW)
+    return keys[used], packed
+
+
+def _insert(
+    keys: npt.NDArray[np.uint64],
+    packed: npt.NDArray[np.uint64],
+    numbers: npt.NDArray[np.uint64],
+    times: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Add attempts: new numbers inserted into ``keys`` (indexes shifted), then the attempts."""
+    distinct = np.unique(numbers)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, distinct), len(keys) - 1)
+        missing = distinct[keys[at] != distinct]
+    else:
+        missing = distinct
+    if len(missing):
+        positions = np.searchsorted(keys, missing)
+        index = (packed >> _SHIFT).astype(np.int64)
+        shifted = index + np.searchsorted(positions, index, side="right")
+        packed = (shifted.astype(np.uint64) << _SHIFT) | (packed & _LOW)
+        keys = np.insert(keys, positions, missing)
+    added = np.sort((np.searchsorted(keys, numbers).astype(np.uint64) << _SHIFT) | times)
+    return keys, np.insert(packed, np.searchsorted(packed, added), added)

@@ -1,4 +1,4 @@
-"""A batch under a policy: ``check_batch`` looks the numbers up, :func:`decide` decides.
+"""A batch under a policy: ``lookup_batch`` looks the numbers up, :func:`decide` decides.
 
 The one path from a request to a policy answer: the Replica calls
 :func:`check_with_policy` for ``Check``, ``CheckStream`` and ``suppression
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from pyroaring import BitMap64
 
-from suppression.checker import CheckOutcome, Verdict, check_batch
+from suppression.checker import CheckOutcome, Verdict, lookup_batch
 from suppression.e164 import Normalizer
 from suppression.errors import InvalidRequestError, NotReadyError
 from suppression.lists import ListKind, ListView
@@ -128,16 +129,13 @@ def check_with_policy(
             f"{len(request.consent_days):,} consent days for {total:,} numbers: give one per "
             "number (0 for none), or one consent_day for the batch"
         )
-    outcome = check_batch(
-        view, e164, texts, region, policy.suppress, normalizer,
-        max_batch=max_batch, fail_closed=fail_closed,
-    )  # fmt: skip
-    verdicts = np.asarray(outcome.verdicts, dtype=np.int32)
-    invalid = verdicts == Verdict.INVALID
-    values = np.concatenate(
-        [np.asarray(e164, dtype=np.uint64), np.asarray(outcome.normalized, dtype=np.uint64)]
+    if max_batch and total > max_batch:
+        raise InvalidRequestError(
+            f"batch of {total:,} numbers exceeds the maximum of {max_batch:,}; split it"
+        )
+    found = lookup_batch(
+        view, e164, texts, region, policy.suppress, normalizer, fail_closed=fail_closed
     )
-    values[invalid] = 0
     consent = _consent_days(request, total)
     if (
         consent is not None
@@ -152,9 +150,9 @@ def check_with_policy(
     at = request.at_ms // 1000 if request.at_ms else int(time.time() if now is None else now)
     decision = decide(
         policy,
-        values,
-        invalid,
-        np.asarray(outcome.masks, dtype=np.uint64),
+        found.values,
+        found.invalid,
+        found.masks,
         at=at,
         list_days=_ListDays(view, dated or {}),
         attempts=attempts,
@@ -163,26 +161,26 @@ def check_with_policy(
         consent_days=consent,
         line=request.calling_line,
         opt_out=frozenset(n for n, info in view.infos.items() if info.kind is ListKind.OPT_OUT),
-        failed_closed=outcome.failed_closed,
+        failed_closed=fail_closed,
     )
     list_bits = np.uint64((1 << len(policy.suppress)) - 1)
     masks = decision.rules & list_bits
-    found = np.bincount(decision.verdicts, minlength=len(Verdict) + 1)
-    counts = {verdict: int(found[verdict]) for verdict in Verdict}
+    tally = np.bincount(decision.verdicts, minlength=len(Verdict) + 1)
+    counts = {verdict: int(tally[verdict]) for verdict in Verdict}
     one = np.uint64(1)
     return CheckOutcome(
         verdicts=decision.verdicts.tolist(),
         masks=masks.tolist(),
         list_names=policy.suppress,
-        invalid_reasons=outcome.invalid_reasons,
-        normalized=outcome.normalized,
-        version=outcome.version,
+        invalid_reasons=found.invalid_reasons,
+        normalized=found.normalized,
+        version=view.version,
         verdict_counts=counts,
         hits_per_list=tuple(
             int(np.count_nonzero((masks >> np.uint64(bit)) & one))
             for bit in range(len(policy.suppress))
         ),
-        failed_closed=outcome.failed_closed,
+        failed_closed=fail_closed,
         policy=PolicyAnswer(
             policy=policy.name,
             version=policies.version,
@@ -223,10 +221,23 @@ class _ListDays:
         if dated is not None:
             days = dated.lookup(values)
             return days >= 0, days
-        bitmap = self._view.bitmaps.get(name)
-        none = np.full(len(values), -1, dtype=np.int32)
-        if bitmap is None or not bitmap:
-            return np.zeros(len(values), dtype=bool), none
+        return self._members(self._view.bitmaps.get(name), values), np.full(
+            len(values), -1, dtype=np.int32
+        )
+
+    def within(
+        self, name: str, values: npt.NDArray[np.uint64], first: int | None, last: int
+    ) -> npt.NDArray[np.bool_]:
+        dated = self._dated.get(name)
+        if dated is not None:
+            return self._members(dated.on_days(-1 if first is None else first, last), values)
+        if first is not None:  # a plain list records no day: it cannot prove one
+            return np.zeros(len(values), dtype=bool)
+        return self._members(self._view.bitmaps.get(name), values)
+
+    @staticmethod
+    def _members(bitmap: BitMap64 | None, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        if bitmap is None or not bitmap or not len(values):
+            return np.zeros(len(values), dtype=bool)
         as_ints = values.tolist()
-        on = np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=len(as_ints))
-        return on, none
+        return np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=len(as_ints))

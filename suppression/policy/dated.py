@@ -4,9 +4,14 @@ Layout: the numbers as a ``BitMap64`` (exactly a plain list) plus one
 ``uint16`` day per number in the bitmap's sorted order, so a number's day is
 ``days[rank(number) - 1]``. That costs the plain list plus 2 bytes a number.
 A bit-sliced index (one bitmap per bit of the day) was measured against it
-(``benchmarks/bench_policy.py --memory``): with days spread over two years it
-takes several times more, because every bit-slice holds about half of the
-numbers, and a lookup costs one bitmap call per bit instead of two.
+(``benchmarks/bench_policy.py``): with days spread over two and a half years
+it took about 4.5 times the dated list, since every bit-slice holds about half
+of the numbers, and a lookup would cost one bitmap call per bit.
+
+``rank`` on a ``BitMap64`` walks containers (microseconds a call), so the hot
+path never asks a day per number: an exemption asks :meth:`DatedList.on_days`
+for the numbers recorded in the range of days it holds on today, a bitmap
+built once and cached, and then one ``in`` per number.
 
 Immutable: :meth:`with_days` and :meth:`without` return a new list, as the
 copy-on-write views of :mod:`suppression.lists` do.
@@ -32,7 +37,7 @@ MAX_DAY = 65_535
 class DatedList:
     """Numbers with one day each. Never mutate ``bitmap`` or ``days``."""
 
-    __slots__ = ("bitmap", "days")
+    __slots__ = ("_ranges", "bitmap", "days")
 
     def __init__(self, bitmap: BitMap64 | None = None, days: npt.NDArray[np.uint16] | None = None):
         """Wrap a bitmap and its days in sorted order (both taken over, not copied)."""
@@ -40,6 +45,7 @@ class DatedList:
         self.days = days if days is not None else np.zeros(0, dtype=np.uint16)
         if len(self.days) != len(self.bitmap):
             raise ValueError(f"{len(self.bitmap):,} numbers but {len(self.days):,} days")
+        self._ranges: dict[tuple[int, int], BitMap64] = {}
 
     @classmethod
     def build(cls, numbers: Numbers, days: Days) -> DatedList:
@@ -75,6 +81,28 @@ class DatedList:
             )
             result[found] = self.days[ranks - 1]
         return result
+
+    def on_days(self, first: int, last: int) -> BitMap64:
+        """The numbers whose day is in ``[first, last]``, as a bitmap; cached per range.
+
+        An exemption asks for the same range (the days it holds on today) for
+        every number of every batch of a day, so one bitmap built once a day
+        answers it with one ``in`` per number, where a day per number costs a
+        ``rank`` (which walks the bitmap's containers: microseconds).
+        """
+        key = (first, last)
+        cached = self._ranges.get(key)
+        if cached is None:
+            inside = (self.days >= first) & (self.days <= last)
+            if inside.all():
+                cached = self.bitmap
+            else:
+                numbers = np.array(self.bitmap.to_array(), dtype=np.uint64)
+                cached = BitMap64(numbers[inside].tolist())
+            if len(self._ranges) >= 4:
+                self._ranges.clear()
+            self._ranges[key] = cached
+        return cached
 
     def with_days(self, numbers: Numbers, days: Days) -> DatedList:
         """A new list where ``numbers`` carry ``days`` (added, or their day replaced)."""

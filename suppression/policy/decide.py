@@ -27,6 +27,7 @@ import enum
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -35,16 +36,18 @@ from suppression.policy.attempts import AttemptLog
 from suppression.policy.model import CapScope, Exemption, NoData, Policy, WindowRule
 from suppression.policy.numbertypes import TYPE_NAMES, NumberTypes
 from suppression.policy.prefixes import PrefixTable, ZoneTable
-from suppression.policy.window import Pairs, day_of, earliest_open
+from suppression.policy.window import Pairs, day_of, earliest_one, earliest_open
 
 __all__ = [
     "FIXED_RULES",
     "Decision",
+    "DayLookup",
     "ListDays",
     "PolicyVerdict",
     "decide",
     "exemption_expiry",
     "rule_names",
+    "valid_days",
 ]
 
 MAX_RULES = 64
@@ -72,10 +75,50 @@ FIXED_RULES = (
 )
 """Rules every policy has, after its ``list.<name>`` rules and before its caps."""
 
-ListDays = Callable[
+DayLookup = Callable[
     [str, npt.NDArray[np.uint64]], tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]
 ]
 """Looks numbers up in a list: on it, and the day recorded (-1: the list holds no days)."""
+
+
+@runtime_checkable
+class ListDays(Protocol):
+    """What the decision reads from exemption, consent and reassigned lists."""
+
+    def __call__(
+        self, name: str, values: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]:
+        """On the list, and the day recorded (-1: no day)."""
+
+    def within(
+        self, name: str, values: npt.NDArray[np.uint64], first: int | None, last: int
+    ) -> npt.NDArray[np.bool_]:
+        """On the list with a day in ``[first, last]``.
+
+        ``first`` None: any day up to ``last``, or none recorded. The exemption
+        check: one bitmap lookup per number where the lists can answer it so
+        (see :meth:`DatedList.on_days`).
+        """
+
+
+class _FromCallable:
+    """A :data:`DayLookup` function as :class:`ListDays`, ``within`` from the days."""
+
+    def __init__(self, lookup: DayLookup) -> None:
+        self._lookup = lookup
+
+    def __call__(
+        self, name: str, values: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]:
+        return self._lookup(name, values)
+
+    def within(
+        self, name: str, values: npt.NDArray[np.uint64], first: int | None, last: int
+    ) -> npt.NDArray[np.bool_]:
+        on, days = self._lookup(name, values)
+        if first is None:
+            return on & (days <= last)
+        return on & (days >= first) & (days <= last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +164,7 @@ def decide(
     masks: npt.NDArray[np.uint64],
     *,
     at: int,
-    list_days: ListDays,
+    list_days: ListDays | DayLookup,
     attempts: AttemptLog,
     zones: ZoneTable,
     types: NumberTypes | None = None,
@@ -149,6 +192,9 @@ def decide(
         failed_closed: the data is too stale to trust: every valid number is
             SUPPRESSED (rule ``failed_closed``).
     """
+    if not hasattr(list_days, "within"):
+        list_days = _FromCallable(list_days)
+    assert isinstance(list_days, ListDays | _FromCallable)
     compiled = _compiled(policy)
     bit = compiled.bit
     count = len(values)
@@ -286,20 +332,27 @@ def _exempt(
         candidates = np.flatnonzero(remaining & lift)
         if not len(candidates):
             continue
-        on, days = list_days(exemption.list_name, values[candidates])
-        holds = on & _holds(exemption, days.astype(np.int64), today)
+        first, last = valid_days(exemption, today)
+        holds = list_days.within(exemption.list_name, values[candidates], first, last)
         chosen = candidates[holds]
         remaining[chosen] &= ~lift
         applied[chosen] |= np.uint64(1 << index)
 
 
-def _holds(exemption: Exemption, days: npt.NDArray[np.int64], today: int) -> npt.NDArray[np.bool_]:
-    """Whether an exemption recorded on ``days`` holds ``today`` (-1: no day recorded)."""
+def valid_days(exemption: Exemption, today: int) -> tuple[int | None, int]:
+    """The recorded days ``[first, last]`` on which an exemption holds ``today``.
+
+    ``first`` None: any day up to today, or none recorded (until revoked). A
+    time-limited exemption needs a recorded day: ``day <= today < expiry(day)``,
+    and since the expiry never decreases as the day grows, that is a range.
+    """
     if not exemption.days and not exemption.months:
-        return days <= today  # until revoked (-1: no day recorded); a later day is not yet
-    dated = days >= 0  # an undated entry cannot prove a time-limited exemption
-    expiry = exemption_expiry(np.where(dated, days, 0), exemption)
-    return dated & (days <= today) & (today < expiry)
+        return None, today
+    if exemption.days:
+        return today - exemption.days + 1, today
+    candidates = np.arange(today - 31 * exemption.months - 2, today + 1, dtype=np.int64)
+    holding = candidates[exemption_expiry(candidates, exemption) > today]
+    return (int(holding[0]) if len(holding) else today + 1), today
 
 
 def _reassigned(
@@ -353,8 +406,7 @@ def _number_types(
         return
     consented = np.zeros(len(need), dtype=bool)
     for name in policy.number_types.consent_lists:
-        on, days = list_days(name, values[need])
-        consented |= on & (days <= today)
+        consented |= list_days.within(name, values[need], None, today)
     lacking = need[~consented]
     rules[lacking] |= compiled.bit["number_type.needs_consent"]
     suppressed[lacking] = True
@@ -398,27 +450,41 @@ def _windows(
     rules: npt.NDArray[np.uint64],
     bit: Mapping[str, np.uint64],
 ) -> None:
+    """Window rules for a batch: one answer per distinct (zone set, prefix override).
+
+    A batch holds a few dozen such keys at most, so each key's earliest opening
+    after ``at`` is computed once and gathered back; only numbers that a cap
+    holds past ``at`` (few) are asked one key at a time.
+    """
     zone_sets = zones.lookup(values)
     assert compiled.prefix_table is not None
     prefixes = compiled.prefix_table.lookup(values)
     width = len(compiled.prefix_rules) + 1
-    keys = (zone_sets.astype(np.int64) + 1) * width + (prefixes.astype(np.int64) + 1)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    for position, key in enumerate(unique.tolist()):
-        members = np.flatnonzero(inverse == position)
-        pairs = compiled.pairs(key // width - 1, key % width - 1, zones)
-        # A SUPPRESSED number carries the rule that suppressed it, not the caps it also hit.
-        if pairs is None:
-            rules[members] = bit["window.unknown_zone"]
-            blocked[members] = True
-            continue
-        opens = earliest_open(pairs, when[members])
-        never = opens < 0
-        rules[members[never]] = bit["window.never_opens"]
-        blocked[members[never]] = True
-        now_closed = int(earliest_open(pairs, np.array([at], dtype=np.int64))[0]) != at
-        pushed = opens > when[members]
-        moved = ~never & (pushed | now_closed)
-        rules[members[moved]] |= bit["window"]
-        held[members[moved]] = True
-        when[members[~never]] = opens[~never]
+    # Keys are small (zone sets times overrides): a dense table, no sort.
+    keys = (zone_sets.astype(np.intp) + 1) * width + (prefixes.astype(np.intp) + 1)
+    present = np.flatnonzero(np.bincount(keys)).tolist()
+    pairs_of = {k: compiled.pairs(k // width - 1, k % width - 1, zones) for k in present}
+    # -2: unknown zone; -1: never opens; else the earliest opening at or after ``at``.
+    key_opens = np.zeros(present[-1] + 1, dtype=np.int64)
+    for key, pairs in pairs_of.items():
+        key_opens[key] = -2 if pairs is None else earliest_one(pairs, at)
+    now_opens = key_opens[keys]
+    opens = now_opens.copy()
+    later = np.flatnonzero((when > at) & (opens >= 0))
+    if len(later):
+        for key in np.unique(keys[later]).tolist():
+            members = later[keys[later] == key]
+            pairs = pairs_of[key]
+            assert pairs is not None
+            opens[members] = earliest_open(pairs, when[members])
+    # A SUPPRESSED number carries the rule that suppressed it, not the caps it also hit.
+    unknown = opens == -2
+    rules[unknown] = bit["window.unknown_zone"]
+    never = opens == -1
+    rules[never] = bit["window.never_opens"]
+    blocked |= unknown | never
+    fine = ~(unknown | never)
+    moved = fine & ((now_opens != at) | (opens > when))
+    rules[moved] |= bit["window"]
+    held |= moved
+    when[fine] = opens[fine]

@@ -25,6 +25,15 @@ def digit_counts(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
     return np.searchsorted(_POW10, values, side="right").astype(np.intp)
 
 
+DENSE_DIGITS = 7
+"""Heads this long are looked up in one dense array (10 million int16, 20 MB) when a table
+is large: one gather per batch instead of one ``searchsorted`` per prefix length (the
+time-zone table has prefixes of 1 to 9 digits)."""
+_DENSE_MIN_PREFIXES = 256
+_DEEPER = 0x4000
+"""Flag in the dense array: a longer prefix starts with this head; look further."""
+
+
 class PrefixTable:
     """Maps digit prefixes to small integers; looks up the longest prefix of each number."""
 
@@ -32,14 +41,27 @@ class PrefixTable:
         """Build the table.
 
         Args:
-            prefixes: digit strings (no "+") to the value a number starting with them gets.
+            prefixes: digit strings (no "+") to the value (0 to 16,383) a number starting
+                with them gets.
         """
         by_length: dict[int, list[tuple[int, int]]] = {}
         for digits, value in prefixes.items():
             if not digits.isdigit():
                 raise ValueError(f"prefix {digits!r} is not digits")
+            if not 0 <= value < _DEEPER:
+                raise ValueError(f"prefix value {value} is not 0 to {_DEEPER - 1}")
             by_length.setdefault(len(digits), []).append((int(digits), value))
         self._levels: list[tuple[int, npt.NDArray[np.uint64], npt.NDArray[np.int32]]] = []
+        self._dense: npt.NDArray[np.int16] | None = None
+        self._short_prefixes = {
+            (length, prefix): value
+            for length, pairs in by_length.items()
+            if length <= DENSE_DIGITS
+            for prefix, value in pairs
+        }
+        if len(prefixes) >= _DENSE_MIN_PREFIXES:
+            self._dense = _dense_heads(by_length)
+            by_length = {n: pairs for n, pairs in by_length.items() if n > DENSE_DIGITS}
         for length in sorted(by_length, reverse=True):
             pairs = sorted(by_length[length])
             keys = np.array([p for p, _ in pairs], dtype=np.uint64)
@@ -49,11 +71,30 @@ class PrefixTable:
     def lookup(self, numbers: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
         """The value of each number's longest matching prefix; -1 where none matches."""
         found = np.full(len(numbers), -1, dtype=np.int32)
-        if not len(numbers) or not self._levels:
+        if not len(numbers):
             return found
         digits = digit_counts(numbers)
+        deeper = np.ones(len(numbers), dtype=bool)
+        dense_found = None
+        if self._dense is not None:
+            long_enough = digits >= DENSE_DIGITS
+            heads = np.where(
+                long_enough,
+                numbers // _POW10[np.maximum(digits - DENSE_DIGITS, 0)],
+                numbers * _POW10[np.maximum(DENSE_DIGITS - digits, 0)],
+            )
+            # A shorter number is its own head padded with zeros: only prefixes no
+            # longer than itself may match it, which the padded head cannot tell.
+            short = np.flatnonzero(~long_enough & (digits > 0))
+            dense_found = self._dense[heads.astype(np.intp)].astype(np.int32)
+            deeper = (dense_found & _DEEPER) != 0
+            dense_found &= ~_DEEPER
+            dense_found[dense_found == _DEEPER - 1] = -1
+            if len(short):
+                dense_found[short] = self._short(numbers[short], digits[short])
+                deeper[short] = False
         for length, keys, values in self._levels:
-            todo = np.flatnonzero((found < 0) & (digits >= length))
+            todo = np.flatnonzero(deeper & (found < 0) & (digits >= length))
             if not len(todo):
                 continue
             heads = numbers[todo] // _POW10[digits[todo] - length]
@@ -61,7 +102,45 @@ class PrefixTable:
             at[at >= len(keys)] = len(keys) - 1
             hit = keys[at] == heads
             found[todo[hit]] = values[at[hit]]
+        if dense_found is not None:
+            missing = found < 0
+            found[missing] = dense_found[missing]
         return found
+
+    def _short(
+        self, numbers: npt.NDArray[np.uint64], digits: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.int32]:
+        """Numbers shorter than the dense heads: one lookup per number (rare: not E.164 lengths)."""
+        assert self._dense is not None
+        result = np.full(len(numbers), -1, dtype=np.int32)
+        for index, (number, count) in enumerate(
+            zip(numbers.tolist(), digits.tolist(), strict=True)
+        ):
+            for length in range(count, 0, -1):
+                head = number // 10 ** (count - length)
+                value = int(self._short_prefixes.get((length, head), -1))
+                if value >= 0:
+                    result[index] = value
+                    break
+        return result
+
+
+def _dense_heads(by_length: Mapping[int, list[tuple[int, int]]]) -> npt.NDArray[np.int16]:
+    """The value of the longest prefix of at most DENSE_DIGITS digits of every head.
+
+    Heads with no prefix hold ``_DEEPER - 1`` (none); heads that a longer prefix
+    starts with also carry the ``_DEEPER`` flag.
+    """
+    dense = np.full(10**DENSE_DIGITS, _DEEPER - 1, dtype=np.int16)
+    for length in sorted(n for n in by_length if n <= DENSE_DIGITS):
+        scale = 10 ** (DENSE_DIGITS - length)
+        for prefix, value in by_length[length]:
+            dense[prefix * scale : (prefix + 1) * scale] = value
+    for length in (n for n in by_length if n > DENSE_DIGITS):
+        for prefix, _ in by_length[length]:
+            head = prefix // 10 ** (length - DENSE_DIGITS)
+            dense[head] |= _DEEPER
+    return dense
 
 
 class ZoneTable:

@@ -17,6 +17,7 @@ wall time that happens twice is inside both times its reading is.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import zoneinfo
@@ -27,7 +28,7 @@ import numpy.typing as npt
 
 from suppression.policy.model import WindowRule
 
-__all__ = ["DAY", "day_of", "earliest_open", "is_open", "pairs_for", "schedule"]
+__all__ = ["DAY", "day_of", "earliest_one", "earliest_open", "is_open", "pairs_for", "schedule"]
 
 DAY = 86_400
 HORIZON_DAYS = 9
@@ -93,6 +94,32 @@ def earliest_open(pairs: Pairs, times: npt.NDArray[np.int64]) -> npt.NDArray[np.
             still.append(missed)
         pending = np.concatenate(still) if still else pending[:0]
     return result
+
+
+def earliest_one(pairs: Pairs, instant: int) -> int:
+    """:func:`earliest_open` for one instant, without numpy's per-call cost.
+
+    A batch asks this once per distinct set of zones and rules, not once per number.
+    """
+    query = instant
+    for _ in range(_MAX_HORIZONS):
+        day = query // DAY
+        breaks = _break_list(pairs, day)
+        index = _opens(pairs, day)[bisect.bisect_right(breaks, query) - 1]
+        if index >= 0:
+            return max(breaks[index], query)
+        query = (day + HORIZON_DAYS) * DAY
+    return -1
+
+
+@functools.lru_cache(maxsize=4096)
+def _break_list(pairs: Pairs, day: int) -> list[int]:
+    return schedule(pairs, day)[0].tolist()  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=4096)
+def _opens(pairs: Pairs, day: int) -> list[int]:
+    return _next_true(schedule(pairs, day)[1]).tolist()  # type: ignore[no-any-return]
 
 
 def _next_true(answers: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suppression.entries import attempt_entries, decode_entry, encode_entry, validate_entry
 from suppression.errors import InvalidEntryError
@@ -71,3 +73,40 @@ def test_attempts_apply_with_the_lists_version_copy_on_write() -> None:
     # A snapshot swapped in holds no attempts: the ones applied here are kept.
     lists.replace(before.__class__(Version(6, 0), {}, {}, ()))
     assert len(lists.view.attempts) == 2
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from([11, 22, 33, 44, 55]),
+                st.sampled_from(["", "a", "b"]),
+                st.integers(0, 400),
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+        max_size=8,
+    )
+)
+def test_the_attempt_log_keeps_exactly_the_recent_attempts(
+    batches: list[list[tuple[int, str, int]]],
+) -> None:
+    from suppression.policy.attempts import Attempt, AttemptLog
+
+    log = AttemptLog(100)
+    seen: list[tuple[int, str, int]] = []
+    for batch in batches:
+        log = log.with_attempts([Attempt(n, line, t) for n, line, t in batch])
+        seen += batch
+        floor = max(t for _, _, t in seen) - 100
+        kept = sorted((n, t) for n, _, t in seen if t > floor)
+        index = (log.packed >> np.uint64(32)).astype(np.intp)
+        got = sorted(
+            zip(log.keys[index].tolist(), (log.packed & np.uint64(2**32 - 1)).tolist(), strict=True)
+        )
+        assert got == kept
+        assert sorted(log.keys.tolist()) == log.keys.tolist() == sorted({n for n, _ in kept})
+        for line in ("a", "b"):
+            want = sorted(t for _, name, t in seen if name == line and t > floor)
+            assert log.lines.get(line, np.zeros(0)).tolist() == want

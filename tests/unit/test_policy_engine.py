@@ -258,3 +258,40 @@ def test_prefix_tables_take_the_longest_prefix() -> None:
     zones = zone_table()
     found = zones.lookup(np.array([16055550100], dtype=np.uint64))[0]
     assert zones.zone_sets[found] == ("America/Denver", "America/North_Dakota/Center")
+
+
+def test_on_days_holds_the_numbers_of_a_day_range() -> None:
+    rng = random.Random(5)
+    truth = {rng.randrange(10**10, 2 * 10**10): rng.randrange(100, 200) for _ in range(3000)}
+    dated = DatedList.build(list(truth), list(truth.values()))
+    for first, last in [(120, 150), (-1, 199), (150, 150), (201, 300)]:
+        inside = dated.on_days(first, last)
+        assert set(inside) == {n for n, d in truth.items() if first <= d <= last}
+        assert dated.on_days(first, last) is inside  # cached
+    assert dated.on_days(-1, 500) is dated.bitmap  # every day inside: the list itself
+
+
+def test_the_served_lookup_agrees_with_the_days() -> None:
+    from suppression.lists import ListInfo, ListKind, SuppressionLists
+    from suppression.policy.batch import _ListDays
+
+    rng = random.Random(9)
+    truth = {rng.randrange(10**10, 2 * 10**10): rng.randrange(100, 200) for _ in range(500)}
+    plain = BitMap64(list(truth)[:100])
+    view = SuppressionLists({"plain": plain}, infos=[ListInfo("plain", ListKind.CAMPAIGN)]).view
+    lookup = _ListDays(view, {"dated": DatedList.build(list(truth), list(truth.values()))})
+    probe = np.array(
+        list(truth)[:200] + [rng.randrange(10**10, 2 * 10**10) for _ in range(50)], dtype=np.uint64
+    )
+    on, days = lookup("dated", probe)
+    assert days.tolist() == [truth.get(int(n), -1) for n in probe]
+    for first, last in [(None, 150), (130, 160)]:
+        want = on & (days <= last) & (days >= (-1 if first is None else first))
+        assert lookup.within("dated", probe, first, last).tolist() == want.tolist()
+    plain_on, plain_days = lookup("plain", probe)
+    assert plain_on.tolist() == [int(n) in plain for n in probe] and set(plain_days.tolist()) == {
+        -1
+    }
+    assert lookup.within("plain", probe, None, 150).tolist() == plain_on.tolist()
+    assert not lookup.within("plain", probe, 100, 150).any()  # no day: cannot prove a range
+    assert not lookup.within("missing", probe, None, 150).any()
