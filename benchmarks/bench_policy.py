@@ -259,8 +259,9 @@ def main() -> None:
             f"Verdict: policy throughput is {worst:.2f}x (worst round) to {best:.2f}x (best) of "
             f"lists only in the same run; target at least {TARGET_RATIO}x: {verdict}. In process "
             "(`Replica.check` against `check_with_policy`, which `Replica.check` runs under "
-            "`--policy-file`); over gRPC the transport's cost is the same in both, so the ratio "
-            "there is closer to 1. Verdicts of a sample batch: "
+            "`--policy-file`); not measured over gRPC, where policy answers also carry "
+            "three more packed arrays (rules, exemptions, earliest times). "
+            "Verdicts of a sample batch: "
             + ", ".join(f"{v.name} {n:,}" for v, n in counts.items() if n)
             + ".",
             markdown_table(["Layout", "bytes", "bytes/number"], memory_rows),

@@ -24,7 +24,7 @@ from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.policy.batch import PolicyRequest
-from suppression.policy.store import PolicyStore
+from suppression.policy.store import open_store
 from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, run_scrub
 from suppression.server import serve
@@ -168,7 +168,7 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
                 "check needs --target HOST[:PORT] to ask a running server, or --data-dir DIR "
                 "or --list NAME=FILE to check locally"
             )
-        policies = PolicyStore(settings.policy_file) if settings.policy_file is not None else None
+        policies = open_store(settings.policy_file, settings.dated_list, settings.region)
         replica = Replica(DataSource.from_settings(settings), policies=policies)
         replica.start()
         outcome, _ = replica.check(

@@ -361,9 +361,10 @@ class Replica:
             # Imported here: a replica without policies never loads the policy code.
             from suppression.policy.batch import PolicyRequest, check_with_policy
 
+            served = self._policies.served
             outcome = check_with_policy(
                 view,
-                self._policies.current,
+                served.policies,
                 policy or PolicyRequest(),
                 e164,
                 texts,
@@ -372,6 +373,7 @@ class Replica:
                 lists=lists,
                 max_batch=max_batch,
                 fail_closed=freshness.fail_closed,
+                dated=served.dated,
                 attempts=view.attempts,
             )
             return outcome, freshness

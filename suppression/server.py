@@ -39,7 +39,7 @@ from suppression.metrics import (
     ListsCollector,
     ServiceMetrics,
 )
-from suppression.policy.store import PolicyStore
+from suppression.policy.store import PolicyStore, open_store
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.security import (
     SecurityOptions,
@@ -372,7 +372,7 @@ def serve(settings: Settings) -> int:
     refuse_exposure(settings)
     source = DataSource.from_settings(settings)
     # Loaded before anything else starts: a bad policy file is refused with its line.
-    policies = PolicyStore(settings.policy_file) if settings.policy_file is not None else None
+    policies = open_store(settings.policy_file, settings.dated_list, settings.region)
     quota = create_quota(settings)
     security = SecurityOptions.from_settings(settings, quota)
     try:

@@ -192,6 +192,16 @@ class Settings:
         "check",
         metavar="FILE",
     )
+    dated_list: tuple[str, ...] = _opt(
+        (),
+        "load a dated list for --policy-file: NAME=FILE, a CSV with a number and a date "
+        "(YYYY-MM-DD) column, such as consents with their day or disconnected numbers with "
+        "theirs; re-read with the policy file on SIGHUP; repeatable, comma-separated in the "
+        "environment",
+        "serve",
+        "check",
+        metavar="NAME=FILE",
+    )
     policy: str = _opt(
         "", "the policy of --policy-file to decide under; empty means its default", "check"
     )

@@ -140,3 +140,67 @@ def test_serve_refuses_a_bad_policy_file_at_start(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "policies.toml line 17 (policies.day.window.start)" in run.stderr
     assert "is not a local time" in run.stderr
+
+
+DATED_POLICIES = """\
+version = "dated-1"
+
+[lists]
+registry = "registry"
+ebr = "exemption"
+gone = "reassigned"
+
+[policies.tsr]
+date_zone = "America/New_York"
+suppress = ["registry"]
+
+[[policies.tsr.exemptions]]
+list = "ebr"
+lifts = ["registry"]
+months = 18
+
+[policies.tsr.reassigned]
+list = "gone"
+data_begins = 2021-01-27
+"""
+
+
+def test_dated_lists_lift_for_a_while_and_answer_reassignment(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(DATED_POLICIES)
+    registry = tmp_path / "registry.txt"
+    registry.write_text(f"+{NY_ON_REGISTRY}\n+{NY_CONSENTED}\n")
+    ebr = tmp_path / "ebr.csv"
+    ebr.write_text(f"date,number\n2025-05-31,+{NY_ON_REGISTRY}\n2024-01-01,+{NY_CONSENTED}\n")
+    gone = tmp_path / "gone.csv"
+    gone.write_text(f"number,date\n+{NY_OPTED_OUT},2025-06-01\n")
+    server = serve_subprocess(
+        "--list", f"registry:registry={registry}",
+        "--policy-file", str(policy_file),
+        "--dated-list", f"ebr={ebr}", "--dated-list", f"gone={gone}",
+    )  # fmt: skip
+    server.wait_serving()
+
+    def verdicts(when: int, consent_day: int = 0) -> list[int]:
+        return list(check(server, decide_at_ms=when, consent_day=consent_day).verdicts)
+
+    # 18 months after 2025-05-31 is 2026-11-30 (clipped): the EBR holds until that day.
+    before_edge = at_ms(2026, 11, 30, 4, 59)  # 23:59 on the 29th in New York
+    on_edge = at_ms(2026, 11, 30, 5, 0)
+    assert verdicts(before_edge)[:2] == [pb.ALLOWED, pb.SUPPRESSED]  # 2024's EBR expired
+    assert verdicts(on_edge)[:2] == [pb.SUPPRESSED, pb.SUPPRESSED]
+    # Consent on 2025-06-01: disconnected that day, so reassigned since; a day later, not.
+    june_2025 = (dt.date(2025, 6, 1) - dt.date(1970, 1, 1)).days
+    assert verdicts(before_edge, june_2025)[2] == pb.SUPPRESSED
+    assert verdicts(before_edge, june_2025 + 1)[2] == pb.ALLOWED
+    answer = check(server, decide_at_ms=before_edge, consent_day=june_2025 - 2000)
+    assert named(answer.rules[2], list(answer.rule_names)) == {"reassigned.no_data"}
+
+    # A dated file with a bad row on SIGHUP: refused with its line, the old lists stay.
+    ebr.write_text(f"number,date\n+{NY_ON_REGISTRY},2025-05-31\n+{NY_CONSENTED},someday\n")
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "policy reload refused" in server.log(), 10, "the refused reload")
+    assert "ebr.csv line 3: 'someday' is not a date" in server.log()
+    assert verdicts(before_edge)[:2] == [pb.ALLOWED, pb.SUPPRESSED]
