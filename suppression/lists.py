@@ -401,6 +401,22 @@ class SuppressionLists:
             )
             return new_version
 
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Add attempts that the view's version already covers (read back after a snapshot).
+
+        The version stays: only for a replica that is not answering yet, whose
+        snapshot lacked attempts that its version includes.
+        """
+        with self._lock:
+            base = self._view
+            self._view = self._make_view(
+                base.version,
+                dict(base.bitmaps),
+                dict(base.infos),
+                base.position,
+                base.attempts.with_attempts(attempts),
+            )
+
     def replace(self, view: ListView) -> None:
         """Swap in a whole new state (a freshly loaded snapshot).
 

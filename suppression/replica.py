@@ -211,6 +211,8 @@ class Replica:
                 key=self.snapshot_key,
             )
         self._follower = follower
+        if loaded.snapshot_created_at is not None and loaded.lists.version.ms:
+            self._backfill_attempts(options, loaded.lists)
         started = time.monotonic()
         follower.start()
         if follower.wait_caught_up(options.max_staleness):
@@ -229,6 +231,32 @@ class Replica:
             )
         if self._snapshotter is not None:
             self._snapshotter.start()
+
+    def _backfill_attempts(self, options: ChangeLogOptions, lists: SuppressionLists) -> None:
+        """Read back the attempts the snapshot lacks (see :mod:`suppression.changelog.backfill`)."""
+        from suppression.changelog.backfill import attempts_before
+        from suppression.policy.attempts import ATTEMPT_RETENTION
+        from suppression.redisconn import connect, redis_errors
+
+        try:
+            with redis_errors("reading back attempts"):
+                found = attempts_before(
+                    connect(options.redis_url), options.stream, lists.version, ATTEMPT_RETENTION
+                )
+        except ChangeLogError as exc:
+            logger.warning("attempts before the snapshot were not read back: %s", exc)
+            return
+        if found.attempts:
+            lists.add_attempts(found.attempts)
+        if found.complete:
+            logger.info("read back %d attempts the snapshot does not hold", len(found.attempts))
+        else:
+            logger.warning(
+                "read back %d attempts, but the change log was trimmed inside the last %d days: "
+                "attempt caps count fewer attempts than were made until that window passes",
+                len(found.attempts),
+                ATTEMPT_RETENTION // 86_400,
+            )
 
     def _save_after_loss(self) -> None:
         """The log lost changes this replica may hold: save them as a snapshot to reseed from."""

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from suppression.policy.store import PolicyStore
+from suppression.snapshot import find_newest, read_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import wait_for
 from tests.integration.live_replicas import Replica, ReplicaFactory, start_replica_fixture
@@ -138,3 +139,37 @@ def test_record_attempts_refuses_bad_input_and_writes_nothing(
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert reason in str(refused.value.details())
     assert replica.lists.version == before
+
+
+def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
+    tmp_path: Path, start_replica: ReplicaFactory
+) -> None:
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(POLICIES)
+    data = tmp_path / "data"
+    first = start_replica(data, snapshot_interval=0.2, policies=PolicyStore(policy_file))
+    first.stub.Suppress(
+        pb.SuppressRequest(
+            e164=[ON_REGISTRY], list="registry", source="registry", create_list=True
+        ),
+        timeout=10,
+    )
+    first.stub.RecordAttempts(
+        pb.RecordAttemptsRequest(
+            e164=[CALLED_TWICE, CALLED_TWICE, CALLED_ONCE],
+            times_ms=[(T - 1800) * 1000, (T - 600) * 1000, (T - 60) * 1000],
+            calling_lines=["sim-1"],
+        ),
+        timeout=10,
+    )
+    version = first.lists.version
+
+    def snapshot_at_version() -> bool:
+        newest = find_newest(data)
+        return newest is not None and read_snapshot(newest).version == version
+
+    wait_for(snapshot_at_version, 10, "a snapshot after the attempts")
+    second = start_replica(data, policies=PolicyStore(policy_file))
+    assert len(second.lists.view.attempts) == 3  # none of them came after its snapshot
+    assert answers(second) == answers(first)
+    assert answers(second, "sim-1") == answers(first, "sim-1")
