@@ -204,3 +204,20 @@ def test_dated_lists_lift_for_a_while_and_answer_reassignment(
     wait_for(lambda: "policy reload refused" in server.log(), 10, "the refused reload")
     assert "ebr.csv line 3: 'someday' is not a date" in server.log()
     assert verdicts(before_edge)[:2] == [pb.ALLOWED, pb.SUPPRESSED]
+
+
+def test_a_worker_pool_forwards_sighup_to_every_worker(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(POLICIES.format(version="w1", start="08:00"))
+    server = serve_subprocess(
+        *write_lists(tmp_path), "--policy-file", str(policy_file), "--workers", "2"
+    )
+    server.wait_serving()
+    policy_file.write_text(POLICIES.format(version="w2", start="08:00"))
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: server.log().count("policies reloaded") >= 2, 15, "both workers to reload")
+    # New connections land on either worker: every answer is the new version.
+    assert {check(server).policy_version for _ in range(20)} == {"w2"}
+    assert server.process.poll() is None
