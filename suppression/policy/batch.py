@@ -22,7 +22,7 @@ from suppression.checker import CheckOutcome, Verdict, lookup_batch
 from suppression.e164 import Normalizer
 from suppression.errors import InvalidRequestError, NotReadyError
 from suppression.lists import ListKind, ListView
-from suppression.policy.attempts import AttemptLog
+from suppression.policy.attempts import MAX_TIME, AttemptLog
 from suppression.policy.dated import DatedList
 from suppression.policy.decide import decide
 from suppression.policy.model import PolicySet
@@ -148,6 +148,10 @@ def check_with_policy(
             f"{policy.reassigned.list_name!r}, which this replica does not hold; load it"
         )
     at = request.at_ms // 1000 if request.at_ms else int(time.time() if now is None else now)
+    if not 0 < at <= MAX_TIME:
+        raise InvalidRequestError(
+            f"decide_at_ms {request.at_ms} is not a time from 1970 to 2106 in milliseconds"
+        )
     decision = decide(
         policy,
         found.values,

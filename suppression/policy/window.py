@@ -21,14 +21,13 @@ import bisect
 import datetime as dt
 import functools
 import zoneinfo
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from suppression.policy.model import WindowRule
 
-__all__ = ["DAY", "day_of", "earliest_one", "earliest_open", "is_open", "pairs_for", "schedule"]
+__all__ = ["DAY", "day_of", "earliest_one", "earliest_open", "is_open", "schedule"]
 
 DAY = 86_400
 HORIZON_DAYS = 9
@@ -181,8 +180,3 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
 def day_of(instant: int, zone_name: str) -> int:
     """The local date of an instant in a zone, as days since 1970-01-01."""
     return (dt.datetime.fromtimestamp(instant, _zone(zone_name)).date() - _EPOCH).days
-
-
-def pairs_for(zones: Sequence[str], rules: Sequence[WindowRule]) -> Pairs:
-    """The (zone, rule) pairs of a number, sorted so that equal sets share a cache entry."""
-    return tuple(sorted(set(zip(zones, rules, strict=True)), key=lambda p: p[0]))

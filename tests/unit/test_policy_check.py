@@ -155,3 +155,10 @@ def test_suppression_check_refuses_a_time_without_offset(
     )  # fmt: skip
     assert code == 2
     assert "has no UTC offset" in capsys.readouterr().err
+
+
+def test_a_time_out_of_range_is_refused(stub: pb_grpc.SuppressionStub) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Check(pb.CheckRequest(e164=[ON_REGISTRY], decide_at_ms=2**63))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not a time from 1970 to 2106" in str(refused.value.details())
