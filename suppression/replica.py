@@ -15,6 +15,7 @@ Build it from explicit options, call :meth:`Replica.start`, then ask it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ class Replica:
         self._snapshotter: Snapshotter | None = None
         self._loaded: LoadedData | None = None
         self._policies = policies
+        self._stopping = threading.Event()
 
     # -- life cycle -----------------------------------------------------------
 
@@ -212,7 +214,13 @@ class Replica:
             )
         self._follower = follower
         if loaded.snapshot_created_at is not None and loaded.lists.version.ms:
-            self._backfill_attempts(options, loaded.lists)
+            # Beside the follower, not before it: an unreachable Redis must not delay serving.
+            threading.Thread(
+                target=self._backfill_attempts,
+                args=(options, loaded.lists, loaded.lists.version),
+                name="attempts-backfill",
+                daemon=True,
+            ).start()
         started = time.monotonic()
         follower.start()
         if follower.wait_caught_up(options.max_staleness):
@@ -232,19 +240,34 @@ class Replica:
         if self._snapshotter is not None:
             self._snapshotter.start()
 
-    def _backfill_attempts(self, options: ChangeLogOptions, lists: SuppressionLists) -> None:
-        """Read back the attempts the snapshot lacks (see :mod:`suppression.changelog.backfill`)."""
+    def _backfill_attempts(
+        self, options: ChangeLogOptions, lists: SuppressionLists, version: Version
+    ) -> None:
+        """Read back the attempts the snapshot lacks (see :mod:`suppression.changelog.backfill`).
+
+        Retried every second until Redis answers or the replica stops; until then
+        its caps count only the attempts applied since the snapshot.
+        """
         from suppression.changelog.backfill import attempts_before
         from suppression.policy.attempts import ATTEMPT_RETENTION
         from suppression.redisconn import connect, redis_errors
 
-        try:
-            with redis_errors("reading back attempts"):
-                found = attempts_before(
-                    connect(options.redis_url), options.stream, lists.version, ATTEMPT_RETENTION
-                )
-        except ChangeLogError as exc:
-            logger.warning("attempts before the snapshot were not read back: %s", exc)
+        said = False
+        while not self._stopping.is_set():
+            try:
+                with redis_errors("reading back attempts"):
+                    found = attempts_before(
+                        connect(options.redis_url), options.stream, version, ATTEMPT_RETENTION
+                    )
+                break
+            except ChangeLogError:
+                if not said:
+                    logger.warning(
+                        "attempts before the snapshot are read back once the change log answers"
+                    )
+                    said = True
+                self._stopping.wait(1.0)
+        else:
             return
         if found.attempts:
             lists.add_attempts(found.attempts)
@@ -267,6 +290,7 @@ class Replica:
 
     def stop(self) -> None:
         """Stop following; write a last snapshot if one is due."""
+        self._stopping.set()
         if self._follower is not None:
             self._follower.stop()
         if self._snapshotter is not None:
