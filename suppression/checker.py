@@ -15,6 +15,7 @@ import contextvars
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,17 @@ from suppression.e164 import InvalidReason, Normalizer, e164_reason, e164_reason
 from suppression.errors import InvalidRequestError
 from suppression.lists import ListView, Version
 
-__all__ = ["CheckOutcome", "Verdict", "check_batch", "pausing_between_slices"]
+if TYPE_CHECKING:
+    from suppression.policy.batch import PolicyAnswer
+
+__all__ = [
+    "BatchLookup",
+    "CheckOutcome",
+    "Verdict",
+    "check_batch",
+    "lookup_batch",
+    "pausing_between_slices",
+]
 
 _VECTOR_THRESHOLD = 32
 """Below this many numbers numpy's per-call overhead outweighs its speed."""
@@ -64,6 +75,8 @@ class Verdict(enum.IntEnum):
     ALLOWED = 1
     SUPPRESSED = 2
     INVALID = 3
+    DEFERRED = 4
+    """Only under a pre-dial policy (:mod:`suppression.policy`): not now, later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,8 @@ class CheckOutcome:
     hits_per_list: tuple[int, ...]
     """Suppressed numbers per checked list, parallel to ``list_names``."""
     failed_closed: bool = False
+    policy: PolicyAnswer | None = None
+    """Under a pre-dial policy: the policy, the rules, exemptions and earliest times."""
 
 
 def check_batch(
@@ -119,13 +134,67 @@ def check_batch(
         raise InvalidRequestError("text numbers need a normalizer")
     if total < _VECTOR_THRESHOLD:
         return _check_small(view, e164, texts, region, lists, normalizer, fail_closed)
+    found = lookup_batch(view, e164, texts, region, lists, normalizer, fail_closed=fail_closed)
+    masks, invalid = found.masks, found.invalid
+    suppressed = ~invalid if fail_closed else masks != 0
+    verdicts = np.full(total, Verdict.ALLOWED, dtype=np.int32)
+    verdicts[suppressed] = Verdict.SUPPRESSED
+    verdicts[invalid] = Verdict.INVALID
+    counts = np.bincount(verdicts, minlength=len(Verdict) + 1)
+    one = np.uint64(1)
+    return CheckOutcome(
+        verdicts=verdicts.tolist(),
+        masks=masks.tolist(),
+        list_names=found.list_names,
+        invalid_reasons=found.invalid_reasons,
+        normalized=found.normalized,
+        version=view.version,
+        verdict_counts={verdict: int(counts[verdict]) for verdict in Verdict},
+        hits_per_list=tuple(
+            int(np.count_nonzero((masks >> np.uint64(bit)) & one))
+            for bit in range(len(found.list_names))
+        ),
+        failed_closed=fail_closed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLookup:
+    """A batch validated and looked up, as arrays: what a decision starts from."""
+
+    values: npt.NDArray[np.uint64]
+    """E.164 integers, ``e164`` then the normalized texts; 0 where invalid."""
+    invalid: npt.NDArray[np.bool_]
+    masks: npt.NDArray[np.uint64]
+    """Bit j: on ``list_names[j]``; zero when failing closed."""
+    list_names: tuple[str, ...]
+    invalid_reasons: dict[int, int]
+    normalized: list[int]
+
+
+def lookup_batch(
+    view: ListView,
+    e164: Sequence[int],
+    texts: Sequence[str] = (),
+    region: str = "",
+    lists: Sequence[str] = (),
+    normalizer: Normalizer | None = None,
+    *,
+    fail_closed: bool = False,
+) -> BatchLookup:
+    """Validate, normalize and look up a batch, with numpy whatever its size.
+
+    The vector half of :func:`check_batch`, for callers that decide further on
+    arrays (a pre-dial policy); sizes and the normalizer are checked there.
+    """
     # np.array reads protobuf's repeated field in bulk; fromiter costs ~50x more.
     values = np.array(e164, dtype=np.uint64)
     reasons = e164_reasons(values)
     normalized: list[int] = []
     pause = _PAUSE.get()
     if texts:
-        assert normalizer is not None
+        if normalizer is None:
+            raise InvalidRequestError("text numbers need a normalizer")
         text_values, text_reasons = _normalize(normalizer, texts, region, pause)
         normalized = text_values.tolist()
         values = np.concatenate([values, text_values])
@@ -134,29 +203,17 @@ def check_batch(
     values[invalid] = 0
     if fail_closed:
         names, _ = view.select(lists)
-        masks = np.zeros(total, dtype=np.uint64)
-        suppressed = ~invalid
+        masks = np.zeros(len(values), dtype=np.uint64)
     else:
         names, masks = _lookup(view, values, lists, pause)
-        suppressed = masks != 0
-    verdicts = np.full(total, Verdict.ALLOWED, dtype=np.int32)
-    verdicts[suppressed] = Verdict.SUPPRESSED
-    verdicts[invalid] = Verdict.INVALID
     invalid_at = np.flatnonzero(invalid)
-    found = np.bincount(verdicts, minlength=len(Verdict) + 1)
-    one = np.uint64(1)
-    return CheckOutcome(
-        verdicts=verdicts.tolist(),
-        masks=masks.tolist(),
+    return BatchLookup(
+        values=values,
+        invalid=invalid,
+        masks=masks,
         list_names=names,
         invalid_reasons=dict(zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)),
         normalized=normalized,
-        version=view.version,
-        verdict_counts={verdict: int(found[verdict]) for verdict in Verdict},
-        hits_per_list=tuple(
-            int(np.count_nonzero((masks >> np.uint64(bit)) & one)) for bit in range(len(names))
-        ),
-        failed_closed=fail_closed,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.explaincli import add_commands, run_evidence, run_explain
 from suppression.logs import configure_logging, report_error, requested_format
+from suppression.policy.batch import PolicyRequest
+from suppression.policy.store import open_store
 from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, run_scrub
 from suppression.server import serve
@@ -146,7 +149,14 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         region = validate_region(settings.region)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    policy_request = _policy_request(settings)
     if settings.target:
+        if settings.policy_file is not None or policy_request.given:
+            raise ConfigError(
+                "--policy-file, --policy, --decide-at, --consent-date and --calling-line work "
+                "with a local check (--data-dir or --list); a server with --policy-file decides "
+                "under its default policy"
+            )
         result = _check_remote(settings, numbers, region)
         verdicts: list[int] = [int(v) for v in result.verdicts]
         rows = _rows(
@@ -164,9 +174,12 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
                 "check needs --target HOST[:PORT] to ask a running server, or --data-dir DIR "
                 "or --list NAME=FILE to check locally"
             )
-        replica = Replica(DataSource.from_settings(settings))
+        policies = open_store(settings.policy_file, settings.dated_list, settings.region)
+        replica = Replica(DataSource.from_settings(settings), policies=policies)
         replica.start()
-        outcome, _ = replica.check((), numbers, region, settings.lists, Normalizer())
+        outcome, _ = replica.check(
+            (), numbers, region, settings.lists, Normalizer(), policy=policy_request
+        )
         verdicts = outcome.verdicts
         rows = _outcome_rows(numbers, outcome)
         version, stale = str(outcome.version), False
@@ -176,6 +189,32 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         _print_table(rows, version, stale, settings.target[0] if settings.target else "local")
     blocked = any(v != Verdict.ALLOWED for v in verdicts)
     return EXIT_SOME_BLOCKED if blocked else EXIT_ALL_ALLOWED
+
+
+def _policy_request(settings: Settings) -> PolicyRequest:
+    """The policy options of ``check`` as a request; refused with the reason if malformed."""
+    at_ms = 0
+    if settings.decide_at:
+        try:
+            moment = dt.datetime.fromisoformat(settings.decide_at)
+        except ValueError as exc:
+            raise ConfigError(f"--decide-at {settings.decide_at!r}: {exc}") from exc
+        if moment.tzinfo is None:
+            raise ConfigError(
+                f"--decide-at {settings.decide_at!r} has no UTC offset: add one, such as "
+                "2026-11-26T09:00-05:00 or 2026-11-26T14:00Z"
+            )
+        at_ms = int(moment.timestamp() * 1000)
+    consent_day = 0
+    if settings.consent_date:
+        try:
+            day = dt.date.fromisoformat(settings.consent_date)
+        except ValueError as exc:
+            raise ConfigError(f"--consent-date {settings.consent_date!r}: {exc}") from exc
+        consent_day = (day - dt.date(1970, 1, 1)).days
+    return PolicyRequest(
+        settings.policy, at_ms, consent_day=consent_day, calling_line=settings.calling_line
+    )
 
 
 def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> CheckResult:
@@ -217,7 +256,7 @@ def _rows(
 
 
 def _outcome_rows(numbers: Sequence[str], outcome: CheckOutcome) -> list[dict[str, object]]:
-    return _rows(
+    rows = _rows(
         numbers,
         outcome.verdicts,
         outcome.masks,
@@ -225,9 +264,24 @@ def _outcome_rows(numbers: Sequence[str], outcome: CheckOutcome) -> list[dict[st
         outcome.invalid_reasons,
         outcome.normalized,
     )
+    answer = outcome.policy
+    if answer is not None:
+        for index, row in enumerate(rows):
+            row["policy"] = answer.policy
+            row["rules"] = _names(answer.rules[index], answer.rule_names)
+            row["exemptions"] = _names(answer.exemptions[index], answer.exemption_names)
+            earliest = answer.earliest_ms[index]
+            row["earliest"] = (
+                dt.datetime.fromtimestamp(earliest / 1000, dt.UTC).isoformat() if earliest else ""
+            )
+    return rows
 
 
-_STYLES = {"ALLOWED": "green", "SUPPRESSED": "bold red", "INVALID": "yellow"}
+def _names(mask: int, names: Sequence[str]) -> list[str]:
+    return [name for bit, name in enumerate(names) if mask >> bit & 1]
+
+
+_STYLES = {"ALLOWED": "green", "SUPPRESSED": "bold red", "INVALID": "yellow", "DEFERRED": "cyan"}
 
 
 def _print_table(rows: list[dict[str, object]], version: str, stale: bool, source: str) -> None:
@@ -238,6 +292,13 @@ def _print_table(rows: list[dict[str, object]], version: str, stale: bool, sourc
         verdict = str(row["verdict"])
         matched = cast(list[str], row["lists"])
         detail = ", ".join(matched) if matched else str(row["reason"]).lower()
+        if "rules" in row:
+            rules = cast(list[str], row["rules"])
+            detail = ", ".join(rules) or detail
+            if row["earliest"]:
+                detail += f" until {row['earliest']}"
+            if row["exemptions"]:
+                detail += f" (exempt: {', '.join(cast(list[str], row['exemptions']))})"
         table.add_row(
             str(row["input"]), str(row["e164"]), f"[{_STYLES[verdict]}]{verdict}[/]", detail
         )

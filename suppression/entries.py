@@ -8,6 +8,7 @@ producer and consumer cannot disagree on what a valid entry is.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -30,10 +31,12 @@ from suppression.lists import Change, ListKind, Op
 __all__ = [
     "CONSENT_SOURCE",
     "FORMAT_VERSION",
+    "MAX_LINE",
     "MAX_NUMBERS_PER_ENTRY",
     "MAX_RANGE_SIZE",
     "Entry",
     "InvalidEntryError",
+    "attempt_entries",
     "check_consent",
     "decode_entry",
     "encode_entry",
@@ -86,6 +89,10 @@ class Entry:
     evidence: str = ""
     timestamp_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     producer: str = ""
+    times: tuple[int, ...] = ()
+    """ATTEMPTS: each attempt's time in UTC seconds, parallel to ``numbers``."""
+    lines: tuple[str, ...] = ()
+    """ATTEMPTS: each attempt's calling line ("" for none), parallel to ``numbers``."""
 
     @property
     def count(self) -> int:
@@ -101,7 +108,14 @@ class Entry:
             kind: the list's actual kind, if it exists; wins over the entry's.
         """
         return Change(
-            self.op, self.list_name, self.numbers, self.first, self.last, kind or self.kind
+            self.op,
+            self.list_name,
+            self.numbers,
+            self.first,
+            self.last,
+            kind or self.kind,
+            self.times,
+            self.lines,
         )
 
     def describe(self) -> str:
@@ -112,6 +126,8 @@ class Entry:
             shown = ", ".join(mask_number(n) for n in self.numbers[:3])
             more = f" and {len(self.numbers) - 3:,} more" if len(self.numbers) > 3 else ""
             what = shown + more
+        if self.op is Op.ATTEMPTS:
+            return f"{len(self.numbers):,} attempts to {what} (source {self.source})"
         return f"{self.op} {what} on {self.list_name} (source {self.source})"
 
 
@@ -159,6 +175,9 @@ def validate_entry(entry: Entry, list_kind: ListKind | None = None) -> None:
         ConsentRequiredError: it would remove numbers from an opt-out list
             without consent evidence.
     """
+    if entry.op is Op.ATTEMPTS:
+        _validate_attempts(entry)
+        return
     if not _LIST_NAME.match(entry.list_name):
         raise InvalidEntryError(
             f"list name {entry.list_name!r} must be 1-64 letters, digits or '_.:-', "
@@ -205,6 +224,68 @@ def validate_entries(entries: Sequence[Entry], kinds: Mapping[str, ListKind]) ->
         if current is not None or entry.op in (Op.ADD, Op.ADD_RANGE):
             # As plan_batch does: an entry can make its list stricter, never looser.
             known[entry.list_name] = strictest(current, entry.kind)
+
+
+MAX_LINE = 64
+"""Characters of a calling line (caller ID, SIM or trunk name)."""
+_MAX_ATTEMPT_TIME = 2**32 - 1
+
+
+def _validate_attempts(entry: Entry) -> None:
+    """An ATTEMPTS entry: numbers, times and lines parallel; no list, no range."""
+    if entry.list_name or entry.first or entry.last != -1:
+        raise InvalidEntryError("an attempts entry names no list and no range")
+    if not _SOURCE.match(entry.source):
+        raise InvalidEntryError(f"source {entry.source!r} must be a lower-case word")
+    if len(entry.actor) > _MAX_TEXT or len(entry.evidence) > _MAX_TEXT:
+        raise InvalidEntryError(f"actor and evidence may hold at most {_MAX_TEXT} characters")
+    _validate_numbers(entry)
+    if len(entry.times) != len(entry.numbers) or len(entry.lines) != len(entry.numbers):
+        raise InvalidEntryError(
+            f"an attempts entry needs one time and one line per number ({len(entry.numbers):,} "
+            f"numbers, {len(entry.times):,} times, {len(entry.lines):,} lines)"
+        )
+    if min(entry.times) < 0 or max(entry.times) > _MAX_ATTEMPT_TIME:
+        raise InvalidEntryError("attempt times must be UTC seconds from 1970 to 2106")
+    for line in set(entry.lines):
+        if len(line) > MAX_LINE or not line.isprintable():
+            raise InvalidEntryError(
+                f"calling line {line[:MAX_LINE]!r}... must be at most {MAX_LINE} printable "
+                "characters"
+            )
+
+
+def attempt_entries(
+    numbers: Sequence[int],
+    times: Sequence[int],
+    lines: Sequence[str],
+    *,
+    source: str = "dialer",
+    actor: str = "",
+) -> list[Entry]:
+    """The ATTEMPTS entries that record dial attempts, split to entries of bounded size.
+
+    Args:
+        numbers: the called numbers, validated E.164 integers.
+        times: when each attempt was made, UTC seconds.
+        lines: each attempt's calling line ("" for none).
+        source: who reports them.
+        actor: the caller's identity.
+    """
+    size = MAX_NUMBERS_PER_ENTRY
+    return [
+        Entry(
+            Op.ATTEMPTS,
+            "",
+            ListKind.CAMPAIGN,
+            source,
+            tuple(numbers[i : i + size]),
+            actor=actor,
+            times=tuple(times[i : i + size]),
+            lines=tuple(lines[i : i + size]),
+        )
+        for i in range(0, len(numbers), size)
+    ]
 
 
 def _validate_range(entry: Entry) -> None:
@@ -265,7 +346,12 @@ def encode_entry(entry: Entry) -> dict[str, str]:
         "list": entry.list_name,
         "kind": str(entry.kind),
     }
-    if entry.op in _RANGE_OPS:
+    if entry.op is Op.ATTEMPTS:
+        del fields["list"]
+        fields["numbers"] = ",".join(map(str, entry.numbers))
+        fields["times"] = ",".join(map(str, entry.times))
+        fields["lines"] = json.dumps(list(entry.lines), ensure_ascii=False)
+    elif entry.op in _RANGE_OPS:
         fields["first"] = str(entry.first)
         fields["last"] = str(entry.last)
     else:
@@ -308,6 +394,8 @@ def decode_entry(
         kind = ListKind(fields.get("kind") or ListKind.OPT_OUT)
     except ValueError as exc:
         raise InvalidEntryError(str(exc)) from exc
+    if op is Op.ATTEMPTS:
+        return _decode_attempts(fields)
     try:
         timestamp_ms = int(fields.get("ts") or 0)
         if op in _RANGE_OPS:
@@ -332,6 +420,33 @@ def decode_entry(
         producer=fields.get("producer", ""),
     )
     validate_entry(entry, list_kind)
+    return entry
+
+
+def _decode_attempts(fields: Mapping[str, str]) -> Entry:
+    try:
+        numbers = _parse_numbers(_required(fields, "numbers"))
+        times = tuple(int(t) for t in _required(fields, "times").split(","))
+        lines = json.loads(_required(fields, "lines"))
+        timestamp_ms = int(fields.get("ts") or 0)
+    except (ValueError, TypeError) as exc:
+        raise InvalidEntryError(f"malformed attempts entry: {exc}") from exc
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        raise InvalidEntryError("an attempts entry's lines must be a JSON list of strings")
+    entry = Entry(
+        op=Op.ATTEMPTS,
+        list_name="",
+        kind=ListKind.CAMPAIGN,
+        source=_required(fields, "source"),
+        numbers=numbers,
+        actor=fields.get("actor", ""),
+        evidence=fields.get("evidence", ""),
+        timestamp_ms=timestamp_ms,
+        producer=fields.get("producer", ""),
+        times=times,
+        lines=tuple(lines),
+    )
+    validate_entry(entry)
     return entry
 
 

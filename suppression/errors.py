@@ -2,6 +2,7 @@
 
     SuppressionError
     ├── ConfigError            bad settings or command-line input
+    │   └── PolicyError        a policy file that does not parse or breaks a rule
     ├── UnknownListError       a request names a list that does not exist
     ├── InvalidRequestError    a request is malformed (batch too big, bad region)
     ├── InvalidInputError      a region code, number block or version that does not parse
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidRequestError",
     "NotReadyError",
     "NumberFileError",
+    "PolicyError",
     "SnapshotError",
     "SuppressionError",
     "UnknownListError",
@@ -48,6 +50,10 @@ class SuppressionError(Exception):
 
 class ConfigError(SuppressionError):
     """Settings or command-line input that cannot work."""
+
+
+class PolicyError(ConfigError):
+    """A policy file that does not parse, or breaks a rule (its message names the line)."""
 
 
 class UnknownListError(SuppressionError):

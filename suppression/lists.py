@@ -30,8 +30,10 @@ from suppression.errors import (
     UnknownListError,
     VersionError,
 )
+from suppression.policy.attempts import ATTEMPT_RETENTION, Attempt, AttemptLog
 
 __all__ = [
+    "LIST_OPS",
     "MAX_LISTS_PER_CHECK",
     "Change",
     "ListInfo",
@@ -43,6 +45,8 @@ __all__ = [
     "Version",
     "check_kind_change",
 ]
+
+EMPTY_ATTEMPTS = AttemptLog(ATTEMPT_RETENTION)
 
 MAX_LISTS_PER_CHECK = 64
 """A check's matched-list bitmask is one uint64 per number."""
@@ -155,6 +159,12 @@ class Op(enum.StrEnum):
     REMOVE = "remove"
     ADD_RANGE = "add_range"
     REMOVE_RANGE = "remove_range"
+    ATTEMPTS = "attempts"
+    """Dial attempts (numbers, times, calling lines) for policy caps; no list."""
+
+
+LIST_OPS = (Op.ADD, Op.REMOVE, Op.ADD_RANGE, Op.REMOVE_RANGE)
+"""The operations on a list (all but ATTEMPTS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +183,10 @@ class Change:
     first: int = 0
     last: int = -1
     kind: ListKind = ListKind.OPT_OUT
+    times: Sequence[int] = ()
+    """ATTEMPTS: each attempt's time, UTC seconds, parallel to ``numbers``."""
+    lines: Sequence[str] = ()
+    """ATTEMPTS: each attempt's calling line ("" for none), parallel to ``numbers``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +199,8 @@ class ListView:
     default_lists: tuple[str, ...]
     position: LogPosition = LogPosition()
     """Where this data stands in the change log (see :class:`LogPosition`)."""
+    attempts: AttemptLog = EMPTY_ATTEMPTS
+    """Dial attempts from the change log, for policy caps; versioned with the lists."""
     _sizes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def list_bytes(self, name: str) -> int:
@@ -256,6 +272,7 @@ class _Draft:
     infos: dict[str, ListInfo] = field(default_factory=dict)
     copied: set[str] = field(default_factory=set)
     reshaped: set[str] = field(default_factory=set)
+    attempts: list[Attempt] = field(default_factory=list)
 
     def writable(self, name: str, kind: ListKind, create: bool) -> BitMap64 | None:
         if name in self.copied:
@@ -319,6 +336,7 @@ class SuppressionLists:
         bitmaps: dict[str, BitMap64],
         infos: dict[str, ListInfo],
         position: LogPosition,
+        attempts: AttemptLog = EMPTY_ATTEMPTS,
     ) -> ListView:
         if self._fixed_defaults is None:
             defaults = tuple(sorted(bitmaps))
@@ -330,7 +348,7 @@ class SuppressionLists:
                     f"default list(s) {', '.join(missing)} do not exist; "
                     f"known lists: {', '.join(sorted(bitmaps)) or 'none'}"
                 )
-        return ListView(version, bitmaps, infos, defaults, position)
+        return ListView(version, bitmaps, infos, defaults, position, attempts)
 
     @property
     def view(self) -> ListView:
@@ -375,9 +393,29 @@ class SuppressionLists:
             for name in draft.reshaped:
                 draft.bitmaps[name].run_optimize()
             self._view = self._make_view(
-                new_version, draft.bitmaps, draft.infos, position or base.position
+                new_version,
+                draft.bitmaps,
+                draft.infos,
+                position or base.position,
+                base.attempts.with_attempts(draft.attempts),
             )
             return new_version
+
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Add attempts that the view's version already covers (read back after a snapshot).
+
+        The version stays: only for a replica that is not answering yet, whose
+        snapshot lacked attempts that its version includes.
+        """
+        with self._lock:
+            base = self._view
+            self._view = self._make_view(
+                base.version,
+                dict(base.bitmaps),
+                dict(base.infos),
+                base.position,
+                base.attempts.with_attempts(attempts),
+            )
 
     def replace(self, view: ListView) -> None:
         """Swap in a whole new state (a freshly loaded snapshot).
@@ -390,8 +428,10 @@ class SuppressionLists:
             for name, info in view.infos.items():
                 current = self._view.infos.get(name)
                 check_kind_change(name, current.kind if current is not None else None, info.kind)
+            # Snapshots hold no attempts: keep the ones this process has applied.
+            attempts = view.attempts if len(view.attempts) else self._view.attempts
             self._view = self._make_view(
-                view.version, dict(view.bitmaps), dict(view.infos), view.position
+                view.version, dict(view.bitmaps), dict(view.infos), view.position, attempts
             )
 
 
@@ -400,6 +440,12 @@ _BULK = 4096
 
 
 def _apply_one(draft: _Draft, change: Change) -> None:
+    if change.op is Op.ATTEMPTS:
+        draft.attempts.extend(
+            Attempt(number, line, at)
+            for number, line, at in zip(change.numbers, change.lines, change.times, strict=True)
+        )
+        return
     creating = change.op in (Op.ADD, Op.ADD_RANGE)
     bitmap = draft.writable(change.list_name, change.kind, create=creating)
     if bitmap is None:  # removing from a list that does not exist is a no-op

@@ -14,7 +14,9 @@ Build it from explicit options, call :meth:`Replica.start`, then ask it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,8 +26,14 @@ from typing import TYPE_CHECKING
 from suppression.checker import CheckOutcome, check_batch
 from suppression.datasource import DataSource, LoadedData, load_lists
 from suppression.e164 import Normalizer, NumberBlock
-from suppression.entries import entries_for
-from suppression.errors import ChangeLogError, InvalidEntryError, NotReadyError, UnknownListError
+from suppression.entries import attempt_entries, entries_for
+from suppression.errors import (
+    ChangeLogError,
+    InvalidEntryError,
+    InvalidRequestError,
+    NotReadyError,
+    UnknownListError,
+)
 from suppression.freshness import Freshness
 from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, SuppressionLists, Version
 from suppression.snapshotkey import SnapshotKey
@@ -36,6 +44,8 @@ if TYPE_CHECKING:
     from suppression.archive import ArchiveOptions, ArchiveReader, ChangeArchive
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
     from suppression.explain import Explanation
+    from suppression.policy.batch import PolicyRequest
+    from suppression.policy.store import PolicyStore, Reload
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
     from suppression.writer import ChangeLogWriter
@@ -150,6 +160,7 @@ class Replica:
         snapshots: SnapshotOptions | None = None,
         *,
         producer: str = "suppression",
+        policies: PolicyStore | None = None,
     ) -> None:
         """Describe a replica; nothing is read or connected until :meth:`start`.
 
@@ -161,6 +172,8 @@ class Replica:
             snapshots: write periodic snapshots into the data source's
                 directory (only with a change log and a data directory).
             producer: the program name written into each entry this replica writes.
+            policies: the pre-dial policies (``--policy-file``); with them every
+                check is decided under a policy, the default one if it names none.
         """
         self._data = data
         self._change_log = change_log
@@ -176,6 +189,8 @@ class Replica:
         self._archive_reader: ArchiveReader | None = None
         self._as_of: tuple[Version, ListView] | None = None
         self._loaded: LoadedData | None = None
+        self._policies = policies
+        self._stopping = threading.Event()
 
     # -- life cycle -----------------------------------------------------------
 
@@ -249,6 +264,14 @@ class Replica:
                 key=self.snapshot_key,
             )
         self._follower = follower
+        if loaded.snapshot_created_at is not None and loaded.lists.version.ms:
+            # Beside the follower, not before it: an unreachable Redis must not delay serving.
+            threading.Thread(
+                target=self._backfill_attempts,
+                args=(options, loaded.lists, loaded.lists.version),
+                name="attempts-backfill",
+                daemon=True,
+            ).start()
         started = time.monotonic()
         follower.start()
         if follower.wait_caught_up(options.max_staleness):
@@ -378,6 +401,50 @@ class Replica:
             visible=visible,
         )
 
+    def _backfill_attempts(
+        self, options: ChangeLogOptions, lists: SuppressionLists, version: Version
+    ) -> None:
+        """Read back the attempts the snapshot lacks (see :mod:`suppression.changelog.backfill`).
+
+        Retried every second until Redis answers or the replica stops; until then
+        its caps count only the attempts applied since the snapshot.
+        """
+        from suppression.changelog.backfill import attempts_before
+        from suppression.policy.attempts import ATTEMPT_RETENTION
+        from suppression.redisconn import redis_errors
+
+        said = False
+        while not self._stopping.is_set():
+            try:
+                with redis_errors("reading back attempts"):
+                    found = attempts_before(
+                        options.connect(socket_timeout=30.0),
+                        options.stream,
+                        version,
+                        ATTEMPT_RETENTION,
+                    )
+                break
+            except ChangeLogError:
+                if not said:
+                    logger.warning(
+                        "attempts before the snapshot are read back once the change log answers"
+                    )
+                    said = True
+                self._stopping.wait(1.0)
+        else:
+            return
+        if found.attempts:
+            lists.add_attempts(found.attempts)
+        if found.complete:
+            logger.info("read back %d attempts the snapshot does not hold", len(found.attempts))
+        else:
+            logger.warning(
+                "read back %d attempts, but the change log was trimmed inside the last %d days: "
+                "attempt caps count fewer attempts than were made until that window passes",
+                len(found.attempts),
+                ATTEMPT_RETENTION // 86_400,
+            )
+
     def _save_after_loss(self) -> None:
         """The log lost changes this replica may hold: save them as a snapshot to reseed from."""
         if self._snapshotter is not None:
@@ -387,6 +454,7 @@ class Replica:
 
     def stop(self) -> None:
         """Stop following; write a last snapshot if one is due."""
+        self._stopping.set()
         if self._follower is not None:
             self._follower.stop()
         if self._snapshotter is not None:
@@ -447,6 +515,15 @@ class Replica:
             fail_closed=options.fail_closed and stale,
         )
 
+    @property
+    def policies(self) -> PolicyStore | None:
+        """The pre-dial policies served, if any."""
+        return self._policies
+
+    def reload_policies(self) -> Reload | None:
+        """Re-read the policy file (SIGHUP); a bad file keeps the running policies."""
+        return self._policies.reload() if self._policies is not None else None
+
     def follower_state(self) -> FollowerState | None:
         """The follower's full state for /metrics; None without a change log."""
         return self._follower.state() if self._follower is not None else None
@@ -475,12 +552,16 @@ class Replica:
         *,
         max_batch: int = 0,
         as_of: Version | None = None,
+        policy: PolicyRequest | None = None,
     ) -> tuple[CheckOutcome, Freshness]:
         """Decide a batch against the current data (see :func:`~suppression.checker.check_batch`).
 
         With ``as_of``, against the data as it was at that earlier version,
         rebuilt from a snapshot and the change archive (the last one is kept,
         so the batches of one audit re-check pay for it once).
+
+        With policies (``--policy-file``) every batch is decided under one,
+        ``policy`` or the default (:func:`~suppression.policy.batch.check_with_policy`).
 
         Returns:
             The outcome and the freshness it was answered with.
@@ -489,21 +570,50 @@ class Replica:
             NotReadyError: still loading; or the replica knows it misses
                 changes and is not configured to fail closed. It never
                 answers ALLOWED from data it knows to be incomplete.
-            InvalidRequestError: the batch is too large.
+            InvalidRequestError: the batch is too large; or it asks for a policy
+                this replica does not have.
             UnknownListError: a named list does not exist.
             ArchiveCoverageError: the archive cannot answer as of ``as_of``.
         """
         if as_of is not None:
-            past = self.view_as_of(as_of)
-            outcome = check_batch(past, e164, texts, region, lists, normalizer, max_batch=max_batch)
-            return outcome, _FRESH
-        view = self.view()
-        freshness = self.freshness()
-        follower = self._follower
-        if follower is not None and follower.needs_resync and not freshness.fail_closed:
-            raise NotReadyError(
-                "this replica is missing changes that the change log no longer holds and is "
-                "waiting for a newer snapshot; ask another replica"
+            # The past, rebuilt: complete up to ``as_of`` or refused, never stale.
+            view, freshness = self.view_as_of(as_of), _FRESH
+        else:
+            view, freshness = self.view(), self.freshness()
+            follower = self._follower
+            if follower is not None and follower.needs_resync and not freshness.fail_closed:
+                raise NotReadyError(
+                    "this replica is missing changes that the change log no longer holds and "
+                    "is waiting for a newer snapshot; ask another replica"
+                )
+        if self._policies is not None:
+            # Imported here: a replica without policies never loads the policy code.
+            from suppression.policy.batch import PolicyRequest, check_with_policy
+
+            if as_of is not None and (policy is None or not policy.at_ms):
+                # An audit asks what the policy said then, at the time of that version.
+                policy = dataclasses.replace(policy or PolicyRequest(), at_ms=as_of.ms)
+
+            served = self._policies.served
+            outcome = check_with_policy(
+                view,
+                served.policies,
+                policy or PolicyRequest(),
+                e164,
+                texts,
+                region,
+                normalizer,
+                lists=lists,
+                max_batch=max_batch,
+                fail_closed=freshness.fail_closed,
+                dated=served.dated,
+                attempts=view.attempts,
+            )
+            return outcome, freshness
+        if policy is not None and policy.given:
+            raise InvalidRequestError(
+                "this server has no pre-dial policies (start it with --policy-file); "
+                "send no policy, decide_at_ms, consent days or calling_line"
             )
         outcome = check_batch(
             view,
@@ -568,18 +678,68 @@ class Replica:
             op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
         )
         ids = writer.write(entries, kinds, epoch=view.position.epoch)
-        last = ids[-1]
-        if not follower.wait_applied(last, options.write_timeout):
-            raise ChangeLogError(
-                f"the change is in the change log as {last}, but this replica has not applied it "
-                f"within {options.write_timeout:g} s (it is at {view.version}); "
-                "other replicas apply it as they catch up"
+        _wait_applied(follower, ids, options.write_timeout, view.version)
+        return ids[-1]
+
+    def record_attempts(
+        self,
+        numbers: Sequence[int],
+        times: Sequence[int],
+        lines: Sequence[str],
+        *,
+        actor: str = "",
+    ) -> Version:
+        """Append dial attempts to the change log and wait until this replica applied them.
+
+        Every replica applies the same attempts at the same versions, so their
+        cap answers agree (see :mod:`suppression.policy.attempts`).
+
+        Args:
+            numbers: the called numbers, validated E.164 integers.
+            times: when each attempt was made, UTC seconds.
+            lines: each attempt's calling line ("" for none).
+            actor: who reports them.
+
+        Raises:
+            InvalidEntryError: an attempt is malformed.
+            NotReadyError: no change log, still loading, or waiting to resynchronize.
+            ChangeLogResetError: the log is not the one this replica's data came from.
+            ChangeLogError: Redis is unreachable, or the write was not applied in time.
+        """
+        writer, follower, options = self._writer, self._follower, self._change_log
+        if writer is None or follower is None or options is None:
+            raise NotReadyError("this replica follows no change log, so it cannot record attempts")
+        view = self.view()
+        if follower.needs_resync:
+            raise NotReadyError(
+                "this replica is waiting for a snapshot to resynchronize; send attempts to "
+                "another replica"
             )
-        for entry_id in ids:
-            reason = follower.dead_letter_reason(str(entry_id))
-            if reason is not None:
-                raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
-        return last
+        entries = attempt_entries(numbers, times, lines, actor=actor)
+        ids = writer.write(entries, epoch=view.position.epoch)
+        _wait_applied(follower, ids, options.write_timeout, view.version)
+        return ids[-1]
+
+
+def _wait_applied(
+    follower: ChangeLogFollower, ids: Sequence[Version], timeout: float, at: Version
+) -> None:
+    """Wait until this replica applied the last of ``ids``; refuse if it dead-lettered one.
+
+    Raises:
+        ChangeLogError: not applied within ``timeout`` (it is in the log all the same).
+        InvalidEntryError: this replica refused an entry.
+    """
+    last = ids[-1]
+    if not follower.wait_applied(last, timeout):
+        raise ChangeLogError(
+            f"the change is in the change log as {last}, but this replica has not applied it "
+            f"within {timeout:g} s (it is at {at}); other replicas apply it as they catch up"
+        )
+    for entry_id in ids:
+        reason = follower.dead_letter_reason(str(entry_id))
+        if reason is not None:
+            raise InvalidEntryError(f"entry {entry_id} was not applied: {reason}")
 
 
 def _check_creation(list_name: str, op: Op, create_list: bool, existing: int) -> None:

@@ -40,6 +40,7 @@ from suppression.metrics import (
     ListsCollector,
     ServiceMetrics,
 )
+from suppression.policy.store import PolicyStore, open_store
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.security import (
     SecurityOptions,
@@ -333,6 +334,25 @@ class _StopSignal:
         self.event.set()
 
 
+def _reload_on_hangup(replica: Replica) -> None:
+    """SIGHUP re-reads the policy file; a bad file keeps the old policies (and says why).
+
+    Without a policy file SIGHUP is ignored: a pool forwards it to every worker.
+    """
+    if replica.policies is None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return
+
+    def reload() -> None:
+        replica.reload_policies()
+
+    def handle(_signum: int, _frame: object) -> None:
+        # Not in the handler itself: reading and logging there could meet a held lock.
+        threading.Thread(target=reload, name="policy-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
+
+
 def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
     """A worker whose parent died stops gracefully, rather than serve on unmonitored.
 
@@ -365,12 +385,15 @@ def serve(settings: Settings) -> int:
     source = DataSource.from_settings(settings)
     if settings.peer:
         _fetch_from_peers(settings)
+    # Loaded before anything else starts: a bad policy file is refused with its line.
+    policies = open_store(settings.policy_file, settings.dated_list, settings.region)
     quota = create_quota(settings)
     security = SecurityOptions.from_settings(settings, quota)
     try:
         if settings.workers == 1 and not settings.bulk_port:
-            return _serve_one(settings, Replica(source, *_live_options(settings)), security)
-        return _serve_workers(settings, source, security)
+            replica = Replica(source, *_live_options(settings), policies=policies)
+            return _serve_one(settings, replica, security)
+        return _serve_workers(settings, source, security, policies)
     finally:
         if quota is not None:
             quota.close(remove=True)
@@ -414,6 +437,7 @@ def _serve_one(
 ) -> int:
     """Serve ``replica`` in this process; a worker (``metrics_dir`` given) publishes its metrics."""
     stop = _StopSignal()
+    _reload_on_hangup(replica)
     if metrics_dir is not None:
         _stop_when_orphaned(os.getppid(), stop.event)
     if settings.metrics_port and metrics_dir is None:
@@ -463,7 +487,12 @@ def _serve_one(
     return 0
 
 
-def _serve_workers(settings: Settings, source: DataSource, security: SecurityOptions) -> int:
+def _serve_workers(
+    settings: Settings,
+    source: DataSource,
+    security: SecurityOptions,
+    policies: PolicyStore | None = None,
+) -> int:
     """Load once, then fork workers that share the port and, copy-on-write, the bitmaps.
 
     With a bulk port, ``--bulk-workers`` more workers serve it, and only it: bulk
@@ -500,7 +529,7 @@ def _serve_workers(settings: Settings, source: DataSource, security: SecurityOpt
 
     def run_worker(slot: int) -> int:
         use_multiprocess_values(metrics_dir)
-        replica = Replica(loaded, change_log, snapshots if slot == 0 else None)
+        replica = Replica(loaded, change_log, snapshots if slot == 0 else None, policies=policies)
         return _serve_one(
             bulk_settings if slot >= settings.workers else settings,
             replica,

@@ -6,7 +6,7 @@ Domain errors become gRPC status codes here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, KeysView, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,7 +27,7 @@ from suppression.auth import (
     visible_lists,
 )
 from suppression.checker import CheckOutcome, Verdict, pausing_between_slices
-from suppression.e164 import Normalizer, NumberBlock, validate_region
+from suppression.e164 import Normalizer, NumberBlock, e164_reason, mask_number, validate_region
 from suppression.errors import (
     ArchiveCoverageError,
     ArchiveError,
@@ -50,6 +50,7 @@ from suppression.lists import ListKind, Op, Version
 from suppression.metrics import ServiceMetrics
 from suppression.numberfile import normalize_lines
 from suppression.peersnapshot import SnapshotSource
+from suppression.policy.batch import PolicyRequest
 from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
@@ -135,7 +136,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
-            lists = self._tenant_lists(identity.tenant, lists)
+            lists = self._tenant_lists(identity.tenant, request)
         lanes = self._lanes
         size = len(request.e164) + len(request.numbers)
         if lanes.is_bulk(size) and self._bulk_elsewhere:
@@ -156,14 +157,34 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._identity_metrics.count_suppressed(identity.name, suppressed)
         return _to_response(outcome, request.request_id, freshness.stale)
 
-    def _tenant_lists(self, tenant: Tenant, requested: Sequence[str]) -> Sequence[str]:
+    def _tenant_lists(self, tenant: Tenant, request: pb.CheckRequest) -> Sequence[str]:
+        """The lists a tenant's check reads; under a policy, every list it reads must be visible.
+
+        Raises:
+            UnknownListError: a list is not visible to the tenant.
+            InvalidRequestError: an unknown policy.
+        """
+        bitmaps = self._replica.view().bitmaps
+        store = self._replica.policies
+        if store is None:
+            return self._visible_lists(tenant, request.lists, bitmaps.keys())
+        if request.lists:
+            return request.lists  # refused with the reason by the policy path
+        try:
+            policy = store.current.get(request.policy)
+        except KeyError:
+            return ()  # refused with the known policies by the policy path
+        resolve_lists(tenant, [name for name in policy.lists() if name in bitmaps], bitmaps)
+        return ()
+
+    def _visible_lists(
+        self, tenant: Tenant, requested: Sequence[str], names: KeysView[str]
+    ) -> Sequence[str]:
         """:func:`resolve_lists`, remembered while the set of lists stays the same.
 
         Cached per (tenant, requested lists) and cleared whenever the lists
         (not their contents) change, since the answer depends on nothing else.
         """
-        bitmaps = self._replica.view().bitmaps
-        names = bitmaps.keys()
         cache = self._resolved
         if cache.names != names:
             cache = self._resolved = _ResolvedLists(frozenset(names), {})
@@ -186,6 +207,13 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._normalizer,
             max_batch=self._max_batch,
             as_of=Version.parse(request.as_of_version) if request.as_of_version else None,
+            policy=PolicyRequest(
+                request.policy,
+                request.decide_at_ms,
+                request.consent_days,
+                request.consent_day,
+                request.calling_line,
+            ),
         )
 
     def Check(  # noqa: N802 - gRPC method name
@@ -280,6 +308,27 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         except NotReadyError as exc:  # no snapshot here: unlike UNAVAILABLE, waiting won't help
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, _details(str(exc)))
 
+    def RecordAttempts(  # noqa: N802 - gRPC method name
+        self, request: pb.RecordAttemptsRequest, context: grpc.ServicerContext
+    ) -> pb.WriteResponse:
+        """Record dial attempts through the change log, for policy caps."""
+        if not self._replica.accepts_writes:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server follows no change log, so attempts could not be shared with the "
+                "other replicas; start it with --redis-url",
+            )
+            raise AssertionError("unreachable")
+        try:
+            numbers, times, lines = _attempts(request, self._max_batch)
+            identity = current_identity()
+            actor = actor_for(identity, "") if identity is not None else ""
+            version = self._replica.record_attempts(numbers, times, lines, actor=actor)
+        except SuppressionError as exc:
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
+        return pb.WriteResponse(version=str(version), applied=len(numbers))
+
     def _write(
         self,
         op: Op,
@@ -368,6 +417,43 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         return numbers, parsed.blocks, invalid
 
 
+def _attempts(
+    request: pb.RecordAttemptsRequest, max_batch: int
+) -> tuple[list[int], list[int], list[str]]:
+    """The attempts of a request as numbers, times in seconds and lines; refused if malformed.
+
+    Raises:
+        InvalidRequestError: arrays not parallel, an invalid number, too many attempts.
+    """
+    count = len(request.e164)
+    if not count:
+        raise InvalidRequestError("no attempts: give e164 and times_ms, one per attempt")
+    if max_batch and count > max_batch:
+        raise InvalidRequestError(f"{count:,} attempts exceed the maximum of {max_batch:,}")
+    if len(request.times_ms) != count:
+        raise InvalidRequestError(
+            f"{count:,} numbers but {len(request.times_ms):,} times_ms: give one time per attempt"
+        )
+    lines = list(request.calling_lines)
+    if len(lines) == 1:
+        lines = lines * count
+    elif not lines:
+        lines = [""] * count
+    elif len(lines) != count:
+        raise InvalidRequestError(
+            f"{len(lines):,} calling_lines for {count:,} attempts: give none, one, or one each"
+        )
+    numbers = list(request.e164)
+    for index, number in enumerate(numbers):
+        reason = e164_reason(number)
+        if reason:
+            raise InvalidRequestError(
+                f"attempt {index}: {mask_number(number)} is not a valid E.164 number "
+                f"({reason.name}); nothing was recorded"
+            )
+    return numbers, [t // 1000 for t in request.times_ms], lines
+
+
 def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.CheckResponse:
     response = pb.CheckResponse(
         verdicts=cast(list[pb.Verdict], outcome.verdicts),
@@ -381,6 +467,15 @@ def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.Chec
     )
     if outcome.invalid_reasons:
         response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], outcome.invalid_reasons))
+    answer = outcome.policy
+    if answer is not None:
+        response.policy = answer.policy
+        response.policy_version = answer.version
+        response.rules.extend(answer.rules)
+        response.rule_names.extend(answer.rule_names)
+        response.exemptions.extend(answer.exemptions)
+        response.exemption_names.extend(answer.exemption_names)
+        response.earliest_ms.extend(answer.earliest_ms)
     return response
 
 

@@ -212,6 +212,49 @@ class Settings:
     lists: tuple[str, ...] = _opt(
         (), "lists to check; empty means the server's default lists", "check", "scrub"
     )
+    policy_file: Path | None = _opt(
+        None,
+        "TOML file of pre-dial policies (docs/policy.md): lists, exemptions, calling windows, "
+        "attempt caps, number types; every check is then decided under a policy; serve "
+        "re-reads it on SIGHUP and keeps the old policies if the new file is bad",
+        "serve",
+        "check",
+        metavar="FILE",
+    )
+    dated_list: tuple[str, ...] = _opt(
+        (),
+        "load a dated list for --policy-file: NAME=FILE, a CSV with a number and a date "
+        "(YYYY-MM-DD) column, such as consents with their day or disconnected numbers with "
+        "theirs; re-read with the policy file on SIGHUP; repeatable, comma-separated in the "
+        "environment",
+        "serve",
+        "check",
+        metavar="NAME=FILE",
+    )
+    policy: str = _opt(
+        "", "the policy of --policy-file to decide under; empty means its default", "check"
+    )
+    decide_at: str = _opt(
+        "",
+        "decide for this time (ISO 8601 with an offset, such as 2026-11-26T09:00-05:00) "
+        "instead of now; needs --policy-file",
+        "check",
+        metavar="TIME",
+    )
+    consent_date: str = _opt(
+        "",
+        "the day consent was obtained (YYYY-MM-DD), for the reassigned-number check of the "
+        "policy; needs --policy-file",
+        "check",
+        metavar="DATE",
+    )
+    calling_line: str = _opt(
+        "",
+        "the calling line (caller ID or SIM) the numbers would be dialed from, for the "
+        "policy's line caps; needs --policy-file",
+        "check",
+        metavar="LINE",
+    )
     timeout: float = _opt(
         10.0, "seconds to wait for a server's answer (above 0)", "check", "scrub", above=0
     )

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGCHLD)
+_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGCHLD, signal.SIGHUP)
+"""SIGHUP is forwarded to every worker (they re-read the policy file), never fatal here."""
 
 
 class WorkerCensus:
@@ -204,6 +205,7 @@ class WorkerPool:
         self._restarts = 0
         self._stopping = False
         self._stop_requested: signal.Signals | None = None
+        self._hangups = 0
         self._stop_deadline: float | None = None
         self._exit_code = 0
         self._wake_read, self._wake_write = -1, -1
@@ -255,6 +257,9 @@ class WorkerPool:
                         len(self._pids),
                     )
                     self._begin_stop(self._stop_requested)
+                if self._hangups and not self._stopping:
+                    self._hangups = 0
+                    self._forward(signal.SIGHUP)
                 self._reap()
                 if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
                     self._kill_stragglers()
@@ -300,6 +305,15 @@ class WorkerPool:
         # Only note it: the main loop, woken through the wake-up fd, does the work.
         if signum in _STOP_SIGNALS and self._stop_requested is None:
             self._stop_requested = signal.Signals(signum)
+        elif signum == signal.SIGHUP:
+            self._hangups += 1
+
+    def _forward(self, sig: signal.Signals) -> None:
+        for pid in self._pids.values():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # already dead; reaped on the next round
 
     def _begin_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if not self._stopping:

@@ -53,6 +53,7 @@ _METHOD_SCOPES: Mapping[str, frozenset[Scope]] = {
     "GetStatus": frozenset(),
     "Suppress": frozenset({Scope.WRITE}),
     "Release": frozenset({Scope.WRITE, Scope.CONSENT}),
+    "RecordAttempts": frozenset({Scope.WRITE}),
     "Snapshot": frozenset({Scope.ADMIN}),
     "CreateList": frozenset({Scope.ADMIN}),
     "FetchSnapshot": frozenset({Scope.ADMIN}),

@@ -34,6 +34,8 @@ class Verdict(enum.IntEnum):
     ALLOWED = 1
     SUPPRESSED = 2
     INVALID = 3
+    DEFERRED = 4
+    """Under a pre-dial policy on the server: not now (docs/policy.md)."""
 
 
 class InvalidReason(enum.IntEnum):

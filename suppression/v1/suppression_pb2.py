@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n suppression/v1/suppression.proto\x12\x0esuppression.v1\"\x7f\n\x0c\x43heckRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\r\n\x05lists\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\x15\n\ras_of_version\x18\x0f \x01(\t\"\xe0\x02\n\rCheckResponse\x12)\n\x08verdicts\x18\x01 \x03(\x0e\x32\x17.suppression.v1.Verdict\x12\x0f\n\x07matched\x18\x02 \x03(\x04\x12\x12\n\nlist_names\x18\x03 \x03(\t\x12J\n\x0finvalid_reasons\x18\x04 \x03(\x0b\x32\x31.suppression.v1.CheckResponse.InvalidReasonsEntry\x12\x12\n\nnormalized\x18\x05 \x03(\x04\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\x04\x12\x15\n\rfailed_closed\x18\t \x01(\x08\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"`\n\nListStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x12\n\nis_opt_out\x18\x05 \x01(\x08\"\x96\x01\n\x11GetStatusResponse\x12)\n\x05lists\x18\x01 \x03(\x0b\x32\x1a.suppression.v1.ListStatus\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x04\x12\x11\n\tmax_batch\x18\x06 \x01(\r\"\x9c\x01\n\x0fSuppressRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\x12\x13\n\x0b\x63reate_list\x18\x08 \x01(\x08\"\x86\x01\n\x0eReleaseRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\"\xd3\x01\n\rWriteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12J\n\x0finvalid_reasons\x18\x03 \x03(\x0b\x32\x31.suppression.v1.WriteResponse.InvalidReasonsEntry\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"4\n\x14\x46\x65tchSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"Y\n\rSnapshotChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"m\n\x0e\x45xplainRequest\x12\x13\n\x0bnumber_e164\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\"\xbf\x01\n\x0f\x45xplainedChange\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0c\n\x04list\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x10\n\x08producer\x18\x08 \x01(\t\x12\x19\n\x11numbers_in_change\x18\t \x01(\x04\x12\r\n\x05\x62lock\x18\n \x01(\x08\"\xb2\x01\n\rExplainedList\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07on_list\x18\x03 \x01(\x08\x12.\n\x05since\x18\x04 \x01(\x0b\x32\x1f.suppression.v1.ExplainedChange\x12\x12\n\nsince_note\x18\x05 \x01(\t\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.suppression.v1.ExplainedChange\"=\n\x0e\x41rchiveSegment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xd7\x02\n\x0f\x45xplainResponse\x12\x15\n\rnumber_masked\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12(\n\x07verdict\x18\x03 \x01(\x0e\x32\x17.suppression.v1.Verdict\x12\x15\n\rverdict_basis\x18\x04 \x01(\t\x12,\n\x05lists\x18\x05 \x03(\x0b\x32\x1d.suppression.v1.ExplainedList\x12\x14\n\x0c\x62\x61se_version\x18\x06 \x01(\t\x12\x17\n\x0f\x62\x61se_checkpoint\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61se_sha256\x18\x08 \x01(\t\x12\x16\n\x0e\x61rchive_begins\x18\t \x01(\t\x12\x14\n\x0c\x61rchive_ends\x18\n \x01(\t\x12\x30\n\x08segments\x18\x0b \x03(\x0b\x32\x1e.suppression.v1.ArchiveSegment\x12\x0e\n\x06\x64\x61mage\x18\x0c \x03(\t*L\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41LLOWED\x10\x01\x12\x0e\n\nSUPPRESSED\x10\x02\x12\x0b\n\x07INVALID\x10\x03*\x9f\x01\n\rInvalidReason\x12\x1e\n\x1aINVALID_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bUNPARSEABLE\x10\x01\x12\x18\n\x14UNKNOWN_COUNTRY_CODE\x10\x02\x12\r\n\tTOO_SHORT\x10\x03\x12\x0c\n\x08TOO_LONG\x10\x04\x12\x12\n\x0eINVALID_LENGTH\x10\x05\x12\x12\n\x0eMISSING_REGION\x10\x06\x32\xaf\x04\n\x0bSuppression\x12\x44\n\x05\x43heck\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse\x12N\n\x0b\x43heckStream\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .suppression.v1.GetStatusRequest\x1a!.suppression.v1.GetStatusResponse\x12J\n\x08Suppress\x12\x1f.suppression.v1.SuppressRequest\x1a\x1d.suppression.v1.WriteResponse\x12H\n\x07Release\x12\x1e.suppression.v1.ReleaseRequest\x1a\x1d.suppression.v1.WriteResponse\x12V\n\rFetchSnapshot\x12$.suppression.v1.FetchSnapshotRequest\x1a\x1d.suppression.v1.SnapshotChunk0\x01\x12J\n\x07\x45xplain\x12\x1e.suppression.v1.ExplainRequest\x1a\x1f.suppression.v1.ExplainResponseB\xa1\x01\n\x1a\x63om.example.suppression.v1B\x10SuppressionProtoP\x01Z;example.com/suppression/gen/go/suppression/v1;suppressionv1\xaa\x02\x0eSuppression.V1\xca\x02\x0eSuppression\\V1\xea\x02\x0fSuppression::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n suppression/v1/suppression.proto\x12\x0esuppression.v1\"\xe6\x01\n\x0c\x43heckRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\r\n\x05lists\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\x15\n\ras_of_version\x18\x0f \x01(\t\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x14\n\x0c\x64\x65\x63ide_at_ms\x18\x07 \x01(\x04\x12\x14\n\x0c\x63onsent_days\x18\x08 \x03(\r\x12\x13\n\x0b\x63onsent_day\x18\t \x01(\r\x12\x14\n\x0c\x63\x61lling_line\x18\n \x01(\t\"\xed\x03\n\rCheckResponse\x12)\n\x08verdicts\x18\x01 \x03(\x0e\x32\x17.suppression.v1.Verdict\x12\x0f\n\x07matched\x18\x02 \x03(\x04\x12\x12\n\nlist_names\x18\x03 \x03(\t\x12J\n\x0finvalid_reasons\x18\x04 \x03(\x0b\x32\x31.suppression.v1.CheckResponse.InvalidReasonsEntry\x12\x12\n\nnormalized\x18\x05 \x03(\x04\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05stale\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\x04\x12\x15\n\rfailed_closed\x18\t \x01(\x08\x12\x0e\n\x06policy\x18\n \x01(\t\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\x12\r\n\x05rules\x18\x0c \x03(\x04\x12\x12\n\nrule_names\x18\r \x03(\t\x12\x12\n\nexemptions\x18\x0e \x03(\x04\x12\x17\n\x0f\x65xemption_names\x18\x0f \x03(\t\x12\x13\n\x0b\x65\x61rliest_ms\x18\x10 \x03(\x04\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"N\n\x15RecordAttemptsRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x10\n\x08times_ms\x18\x02 \x03(\x04\x12\x15\n\rcalling_lines\x18\x03 \x03(\t\"\x12\n\x10GetStatusRequest\"`\n\nListStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x12\n\nis_opt_out\x18\x05 \x01(\x08\"\x96\x01\n\x11GetStatusResponse\x12)\n\x05lists\x18\x01 \x03(\x0b\x32\x1a.suppression.v1.ListStatus\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x04\x12\x11\n\tmax_batch\x18\x06 \x01(\r\"\x9c\x01\n\x0fSuppressRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\x12\x13\n\x0b\x63reate_list\x18\x08 \x01(\x08\"\x86\x01\n\x0eReleaseRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\x04\x12\x0f\n\x07numbers\x18\x02 \x03(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0c\n\x04list\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x10\n\x08\x65vidence\x18\x07 \x01(\t\"\xd3\x01\n\rWriteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12J\n\x0finvalid_reasons\x18\x03 \x03(\x0b\x32\x31.suppression.v1.WriteResponse.InvalidReasonsEntry\x1aT\n\x13InvalidReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12,\n\x05value\x18\x02 \x01(\x0e\x32\x1d.suppression.v1.InvalidReason:\x02\x38\x01\"4\n\x14\x46\x65tchSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"Y\n\rSnapshotChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"m\n\x0e\x45xplainRequest\x12\x13\n\x0bnumber_e164\x18\x01 \x01(\x04\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\"\xbf\x01\n\x0f\x45xplainedChange\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0c\n\x04list\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x07 \x01(\x03\x12\x10\n\x08producer\x18\x08 \x01(\t\x12\x19\n\x11numbers_in_change\x18\t \x01(\x04\x12\r\n\x05\x62lock\x18\n \x01(\x08\"\xb2\x01\n\rExplainedList\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07on_list\x18\x03 \x01(\x08\x12.\n\x05since\x18\x04 \x01(\x0b\x32\x1f.suppression.v1.ExplainedChange\x12\x12\n\nsince_note\x18\x05 \x01(\t\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.suppression.v1.ExplainedChange\"=\n\x0e\x41rchiveSegment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xd7\x02\n\x0f\x45xplainResponse\x12\x15\n\rnumber_masked\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12(\n\x07verdict\x18\x03 \x01(\x0e\x32\x17.suppression.v1.Verdict\x12\x15\n\rverdict_basis\x18\x04 \x01(\t\x12,\n\x05lists\x18\x05 \x03(\x0b\x32\x1d.suppression.v1.ExplainedList\x12\x14\n\x0c\x62\x61se_version\x18\x06 \x01(\t\x12\x17\n\x0f\x62\x61se_checkpoint\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61se_sha256\x18\x08 \x01(\t\x12\x16\n\x0e\x61rchive_begins\x18\t \x01(\t\x12\x14\n\x0c\x61rchive_ends\x18\n \x01(\t\x12\x30\n\x08segments\x18\x0b \x03(\x0b\x32\x1e.suppression.v1.ArchiveSegment\x12\x0e\n\x06\x64\x61mage\x18\x0c \x03(\t*Z\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41LLOWED\x10\x01\x12\x0e\n\nSUPPRESSED\x10\x02\x12\x0b\n\x07INVALID\x10\x03\x12\x0c\n\x08\x44\x45\x46\x45RRED\x10\x04*\x9f\x01\n\rInvalidReason\x12\x1e\n\x1aINVALID_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bUNPARSEABLE\x10\x01\x12\x18\n\x14UNKNOWN_COUNTRY_CODE\x10\x02\x12\r\n\tTOO_SHORT\x10\x03\x12\x0c\n\x08TOO_LONG\x10\x04\x12\x12\n\x0eINVALID_LENGTH\x10\x05\x12\x12\n\x0eMISSING_REGION\x10\x06\x32\x87\x05\n\x0bSuppression\x12\x44\n\x05\x43heck\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse\x12N\n\x0b\x43heckStream\x12\x1c.suppression.v1.CheckRequest\x1a\x1d.suppression.v1.CheckResponse(\x01\x30\x01\x12P\n\tGetStatus\x12 .suppression.v1.GetStatusRequest\x1a!.suppression.v1.GetStatusResponse\x12J\n\x08Suppress\x12\x1f.suppression.v1.SuppressRequest\x1a\x1d.suppression.v1.WriteResponse\x12H\n\x07Release\x12\x1e.suppression.v1.ReleaseRequest\x1a\x1d.suppression.v1.WriteResponse\x12V\n\rFetchSnapshot\x12$.suppression.v1.FetchSnapshotRequest\x1a\x1d.suppression.v1.SnapshotChunk0\x01\x12J\n\x07\x45xplain\x12\x1e.suppression.v1.ExplainRequest\x1a\x1f.suppression.v1.ExplainResponse\x12V\n\x0eRecordAttempts\x12%.suppression.v1.RecordAttemptsRequest\x1a\x1d.suppression.v1.WriteResponseB\xa1\x01\n\x1a\x63om.example.suppression.v1B\x10SuppressionProtoP\x01Z;example.com/suppression/gen/go/suppression/v1;suppressionv1\xaa\x02\x0eSuppression.V1\xca\x02\x0eSuppression\\V1\xea\x02\x0fSuppression::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,44 +36,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_options = b'8\001'
   _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._loaded_options = None
   _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICT']._serialized_start=2357
-  _globals['_VERDICT']._serialized_end=2433
-  _globals['_INVALIDREASON']._serialized_start=2436
-  _globals['_INVALIDREASON']._serialized_end=2595
-  _globals['_CHECKREQUEST']._serialized_start=52
-  _globals['_CHECKREQUEST']._serialized_end=179
-  _globals['_CHECKRESPONSE']._serialized_start=182
-  _globals['_CHECKRESPONSE']._serialized_end=534
-  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_start=450
-  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_end=534
-  _globals['_GETSTATUSREQUEST']._serialized_start=536
-  _globals['_GETSTATUSREQUEST']._serialized_end=554
-  _globals['_LISTSTATUS']._serialized_start=556
-  _globals['_LISTSTATUS']._serialized_end=652
-  _globals['_GETSTATUSRESPONSE']._serialized_start=655
-  _globals['_GETSTATUSRESPONSE']._serialized_end=805
-  _globals['_SUPPRESSREQUEST']._serialized_start=808
-  _globals['_SUPPRESSREQUEST']._serialized_end=964
-  _globals['_RELEASEREQUEST']._serialized_start=967
-  _globals['_RELEASEREQUEST']._serialized_end=1101
-  _globals['_WRITERESPONSE']._serialized_start=1104
-  _globals['_WRITERESPONSE']._serialized_end=1315
-  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_start=450
-  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_end=534
-  _globals['_FETCHSNAPSHOTREQUEST']._serialized_start=1317
-  _globals['_FETCHSNAPSHOTREQUEST']._serialized_end=1369
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1371
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1460
-  _globals['_EXPLAINREQUEST']._serialized_start=1462
-  _globals['_EXPLAINREQUEST']._serialized_end=1571
-  _globals['_EXPLAINEDCHANGE']._serialized_start=1574
-  _globals['_EXPLAINEDCHANGE']._serialized_end=1765
-  _globals['_EXPLAINEDLIST']._serialized_start=1768
-  _globals['_EXPLAINEDLIST']._serialized_end=1946
-  _globals['_ARCHIVESEGMENT']._serialized_start=1948
-  _globals['_ARCHIVESEGMENT']._serialized_end=2009
-  _globals['_EXPLAINRESPONSE']._serialized_start=2012
-  _globals['_EXPLAINRESPONSE']._serialized_end=2355
-  _globals['_SUPPRESSION']._serialized_start=2598
-  _globals['_SUPPRESSION']._serialized_end=3157
+  _globals['_VERDICT']._serialized_start=2682
+  _globals['_VERDICT']._serialized_end=2772
+  _globals['_INVALIDREASON']._serialized_start=2775
+  _globals['_INVALIDREASON']._serialized_end=2934
+  _globals['_CHECKREQUEST']._serialized_start=53
+  _globals['_CHECKREQUEST']._serialized_end=283
+  _globals['_CHECKRESPONSE']._serialized_start=286
+  _globals['_CHECKRESPONSE']._serialized_end=779
+  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_start=695
+  _globals['_CHECKRESPONSE_INVALIDREASONSENTRY']._serialized_end=779
+  _globals['_RECORDATTEMPTSREQUEST']._serialized_start=781
+  _globals['_RECORDATTEMPTSREQUEST']._serialized_end=859
+  _globals['_GETSTATUSREQUEST']._serialized_start=861
+  _globals['_GETSTATUSREQUEST']._serialized_end=879
+  _globals['_LISTSTATUS']._serialized_start=881
+  _globals['_LISTSTATUS']._serialized_end=977
+  _globals['_GETSTATUSRESPONSE']._serialized_start=980
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1130
+  _globals['_SUPPRESSREQUEST']._serialized_start=1133
+  _globals['_SUPPRESSREQUEST']._serialized_end=1289
+  _globals['_RELEASEREQUEST']._serialized_start=1292
+  _globals['_RELEASEREQUEST']._serialized_end=1426
+  _globals['_WRITERESPONSE']._serialized_start=1429
+  _globals['_WRITERESPONSE']._serialized_end=1640
+  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_start=695
+  _globals['_WRITERESPONSE_INVALIDREASONSENTRY']._serialized_end=779
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_start=1642
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_end=1694
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1696
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1785
+  _globals['_EXPLAINREQUEST']._serialized_start=1787
+  _globals['_EXPLAINREQUEST']._serialized_end=1896
+  _globals['_EXPLAINEDCHANGE']._serialized_start=1899
+  _globals['_EXPLAINEDCHANGE']._serialized_end=2090
+  _globals['_EXPLAINEDLIST']._serialized_start=2093
+  _globals['_EXPLAINEDLIST']._serialized_end=2271
+  _globals['_ARCHIVESEGMENT']._serialized_start=2273
+  _globals['_ARCHIVESEGMENT']._serialized_end=2334
+  _globals['_EXPLAINRESPONSE']._serialized_start=2337
+  _globals['_EXPLAINRESPONSE']._serialized_end=2680
+  _globals['_SUPPRESSION']._serialized_start=2937
+  _globals['_SUPPRESSION']._serialized_end=3584
 # @@protoc_insertion_point(module_scope)

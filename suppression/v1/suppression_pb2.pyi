@@ -13,6 +13,7 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALLOWED: _ClassVar[Verdict]
     SUPPRESSED: _ClassVar[Verdict]
     INVALID: _ClassVar[Verdict]
+    DEFERRED: _ClassVar[Verdict]
 
 class InvalidReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,6 +28,7 @@ VERDICT_UNSPECIFIED: Verdict
 ALLOWED: Verdict
 SUPPRESSED: Verdict
 INVALID: Verdict
+DEFERRED: Verdict
 INVALID_REASON_UNSPECIFIED: InvalidReason
 UNPARSEABLE: InvalidReason
 UNKNOWN_COUNTRY_CODE: InvalidReason
@@ -36,23 +38,33 @@ INVALID_LENGTH: InvalidReason
 MISSING_REGION: InvalidReason
 
 class CheckRequest(_message.Message):
-    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id", "as_of_version")
+    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id", "as_of_version", "policy", "decide_at_ms", "consent_days", "consent_day", "calling_line")
     E164_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
     LISTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     AS_OF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_DAYS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_DAY_FIELD_NUMBER: _ClassVar[int]
+    CALLING_LINE_FIELD_NUMBER: _ClassVar[int]
     e164: _containers.RepeatedScalarFieldContainer[int]
     numbers: _containers.RepeatedScalarFieldContainer[str]
     default_region: str
     lists: _containers.RepeatedScalarFieldContainer[str]
     request_id: int
     as_of_version: str
-    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., as_of_version: _Optional[str] = ...) -> None: ...
+    policy: str
+    decide_at_ms: int
+    consent_days: _containers.RepeatedScalarFieldContainer[int]
+    consent_day: int
+    calling_line: str
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., as_of_version: _Optional[str] = ..., policy: _Optional[str] = ..., decide_at_ms: _Optional[int] = ..., consent_days: _Optional[_Iterable[int]] = ..., consent_day: _Optional[int] = ..., calling_line: _Optional[str] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed")
+    __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed", "policy", "policy_version", "rules", "rule_names", "exemptions", "exemption_names", "earliest_ms")
     class InvalidReasonsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +81,13 @@ class CheckResponse(_message.Message):
     STALE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FAILED_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    EXEMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXEMPTION_NAMES_FIELD_NUMBER: _ClassVar[int]
+    EARLIEST_MS_FIELD_NUMBER: _ClassVar[int]
     verdicts: _containers.RepeatedScalarFieldContainer[Verdict]
     matched: _containers.RepeatedScalarFieldContainer[int]
     list_names: _containers.RepeatedScalarFieldContainer[str]
@@ -78,7 +97,24 @@ class CheckResponse(_message.Message):
     stale: bool
     request_id: int
     failed_closed: bool
-    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, str]]] = ..., matched: _Optional[_Iterable[int]] = ..., list_names: _Optional[_Iterable[str]] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ..., normalized: _Optional[_Iterable[int]] = ..., version: _Optional[str] = ..., stale: _Optional[bool] = ..., request_id: _Optional[int] = ..., failed_closed: _Optional[bool] = ...) -> None: ...
+    policy: str
+    policy_version: str
+    rules: _containers.RepeatedScalarFieldContainer[int]
+    rule_names: _containers.RepeatedScalarFieldContainer[str]
+    exemptions: _containers.RepeatedScalarFieldContainer[int]
+    exemption_names: _containers.RepeatedScalarFieldContainer[str]
+    earliest_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, str]]] = ..., matched: _Optional[_Iterable[int]] = ..., list_names: _Optional[_Iterable[str]] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ..., normalized: _Optional[_Iterable[int]] = ..., version: _Optional[str] = ..., stale: _Optional[bool] = ..., request_id: _Optional[int] = ..., failed_closed: _Optional[bool] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., rules: _Optional[_Iterable[int]] = ..., rule_names: _Optional[_Iterable[str]] = ..., exemptions: _Optional[_Iterable[int]] = ..., exemption_names: _Optional[_Iterable[str]] = ..., earliest_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RecordAttemptsRequest(_message.Message):
+    __slots__ = ("e164", "times_ms", "calling_lines")
+    E164_FIELD_NUMBER: _ClassVar[int]
+    TIMES_MS_FIELD_NUMBER: _ClassVar[int]
+    CALLING_LINES_FIELD_NUMBER: _ClassVar[int]
+    e164: _containers.RepeatedScalarFieldContainer[int]
+    times_ms: _containers.RepeatedScalarFieldContainer[int]
+    calling_lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., times_ms: _Optional[_Iterable[int]] = ..., calling_lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

@@ -70,6 +70,11 @@ class SuppressionStub:
                 request_serializer=suppression_dot_v1_dot_suppression__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=suppression_dot_v1_dot_suppression__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.RecordAttempts = channel.unary_unary(
+                '/suppression.v1.Suppression/RecordAttempts',
+                request_serializer=suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.SerializeToString,
+                response_deserializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
+                _registered_method=True)
 
 
 class SuppressionServicer:
@@ -138,6 +143,15 @@ class SuppressionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAttempts(self, request, context):
+        """Records dial attempts through the change log, for the attempt caps of
+        pre-dial policies; every replica counts them the same way. Needs the
+        write scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SuppressionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +189,11 @@ def add_SuppressionServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=suppression_dot_v1_dot_suppression__pb2.ExplainRequest.FromString,
                     response_serializer=suppression_dot_v1_dot_suppression__pb2.ExplainResponse.SerializeToString,
+            ),
+            'RecordAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAttempts,
+                    request_deserializer=suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.FromString,
+                    response_serializer=suppression_dot_v1_dot_suppression__pb2.WriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -367,6 +386,33 @@ class Suppression:
             '/suppression.v1.Suppression/Explain',
             suppression_dot_v1_dot_suppression__pb2.ExplainRequest.SerializeToString,
             suppression_dot_v1_dot_suppression__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/suppression.v1.Suppression/RecordAttempts',
+            suppression_dot_v1_dot_suppression__pb2.RecordAttemptsRequest.SerializeToString,
+            suppression_dot_v1_dot_suppression__pb2.WriteResponse.FromString,
             options,
             channel_credentials,
             insecure,

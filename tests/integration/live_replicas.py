@@ -16,6 +16,7 @@ from suppression.changelog.follower import FollowerState
 from suppression.changelog.streaminfo import meta_key
 from suppression.datasource import DataSource
 from suppression.lists import SuppressionLists
+from suppression.policy.store import PolicyStore
 from suppression.replica import ChangeLogOptions, SnapshotOptions
 from suppression.replica import Replica as ReplicaCore
 from suppression.server import ServerOptions, ServingProcess, create_server
@@ -76,6 +77,7 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
         snapshot_interval: float = 0.0,
         snapshot_keep: int = 3,
         snapshot_key: SnapshotKey | None = None,
+        policies: PolicyStore | None = None,
         **overrides: object,
     ) -> Replica:
         options: dict[str, object] = {"redis_url": redis_server.url, "max_staleness": 5.0}
@@ -87,7 +89,7 @@ def start_replica_fixture(redis_server: RedisServer) -> Iterator[ReplicaFactory]
             else None
         )
         source = DataSource(data_dir=data_dir, snapshot_key=snapshot_key)
-        core = ReplicaCore(source, change_log, snapshots)
+        core = ReplicaCore(source, change_log, snapshots, policies=policies)
         registry = CollectorRegistry()
         process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
         core.start()

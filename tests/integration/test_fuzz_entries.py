@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suppression.entries import Entry, encode_entry
-from suppression.lists import ListKind, Op, Version
+from suppression.lists import LIST_OPS, ListKind, Op, Version
 from tests.conftest import RedisServer, wait_for
 from tests.integration.live_replicas import (  # noqa: F401 - a fixture
     Replica,
@@ -77,7 +77,7 @@ LIST_NAMES = st.one_of(
 
 @st.composite
 def well_formed(draw: st.DrawFn, list_name: st.SearchStrategy[str] = LIST_NAMES) -> Entry:
-    op = draw(st.sampled_from(list(Op)))
+    op = draw(st.sampled_from(LIST_OPS))
     kind = draw(st.sampled_from(list(ListKind)))
     source = draw(st.sampled_from(["app", "consent", "registry", "in_call"]))
     evidence = draw(st.sampled_from(["", "form-1"]))

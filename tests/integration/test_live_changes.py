@@ -311,7 +311,13 @@ def test_follower_state_for_metrics(start_replica: ReplicaFactory, tmp_path: Pat
     assert state.connected and not state.stale and not state.needs_resync
     assert state.last_applied_id == str(replica.lists.version)
     assert state.lag_entries == 0 and state.lag_seconds == 0.0
-    assert state.applied_by_op == {"add": 2, "remove": 1, "add_range": 10_000, "remove_range": 0}
+    assert state.applied_by_op == {
+        "add": 2,
+        "remove": 1,
+        "add_range": 10_000,
+        "remove_range": 0,
+        "attempts": 0,
+    }
     assert state.dead_letters == 0
     # /metrics reads the same follower at scrape time.
     sample = replica.registry.get_sample_value

@@ -10,6 +10,7 @@ from pyroaring import BitMap64
 
 from suppression.errors import ConsentRequiredError, UnknownListError, VersionError
 from suppression.lists import (
+    LIST_OPS,
     MAX_LISTS_PER_CHECK,
     Change,
     ListInfo,
@@ -36,7 +37,7 @@ class ListsMachine(RuleBasedStateMachine):
     @rule(
         batch=st.lists(
             st.tuples(
-                st.sampled_from(list(Op)),
+                st.sampled_from(LIST_OPS),
                 st.sampled_from(NAMES),
                 st.lists(numbers, max_size=8),
                 numbers,
