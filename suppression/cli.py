@@ -24,8 +24,8 @@ from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.explaincli import add_commands, run_evidence, run_explain
 from suppression.logs import configure_logging, report_error, requested_format
-from suppression.policy.batch import PolicyRequest
 from suppression.policy.store import open_store
+from suppression.policyargs import policy_request_of
 from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, run_scrub
 from suppression.server import serve
@@ -149,7 +149,7 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         region = validate_region(settings.region)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    policy_request = _policy_request(settings)
+    policy_request = policy_request_of(settings)
     if settings.target:
         if settings.policy_file is not None or policy_request.given:
             raise ConfigError(
@@ -189,32 +189,6 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         _print_table(rows, version, stale, settings.target[0] if settings.target else "local")
     blocked = any(v != Verdict.ALLOWED for v in verdicts)
     return EXIT_SOME_BLOCKED if blocked else EXIT_ALL_ALLOWED
-
-
-def _policy_request(settings: Settings) -> PolicyRequest:
-    """The policy options of ``check`` as a request; refused with the reason if malformed."""
-    at_ms = 0
-    if settings.decide_at:
-        try:
-            moment = dt.datetime.fromisoformat(settings.decide_at)
-        except ValueError as exc:
-            raise ConfigError(f"--decide-at {settings.decide_at!r}: {exc}") from exc
-        if moment.tzinfo is None:
-            raise ConfigError(
-                f"--decide-at {settings.decide_at!r} has no UTC offset: add one, such as "
-                "2026-11-26T09:00-05:00 or 2026-11-26T14:00Z"
-            )
-        at_ms = int(moment.timestamp() * 1000)
-    consent_day = 0
-    if settings.consent_date:
-        try:
-            day = dt.date.fromisoformat(settings.consent_date)
-        except ValueError as exc:
-            raise ConfigError(f"--consent-date {settings.consent_date!r}: {exc}") from exc
-        consent_day = (day - dt.date(1970, 1, 1)).days
-    return PolicyRequest(
-        settings.policy, at_ms, consent_day=consent_day, calling_line=settings.calling_line
-    )
 
 
 def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> CheckResult:

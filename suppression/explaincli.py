@@ -8,6 +8,7 @@ the archiver writes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from suppression.explain.model import Explanation, explain, version_at_time
 from suppression.explain.report import document, verify_segments, write_report
 from suppression.explain.request import parse_time, single_number
 from suppression.lists import Version
+from suppression.policy.store import open_store
+from suppression.policyargs import policy_request_of
 from suppression.settings import Settings, add_arguments
 
 __all__ = ["add_commands", "run_evidence", "run_explain"]
@@ -96,7 +99,23 @@ def _question(settings: Settings, text: str) -> tuple[ArchiveReader, int, Versio
 def _explain(settings: Settings, text: str) -> tuple[ArchiveReader, Explanation]:
     reader, number, at, at_ms = _question(settings, text)
     key = snapshot_key(settings.snapshot_key_file)
-    return reader, explain(reader, number, at, key=key, at_time_ms=at_ms)
+    explanation = explain(reader, number, at, key=key, at_time_ms=at_ms)
+    store = open_store(settings.policy_file, settings.dated_list, settings.region)
+    if store is None:
+        return reader, explanation
+    # The policy's verdict on the lists as they stood then, as a server's Explain gives it.
+    from suppression.archive.asof import view_as_of
+    from suppression.explain.policy import explain_policy
+
+    past = view_as_of(reader, at, snapshots=settings.data_dir, key=key)
+    decided = explain_policy(
+        past,
+        store.served,
+        number,
+        at_ms if at_ms is not None else at.ms,
+        policy_request_of(settings),
+    )
+    return reader, dataclasses.replace(explanation, policy=decided)
 
 
 def run_explain(settings: Settings, text: str) -> int:
@@ -126,6 +145,16 @@ def run_explain(settings: Settings, text: str) -> int:
         )
     console.print(table)
     console.print(f"Verdict basis: {doc['verdict_basis']}")
+    decided = doc["policy"]
+    if decided is not None:
+        console.print(
+            f"Policy {decided['policy']!r} (version {decided['policy_version']}) at "
+            f"{decided['decided_at']}: [bold]{decided['verdict']}[/]"
+            + (f"; rules: {', '.join(decided['rules'])}" if decided["rules"] else "")
+            + (f"; exemptions: {', '.join(decided['exemptions'])}" if decided["exemptions"] else "")
+            + (f"; earliest dial time {decided['earliest']}" if decided["earliest"] else "")
+        )
+        console.print(f"  ({decided['note']})")
     base = doc["base"]
     console.print(
         f"Rebuilt from {base['checkpoint'] or 'empty lists'} at {base['version']}; archive "

@@ -382,16 +382,24 @@ class Replica:
         *,
         at_time_ms: int | None = None,
         visible: Callable[[str], bool] | None = None,
+        policy: PolicyRequest | None = None,
     ) -> Explanation:
         """Explain ``number`` at ``at`` from the change archive (``suppression.explain``).
+
+        With policies (``--policy-file``), the answer also gives the verdict of
+        ``policy`` (or the default one) on the lists as they stood at ``at``,
+        decided for ``at_time_ms``, or else for the version's own time.
 
         Raises:
             NotReadyError: no archive here.
             ArchiveCoverageError: the archive cannot answer for ``at``.
+            InvalidRequestError: policy fields, and this replica has no policies;
+                or an unknown policy.
+            UnknownListError: a list the policy reads is not visible to the caller.
         """
         from suppression.explain import explain
 
-        return explain(
+        explanation = explain(
             self.archive_reader(),
             number,
             at,
@@ -400,6 +408,36 @@ class Replica:
             at_time_ms=at_time_ms,
             visible=visible,
         )
+        store = self._policies
+        if store is None:
+            if policy is not None and policy.given:
+                raise InvalidRequestError(
+                    "this server has no pre-dial policies (start it with --policy-file); "
+                    "send no policy fields"
+                )
+            return explanation
+        from suppression.explain.policy import explain_policy
+        from suppression.policy.batch import PolicyRequest
+
+        served, asked = store.served, policy or PolicyRequest()
+        view = self.view_as_of(at)
+        if visible is not None:
+            try:
+                hidden = [
+                    name
+                    for name in served.policies.get(asked.name).lists()
+                    if name in view.bitmaps and not visible(name)
+                ]
+            except KeyError:
+                hidden = []  # an unknown policy: refused with the known ones below
+            if hidden:
+                raise UnknownListError(
+                    f"policy {asked.name or 'default'!r} reads lists you cannot see; "
+                    "ask with a policy of your tenant"
+                )
+        decided_at = at_time_ms if at_time_ms is not None else at.ms
+        verdict = explain_policy(view, served, number, decided_at, asked)
+        return dataclasses.replace(explanation, policy=verdict)
 
     def _backfill_attempts(
         self, options: ChangeLogOptions, lists: SuppressionLists, version: Version

@@ -279,7 +279,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             at, at_ms = point_of(request.version, request.at_ms)
             identity = current_identity()
             visible = identity.tenant.sees if identity is not None else None
-            explanation = self._replica.explain(number, at, at_time_ms=at_ms, visible=visible)
+            asked = PolicyRequest(
+                request.policy,
+                consent_day=request.consent_day,
+                calling_line=request.calling_line,
+            )
+            explanation = self._replica.explain(
+                number, at, at_time_ms=at_ms, visible=visible, policy=asked
+            )
         except SuppressionError as exc:
             _abort(context, exc)
             raise AssertionError("unreachable") from exc

@@ -219,6 +219,8 @@ class Settings:
         "re-reads it on SIGHUP and keeps the old policies if the new file is bad",
         "serve",
         "check",
+        "explain",
+        "evidence",
         metavar="FILE",
     )
     dated_list: tuple[str, ...] = _opt(
@@ -229,10 +231,16 @@ class Settings:
         "environment",
         "serve",
         "check",
+        "explain",
+        "evidence",
         metavar="NAME=FILE",
     )
     policy: str = _opt(
-        "", "the policy of --policy-file to decide under; empty means its default", "check"
+        "",
+        "the policy of --policy-file to decide under; empty means its default",
+        "check",
+        "explain",
+        "evidence",
     )
     decide_at: str = _opt(
         "",
@@ -246,6 +254,8 @@ class Settings:
         "the day consent was obtained (YYYY-MM-DD), for the reassigned-number check of the "
         "policy; needs --policy-file",
         "check",
+        "explain",
+        "evidence",
         metavar="DATE",
     )
     calling_line: str = _opt(
@@ -253,6 +263,8 @@ class Settings:
         "the calling line (caller ID or SIM) the numbers would be dialed from, for the "
         "policy's line caps; needs --policy-file",
         "check",
+        "explain",
+        "evidence",
         metavar="LINE",
     )
     timeout: float = _opt(

@@ -35,6 +35,20 @@ def to_response(explanation: Explanation) -> pb.ExplainResponse:
         item.history.extend(_change(change) for change in answer.history)
     for segment in explanation.segments:
         response.segments.add(name=segment.name, bytes=segment.bytes, sha256=segment.sha256)
+    decided = explanation.policy
+    if decided is not None:
+        response.policy.CopyFrom(
+            pb.ExplainedPolicy(
+                policy=decided.policy,
+                policy_version=decided.policy_version,
+                verdict=decided.verdict,  # the enum value by name
+                rules=decided.rules,
+                exemptions=decided.exemptions,
+                earliest_ms=decided.earliest_ms,
+                decided_at_ms=decided.decided_at_ms,
+                note=decided.note,
+            )
+        )
     return response
 
 

@@ -21,7 +21,9 @@ from suppression.snapshot import read_snapshot
 from suppression.snapshotkey import SnapshotKey
 
 __all__ = [
+    "DECIDED_UNDER_TODAYS_POLICY",
     "POLICY_NOTE",
+    "PolicyExplanation",
     "ChangeRecord",
     "Explanation",
     "ListAnswer",
@@ -30,9 +32,14 @@ __all__ = [
 ]
 
 POLICY_NOTE = (
-    "list membership only: SUPPRESSED when the number was on any of the lists shown; the "
-    "pre-dial policy (exemptions, calling windows, caps) is not in this build, so its verdict "
-    "is not given"
+    "list membership: SUPPRESSED when the number was on any of the lists shown; the pre-dial "
+    "policy's verdict (exemptions, calling windows, caps) is given apart, under 'policy', "
+    "where the policies are loaded (a server's --policy-file, or --policy-file here)"
+)
+DECIDED_UNDER_TODAYS_POLICY = (
+    "decided under the policy file and dated lists loaded now (policy version {version}): the "
+    "archive keeps every list change but not earlier policy files; attempt caps count the "
+    "attempts archived after the checkpoint this answer was rebuilt from"
 )
 _ADDS = (Op.ADD, Op.ADD_RANGE)
 _KINDS = frozenset(kind.value for kind in ListKind)
@@ -94,6 +101,26 @@ class ListAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyExplanation:
+    """What the pre-dial policy decided for the number at the explained point in time."""
+
+    policy: str
+    policy_version: str
+    verdict: str
+    """ALLOWED, SUPPRESSED, DEFERRED or INVALID."""
+    rules: tuple[str, ...]
+    """The rules that decided a verdict other than ALLOWED (lists, window, caps, ...)."""
+    exemptions: tuple[str, ...]
+    """The exemptions that lifted a list for the number."""
+    earliest_ms: int
+    """For DEFERRED, the first moment the number could have been dialed; 0 otherwise."""
+    decided_at_ms: int
+    """The moment decided for: the explained time, or the version's time."""
+    note: str
+    """What the decision could not know (the policy file of that day)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     """The answer: per list, the verdict, and where it came from."""
 
@@ -108,6 +135,8 @@ class Explanation:
     archive_ends: Version | None
     segments: tuple[SegmentRef, ...]
     damage: tuple[str, ...] = field(default_factory=tuple)
+    policy: PolicyExplanation | None = None
+    """The policy's verdict then, where the replica serves policies."""
 
     @property
     def suppressed(self) -> bool:

@@ -22,7 +22,7 @@ from suppression.archive import ArchiveReader
 from suppression.archive.index import sha256_of
 from suppression.e164 import mask_number
 from suppression.errors import ArchiveError
-from suppression.explain.model import ChangeRecord, Explanation
+from suppression.explain.model import ChangeRecord, Explanation, PolicyExplanation
 from suppression.version import build_version
 
 __all__ = ["ReportFiles", "document", "markdown", "verify_segments", "write_report"]
@@ -56,6 +56,7 @@ def document(explanation: Explanation, *, show_number: bool = False) -> dict[str
         },
         "verdict": explanation.verdict,
         "verdict_basis": explanation.verdict_basis,
+        "policy": _policy(explanation.policy),
         "lists": [
             {
                 "name": answer.name,
@@ -81,6 +82,21 @@ def document(explanation: Explanation, *, show_number: bool = False) -> dict[str
             ],
             "damage": list(explanation.damage),
         },
+    }
+
+
+def _policy(decided: PolicyExplanation | None) -> dict[str, Any] | None:
+    if decided is None:
+        return None
+    return {
+        "policy": decided.policy,
+        "policy_version": decided.policy_version,
+        "verdict": decided.verdict,
+        "rules": list(decided.rules),
+        "exemptions": list(decided.exemptions),
+        "earliest": _iso(decided.earliest_ms) if decided.earliest_ms else None,
+        "decided_at": _iso(decided.decided_at_ms),
+        "note": decided.note,
     }
 
 
@@ -121,6 +137,22 @@ def verify_segments(reader: ArchiveReader, explanation: Explanation) -> None:
             )
 
 
+def _policy_lines(decided: dict[str, Any] | None) -> list[str]:
+    if decided is None:
+        return []
+    detail = [f"policy `{decided['policy']}` version `{decided['policy_version']}`"]
+    if decided["rules"]:
+        detail.append("rules: " + ", ".join(f"`{rule}`" for rule in decided["rules"]))
+    if decided["exemptions"]:
+        detail.append("exemptions: " + ", ".join(f"`{name}`" for name in decided["exemptions"]))
+    if decided["earliest"]:
+        detail.append(f"earliest dial time {decided['earliest']}")
+    return [
+        f"- **Pre-dial policy then ({decided['decided_at']}):** **{decided['verdict']}** "
+        f"({'; '.join(detail)}). {decided['note']}.",
+    ]
+
+
 def markdown(doc: dict[str, Any], generated_at: str) -> str:
     """A page a compliance officer can read and attach."""
     at = doc["at"]
@@ -130,6 +162,7 @@ def markdown(doc: dict[str, Any], generated_at: str) -> str:
         "",
         f"- **Point in time:** {point}",
         f"- **Verdict then:** **{doc['verdict']}** ({doc['verdict_basis']})",
+        *_policy_lines(doc["policy"]),
         f"- **Rebuilt from:** checkpoint `{doc['base']['checkpoint'] or 'empty lists'}` at "
         f"version `{doc['base']['version']}`, SHA-256 `{doc['base']['sha256'] or '-'}`",
         f"- **Archive:** from `{doc['archive']['begins']}` to `{doc['archive']['ends']}`",

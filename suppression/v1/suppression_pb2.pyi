@@ -228,18 +228,44 @@ class SnapshotChunk(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("number_e164", "number", "default_region", "version", "at_ms")
+    __slots__ = ("number_e164", "number", "default_region", "version", "at_ms", "policy", "consent_day", "calling_line")
     NUMBER_E164_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_DAY_FIELD_NUMBER: _ClassVar[int]
+    CALLING_LINE_FIELD_NUMBER: _ClassVar[int]
     number_e164: int
     number: str
     default_region: str
     version: str
     at_ms: int
-    def __init__(self, number_e164: _Optional[int] = ..., number: _Optional[str] = ..., default_region: _Optional[str] = ..., version: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    policy: str
+    consent_day: int
+    calling_line: str
+    def __init__(self, number_e164: _Optional[int] = ..., number: _Optional[str] = ..., default_region: _Optional[str] = ..., version: _Optional[str] = ..., at_ms: _Optional[int] = ..., policy: _Optional[str] = ..., consent_day: _Optional[int] = ..., calling_line: _Optional[str] = ...) -> None: ...
+
+class ExplainedPolicy(_message.Message):
+    __slots__ = ("policy", "policy_version", "verdict", "rules", "exemptions", "earliest_ms", "decided_at_ms", "note")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    EXEMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EARLIEST_MS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    policy_version: str
+    verdict: Verdict
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    exemptions: _containers.RepeatedScalarFieldContainer[str]
+    earliest_ms: int
+    decided_at_ms: int
+    note: str
+    def __init__(self, policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., rules: _Optional[_Iterable[str]] = ..., exemptions: _Optional[_Iterable[str]] = ..., earliest_ms: _Optional[int] = ..., decided_at_ms: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
 
 class ExplainedChange(_message.Message):
     __slots__ = ("version", "op", "list", "source", "actor", "evidence", "timestamp_ms", "producer", "numbers_in_change", "block")
@@ -292,7 +318,7 @@ class ArchiveSegment(_message.Message):
     def __init__(self, name: _Optional[str] = ..., bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("number_masked", "at", "verdict", "verdict_basis", "lists", "base_version", "base_checkpoint", "base_sha256", "archive_begins", "archive_ends", "segments", "damage")
+    __slots__ = ("number_masked", "at", "verdict", "verdict_basis", "lists", "base_version", "base_checkpoint", "base_sha256", "archive_begins", "archive_ends", "segments", "damage", "policy")
     NUMBER_MASKED_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +331,7 @@ class ExplainResponse(_message.Message):
     ARCHIVE_ENDS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     number_masked: str
     at: str
     verdict: Verdict
@@ -317,4 +344,5 @@ class ExplainResponse(_message.Message):
     archive_ends: str
     segments: _containers.RepeatedCompositeFieldContainer[ArchiveSegment]
     damage: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, number_masked: _Optional[str] = ..., at: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., verdict_basis: _Optional[str] = ..., lists: _Optional[_Iterable[_Union[ExplainedList, _Mapping]]] = ..., base_version: _Optional[str] = ..., base_checkpoint: _Optional[str] = ..., base_sha256: _Optional[str] = ..., archive_begins: _Optional[str] = ..., archive_ends: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[ArchiveSegment, _Mapping]]] = ..., damage: _Optional[_Iterable[str]] = ...) -> None: ...
+    policy: ExplainedPolicy
+    def __init__(self, number_masked: _Optional[str] = ..., at: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., verdict_basis: _Optional[str] = ..., lists: _Optional[_Iterable[_Union[ExplainedList, _Mapping]]] = ..., base_version: _Optional[str] = ..., base_checkpoint: _Optional[str] = ..., base_sha256: _Optional[str] = ..., archive_begins: _Optional[str] = ..., archive_ends: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[ArchiveSegment, _Mapping]]] = ..., damage: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[ExplainedPolicy, _Mapping]] = ...) -> None: ...

@@ -121,3 +121,48 @@ def test_evidence_refuses_a_segment_changed_since_it_was_written(tmp_path: Path)
     assert result.returncode == 2
     assert f"segment-000001.seg: record at byte {damaged:,} fails its CRC-32" in result.stderr
     assert not out.exists() or not any(out.iterdir()), "no report from a damaged archive"
+
+
+AFTERNOONS = """\
+version = "p1"
+
+[lists]
+optout = "opt_out"
+
+[policies.afternoons]
+suppress = ["optout"]
+
+[policies.afternoons.window]
+start = "13:00"
+end = "21:00"
+"""
+
+
+def test_explain_and_evidence_give_the_policy_verdict_then(tmp_path: Path) -> None:
+    build_archive(tmp_path)
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(AFTERNOONS)
+    with_policy = ("--data-dir", str(tmp_path), "--policy-file", str(policy_file))
+    added = run("explain", str(US), "--version", f"{ADDED_MS}-0", "--json", *with_policy)
+    assert added.returncode == 0, added.stderr
+    decided = json.loads(added.stdout)["policy"]
+    assert (decided["policy"], decided["policy_version"]) == ("afternoons", "p1")
+    assert decided["verdict"] == "SUPPRESSED" and decided["decided_at"].startswith("2025-11-24T16:")
+    assert any("optout" in rule for rule in decided["rules"]), decided["rules"]
+    # Released at 17:00 UTC, noon in New York: off the list, but outside 13:00-21:00 there.
+    released = run("explain", str(US), "--version", f"{RELEASED_MS}-0", "--json", *with_policy)
+    decided = json.loads(released.stdout)["policy"]
+    assert decided["verdict"] == "DEFERRED" and not any("optout" in r for r in decided["rules"])
+    assert decided["earliest"] == "2025-11-24T18:00:00.000+00:00"
+    assert "not earlier policy files" in decided["note"]
+    table = run("explain", str(US), "--version", f"{RELEASED_MS}-0", *with_policy)
+    assert "Policy 'afternoons' (version p1)" in table.stdout and "DEFERRED" in table.stdout
+    out = tmp_path / "reports"
+    report = run("evidence", str(US), "--version", f"{RELEASED_MS}-0", "--out", str(out),
+                 *with_policy)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    page = next(out.glob("*.md")).read_text()
+    assert "Pre-dial policy then" in page and "**DEFERRED**" in page
+    plain = run("explain", str(US), "--version", f"{RELEASED_MS}-0", "--json",
+                "--data-dir", str(tmp_path))  # fmt: skip
+    assert json.loads(plain.stdout)["policy"] is None

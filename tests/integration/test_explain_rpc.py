@@ -13,7 +13,8 @@ from pyroaring import BitMap64
 
 from suppression.archive import ArchiveOptions
 from suppression.datasource import DataSource
-from suppression.lists import ListInfo, ListView, Version
+from suppression.lists import ListInfo, ListKind, ListView, Version
+from suppression.policy.store import PolicyStore
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.server import ServerOptions, create_server
 from suppression.snapshot import write_snapshot
@@ -35,13 +36,16 @@ def stub(redis_server: RedisServer, tmp_path: Path) -> Iterator[pb_grpc.Suppress
 
 
 @contextmanager
-def serving(redis_server: RedisServer, tmp_path: Path) -> Iterator[pb_grpc.SuppressionStub]:
+def serving(
+    redis_server: RedisServer, tmp_path: Path, policies: PolicyStore | None = None
+) -> Iterator[pb_grpc.SuppressionStub]:
     """A gRPC server over a replica that archives into tmp_path/archive."""
     archive = ArchiveOptions(tmp_path / "archive", snapshots=tmp_path)
     replica = Replica(
         DataSource(data_dir=tmp_path),
         ChangeLogOptions(redis_url=redis_server.url, max_staleness=5.0),
         SnapshotOptions(interval=3600.0, archive=archive),
+        policies=policies,
     )
     process = create_server(replica, ServerOptions(port=0), CollectorRegistry(), "127.0.0.1:0")
     replica.start()
@@ -157,3 +161,68 @@ def test_check_as_of_an_earlier_version(stub: pb_grpc.SuppressionStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Check(pb.CheckRequest(e164=[US], as_of_version="not-a-version"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+CONSENT_LIFTS_REGISTRY = """\
+version = "e1"
+
+[lists]
+registry = "registry"
+consent = "exemption"
+
+[policies.tsr]
+suppress = ["registry"]
+
+[[policies.tsr.exemptions]]
+list = "consent"
+lifts = ["registry"]
+"""
+
+
+def test_explain_gives_the_policy_verdict_then_with_its_exemptions(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    start = Version(1_700_000_000_000, 0)
+    view = ListView(
+        start,
+        {"registry": BitMap64([US]), "consent": BitMap64()},
+        {
+            "registry": ListInfo("registry", ListKind.REGISTRY),
+            "consent": ListInfo("consent", ListKind.CAMPAIGN),
+        },
+        (),
+    )
+    write_snapshot(tmp_path, view)
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(CONSENT_LIFTS_REGISTRY)
+    with serving(redis_server, tmp_path, PolicyStore(policy_file)) as started:
+        consented = Version.parse(
+            started.Suppress(
+                pb.SuppressRequest(e164=[US], list="consent", source="crm", evidence="ebr-9"),
+                timeout=10,
+            ).version
+        )
+        before = started.Explain(pb.ExplainRequest(number_e164=US, version=str(start)))
+        assert before.verdict == pb.SUPPRESSED and before.policy.verdict == pb.SUPPRESSED
+        assert (before.policy.policy, before.policy.policy_version) == ("tsr", "e1")
+        assert any("registry" in rule for rule in before.policy.rules)
+        assert before.policy.decided_at_ms == start.ms and not before.policy.exemptions
+        after = started.Explain(pb.ExplainRequest(number_e164=US, version=str(consented)))
+        # Still on the registry, so the list verdict says SUPPRESSED; the policy lifts it.
+        assert after.verdict == pb.SUPPRESSED and after.policy.verdict == pb.ALLOWED
+        assert list(after.policy.exemptions) == ["consent"] and not after.policy.rules
+        assert "not earlier policy files" in after.policy.note
+        with pytest.raises(grpc.RpcError) as unknown:
+            started.Explain(pb.ExplainRequest(number_e164=US, version=str(start), policy="x"))
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_explain_without_policies_gives_none_and_refuses_policy_fields(
+    stub: pb_grpc.SuppressionStub,
+) -> None:
+    added = suppress(stub, [US], source="in_call")
+    answer = stub.Explain(pb.ExplainRequest(number_e164=US, version=str(added)), timeout=10)
+    assert not answer.HasField("policy")
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Explain(pb.ExplainRequest(number_e164=US, version=str(added), policy="tsr"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
