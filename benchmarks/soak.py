@@ -84,22 +84,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
+    parser.add_argument("--keep", type=Path, help="keep every process's data and log here")
     args = parser.parse_args(argv)
     before = load_average()
     rows = []
     reports = []
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="soak-") as directory:
-            report = Soak(Path(directory), seconds=args.seconds, seed=args.seed + run).run()
+        if args.keep is not None:
+            directory = args.keep / f"run-{run + 1}"
+            report = Soak(directory, seconds=args.seconds, seed=args.seed + run).run()
+        else:
+            with tempfile.TemporaryDirectory(prefix="soak-") as temporary:
+                report = Soak(Path(temporary), seconds=args.seconds, seed=args.seed + run).run()
         reports.append(report)
         rows.append(row(f"{run + 1} (seed {args.seed + run})", report))
         for problem in [
             *report.missing_acknowledged,
             *report.wrong_answers[:20],
             *report.final_mismatches[:20],
+            *report.unflagged_lags[:20],
             *report.harness_errors,
         ]:
             print(f"run {run + 1}: {problem}")
+        print(f"run {run + 1}: longest lag: {report.longest_lag or 'none'}")
     print_table(f"Soak, {args.seconds:.0f} s per run", HEADERS, rows)
     after = load_average()
     if args.record:

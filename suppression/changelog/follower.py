@@ -174,6 +174,7 @@ class ChangeLogFollower:
         self._snapshot_created_at = snapshot_created_at
         self._connected = False
         self._needs_resync = False
+        self._replaying = False
         self._loss = ""
         self._losses: dict[str, int] = {kind: 0 for kind in LOSS_KINDS}
         self._resync_floor = Version()
@@ -270,7 +271,7 @@ class ChangeLogFollower:
         reported = False
         while not self._stop.is_set():
             try:
-                if self._needs_resync:
+                if self._needs_resync and not self._replaying:
                     self._try_resync()
                     self._stop.wait(_RESYNC_POLL)
                     continue
@@ -409,6 +410,10 @@ class ChangeLogFollower:
     def _update_lag(self, info: StreamInfo) -> None:
         position = self._lists.version
         if not info.exists or info.last_generated <= position:
+            if self._replaying:
+                self._replaying = False
+                self._needs_resync = False
+                logger.warning("caught up again at %s after the resync: serving", position)
             self._confirmed_at = time.time()
             self._lag_entries = 0
             self._oldest_unapplied_ms = None
@@ -427,6 +432,7 @@ class ChangeLogFollower:
 
     def _start_resync(self, loss: str, view: ListView, info: StreamInfo) -> None:
         self._needs_resync = True
+        self._replaying = False
         self._loss = loss
         self._losses[loss] += 1
         self._resync_floor = max(info.first_recorded, info.max_deleted)
@@ -508,17 +514,27 @@ class ChangeLogFollower:
         self.note_snapshot(snapshot.created_at)
 
     def _resume_from(self, view: ListView, source: str) -> None:
+        """Swap in reloaded data, then replay the log; NOT_SERVING until caught up.
+
+        Serving at once would answer from data older than writes already
+        acknowledged, and say it is fresh: the last catch-up was confirmed
+        for the data this replaces.
+        """
         self._lists.replace(view)
         if self._archive is not None:
             try:
                 self._archive.rebase(self._lists.view, "resync")
             except Exception:  # the next append notices the jump and writes the base
                 logger.exception("cannot write the change archive's base after the resync")
-        self._needs_resync = False
+        self._replaying = True
         self._loss = ""
         self._ordinal_base = None
         logger.warning(
-            "resynchronized from %s at version %s (%s)", source, view.version, view.position
+            "resynchronized from %s at version %s (%s); replaying the change log, serving "
+            "again once caught up",
+            source,
+            view.version,
+            view.position,
         )
         with self._applied:
             self._applied.notify_all()

@@ -42,6 +42,7 @@ BASE = 8613900000000
 """Written numbers count up from here; never-written ones come from another range."""
 NEVER = 8613700000000
 SERVING = health_pb2.HealthCheckResponse.SERVING
+MAX_STALENESS = 5.0
 
 
 @dataclass
@@ -66,6 +67,11 @@ class SoakReport:
     """Largest staleness a serving replica reported in GetStatus."""
     longest_lag_seconds: float = 0.0
     """Longest an acknowledged write was seen missing from a replica's answer."""
+    longest_lag: str = ""
+    """Who answered that, from which version, and whether it said the data was stale."""
+    unflagged_lags: list[str] = field(default_factory=list)
+    """Answers that missed a write acknowledged longer ago than the staleness bound
+    (plus a second) without saying the data was stale: freshness that lied."""
     wrong_answers: list[str] = field(default_factory=list)
     """Answers that contradict the model from data that should include the write."""
     final_mismatches: list[str] = field(default_factory=list)
@@ -102,7 +108,7 @@ class ReplicaProcess:
             "--sentinel", ",".join(self.group.sentinel_addresses),
             "--sentinel-master", MASTER,
             "--min-replicas", "1", "--replica-timeout", "1",
-            "--max-staleness", "5", "--write-timeout", "5",
+            "--max-staleness", str(MAX_STALENESS), "--write-timeout", "5",
             "--snapshot-interval", "2", "--snapshot-keep", "3",
             "--threads", "8",
         ]  # fmt: skip
@@ -199,6 +205,7 @@ class Soak:
         return self.report
 
     def close(self) -> None:
+        """Kill everything; the data and logs stay in the directory."""
         for replica in self.replicas:
             replica.kill()
         self.group.stop()
@@ -275,9 +282,17 @@ class Soak:
                         )
                     else:
                         self.report.lagging_answers += 1
-                        self.report.longest_lag_seconds = max(
-                            self.report.longest_lag_seconds, now - at
+                        lag = now - at
+                        described = (
+                            f"replica {replica.index} answered {pb.Verdict.Name(verdict)} "
+                            f"{lag:.1f} s after the write at {written} from data at {version} "
+                            f"({'stale' if answer.stale else 'not marked stale'})"
                         )
+                        if lag > self.report.longest_lag_seconds:
+                            self.report.longest_lag_seconds = lag
+                            self.report.longest_lag = described
+                        if not answer.stale and lag > MAX_STALENESS + 1.0:
+                            self.report.unflagged_lags.append(described)
                 for number, verdict in zip(never, answer.verdicts[len(sample) :], strict=True):
                     if verdict != pb.ALLOWED and not answer.failed_closed:
                         self.report.wrong_answers.append(

@@ -29,3 +29,4 @@ def test_no_acknowledged_write_is_lost_and_every_replica_agrees_with_the_log(
     assert report.missing_acknowledged == []
     assert report.wrong_answers == []
     assert report.final_mismatches == []
+    assert report.unflagged_lags == [], "an answer missed an old write and said it was fresh"
