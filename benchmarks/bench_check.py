@@ -54,13 +54,15 @@ from pyroaring import BitMap64
 
 from suppression.checker import check_batch
 from suppression.demo import registry_shaped
+from suppression.embedded import EmbeddedReplica
 from suppression.lists import ListInfo, ListKind, ListView, SuppressionLists
 from suppression.metrics import ServiceMetrics
-from suppression.server import ServerOptions, create_server, grpc_message_limit
+from suppression.server import ServerOptions, create_server
 from suppression.service import SuppressionServicer
 from suppression.snapshot import read_snapshot, write_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1.suppression_pb2_grpc import SuppressionStub
+from suppression.wire import grpc_message_limit
 
 SECTIONS = ("inprocess", "grpc", "redis", "memory", "snapshot")
 BATCHES = (1, 100, 1_000, 10_000)
@@ -84,6 +86,9 @@ TARGET_P99_US = 1_000.0
 TARGET_BYTES = 1.5
 TARGET_LOAD_SIZE = 260_000_000
 TARGET_LOAD_S = 3.0
+TARGET_EMBEDDED_ONE_NS = 5_000
+TARGET_EMBEDDED_BATCH_NS = 200
+TARGET_FLOOR_FACTOR = 1.15
 
 Numbers = npt.NDArray[np.uint64]
 S = TypeVar("S", list[int], list[str], Numbers)
@@ -115,6 +120,10 @@ class Results:
     build_s: float = 0.0
     hit_rate: float = 0.0
     inprocess_ns: dict[str, float] = field(default_factory=dict)
+    embedded_batch_ns: dict[int, float] = field(default_factory=dict)
+    """EmbeddedReplica.check, ns per number, by batch size."""
+    embedded_one_ns: tuple[float, float] | None = None
+    """EmbeddedReplica.check_one latency p50 and p99, ns."""
     grpc_rate: dict[tuple[str, int], float] = field(default_factory=dict)
     grpc_inflight: tuple[int, float] | None = None
     """Calls in flight and e164 numbers/s for the largest batch (``--inflight``)."""
@@ -163,6 +172,22 @@ def make_request(numbers: list[int] | list[str]) -> pb.CheckRequest:
 
 
 # -- in process -------------------------------------------------------------
+
+
+def measure_embedded(
+    lists: SuppressionLists, queries: Numbers, config: Config, results: Results
+) -> None:
+    """The embedded replica over a snapshot of ``lists``: batches, and one number at a time."""
+    as_ints = queries.tolist()
+    with tempfile.TemporaryDirectory(prefix="bench-embedded-") as scratch:
+        write_snapshot(Path(scratch), lists.view)
+        with EmbeddedReplica(scratch) as embedded:
+            for batch in config.batches:
+                timing = run_for(embedded.check, batches_of(as_ints, batch), config.seconds)
+                results.embedded_batch_ns[batch] = timing.ns_per_item(batch)
+            samples = time_each_ns(embedded.check_one, as_ints, config.latency_calls)
+    p50, p99 = np.percentile(np.asarray(samples, dtype=np.float64), (50, 99))
+    results.embedded_one_ns = (float(p50), float(p99))
 
 
 def measure_inprocess(
@@ -404,6 +429,7 @@ def run(config: Config) -> Results:
     if "inprocess" in config.sections:
         say("in-process lookups")
         results.inprocess_ns = measure_inprocess(lists, queries, config)
+        measure_embedded(lists, queries, config, results)
     if "grpc" in config.sections:
         say("Check over gRPC (client in a spawned process)")
         measure_grpc(lists, queries, config, results)
@@ -524,10 +550,18 @@ def side_by_side_rows(results: Results, batches: Sequence[int]) -> list[list[str
 
 
 def inprocess_rows(results: Results) -> list[list[str]]:
-    """In-process cost per number of each layer."""
-    return [
+    """In-process cost per number of each layer, and of the embedded replica."""
+    rows = [
         [label, f"{ns:,.0f}", f"{1e9 / ns:,.0f}/s"] for label, ns in results.inprocess_ns.items()
     ]
+    for batch, ns in results.embedded_batch_ns.items():
+        rows.append([f"EmbeddedReplica.check, batch {batch:,}", f"{ns:,.0f}", f"{1e9 / ns:,.0f}/s"])
+    if results.embedded_one_ns is not None:
+        p50, p99 = results.embedded_one_ns
+        rows.append(
+            [f"EmbeddedReplica.check_one, one number: p50 (p99 {p99:,.0f})", f"{p50:,.0f}", "-"]
+        )
+    return rows
 
 
 def _at_least(measured: float, floor: float) -> str:
@@ -581,6 +615,35 @@ def target_rows(results: Results) -> list[list[str]]:
         rows.append(
             [f"Check p99 < {TARGET_P99_US:,.0f} µs", f"{p99:,.0f} µs", _at_most(p99, TARGET_P99_US)]
         )
+    if results.embedded_one_ns is not None:
+        p50 = results.embedded_one_ns[0]
+        rows.append(
+            [
+                f"embedded check_one p50 <= {TARGET_EMBEDDED_ONE_NS:,} ns (issue 13)",
+                f"{p50:,.0f} ns",
+                _at_most(p50, TARGET_EMBEDDED_ONE_NS),
+            ]
+        )
+    embedded_batch = results.embedded_batch_ns.get(TARGET_BATCH)
+    if embedded_batch is not None:
+        rows.append(
+            [
+                f"embedded check, batches of {TARGET_BATCH:,} <= {TARGET_EMBEDDED_BATCH_NS} ns "
+                "per number (issue 13)",
+                f"{embedded_batch:,.0f} ns",
+                _at_most(embedded_batch, TARGET_EMBEDDED_BATCH_NS),
+            ]
+        )
+    if results.grpc_latency_us is not None and results.grpc_floor_us is not None:
+        p50, floor = results.grpc_latency_us[0], results.grpc_floor_us[0]
+        rows.append(
+            [
+                f"single Check p50 <= {TARGET_FLOOR_FACTOR:g}x a do-nothing call's p50 "
+                f"({floor:,.0f} µs; issue 13)",
+                f"{p50:,.0f} µs ({p50 / floor:.2f}x)",
+                _at_most(p50 / floor, TARGET_FLOOR_FACTOR),
+            ]
+        )
     if results.list_bytes is not None:
         per_number = results.list_bytes / results.size
         rows.append(
@@ -609,7 +672,7 @@ def target_rows(results: Results) -> list[list[str]]:
 
 SIDE_HEADERS = ("Measurement", "Ours", "Redis", "Ours / Redis")
 INPROCESS_HEADERS = ("In process (no transport)", "ns per number", "numbers/s")
-TARGET_HEADERS = ("Target (issue 2, 2-core machine)", "Measured", "Verdict")
+TARGET_HEADERS = ("Target (issues 2 and 13, 2-core machine)", "Measured", "Verdict")
 
 
 def report(results: Results, config: Config) -> None:

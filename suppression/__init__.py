@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         mask_number,
         parse_block,
     )
+    from suppression.embedded import EmbeddedReplica
     from suppression.entries import Entry
     from suppression.errors import (
         ChangeLogError,
@@ -57,6 +58,7 @@ _HOMES = {
     "ConfigError": "errors",
     "ConsentRequiredError": "errors",
     "DataSource": "datasource",
+    "EmbeddedReplica": "embedded",
     "Entry": "entries",
     "Freshness": "freshness",
     "InvalidEntryError": "errors",
@@ -100,6 +102,7 @@ __all__ = [
     "ConfigError",
     "ConsentRequiredError",
     "DataSource",
+    "EmbeddedReplica",
     "Entry",
     "Freshness",
     "InvalidEntryError",

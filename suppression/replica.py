@@ -562,6 +562,12 @@ class Replica:
         """Re-read the policy file (SIGHUP); a bad file keeps the running policies."""
         return self._policies.reload() if self._policies is not None else None
 
+    @property
+    def needs_resync(self) -> bool:
+        """Whether this replica knows it misses changes the log no longer holds."""
+        follower = self._follower
+        return follower is not None and follower.needs_resync
+
     def follower_state(self) -> FollowerState | None:
         """The follower's full state for /metrics; None without a change log."""
         return self._follower.state() if self._follower is not None else None

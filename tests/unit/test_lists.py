@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pyroaring import BitMap64
@@ -210,3 +211,38 @@ def test_an_opt_out_list_never_changes_kind() -> None:
         )
     )
     assert lists.view.infos["spring"].kind is ListKind.OPT_OUT
+
+
+_NUMBERS = st.integers(min_value=1, max_value=10**15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    small=st.lists(_NUMBERS, max_size=300),
+    big=st.lists(_NUMBERS, max_size=300),
+    asked=st.lists(st.one_of(_NUMBERS, st.just(0)), min_size=0, max_size=400),
+)
+def test_lookup_answers_membership_whichever_way_a_list_is_searched(
+    small: list[int], big: list[int], asked: list[int]
+) -> None:
+    """Small lists are binary-searched in a cached array, big ones asked per number."""
+    import suppression.lists as lists_module
+
+    values = np.array(asked + small[:50] + big[:50], dtype=np.uint64)
+    lists = SuppressionLists(
+        {"small": BitMap64(small), "big": BitMap64(big)}, infos=[ListInfo("small"), ListInfo("big")]
+    )
+    view = lists.view
+    names, masks = view.lookup(values, ["small", "big"])
+    assert names == ("small", "big")
+    expected = [
+        (1 if value in set(small) else 0) | (2 if value in set(big) else 0)
+        for value in values.tolist()
+    ]
+    assert masks.tolist() == expected
+    saved = lists_module._SORTED_LOOKUP_MAX
+    lists_module._SORTED_LOOKUP_MAX = 0  # every list asked per number: the same answer
+    try:
+        assert view.lookup(values, ["small", "big"])[1].tolist() == expected
+    finally:
+        lists_module._SORTED_LOOKUP_MAX = saved
