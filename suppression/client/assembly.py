@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from suppression.client.result import CheckResult, Part, version_key
+from suppression.client.errors import PolicyVersionMismatchError
+from suppression.client.policyfields import PolicyFields
+from suppression.client.result import CheckResult, Part, PolicyArrays, version_key
 from suppression.v1 import suppression_pb2 as pb
 
 __all__ = ["Piece", "merge", "split"]
+
+_NO_POLICY = PolicyFields()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,29 +22,48 @@ class Piece:
     start: int
     e164: Sequence[int]
     numbers: Sequence[str]
+    consent_days: Sequence[int] = ()
+    """The consent day of each of this piece's numbers (wire values), or empty."""
 
     def __len__(self) -> int:
         return len(self.e164) + len(self.numbers)
 
-    def request(self, region: str, lists: Sequence[str], request_id: int = 0) -> pb.CheckRequest:
-        """The CheckRequest carrying this piece."""
+    def request(
+        self,
+        region: str,
+        lists: Sequence[str],
+        request_id: int = 0,
+        policy: PolicyFields = _NO_POLICY,
+    ) -> pb.CheckRequest:
+        """The CheckRequest carrying this piece, with the check's policy fields."""
         return pb.CheckRequest(
             e164=self.e164,
             numbers=self.numbers,
             default_region=region if self.numbers else "",
             lists=lists,
             request_id=request_id,
+            policy=policy.policy,
+            decide_at_ms=policy.decide_at_ms,
+            consent_days=self.consent_days,
+            consent_day=policy.consent_day,
+            calling_line=policy.calling_line,
         )
 
 
-def split(e164: Sequence[int], numbers: Sequence[str], max_batch: int) -> list[Piece]:
+def split(
+    e164: Sequence[int],
+    numbers: Sequence[str],
+    max_batch: int,
+    consent_days: Sequence[int] = (),
+) -> list[Piece]:
     """Cut a batch (E.164 integers first, then text) into pieces of at most ``max_batch``.
 
-    An empty batch is one empty piece, so the caller still learns the version.
+    ``consent_days``, when given, is parallel to the whole batch and is cut with its
+    numbers. An empty batch is one empty piece, so the caller still learns the version.
     """
     total = len(e164) + len(numbers)
     if total <= max_batch:
-        return [Piece(0, e164, numbers)]
+        return [Piece(0, e164, numbers, consent_days)]
     pieces = []
     count_e164 = len(e164)
     for start in range(0, total, max_batch):
@@ -50,6 +73,7 @@ def split(e164: Sequence[int], numbers: Sequence[str], max_batch: int) -> list[P
                 start,
                 e164[start : min(end, count_e164)] if start < count_e164 else (),
                 numbers[max(start - count_e164, 0) : max(end - count_e164, 0)],
+                consent_days[start:end],
             )
         )
     return pieces
@@ -69,13 +93,17 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
     """One :class:`CheckResult` from the answers to every piece, in piece order.
 
     Its version is the OLDEST piece's version. Bitmasks of pieces whose servers
-    named their lists in another order are re-expressed over one table.
+    named their lists, rules or exemptions in another order are re-expressed over one
+    table. Every piece must have been decided under the same policy and policy version:
+    one result proves one policy.
 
     Args:
         answered: each piece, its answer and the target that answered it.
 
     Raises:
         ValueError: an answer does not have one verdict per number sent.
+        PolicyVersionMismatchError: pieces were decided under different policies or
+            policy versions.
     """
     verdicts: list[int] = []
     masks: list[int] = []
@@ -84,6 +112,7 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
     normalized: list[int] = []
     parts = []
     stale = failed_closed = False
+    policy = _policy_of(answered)
     for piece, answer, target in answered:
         if len(answer.verdicts) != len(piece) or len(answer.matched) != len(piece):
             raise ValueError(
@@ -97,7 +126,18 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         normalized.extend(_normalized(piece, answer))
         stale |= answer.stale
         failed_closed |= answer.failed_closed
-        parts.append(Part(piece.start, len(piece), target, answer.version))
+        if policy is not None:
+            _extend_policy(policy, piece, answer, target)
+        parts.append(
+            Part(
+                piece.start,
+                len(piece),
+                target,
+                answer.version,
+                policy=answer.policy,
+                policy_version=answer.policy_version,
+            )
+        )
     oldest = min((part.version for part in parts), key=version_key, default="")
     return CheckResult(
         verdicts,
@@ -109,7 +149,33 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         stale=stale,
         failed_closed=failed_closed,
         parts=parts,
+        policy=policy,
     )
+
+
+def _policy_of(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> PolicyArrays | None:
+    """Empty policy arrays for the merged answer; None when no piece was decided under one.
+
+    Raises:
+        PolicyVersionMismatchError: the pieces name different policies or versions.
+    """
+    seen = {(answer.policy, answer.policy_version) for _, answer, _ in answered}
+    if len(seen) > 1:
+        described = ", ".join(
+            f"numbers {piece.start}-{piece.start + len(piece) - 1} from {target}: "
+            f"{answer.policy or '(no policy)'} {answer.policy_version or ''}".rstrip()
+            for piece, answer, target in answered
+        )
+        raise PolicyVersionMismatchError(
+            "the batch was split and its parts were decided under different policies or "
+            f"policy versions ({described}); one result must prove one policy, so nothing "
+            "is returned: send it again once every replica has the same policy file (or send "
+            "batches no larger than max_batch)"
+        )
+    ((name, version),) = seen or {("", "")}
+    if not name and not version:
+        return None
+    return PolicyArrays(name, version)
 
 
 def _remap(masks: Sequence[int], names: list[str], table: list[str]) -> Sequence[int]:
@@ -128,3 +194,25 @@ def _remap(masks: Sequence[int], names: list[str], table: list[str]) -> Sequence
                 value |= (mask >> bit & 1) << to
         remapped.append(value)
     return remapped
+
+
+def _extend_policy(
+    policy: PolicyArrays, piece: Piece, answer: pb.CheckResponse, target: str
+) -> None:
+    """Append one answer's per-number policy arrays, over the merged name tables.
+
+    Raises:
+        ValueError: the arrays do not have one entry per number sent.
+    """
+    count = len(piece)
+    if not (len(answer.rules) == len(answer.exemptions) == len(answer.earliest_ms) == count):
+        raise ValueError(
+            f"server {target} answered policy {answer.policy!r} without one rule mask, "
+            f"exemption mask and earliest time per number ({count} sent); it does not "
+            "speak this protocol version"
+        )
+    policy.rules.extend(_remap(answer.rules, list(answer.rule_names), policy.rule_names))
+    policy.exemptions.extend(
+        _remap(answer.exemptions, list(answer.exemption_names), policy.exemption_names)
+    )
+    policy.earliest_ms.extend(answer.earliest_ms)

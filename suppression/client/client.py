@@ -18,6 +18,14 @@ import grpc
 from suppression.client.assembly import Piece, merge, split
 from suppression.client.config import ClientConfig
 from suppression.client.errors import ClientError, DeadlineExceededError, error_from_rpc
+from suppression.client.policyfields import (
+    ConsentDay,
+    DecideAt,
+    PolicyFields,
+    consent_days_of,
+    day_of,
+    ms_of,
+)
 from suppression.client.result import CheckResult, ListInfo, Status
 from suppression.client.stream import CheckStream
 from suppression.v1 import suppression_pb2 as pb
@@ -218,35 +226,61 @@ class SuppressionClient:
         lists: Sequence[str] | None = None,
         region: str | None = None,
         timeout: float | None = None,
+        policy: str = "",
+        decide_at: DecideAt | None = None,
+        consent_days: Sequence[ConsentDay] | None = None,
+        consent_day: ConsentDay = None,
+        calling_line: str = "",
     ) -> CheckResult:
         """Check a batch; larger than ``max_batch``, it is sent as several requests.
+
+        The policy arguments need a server started with ``--policy-file``; one without
+        refuses them (InvalidRequestError) rather than ignore them. A server with one
+        decides every check under a policy, named or its default (docs/policy.md).
 
         Args:
             e164: numbers as E.164 integers (``8613800138000``), the fast path.
             numbers: numbers as text in any format; national forms need ``region``.
             lists: lists to check; None uses the config's, empty the server's defaults.
+                Under a policy, leave it empty: the policy says which lists suppress.
             region: default region for national forms; None uses the config's.
             timeout: deadline in seconds of each request, retries included.
+            policy: the pre-dial policy to decide under; empty: the server's default.
+            decide_at: the moment to decide for (an aware datetime, or ms since the
+                epoch); None: now, on the answering server's clock (each part's own
+                when the batch is split: pass it to decide every part for one moment).
+            consent_days: the day consent was obtained, one per number (E.164 integers
+                first, then text; None where there is none): the reassigned check.
+            consent_day: one consent day for the whole batch.
+            calling_line: the caller ID or SIM the batch would be dialed from; its
+                attempt caps apply.
 
         Returns:
             Results indexed like the input, E.164 integers first, then text. When the
             batch was split, ``version`` is the OLDEST part's and ``parts`` lists each.
+            Under a policy, ``policy`` and ``policy_version`` name it, DEFERRED numbers
+            carry ``earliest``, and each number its rules and exemptions.
 
         Raises:
-            InvalidRequestError: an unknown list or region; never retried.
+            InvalidRequestError: an unknown list, region or policy, a naive datetime,
+                consent days not one per number; never retried.
+            PolicyVersionMismatchError: the parts of a split batch were decided under
+                different policy versions (a reload in between).
             UnavailableError: no target answered within the attempts and the deadline.
             ClientError: another refusal (see the subclasses).
         """
         chosen = self.config.lists if lists is None else tuple(lists)
         chosen_region = self.config.region if region is None else region
         total = len(e164) + len(numbers)
+        fields = _fields(policy, decide_at, consent_day, calling_line)
+        days = consent_days_of(consent_days, total)
         size = self.max_batch() if total > 1 else 1
         answered = []
         threshold = self.config.bulk_threshold
-        for piece in split(e164, numbers, size):
+        for piece in split(e164, numbers, size, days):
             answer, target = self._call(
                 "Check",
-                piece.request(chosen_region, chosen),
+                piece.request(chosen_region, chosen, policy=fields),
                 timeout,
                 bulk=len(piece) >= threshold,
             )
@@ -260,19 +294,27 @@ class SuppressionClient:
         lists: Sequence[str] | None = None,
         region: str | None = None,
         timeout: float | None = None,
+        policy: str = "",
+        decide_at: DecideAt | None = None,
+        consent_day: ConsentDay = None,
+        calling_line: str = "",
     ) -> CheckResult:
         """Check one number, hedged when ``config.hedge_delay`` is set.
 
         With hedging, the request goes to a second target when the first has not
         answered within ``hedge_delay`` seconds; the first answer wins and the other
-        call is cancelled. ``result[0]`` is the number's record.
+        call is cancelled. ``result[0]`` is the number's record. The policy
+        arguments are :meth:`check`'s; ``consent_day`` is the number's consent day.
 
         Raises:
             ClientError: as :meth:`check`.
         """
         piece = Piece(0, (number,), ()) if isinstance(number, int) else Piece(0, (), (number,))
         chosen = self.config.lists if lists is None else tuple(lists)
-        request = piece.request(self.config.region if region is None else region, chosen)
+        fields = _fields(policy, decide_at, consent_day, calling_line)
+        request = piece.request(
+            self.config.region if region is None else region, chosen, policy=fields
+        )
         delay = self.config.hedge_delay
         if delay is None or len(self.config.targets) < 2:
             answer, target = self._call("Check", request, timeout)
@@ -343,6 +385,11 @@ class SuppressionClient:
         region: str | None = None,
         in_flight: int = 4,
         timeout: float | None = None,
+        policy: str = "",
+        decide_at: DecideAt | None = None,
+        consent_days: Iterable[Sequence[ConsentDay]] | None = None,
+        consent_day: ConsentDay = None,
+        calling_line: str = "",
     ) -> CheckStream:
         """Check many batches over one CheckStream; one result per batch, in order.
 
@@ -356,6 +403,12 @@ class SuppressionClient:
             in_flight: requests sent and not yet answered, at most.
             timeout: deadline in seconds of the whole stream; None uses
                 ``config.stream_timeout``.
+            policy: as :meth:`check`, for every batch.
+            decide_at: as :meth:`check`, for every batch.
+            consent_days: one sequence per batch (read alongside ``batches``), each
+                with one consent day per number, as :meth:`check`'s.
+            consent_day: one consent day for every number of every batch.
+            calling_line: as :meth:`check`, for every batch.
 
         Raises:
             ClientError: as :meth:`check`; raised while iterating.
@@ -367,4 +420,13 @@ class SuppressionClient:
             region=self.config.region if region is None else region,
             in_flight=in_flight,
             timeout=self.config.stream_timeout if timeout is None else timeout,
+            policy=_fields(policy, decide_at, consent_day, calling_line),
+            consent_days=consent_days,
         )
+
+
+def _fields(
+    policy: str, decide_at: DecideAt | None, consent_day: ConsentDay, calling_line: str
+) -> PolicyFields:
+    """The policy fields every request of one check carries; refused here if malformed."""
+    return PolicyFields(policy, ms_of(decide_at), day_of(consent_day), calling_line)

@@ -10,6 +10,8 @@
         ├── UnauthenticatedError    UNAUTHENTICATED: no token or certificate, or a bad one
         ├── PermissionDeniedError   PERMISSION_DENIED: the identity lacks the scope
         ├── QuotaExceededError      RESOURCE_EXHAUSTED; ``retry_after`` in seconds, if known
+        ├── PolicyVersionMismatchError  a split batch's parts were decided under different
+        │                           policies or policy versions; no result is returned
         └── ServerError             anything else (INTERNAL, FAILED_PRECONDITION, ...)
 
 Every exception carries the ``code`` (a :class:`grpc.StatusCode`, or None when no call
@@ -31,6 +33,7 @@ __all__ = [
     "InvalidRequestError",
     "NotReadyError",
     "PermissionDeniedError",
+    "PolicyVersionMismatchError",
     "QuotaExceededError",
     "ServerError",
     "UnauthenticatedError",
@@ -118,6 +121,17 @@ class QuotaExceededError(ClientError):
         """
         super().__init__(message, code=code, target=target, details=details)
         self.retry_after = retry_after
+
+
+class PolicyVersionMismatchError(ClientError):
+    """A split batch's parts were answered under different policies or policy versions.
+
+    A merged result carries one policy and one policy version, the proof of what was
+    decided; parts decided under two versions (a policy reload between them, or
+    replicas with different files during a rollout) cannot share one, so the client
+    refuses to merge them rather than report a version that some verdicts were not
+    decided under. Sending the batch again after the rollout gives one version.
+    """
 
 
 class ServerError(ClientError):

@@ -10,9 +10,10 @@ bitmask only when asked for.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ListInfo",
     "NumberResult",
     "Part",
+    "PolicyArrays",
     "Status",
     "Verdict",
     "version_key",
@@ -70,13 +72,20 @@ class NumberResult:
     index: int
     """Its position in the request: E.164 integers first, then text numbers."""
     verdict: Verdict
-    """ALLOWED, SUPPRESSED or INVALID."""
+    """ALLOWED, SUPPRESSED or INVALID; under a policy also DEFERRED."""
     e164: int
     """The number as an E.164 integer; 0 when it is INVALID."""
     lists: tuple[str, ...]
-    """The lists it is on (empty unless SUPPRESSED, and when the server failed closed)."""
+    """The lists it is on (empty unless SUPPRESSED, and when the server failed closed);
+    under a policy, the lists that still suppress it after exemptions."""
     reason: InvalidReason | None
     """Why it is INVALID; None otherwise."""
+    rules: tuple[str, ...] = ()
+    """Under a policy: the rules that decided a non-ALLOWED verdict (docs/policy.md)."""
+    exemptions: tuple[str, ...] = ()
+    """Under a policy: the exemptions that lifted a list for it."""
+    earliest: dt.datetime | None = None
+    """For DEFERRED: the first moment it may be dialed (UTC); None otherwise."""
 
     @property
     def may_dial(self) -> bool:
@@ -96,6 +105,34 @@ class Part:
     """The server that answered it."""
     version: str
     """The data version it was answered at."""
+    policy: str = ""
+    """The policy it was decided under; empty without one."""
+    policy_version: str = ""
+    """That policy file's version; empty without a policy."""
+
+
+@dataclass(slots=True)
+class PolicyArrays:
+    """A batch's policy answer as parallel arrays, as :class:`CheckResult` holds them."""
+
+    policy: str
+    """The policy the batch was decided under."""
+    version: str
+    """The policy file's version."""
+    rules: list[int] = field(default_factory=list)
+    """Per number, a bitmask over :attr:`rule_names` of the rules that decided it."""
+    rule_names: list[str] = field(default_factory=list)
+    exemptions: list[int] = field(default_factory=list)
+    """Per number, a bitmask over :attr:`exemption_names` of the exemptions applied."""
+    exemption_names: list[str] = field(default_factory=list)
+    earliest_ms: list[int] = field(default_factory=list)
+    """Per number: for DEFERRED, the first moment it may be dialed (ms); else 0."""
+
+
+def _names(mask: int, names: Sequence[str]) -> tuple[str, ...]:
+    if not mask:
+        return ()
+    return tuple(name for bit, name in enumerate(names) if mask >> bit & 1)
 
 
 class CheckResult:
@@ -105,10 +142,15 @@ class CheckResult:
     ``version`` is the data version the answer may be relied on for: when the batch
     was split into several requests (:attr:`parts`), it is the OLDEST part's version,
     since no part saw older data, and each part's own version is in :attr:`parts`.
+
+    Under a pre-dial policy, :attr:`policy` and :attr:`policy_version` name it (every
+    part was decided under the same ones, or no result is made), and each number's
+    rules, exemptions and earliest dial time are decoded on access.
     """
 
     __slots__ = (
         "__dict__",
+        "_policy",
         "failed_closed",
         "invalid_reasons",
         "list_names",
@@ -132,6 +174,7 @@ class CheckResult:
         stale: bool,
         failed_closed: bool,
         parts: Sequence[Part] = (),
+        policy: PolicyArrays | None = None,
     ) -> None:
         """Wrap the arrays; nothing is copied or decoded.
 
@@ -145,6 +188,7 @@ class CheckResult:
             stale: some part was answered from data that may be behind.
             failed_closed: some part was answered all SUPPRESSED on stale data.
             parts: the requests the batch was sent as.
+            policy: the policy answer's arrays; None when decided without a policy.
         """
         self.verdicts = verdicts
         self.masks = masks
@@ -155,6 +199,22 @@ class CheckResult:
         self.stale = stale
         self.failed_closed = failed_closed
         self.parts = tuple(parts)
+        self._policy = policy
+
+    @property
+    def policy(self) -> str:
+        """The policy the batch was decided under; empty without one."""
+        return self._policy.policy if self._policy is not None else ""
+
+    @property
+    def policy_version(self) -> str:
+        """The policy file's version (store it with the call record); empty without one."""
+        return self._policy.version if self._policy is not None else ""
+
+    @property
+    def policy_arrays(self) -> PolicyArrays | None:
+        """The packed per-number policy answer, for bulk use; None without a policy."""
+        return self._policy
 
     def __len__(self) -> int:
         return len(self.verdicts)
@@ -170,6 +230,9 @@ class CheckResult:
             self.normalized[index],
             self.lists_of(index),
             None if reason is None else _REASONS.get(reason) or InvalidReason(reason),
+            self.rules_of(index),
+            self.exemptions_of(index),
+            self.earliest_of(index),
         )
 
     def __iter__(self) -> Iterator[NumberResult]:
@@ -194,10 +257,24 @@ class CheckResult:
 
     def lists_of(self, index: int) -> tuple[str, ...]:
         """The names of the lists number ``index`` is on."""
-        mask = self.masks[index]
-        if not mask:
-            return ()
-        return tuple(name for bit, name in enumerate(self.list_names) if mask >> bit & 1)
+        return _names(self.masks[index], self.list_names)
+
+    def rules_of(self, index: int) -> tuple[str, ...]:
+        """The rules that decided number ``index``; empty without a policy or when ALLOWED."""
+        policy = self._policy
+        return () if policy is None else _names(policy.rules[index], policy.rule_names)
+
+    def exemptions_of(self, index: int) -> tuple[str, ...]:
+        """The exemptions that lifted a list for number ``index``."""
+        policy = self._policy
+        return () if policy is None else _names(policy.exemptions[index], policy.exemption_names)
+
+    def earliest_of(self, index: int) -> dt.datetime | None:
+        """For a DEFERRED number, the first moment it may be dialed (UTC); else None."""
+        if self._policy is None:
+            return None
+        ms = self._policy.earliest_ms[index]
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC) if ms else None
 
     @cached_property
     def matched_lists(self) -> list[tuple[str, ...]]:
@@ -216,6 +293,10 @@ class CheckResult:
         """Indexes of the numbers that must not be dialed because a list holds them."""
         return self._indexes(Verdict.SUPPRESSED)
 
+    def deferred_indexes(self) -> list[int]:
+        """Indexes of the numbers a policy says not to dial yet (see :meth:`earliest_of`)."""
+        return self._indexes(Verdict.DEFERRED)
+
     def invalid_indexes(self) -> list[int]:
         """Indexes of the numbers that are not dialable numbers at all."""
         return sorted(self.invalid_reasons)
@@ -229,6 +310,11 @@ class CheckResult:
         """The E.164 integers that must not be dialed, in request order."""
         normalized = self.normalized
         return [normalized[index] for index in self.suppressed_indexes()]
+
+    def deferred(self) -> list[int]:
+        """The E.164 integers that may be dialed later, not now, in request order."""
+        normalized = self.normalized
+        return [normalized[index] for index in self.deferred_indexes()]
 
 
 @dataclass(frozen=True, slots=True)

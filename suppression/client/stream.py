@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 
 from suppression.client.assembly import Piece, merge, split
-from suppression.client.errors import ClientError, DeadlineExceededError, error_from_rpc
+from suppression.client.errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidRequestError,
+    error_from_rpc,
+)
+from suppression.client.policyfields import ConsentDay, PolicyFields, consent_days_of
 from suppression.client.result import CheckResult
 from suppression.v1 import suppression_pb2 as pb
 
@@ -59,6 +65,8 @@ class CheckStream:
         region: str,
         in_flight: int,
         timeout: float,
+        policy: PolicyFields | None = None,
+        consent_days: Iterable[Sequence[ConsentDay]] | None = None,
     ) -> None:
         """Prepare the stream; nothing is sent until iteration starts.
 
@@ -69,6 +77,8 @@ class CheckStream:
             region: default region for national forms.
             in_flight: requests sent and not yet answered, at most (at least 1).
             timeout: deadline in seconds of the whole stream, reconnections included.
+            policy: the policy fields every request carries.
+            consent_days: one sequence of consent days per batch, read alongside it.
         """
         if in_flight < 1:
             raise ValueError(f"in_flight must be at least 1, not {in_flight}")
@@ -78,6 +88,8 @@ class CheckStream:
         self._region = region
         self._in_flight = in_flight
         self._timeout = timeout
+        self._policy = policy or PolicyFields()
+        self._consent_days = consent_days
         self._lock = threading.Lock()
         self._source_lock = threading.Lock()
         self._slots = threading.Semaphore(in_flight)
@@ -92,14 +104,23 @@ class CheckStream:
 
     def _items(self, size: int) -> Iterator[_Item]:
         request_id = 0
-        for batch in self._batches:
+        days_of = iter(self._consent_days) if self._consent_days is not None else None
+        for count, batch in enumerate(self._batches):
+            days: list[int] = []
+            if days_of is not None:
+                given = next(days_of, None)
+                if given is None:
+                    raise InvalidRequestError(
+                        f"consent_days ran out at batch {count}: give one sequence per batch"
+                    )
+                days = consent_days_of(given, len(batch))
             if batch and isinstance(batch[0], str):
-                pieces = split((), cast(Sequence[str], batch), size)
+                pieces = split((), cast(Sequence[str], batch), size, days)
             else:
-                pieces = split(cast(Sequence[int], batch), (), size)
+                pieces = split(cast(Sequence[int], batch), (), size, days)
             for number, piece in enumerate(pieces):
                 request_id += 1
-                request = piece.request(self._region, self._lists, request_id)
+                request = piece.request(self._region, self._lists, request_id, self._policy)
                 yield _Item(request_id, piece, number == len(pieces) - 1, request)
 
     def _requests(self, source: Iterator[_Item], generation: int) -> Iterator[pb.CheckRequest]:
@@ -215,6 +236,8 @@ class CheckStream:
                     attempt += 1
                     client._pause(attempt - 1, deadline)
                     continue
+                if isinstance(self._source_error, ClientError):
+                    raise self._source_error  # a bad batch: refused as such
                 if self._source_error is not None:
                     raise ClientError(
                         f"reading the batches failed: {self._source_error}"

@@ -31,6 +31,8 @@ def test_public_api_is_pinned() -> None:
         "NumberResult",
         "Part",
         "PermissionDeniedError",
+        "PolicyArrays",
+        "PolicyVersionMismatchError",
         "QuotaExceededError",
         "RetryPolicy",
         "ServerError",
