@@ -6,11 +6,13 @@ so a dialer can use it beside anything. See ``docs/client.md``.
 
 from __future__ import annotations
 
+from suppression.client.attempts import RecordedAttempts
 from suppression.client.client import SuppressionClient
 from suppression.client.config import ClientConfig, KeepAlive, RetryPolicy, TlsConfig
 from suppression.client.errors import (
     ClientError,
     DeadlineExceededError,
+    IncompleteWriteError,
     InvalidRequestError,
     NotReadyError,
     PermissionDeniedError,
@@ -38,6 +40,7 @@ __all__ = [
     "ClientConfig",
     "ClientError",
     "DeadlineExceededError",
+    "IncompleteWriteError",
     "InvalidReason",
     "InvalidRequestError",
     "KeepAlive",
@@ -49,6 +52,7 @@ __all__ = [
     "PolicyArrays",
     "PolicyVersionMismatchError",
     "QuotaExceededError",
+    "RecordedAttempts",
     "RetryPolicy",
     "ServerError",
     "Status",

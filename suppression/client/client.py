@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from suppression.client.assembly import Piece, merge, split
+from suppression.client.attempts import AttemptTime, RecordedAttempts, record_attempts
 from suppression.client.config import ClientConfig
 from suppression.client.errors import ClientError, DeadlineExceededError, error_from_rpc
 from suppression.client.policyfields import (
@@ -376,6 +377,39 @@ class SuppressionClient:
             return merge(answered)
         except ValueError as exc:
             raise ClientError(str(exc)) from exc
+
+    def record_attempts(
+        self,
+        e164: Sequence[int],
+        times: Sequence[AttemptTime],
+        calling_lines: Sequence[str] | str = (),
+        *,
+        timeout: float | None = None,
+    ) -> RecordedAttempts:
+        """Record dial attempts for the policies' caps (``RecordAttempts``, scope ``write``).
+
+        Sent in batches of ``max_batch``, in order. A batch is sent again (next target,
+        the same backoff as reads) only when its failure proves nothing was written: an
+        attempt counts every time it is recorded, so a blind retry would count it twice.
+
+        Args:
+            e164: the called numbers, as E.164 integers.
+            times: when each was dialed: aware datetimes, or ms since the epoch.
+            calling_lines: the caller ID or SIM of each attempt, one for all (a string
+                or a one-item sequence), or none.
+            timeout: deadline in seconds of each batch, its retries included.
+
+        Returns:
+            The count, the last version, and each batch's target and version.
+
+        Raises:
+            InvalidRequestError: the arrays are not parallel or a time is naive; or the
+                server refused the first batch (an invalid number): nothing was recorded.
+            IncompleteWriteError: some attempts were recorded, or may have been; its
+                ``recorded``, ``in_doubt`` and ``not_sent`` say which.
+            ClientError: the first batch was refused before anything was written.
+        """
+        return record_attempts(self, e164, times, calling_lines, timeout)
 
     def check_stream(
         self,

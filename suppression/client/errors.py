@@ -12,6 +12,8 @@
         ├── QuotaExceededError      RESOURCE_EXHAUSTED; ``retry_after`` in seconds, if known
         ├── PolicyVersionMismatchError  a split batch's parts were decided under different
         │                           policies or policy versions; no result is returned
+        ├── IncompleteWriteError    record_attempts stopped part-way or in doubt: says which
+        │                           attempts were recorded, which may be, which were not sent
         └── ServerError             anything else (INTERNAL, FAILED_PRECONDITION, ...)
 
 Every exception carries the ``code`` (a :class:`grpc.StatusCode`, or None when no call
@@ -30,6 +32,7 @@ __all__ = [
     "RETRY_AFTER_KEY",
     "ClientError",
     "DeadlineExceededError",
+    "IncompleteWriteError",
     "InvalidRequestError",
     "NotReadyError",
     "PermissionDeniedError",
@@ -132,6 +135,41 @@ class PolicyVersionMismatchError(ClientError):
     refuses to merge them rather than report a version that some verdicts were not
     decided under. Sending the batch again after the rollout gives one version.
     """
+
+
+class IncompleteWriteError(ClientError):
+    """A multi-part write stopped part-way, or failed in a way that may have applied it.
+
+    Attempts are counted, not set, so the client never sends one twice on its own
+    (docs/client.md, "Recording attempts"). The indexes are the caller's own.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        recorded: int,
+        in_doubt: range,
+        not_sent: range,
+        versions: tuple[str, ...],
+        cause: ClientError,
+    ) -> None:
+        """Create the error.
+
+        Args:
+            message: what was recorded, what is in doubt, what to do.
+            recorded: the first ``recorded`` attempts were recorded and applied.
+            in_doubt: attempts that may or may not be in the change log.
+            not_sent: attempts that were never sent (or were refused unwritten).
+            versions: the versions of the recorded batches, in order.
+            cause: the failure of the batch that stopped it.
+        """
+        super().__init__(message, code=cause.code, target=cause.target, details=cause.details)
+        self.recorded = recorded
+        self.in_doubt = in_doubt
+        self.not_sent = not_sent
+        self.versions = versions
+        self.cause = cause
 
 
 class ServerError(ClientError):
