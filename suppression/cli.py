@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from suppression.checker import CheckOutcome, Verdict
-from suppression.client import CheckResult, ClientConfig, SuppressionClient
+from suppression.client import CheckResult, ClientConfig, PolicyArrays, SuppressionClient
 from suppression.cliparse import CommandParser, add_version
 from suppression.datasource import DataSource
 from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
 from suppression.explaincli import add_commands, run_evidence, run_explain
 from suppression.logs import configure_logging, report_error, requested_format
+from suppression.policy.batch import PolicyAnswer, PolicyRequest
 from suppression.policy.store import open_store
 from suppression.policyargs import policy_request_of
 from suppression.replica import Replica
@@ -151,13 +152,13 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         raise ConfigError(str(exc)) from exc
     policy_request = policy_request_of(settings)
     if settings.target:
-        if settings.policy_file is not None or policy_request.given:
+        if settings.policy_file is not None or settings.dated_list:
             raise ConfigError(
-                "--policy-file, --policy, --decide-at, --consent-date and --calling-line work "
-                "with a local check (--data-dir or --list); a server with --policy-file decides "
-                "under its default policy"
+                "--policy-file and --dated-list are read by the server (`suppression serve "
+                "--policy-file`); with --target it decides under its own file: name one of its "
+                "policies with --policy, or drop --target to decide locally"
             )
-        result = _check_remote(settings, numbers, region)
+        result = _check_remote(settings, numbers, region, policy_request)
         verdicts: list[int] = [int(v) for v in result.verdicts]
         rows = _rows(
             numbers,
@@ -167,7 +168,10 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
             dict(result.invalid_reasons),
             result.normalized,
         )
+        if result.policy_arrays is not None:
+            _add_policy(rows, result.policy_arrays)
         version, stale = result.version, result.stale
+        policy_version = result.policy_version
     else:
         if settings.data_dir is None and not settings.list:
             raise ConfigError(
@@ -183,16 +187,26 @@ def _check(settings: Settings, numbers: Sequence[str]) -> int:
         verdicts = outcome.verdicts
         rows = _outcome_rows(numbers, outcome)
         version, stale = str(outcome.version), False
+        policy_version = outcome.policy.version if outcome.policy is not None else ""
     if settings.output == "json":
-        print(json.dumps({"version": version, "stale": stale, "results": rows}, indent=2))
+        document: dict[str, object] = {"version": version, "stale": stale}
+        if policy_version:
+            document["policy_version"] = policy_version
+        print(json.dumps({**document, "results": rows}, indent=2))
     else:
-        _print_table(rows, version, stale, settings.target[0] if settings.target else "local")
+        source = settings.target[0] if settings.target else "local"
+        _print_table(rows, version, stale, source, policy_version)
     blocked = any(v != Verdict.ALLOWED for v in verdicts)
     return EXIT_SOME_BLOCKED if blocked else EXIT_ALL_ALLOWED
 
 
-def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> CheckResult:
-    """Ask the --target servers: retried on the next target, batches split to max_batch."""
+def _check_remote(
+    settings: Settings, numbers: Sequence[str], region: str, policy: PolicyRequest
+) -> CheckResult:
+    """Ask the --target servers: retried on the next target, batches split to max_batch.
+
+    The policy options travel as the request's policy fields; the server decides.
+    """
     config = ClientConfig(
         targets=tuple(settings.target),
         timeout=settings.timeout,
@@ -200,7 +214,13 @@ def _check_remote(settings: Settings, numbers: Sequence[str], region: str) -> Ch
         region=region,
     )
     with SuppressionClient(config) as client:
-        return client.check(numbers=numbers)
+        return client.check(
+            numbers=numbers,
+            policy=policy.name,
+            decide_at=policy.at_ms or None,
+            consent_day=policy.consent_day or None,
+            calling_line=policy.calling_line,
+        )
 
 
 def _rows(
@@ -238,17 +258,21 @@ def _outcome_rows(numbers: Sequence[str], outcome: CheckOutcome) -> list[dict[st
         outcome.invalid_reasons,
         outcome.normalized,
     )
-    answer = outcome.policy
-    if answer is not None:
-        for index, row in enumerate(rows):
-            row["policy"] = answer.policy
-            row["rules"] = _names(answer.rules[index], answer.rule_names)
-            row["exemptions"] = _names(answer.exemptions[index], answer.exemption_names)
-            earliest = answer.earliest_ms[index]
-            row["earliest"] = (
-                dt.datetime.fromtimestamp(earliest / 1000, dt.UTC).isoformat() if earliest else ""
-            )
+    if outcome.policy is not None:
+        _add_policy(rows, outcome.policy)
     return rows
+
+
+def _add_policy(rows: list[dict[str, object]], answer: PolicyAnswer | PolicyArrays) -> None:
+    """Each row's policy, rules, exemptions and earliest time: one format, local or remote."""
+    for index, row in enumerate(rows):
+        row["policy"] = answer.policy
+        row["rules"] = _names(answer.rules[index], answer.rule_names)
+        row["exemptions"] = _names(answer.exemptions[index], answer.exemption_names)
+        earliest = answer.earliest_ms[index]
+        row["earliest"] = (
+            dt.datetime.fromtimestamp(earliest / 1000, dt.UTC).isoformat() if earliest else ""
+        )
 
 
 def _names(mask: int, names: Sequence[str]) -> list[str]:
@@ -258,8 +282,13 @@ def _names(mask: int, names: Sequence[str]) -> list[str]:
 _STYLES = {"ALLOWED": "green", "SUPPRESSED": "bold red", "INVALID": "yellow", "DEFERRED": "cyan"}
 
 
-def _print_table(rows: list[dict[str, object]], version: str, stale: bool, source: str) -> None:
-    table = Table(title=f"data version {version} from {source}" + (" (STALE)" if stale else ""))
+def _print_table(
+    rows: list[dict[str, object]], version: str, stale: bool, source: str, policy_version: str = ""
+) -> None:
+    title = f"data version {version} from {source}" + (" (STALE)" if stale else "")
+    if rows and "policy" in rows[0]:
+        title += f", policy {rows[0]['policy']} version {policy_version}"
+    table = Table(title=title)
     for column in ("Number", "E.164", "Verdict", "Lists / reason"):
         table.add_column(column)
     for row in rows:
