@@ -17,10 +17,12 @@ from suppression.client import (
     SuppressionClient,
     Verdict,
 )
+from suppression.client.assembly import Piece, merge
 from suppression.lists import ListInfo, ListKind, SuppressionLists
 from suppression.policy.store import PolicyStore
 from suppression.replica import Replica
 from suppression.server import ServerOptions, ServingProcess, create_server
+from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import replica_data
 
 ON_REGISTRY = 12125550100
@@ -206,3 +208,52 @@ def test_a_server_without_policies_refuses_policy_fields(start: Start) -> None:
         with pytest.raises(InvalidRequestError, match="no pre-dial policies"):
             c.check(e164=[CONSENTED], policy="only")
     assert plain.policy == "" and plain.policy_arrays is None and plain[0].rules == ()
+
+
+def test_parts_naming_rules_in_another_order_merge_over_one_table() -> None:
+    first = pb.CheckResponse(
+        verdicts=[pb.DEFERRED, pb.SUPPRESSED],
+        matched=[0, 1],
+        list_names=["registry"],
+        version="5-0",
+        policy="p",
+        policy_version="v",
+        rules=[0b10, 0b01],
+        rule_names=["list.registry", "window"],
+        exemptions=[0, 0],
+        exemption_names=["consent"],
+        earliest_ms=[1_000, 0],
+    )
+    second = pb.CheckResponse(
+        verdicts=[pb.SUPPRESSED, pb.ALLOWED],
+        matched=[1, 0],
+        list_names=["registry"],
+        version="4-0",
+        policy="p",
+        policy_version="v",
+        rules=[0b01 | 0b10, 0],
+        rule_names=["cap.number.2_per_3600s", "list.registry"],
+        exemptions=[0, 0b1],
+        exemption_names=["ebr"],
+        earliest_ms=[0, 0],
+    )
+    result = merge([(Piece(0, [1, 2], ()), first, "a"), (Piece(2, [3, 4], ()), second, "b")])
+    assert [result.rules_of(i) for i in range(4)] == [
+        ("window",),
+        ("list.registry",),
+        ("list.registry", "cap.number.2_per_3600s"),
+        (),
+    ]
+    assert result.exemptions_of(3) == ("ebr",) and result.exemptions_of(0) == ()
+    assert result.earliest_of(0) == dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
+    assert result.version == "4-0" and result.policy_version == "v"
+    missing = pb.CheckResponse(verdicts=[pb.ALLOWED], matched=[0], policy="p", policy_version="v")
+    with pytest.raises(ValueError, match="one rule mask"):
+        merge([(Piece(0, [1], ()), missing, "c")])
+
+
+def test_check_stream_refuses_consent_days_that_run_out(start: Start) -> None:
+    with client(start()) as c:
+        stream = c.check_stream([[REASSIGNED], [REASSIGNED]], policy="rnd", consent_days=[[None]])
+        with pytest.raises(InvalidRequestError, match="consent_days ran out at batch 1"):
+            list(stream)
