@@ -15,6 +15,10 @@ built once and cached, and then one ``in`` per number.
 
 Immutable: :meth:`with_days` and :meth:`without` return a new list, as the
 copy-on-write views of :mod:`suppression.lists` do.
+
+A list of the replica's data that carries days (``ListView.days``) is a
+``DatedList`` over the list's own bitmap: numbers added without a day hold
+:data:`NO_DAY`, so the days cost 2 bytes a number and no second bitmap.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from pyroaring import BitMap64
 Numbers = Sequence[int] | npt.NDArray[np.uint64]
 Days = Sequence[int] | npt.NDArray[np.integer]
 
-__all__ = ["MAX_DAY", "DatedList"]
+__all__ = ["MAX_DAY", "NO_DAY", "DatedList", "carry_days"]
 
-MAX_DAY = 65_535
-"""Days since 1970-01-01 fit in uint16 up to the year 2149."""
+MAX_DAY = 65_534
+"""Days since 1970-01-01 fit in uint16 up to the year 2149 (2149-06-05)."""
+NO_DAY = 65_535
+"""The day of a number on the list that has none recorded (added without a day)."""
 
 
 class DatedList:
@@ -45,7 +51,7 @@ class DatedList:
         self.days = days if days is not None else np.zeros(0, dtype=np.uint16)
         if len(self.days) != len(self.bitmap):
             raise ValueError(f"{len(self.bitmap):,} numbers but {len(self.days):,} days")
-        self._ranges: dict[tuple[int, int], BitMap64] = {}
+        self._ranges: dict[tuple[int, int, bool], BitMap64] = {}
 
     @classmethod
     def build(cls, numbers: Numbers, days: Days) -> DatedList:
@@ -66,7 +72,7 @@ class DatedList:
         return int(containers) + int(self.days.nbytes)
 
     def lookup(self, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
-        """Each number's day; -1 for numbers not on the list (and for 0)."""
+        """Each number's day; -1 for numbers not on the list (and for 0) or without a day."""
         result = np.full(len(values), -1, dtype=np.int32)
         if not len(values) or not self.bitmap:
             return result
@@ -79,21 +85,27 @@ class DatedList:
             ranks = np.fromiter(
                 map(self.bitmap.rank, values[found].tolist()), dtype=np.int64, count=len(found)
             )
-            result[found] = self.days[ranks - 1]
+            days = self.days[ranks - 1].astype(np.int32)
+            result[found] = np.where(days == NO_DAY, -1, days)
         return result
 
-    def on_days(self, first: int, last: int) -> BitMap64:
+    def on_days(self, first: int, last: int, *, undated: bool = False) -> BitMap64:
         """The numbers whose day is in ``[first, last]``, as a bitmap; cached per range.
+
+        ``undated`` adds the numbers without a day (:data:`NO_DAY`), which a
+        day range never holds.
 
         An exemption asks for the same range (the days it holds on today) for
         every number of every batch of a day, so one bitmap built once a day
         answers it with one ``in`` per number, where a day per number costs a
         ``rank`` (which walks the bitmap's containers: microseconds).
         """
-        key = (first, last)
+        key = (first, last, undated)
         cached = self._ranges.get(key)
         if cached is None:
-            inside = (self.days >= first) & (self.days <= last)
+            inside = (self.days >= first) & (self.days <= min(last, MAX_DAY))
+            if undated:
+                inside |= self.days == NO_DAY
             if inside.all():
                 cached = self.bitmap
             else:
@@ -111,7 +123,7 @@ class DatedList:
         if len(new_numbers) != len(new_days):
             raise ValueError("numbers and days must be parallel")
         if len(new_days) and (new_days.min() < 0 or new_days.max() > MAX_DAY):
-            raise ValueError(f"days must be 0 to {MAX_DAY} (1970-01-01 to 2149-06-06)")
+            raise ValueError(f"days must be 0 to {MAX_DAY} (1970-01-01 to 2149-06-05)")
         old_numbers = np.array(self.bitmap.to_array(), dtype=np.uint64)
         all_numbers = np.concatenate([old_numbers, new_numbers])
         all_days = np.concatenate([self.days.astype(np.int64), new_days])
@@ -130,3 +142,60 @@ class DatedList:
         current = np.array(self.bitmap.to_array(), dtype=np.uint64)
         keep = ~np.isin(current, gone)
         return DatedList(BitMap64(current[keep].tolist()), self.days[keep].copy())
+
+
+def carry_days(
+    bitmap: BitMap64,
+    previous: DatedList | None,
+    dropped: BitMap64,
+    updates: Sequence[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint16]]],
+) -> DatedList | None:
+    """A list's days after a batch changed its numbers; None when no number has a day.
+
+    Args:
+        bitmap: the list's numbers after the batch (the new view's bitmap, shared, not copied).
+        previous: the days before the batch, if the list had any.
+        dropped: numbers the batch removed: they lose their old day even if
+            the batch adds them back (without a day).
+        updates: (numbers, days) the batch's dated adds set, in order; the
+            last day given for a number wins. Numbers removed later in the
+            batch must already be filtered out.
+
+    Costs two passes over the list's numbers (``to_array``), so the
+    follower pays it only for lists that carry days and that the batch touched.
+    """
+    if (previous is None or not len(previous)) and not updates:
+        return None
+    numbers = np.array(bitmap.to_array(), dtype=np.uint64)
+    days = np.full(len(numbers), NO_DAY, dtype=np.uint16)
+    if previous is not None and len(previous):
+        old = np.array(previous.bitmap.to_array(), dtype=np.uint64)
+        keep = previous.days != NO_DAY
+        gone = previous.bitmap & dropped
+        if gone:
+            keep &= ~np.isin(old, np.array(gone.to_array(), dtype=np.uint64))
+        _place(numbers, days, old[keep], previous.days[keep])
+    for values, values_days in updates:
+        # Last occurrence wins: unique over the reversed input keeps it.
+        _, first_reversed = np.unique(values[::-1], return_index=True)
+        last = len(values) - 1 - first_reversed
+        _place(numbers, days, values[last], values_days[last])
+    if not len(days) or bool((days == NO_DAY).all()):
+        return None
+    return DatedList(bitmap, days)
+
+
+def _place(
+    numbers: npt.NDArray[np.uint64],
+    days: npt.NDArray[np.uint16],
+    values: npt.NDArray[np.uint64],
+    values_days: npt.NDArray[np.uint16],
+) -> None:
+    """Set ``days`` at the ranks of ``values`` in the sorted ``numbers`` (absent ones skipped)."""
+    if not len(values) or not len(numbers):
+        return
+    at = np.searchsorted(numbers, values)
+    inside = at < len(numbers)
+    present = inside.copy()
+    present[inside] = numbers[at[inside]] == values[inside]
+    days[at[present]] = values_days[present]
