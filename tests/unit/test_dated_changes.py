@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pyroaring import BitMap64
 
 from suppression.entries import (
     DATED_FORMAT_VERSION,
@@ -18,7 +19,7 @@ from suppression.entries import (
     validate_entry,
 )
 from suppression.lists import Change, ListKind, Op, SuppressionLists
-from suppression.policy.dated import MAX_DAY
+from suppression.policy.dated import MAX_DAY, NO_DAY, DatedList, carry_days
 
 BASE = 12125550000
 NUMBERS = st.integers(BASE, BASE + 99)
@@ -160,3 +161,52 @@ def test_days_follow_the_numbers(batches: list[list[tuple[str, object]]]) -> Non
         assert set(window) == {n for n, d in model.items() if d is not None and 100 <= d <= 30_000}
         loose = dated.on_days(-1, 30_000, undated=True)
         assert set(loose) == {n for n, d in model.items() if d is None or d <= 30_000}
+
+
+@given(
+    st.dictionaries(NUMBERS, st.one_of(st.none(), DAYS), max_size=60),
+    st.sets(NUMBERS, max_size=20),
+    st.sets(NUMBERS, max_size=20),
+    st.sets(NUMBERS, max_size=10),
+    st.lists(st.tuples(NUMBERS, DAYS), max_size=20),
+)
+def test_both_ways_of_carrying_days_agree_with_the_model(
+    old: dict[int, int | None],
+    added: set[int],
+    removed: set[int],
+    readded: set[int],
+    dated: list[tuple[int, int]],
+) -> None:
+    """The three ways (rebuild, positions by arrays, positions by rank) give the same days."""
+    numbers = sorted(old)
+    previous = DatedList(
+        BitMap64(numbers),
+        np.array([NO_DAY if old[n] is None else old[n] for n in numbers], dtype=np.uint16),
+    )
+    final = (set(old) - removed - readded) | added | readded | {n for n, _ in dated}
+    dropped = BitMap64(removed | readded)
+    # A removal in the batch already filtered the dated adds before it: here all come after.
+    updates = (
+        [
+            (
+                np.array([n for n, _ in dated], dtype=np.uint64),
+                np.array([d for _, d in dated], dtype=np.uint16),
+            )
+        ]
+        if dated
+        else []
+    )
+    expected: dict[int, int] = {}
+    for n in final:
+        if n in old and n not in dropped and old[n] is not None:
+            expected[n] = old[n]  # type: ignore[assignment]
+    for n, d in dated:
+        expected[n] = d
+    probe = np.arange(BASE - 1, BASE + 101, dtype=np.uint64)
+    for way in ("rebuild", "arrays", "ranks", ""):
+        result = carry_days(BitMap64(final), previous, dropped, updates, way)
+        if not expected:
+            assert result is None
+            continue
+        assert result is not None
+        assert result.lookup(probe).tolist() == [expected.get(int(n), -1) for n in probe]
