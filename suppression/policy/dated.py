@@ -235,11 +235,15 @@ def _carry_in_place(
         for values, values_days in last_updates:
             _place(numbers, days, values, values_days)
     else:
-        removed = _ranks(previous.bitmap.rank, touched[0]) - 1
-        days = np.delete(previous.days, removed)
+        days = previous.days
+        if len(touched[0]):
+            days = np.delete(days, _ranks(previous.bitmap.rank, touched[0]) - 1)
         # The k-th new number (0-based) lands at its final rank; before it, k were inserted.
         final = _ranks(bitmap.rank, touched[1]) - 1
-        days = np.insert(days, final - np.arange(len(final)), NO_DAY).astype(np.uint16)
+        if len(final):
+            days = np.insert(days, final - np.arange(len(final)), NO_DAY)
+        if days is previous.days:
+            days = days.copy()  # never write into the previous view's days
         days[_ranks(bitmap.rank, touched[2]) - 1] = NO_DAY
         for values, values_days in last_updates:
             # Most dated adds are new numbers, whose ranks are known already.

@@ -210,3 +210,16 @@ def test_both_ways_of_carrying_days_agree_with_the_model(
             continue
         assert result is not None
         assert result.lookup(probe).tolist() == [expected.get(int(n), -1) for n in probe]
+
+
+def test_a_new_view_never_changes_the_days_an_older_view_answers_with() -> None:
+    # Large enough for the way by rank, which starts from the previous days array.
+    numbers = np.arange(BASE, BASE + 2000, dtype=np.uint64)
+    lists = SuppressionLists()
+    lists.apply([Change(Op.ADD, "c", tuple(numbers.tolist()), days=[100] * 2000)])
+    old = lists.view
+    # Another day for one number, nothing added or removed: the in-place way.
+    lists.apply([Change(Op.ADD, "c", (BASE,), days=(200,))])
+    lists.apply([Change(Op.REMOVE, "c", (BASE + 1,))])
+    assert old.days["c"].lookup(numbers[:2]).tolist() == [100, 100]
+    assert lists.view.days["c"].lookup(numbers[:3]).tolist() == [200, -1, 100]
