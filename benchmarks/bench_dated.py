@@ -56,10 +56,16 @@ print(json.dumps({"rss": rss() - before, "seconds": seconds}))
 """
 
 
-def build(size: int, seed: int) -> tuple[SuppressionLists, SuppressionLists]:
+def build(
+    size: int, seed: int, shape: str = "registry"
+) -> tuple[SuppressionLists, SuppressionLists]:
     """The plain and the dated lists over the same numbers."""
-    numbers = np.sort(registry_shaped(size, seed=seed))
     rng = np.random.default_rng(seed)
+    if shape == "registry":
+        numbers = np.sort(registry_shaped(size, seed=seed))
+    else:  # consents and disconnections: a sample spread over the whole US numbering space
+        numbers = np.unique(12_000_000_000 + rng.integers(0, 7_999_999_999, size, dtype=np.int64))
+        numbers = numbers.astype(np.uint64)
     days = rng.integers(FIRST_DAY, FIRST_DAY + DAY_SPAN, size=len(numbers)).astype(np.uint16)
     bitmap = BitMap64(numbers.tolist())
     info = [ListInfo("ebr", ListKind.CAMPAIGN)]
@@ -118,6 +124,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--shape",
+        choices=("registry", "spread"),
+        default="registry",
+        help="registry-shaped numbers (dense blocks), or numbers spread over the US space",
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     before_load = load_average()
@@ -134,7 +146,7 @@ def main() -> int:
     ratios: list[str] = []
     with tempfile.TemporaryDirectory() as temp:
         for size in args.sizes:
-            plain, dated = build(size, args.seed)
+            plain, dated = build(size, args.seed, args.shape)
             figures = {}
             for name, lists, is_dated in (("plain", plain, False), ("dated", dated, True)):
                 view = lists.view
@@ -173,8 +185,9 @@ def main() -> int:
                 markdown_table(headers, rows),
                 "",
                 *ratios,
-                f"- Days uniformly over {DAY_SPAN} days; registry-shaped numbers "
-                f"(suppression.demo.registry_shaped, seed {args.seed}). RSS and load time: a "
+                f"- Days uniformly over {DAY_SPAN} days; numbers: {args.shape} "
+                f"(registry: suppression.demo.registry_shaped; spread: uniform over +1 200 "
+                f"to +1 999; seed {args.seed}). RSS and load time: a "
                 f"fresh child process per load, {args.loads} loads per file (best-worst). "
                 f"Apply: one add of {args.batch:,} new numbers, {args.repeats} times.",
                 f"- Load average before: {before_load}; after: {load_average()}.",
@@ -182,7 +195,7 @@ def main() -> int:
         )
         sizes = ", ".join(f"{size:,}" for size in args.sizes)
         append_results(
-            f"bench_dated.py, dated lists against plain lists ({sizes} numbers)",
+            f"bench_dated.py, dated lists against plain lists ({sizes} {args.shape} numbers)",
             machine_description(PACKAGES),
             body,
         )

@@ -163,28 +163,26 @@ def carry_days(
             batch must already be filtered out.
         way: "" chooses by cost; "rebuild", "arrays" or "ranks" forces one (tests).
 
-    A batch that changes few numbers of a large list moves the days array in
-    place (``np.delete``/``np.insert`` at ranks: a copy of 2 bytes a number plus
-    one ``rank`` per changed number, or one ``to_array`` and binary searches);
-    otherwise the days are rebuilt from both lists' numbers (two ``to_array``
-    passes and a search of every old number).
+    A list that had days moves its days array in place (``np.delete`` and
+    ``np.insert`` at the changed numbers' positions: a copy of 2 bytes a number
+    plus one ``rank`` per changed number, or one ``to_array`` and binary
+    searches, whichever costs less); a list's first days are built from its numbers.
     """
     if (previous is None or not len(previous)) and not updates:
         return None
     if previous is not None and len(previous):
         gone = previous.bitmap - bitmap
         new = bitmap - previous.bitmap
-        changed = len(gone) + len(new) + sum(len(values) for values, _ in updates)
-        if way in ("arrays", "ranks") or (not way and changed * 16 <= len(bitmap)):
+        if way != "rebuild":
             return _carry_in_place(bitmap, previous, gone, new, dropped, updates, way)
     numbers = np.array(bitmap.to_array(), dtype=np.uint64)
     days = np.full(len(numbers), NO_DAY, dtype=np.uint16)
     if previous is not None and len(previous):
         old = np.array(previous.bitmap.to_array(), dtype=np.uint64)
         keep = previous.days != NO_DAY
-        gone = previous.bitmap & dropped
-        if gone:
-            keep &= ~np.isin(old, np.array(gone.to_array(), dtype=np.uint64))
+        lost = previous.bitmap & dropped
+        if lost:
+            keep &= ~np.isin(old, np.array(lost.to_array(), dtype=np.uint64))
         _place(numbers, days, old[keep], previous.days[keep])
     for values, values_days in updates:
         # Last occurrence wins: unique over the reversed input keeps it.
@@ -207,9 +205,10 @@ def _carry_in_place(
 ) -> DatedList | None:
     """:func:`carry_days` for a batch that changed few numbers: positions of the changes only.
 
-    The positions come from ``rank`` (about 15-20 µs a call on registry-shaped
-    lists of 1 to 10 million) for up to about one change in 500 numbers, else
-    from one ``to_array`` of the old list and binary searches (tens of ns a number).
+    The positions come from ``rank`` when few numbers changed for the list's
+    containers (a call walks them: 15-20 µs on registry-shaped lists of 1 to 10
+    million numbers, milliseconds on 10 million spread ones), else from one
+    ``to_array`` of the old list and binary searches (tens of ns a number).
     """
     readded = previous.bitmap & dropped & bitmap
     touched = [
@@ -223,7 +222,9 @@ def _carry_in_place(
         last = len(values) - 1 - first_reversed
         last_updates.append((values[last], values_days[last]))
     changes = sum(len(t) for t in touched) + sum(len(v) for v, _ in last_updates)
-    if way == "arrays" or (way != "ranks" and changes * _RANK_NS > len(previous) * _TO_ARRAY_NS):
+    containers = int(previous.bitmap.get_statistics()["n_containers"])
+    rank_ns = _RANK_NS + _RANK_NS_PER_CONTAINER * containers
+    if way == "arrays" or (way != "ranks" and changes * rank_ns > len(previous) * _TO_ARRAY_NS):
         old = np.array(previous.bitmap.to_array(), dtype=np.uint64)
         removed = np.searchsorted(old, touched[0])
         numbers = np.delete(old, removed)
@@ -260,8 +261,10 @@ def _carry_in_place(
     return DatedList(bitmap, days)
 
 
-_RANK_NS = 20_000
-"""About what one ``BitMap64.rank`` costs (a walk over containers), in nanoseconds."""
+_RANK_NS = 2_000
+_RANK_NS_PER_CONTAINER = 30
+"""``BitMap64.rank`` walks the containers before the number: about 30 ns each here
+(15-20 µs on a registry-shaped 1 to 10 million, 3-5 ms on 10 million spread numbers)."""
 _TO_ARRAY_NS = 40
 """About what ``to_array``, the binary searches and the copies cost per number, in nanoseconds."""
 
