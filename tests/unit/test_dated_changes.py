@@ -18,8 +18,10 @@ from suppression.entries import (
     entries_for,
     validate_entry,
 )
-from suppression.lists import Change, ListKind, Op, SuppressionLists
+from suppression.lists import Change, ListInfo, ListKind, Op, SuppressionLists
+from suppression.policy.batch import PolicyRequest, check_with_policy
 from suppression.policy.dated import MAX_DAY, NO_DAY, DatedList, carry_days
+from suppression.policy.parse import parse_policies
 
 BASE = 12125550000
 NUMBERS = st.integers(BASE, BASE + 99)
@@ -223,3 +225,79 @@ def test_a_new_view_never_changes_the_days_an_older_view_answers_with() -> None:
     lists.apply([Change(Op.REMOVE, "c", (BASE + 1,))])
     assert old.days["c"].lookup(numbers[:2]).tolist() == [100, 100]
     assert lists.view.days["c"].lookup(numbers[:3]).tolist() == [200, -1, 100]
+
+
+# -- the policy reads the view's days ------------------------------------------------------
+
+POLICY = """\
+[lists]
+registry = "registry"
+ebr = "exemption"
+rnd = "reassigned"
+
+[policies.tsr]
+suppress = ["registry"]
+
+[[policies.tsr.exemptions]]
+list = "ebr"
+lifts = ["registry"]
+days = 90
+
+[policies.tsr.reassigned]
+list = "rnd"
+data_begins = 2021-01-01
+"""
+JUNE_1 = 20_605  # 2026-06-01
+AT = JUNE_1 * 86_400 + 12 * 3600
+
+
+def _decided(
+    lists: SuppressionLists, numbers: list[int], **extra: object
+) -> tuple[list[int], list[int]]:
+    outcome = check_with_policy(
+        lists.view,
+        parse_policies(POLICY),
+        PolicyRequest(at_ms=AT * 1000, **extra),  # type: ignore[arg-type]
+        numbers,
+    )
+    assert outcome.policy is not None
+    return outcome.verdicts, outcome.policy.exemptions
+
+
+def test_check_with_policy_reads_exemption_and_reassigned_days_from_the_view() -> None:
+    recent, old, undated, plain_only = BASE, BASE + 1, BASE + 2, BASE + 3
+    lists = SuppressionLists(
+        {"registry": BitMap64([recent, old, undated, plain_only])},
+        [ListInfo("registry", ListKind.REGISTRY)],
+    )
+    lists.apply(
+        [
+            Change(
+                Op.ADD,
+                "ebr",
+                (recent, old),
+                kind=ListKind.CAMPAIGN,
+                days=(JUNE_1 - 10, JUNE_1 - 91),
+            ),
+            Change(Op.ADD, "ebr", (undated,), kind=ListKind.CAMPAIGN),
+            Change(Op.ADD, "rnd", (recent,), kind=ListKind.CAMPAIGN, days=(JUNE_1 - 30,)),
+        ]
+    )
+    verdicts, exemptions = _decided(lists, [recent, old, undated, plain_only])
+    assert verdicts == [1, 2, 2, 2]  # ALLOWED only where a day proves the 90 days
+    assert exemptions == [1, 0, 0, 0]
+    # Reassigned: disconnected 30 days ago; consent from before that is stale, after it holds.
+    verdicts, _ = _decided(lists, [recent], consent_day=JUNE_1 - 60)
+    assert verdicts == [2]
+    verdicts, _ = _decided(lists, [recent], consent_day=JUNE_1 - 20)
+    assert verdicts == [1]
+    # A --dated-list file of the same name wins over the view's days.
+    file_days = {"ebr": DatedList.build([old], [JUNE_1 - 1])}
+    outcome = check_with_policy(
+        lists.view,
+        parse_policies(POLICY),
+        PolicyRequest(at_ms=AT * 1000),
+        [recent, old],
+        dated=file_days,
+    )
+    assert outcome.verdicts == [2, 1]
