@@ -98,3 +98,11 @@ def test_a_dated_import_publishes_new_and_redated_numbers_and_replicas_hold_the_
     # A removal carries no days.
     assert main(["publish", "remove", str(extra), *publish[3:], *common[2:]]) == 2
     assert "a removal carries no days" in capsys.readouterr().err
+    # compact replays the log, days included, into a snapshot.
+    data = tmp_path / "data"
+    assert main(["compact", "--data-dir", str(data), "--redis-url", redis_server.url]) == 0
+    newest = find_newest(data)
+    assert newest is not None
+    assert days_of(read_snapshot(newest).days["ebr"], A, B, C, D) == days_of(
+        replica.lists.view.days["ebr"], A, B, C, D
+    )
