@@ -461,45 +461,6 @@ class SuppressionLists:
             )
 
 
-_BULK = 4096
-"""Batches this large, or any range, get a run_optimize pass after applying."""
-
-
-def _apply_one(draft: _Draft, change: Change) -> None:
-    if change.op is Op.ATTEMPTS:
-        draft.attempts.extend(
-            Attempt(number, line, at)
-            for number, line, at in zip(change.numbers, change.lines, change.times, strict=True)
-        )
-        return
-    creating = change.op in (Op.ADD, Op.ADD_RANGE)
-    bitmap = draft.writable(change.list_name, change.kind, create=creating)
-    if bitmap is None:  # removing from a list that does not exist is a no-op
-        return
-    if change.op is Op.ADD:
-        bitmap.update(change.numbers)
-        if change.days:
-            draft.day_updates.setdefault(change.list_name, []).append(
-                (
-                    np.asarray(change.numbers, dtype=np.uint64),
-                    np.asarray(change.days, dtype=np.uint16),
-                )
-            )
-    elif change.op is Op.REMOVE:
-        gone = BitMap64(change.numbers, optimize=False)
-        bitmap.difference_update(gone)
-        _drop_days(draft, change.list_name, gone)
-    elif change.op is Op.ADD_RANGE:
-        bitmap.add_range(change.first, change.last + 1)
-    else:
-        bitmap.remove_range(change.first, change.last + 1)
-        gone = BitMap64()
-        gone.add_range(change.first, change.last + 1)
-        _drop_days(draft, change.list_name, gone)
-    if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
-        draft.reshaped.add(change.list_name)
-
-
 def _drop_days(draft: _Draft, name: str, gone: BitMap64) -> None:
     """A removal: the numbers lose the days set earlier in the batch and before it."""
     draft.dropped.setdefault(name, BitMap64()).update(gone)
@@ -541,3 +502,42 @@ def _days_of(
             raise ValueError(f"days for list {name!r} do not match its numbers")
         result[name] = dated if dated.bitmap is bitmap else DatedList(bitmap, dated.days)
     return result
+
+
+_BULK = 4096
+"""Batches this large, or any range, get a run_optimize pass after applying."""
+
+
+def _apply_one(draft: _Draft, change: Change) -> None:
+    if change.op is Op.ATTEMPTS:
+        draft.attempts.extend(
+            Attempt(number, line, at)
+            for number, line, at in zip(change.numbers, change.lines, change.times, strict=True)
+        )
+        return
+    creating = change.op in (Op.ADD, Op.ADD_RANGE)
+    bitmap = draft.writable(change.list_name, change.kind, create=creating)
+    if bitmap is None:  # removing from a list that does not exist is a no-op
+        return
+    if change.op is Op.ADD:
+        bitmap.update(change.numbers)
+        if change.days:
+            draft.day_updates.setdefault(change.list_name, []).append(
+                (
+                    np.asarray(change.numbers, dtype=np.uint64),
+                    np.asarray(change.days, dtype=np.uint16),
+                )
+            )
+    elif change.op is Op.REMOVE:
+        gone = BitMap64(change.numbers, optimize=False)
+        bitmap.difference_update(gone)
+        _drop_days(draft, change.list_name, gone)
+    elif change.op is Op.ADD_RANGE:
+        bitmap.add_range(change.first, change.last + 1)
+    else:
+        bitmap.remove_range(change.first, change.last + 1)
+        gone = BitMap64()
+        gone.add_range(change.first, change.last + 1)
+        _drop_days(draft, change.list_name, gone)
+    if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
+        draft.reshaped.add(change.list_name)
