@@ -19,6 +19,7 @@ import redis
 from pyroaring import BitMap64
 
 from loader.changefile import read_change_file
+from loader.dated import changed_days, read_dated
 from loader.progress import progress, read_progress
 from loader.publish import entries, publish
 from loader.readers import read_numbers, ten_digit_stream
@@ -39,6 +40,7 @@ from suppression.lists import (
 )
 from suppression.logs import configure_logging, report_error, requested_format
 from suppression.numberfile import invalid_lines_message, normalize_lines
+from suppression.policy.dated import DatedList, carry_days
 from suppression.redisconn import connect, redis_errors
 from suppression.settings import Settings, add_arguments, settings_from_args
 from suppression.snapshot import find_newest, read_snapshot, write_snapshot
@@ -265,6 +267,8 @@ def _writer(settings: Settings, client: redis.Redis, view: ListView) -> ChangeLo
 
 
 def _import(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
+    if settings.with_dates:
+        return _import_dated(settings, files, key)
     list_name = _require_list_name(settings)
     kind = _kind(settings, ListKind.REGISTRY)
     if settings.redis_url:
@@ -299,6 +303,45 @@ def _import(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) 
     return EXIT_OK
 
 
+def _import_dated(settings: Settings, files: Sequence[Path], key: SnapshotKey | None) -> int:
+    """``import --with-dates``: CSVs of number and date; the list and its days become the files'.
+
+    Through the change log: removals for numbers the files lack (never from an
+    opt-out list), then dated adds for numbers that are new or carry another day.
+    Without ``--redis-url``: a bootstrap snapshot, as a plain import writes.
+    """
+    list_name = _require_list_name(settings)
+    kind = _kind(settings, ListKind.REGISTRY)
+    if settings.redis_url:
+        _connect(settings)  # a malformed URL fails before minutes of reading
+    target = read_dated(files, _region(settings.region))
+    if not settings.redis_url:
+        return _import_snapshot(settings, list_name, kind, target.bitmap.copy(), key, target)
+    client = _connect(settings)
+    view = _current(settings, client, key)
+    actual_kind = _list_kind(settings, view.infos, list_name, kind)
+    existing = view.bitmaps.get(list_name, BitMap64())
+    numbers, days = changed_days(target, existing, view.days.get(list_name))
+    if actual_kind is ListKind.OPT_OUT:
+        deletions = np.zeros(0, dtype=np.uint64)
+        kept = existing.difference_cardinality(target.bitmap)
+    else:
+        deletions = np.asarray((existing - target.bitmap).to_array(), dtype=np.uint64)
+        kept = 0
+    provenance = _provenance(settings, "registry")
+    batch = entries(Op.REMOVE, list_name, actual_kind, deletions, provenance=provenance)
+    batch += entries(Op.ADD, list_name, actual_kind, numbers, provenance=provenance, days=days)
+    writer = _writer(settings, client, view)
+    with progress("publishing", len(numbers) + len(deletions)) as advance:
+        written = publish(writer, batch, _kinds(view), advance=advance)
+    print(
+        f"{list_name}: {len(numbers):,} added or given another day, {len(deletions):,} removed "
+        f"against version {view.version} in {len(written):,} entries; "
+        f"version {written[-1] if written else view.version}{_kept_note(kept)}"
+    )
+    return EXIT_OK
+
+
 def _kinds(view: ListView) -> dict[str, ListKind]:
     """The actual kind of every list: what the replicas check each entry against."""
     return {name: info.kind for name, info in view.infos.items()}
@@ -316,12 +359,18 @@ def _kept_note(kept: int) -> str:
 
 
 def _import_snapshot(
-    settings: Settings, list_name: str, kind: ListKind, bitmap: BitMap64, key: SnapshotKey | None
+    settings: Settings,
+    list_name: str,
+    kind: ListKind,
+    bitmap: BitMap64,
+    key: SnapshotKey | None,
+    dated: DatedList | None = None,
 ) -> int:
     """Bootstrap: a snapshot with this list replaced, before any replica follows a log.
 
     An opt-out list is not replaced but added to: its numbers that the files
-    lack stay (see docs/consent.md).
+    lack stay (see docs/consent.md), with their days. ``dated`` gives the
+    imported numbers their days (``--with-dates``); other lists keep theirs.
 
     Raises:
         ConfigError: no --data-dir; the newest snapshot there already follows a
@@ -335,6 +384,7 @@ def _import_snapshot(
     newest = find_newest(settings.data_dir)
     bitmaps: dict[str, BitMap64] = {}
     infos: dict[str, ListInfo] = {}
+    days: dict[str, DatedList] = {}
     version = Version(0, 0)
     position = LogPosition()
     if newest is not None:
@@ -349,15 +399,25 @@ def _import_snapshot(
             )
         bitmaps, infos, version = dict(base.bitmaps), dict(base.infos), base.version
         position = base.position
+        days = dict(base.days)
     kind = _list_kind(settings, infos, list_name, kind)
     kept = 0
+    previous = days.pop(list_name, None)
     if kind is ListKind.OPT_OUT and list_name in bitmaps:
         kept = bitmaps[list_name].difference_cardinality(bitmap)
         bitmap |= bitmaps[list_name]
+    else:
+        previous = None  # replaced: the old days go with the old numbers
     bitmap.run_optimize()
     bitmaps[list_name] = bitmap
     infos[list_name] = ListInfo(list_name, kind)
-    lists = SuppressionLists(bitmaps, infos.values(), version.next(), position=position)
+    updates = []
+    if dated is not None:
+        updates.append((np.array(dated.bitmap.to_array(), dtype=np.uint64), dated.days))
+    carried = carry_days(bitmap, previous, BitMap64(), updates)
+    if carried is not None:
+        days[list_name] = carried
+    lists = SuppressionLists(bitmaps, infos.values(), version.next(), position=position, days=days)
     path = write_snapshot(settings.data_dir, lists.view, key)
     print(
         f"{list_name}: {len(bitmap):,} numbers; wrote {path} at version {lists.version}"
@@ -397,6 +457,8 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
         raise ConfigError("say where the change comes from with --source (in_call, app, ...)")
     if not settings.redis_url:
         raise ConfigError("publish writes to the change log: give --redis-url")
+    if settings.with_dates:
+        return _publish_dated(settings, op, texts, key)
     parsed = normalize_lines(enumerate(texts, start=1), _region(settings.region))
     if parsed.skipped_lines:
         bad = [(n, reason.name.lower()) for n, reason in parsed.skipped_lines]
@@ -415,6 +477,29 @@ def _publish(settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey 
     print(
         f"published {len(numbers) + len(blocks):,} change(s) to {list_name}; version {written[-1]}"
     )
+    return EXIT_OK
+
+
+def _publish_dated(
+    settings: Settings, op: Op, texts: Sequence[str], key: SnapshotKey | None
+) -> int:
+    """``publish add --with-dates FILE...``: every number of the CSVs with its day."""
+    if op is not Op.ADD:
+        raise ConfigError("--with-dates goes with publish add: a removal carries no days")
+    list_name = settings.list_name
+    target = read_dated([Path(text) for text in texts], _region(settings.region))
+    if not len(target):
+        raise ConfigError("the file(s) hold no numbers: nothing to publish")
+    client = _connect(settings)
+    view = _current(settings, client, key)
+    kind = _list_kind(settings, view.infos, list_name, ListKind.OPT_OUT)
+    numbers = np.array(target.bitmap.to_array(), dtype=np.uint64)
+    batch = entries(
+        op, list_name, kind, numbers, provenance=_provenance(settings, ""), days=target.days
+    )
+    with progress("publishing", len(numbers)) as advance:
+        written = publish(_writer(settings, client, view), batch, _kinds(view), advance=advance)
+    print(f"published {len(numbers):,} dated number(s) to {list_name}; version {written[-1]}")
     return EXIT_OK
 
 

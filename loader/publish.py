@@ -29,8 +29,12 @@ def entries(
     blocks: Sequence[NumberBlock] = (),
     *,
     provenance: Provenance,
+    days: npt.NDArray[np.uint16] | Sequence[int] | None = None,
 ) -> list[Entry]:
-    """The ADD/REMOVE (and range) entries that write ``numbers`` and ``blocks`` to one list."""
+    """The ADD/REMOVE (and range) entries that write ``numbers`` and ``blocks`` to one list.
+
+    ``days``, with ADD, gives each number its day (dated adds), parallel to ``numbers``.
+    """
     return entries_for(
         op,
         list_name,
@@ -40,6 +44,7 @@ def entries(
         source=provenance.get("source", ""),
         actor=provenance.get("actor", ""),
         evidence=provenance.get("evidence", ""),
+        days=days,
     )
 
 

@@ -69,7 +69,11 @@ def materialize(
     if newest is not None:
         snapshot = read_snapshot(newest, key)
         lists = SuppressionLists(
-            snapshot.bitmaps, snapshot.infos.values(), snapshot.version, position=snapshot.position
+            snapshot.bitmaps,
+            snapshot.infos.values(),
+            snapshot.version,
+            position=snapshot.position,
+            days=snapshot.days,
         )
     else:
         lists = SuppressionLists()
@@ -156,4 +160,13 @@ def _keep_opt_outs(
         )
     view = lists.view
     promoted = {name: ListInfo(name, ListKind.OPT_OUT) for name in conflicts}
-    lists.replace(ListView(view.version, view.bitmaps, {**infos, **promoted}, (), view.position))
+    lists.replace(
+        ListView(
+            view.version,
+            view.bitmaps,
+            {**infos, **promoted},
+            (),
+            view.position,
+            days=view.days,
+        )
+    )

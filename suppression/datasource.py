@@ -21,6 +21,7 @@ from suppression.lists import (
     check_kind_change,
 )
 from suppression.numberfile import read_number_file
+from suppression.policy.dated import DatedList, carry_days
 from suppression.snapshot import Snapshot, find_newest, read_snapshot
 from suppression.snapshotkey import SnapshotKey
 
@@ -151,12 +152,14 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
     infos: dict[str, ListInfo] = {}
     version = Version()
     position = LogPosition()
+    days: dict[str, DatedList] = {}
     snapshot: Snapshot | None = None
     newest = find_newest(source.data_dir) if source.data_dir is not None else None
     if newest is not None:
         snapshot = read_snapshot(newest, source.snapshot_key)
         bitmaps.update(snapshot.bitmaps)
         infos.update(snapshot.infos)
+        days.update(snapshot.days)
         version = snapshot.version
         position = snapshot.position
         logger.info("loaded snapshot %s at version %s (%s)", newest, version, position)
@@ -178,11 +181,15 @@ def load_lists(source: DataSource, *, allow_empty: bool = False) -> LoadedData:
         if spec.name in bitmaps:
             bitmap |= bitmaps[spec.name]
         bitmaps[spec.name] = bitmap
+        if spec.name in days:  # the file's numbers get no day; the snapshot's keep theirs
+            carried = carry_days(bitmap, days.pop(spec.name), BitMap64(), ())
+            if carried is not None:
+                days[spec.name] = carried
         infos[spec.name] = ListInfo(spec.name, spec.kind)
         # Separators keep the count from looking like a phone number to the log mask.
         logger.info("loaded list %s from %s: %s numbers", spec.name, spec.path, f"{len(bitmap):,}")
     lists = SuppressionLists(
-        bitmaps, infos.values(), version, source.default_lists or None, position
+        bitmaps, infos.values(), version, source.default_lists or None, position, days
     )
     total = sum(len(b) for b in bitmaps.values())
     created = snapshot.created_at if snapshot is not None else None

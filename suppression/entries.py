@@ -27,9 +27,11 @@ from suppression.e164 import (
 )
 from suppression.errors import ConsentRequiredError, InvalidEntryError
 from suppression.lists import Change, ListKind, Op
+from suppression.policy.dated import MAX_DAY
 
 __all__ = [
     "CONSENT_SOURCE",
+    "DATED_FORMAT_VERSION",
     "FORMAT_VERSION",
     "MAX_LINE",
     "MAX_NUMBERS_PER_ENTRY",
@@ -50,6 +52,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """The entry format this build writes and reads (field ``v``)."""
+
+DATED_FORMAT_VERSION = 2
+"""The version of an ``add`` that carries days (``days`` or ``day``): a consumer that
+predates days must refuse it (dead-letter it), not add the numbers without their days."""
 
 CONSENT_SOURCE = "consent"
 """The only source that may remove numbers from an opt-out list."""
@@ -93,6 +99,8 @@ class Entry:
     """ATTEMPTS: each attempt's time in UTC seconds, parallel to ``numbers``."""
     lines: tuple[str, ...] = ()
     """ATTEMPTS: each attempt's calling line ("" for none), parallel to ``numbers``."""
+    days: tuple[int, ...] = ()
+    """ADD: each number's day (days since 1970-01-01), parallel to ``numbers``; empty: none."""
 
     @property
     def count(self) -> int:
@@ -116,6 +124,7 @@ class Entry:
             kind or self.kind,
             self.times,
             self.lines,
+            self.days,
         )
 
     def describe(self) -> str:
@@ -194,6 +203,8 @@ def validate_entry(entry: Entry, list_kind: ListKind | None = None) -> None:
         _validate_range(entry)
     else:
         _validate_numbers(entry)
+    if entry.days:
+        _validate_days(entry)
     check_consent(
         entry.op, strictest(list_kind, entry.kind), entry.source, entry.evidence, entry.list_name
     )
@@ -288,6 +299,21 @@ def attempt_entries(
     ]
 
 
+def _validate_days(entry: Entry) -> None:
+    """Days: only on an ADD, one per number, each a day from 1970 to 2149."""
+    if entry.op is not Op.ADD:
+        raise InvalidEntryError(f"only an add entry carries days, not {entry.op}")
+    if len(entry.days) != len(entry.numbers):
+        raise InvalidEntryError(
+            f"{len(entry.days):,} days for {len(entry.numbers):,} numbers: give one day per "
+            "number, or one day for the entry"
+        )
+    if min(entry.days) < 0 or max(entry.days) > MAX_DAY:
+        raise InvalidEntryError(
+            f"days count from 1970-01-01 and must be 0 to {MAX_DAY} (up to 2149-06-05)"
+        )
+
+
 def _validate_range(entry: Entry) -> None:
     if entry.numbers:
         raise InvalidEntryError(f"a {entry.op} entry carries first and last, not numbers")
@@ -341,7 +367,7 @@ def _invalid_numbers(numbers: Sequence[int]) -> tuple[int, int, InvalidReason] |
 def encode_entry(entry: Entry) -> dict[str, str]:
     """The stream fields of an entry (field order is the documented order)."""
     fields = {
-        "v": str(FORMAT_VERSION),
+        "v": str(DATED_FORMAT_VERSION if entry.days else FORMAT_VERSION),
         "op": str(entry.op),
         "list": entry.list_name,
         "kind": str(entry.kind),
@@ -356,6 +382,10 @@ def encode_entry(entry: Entry) -> dict[str, str]:
         fields["last"] = str(entry.last)
     else:
         fields["numbers"] = ",".join(map(str, entry.numbers))
+        if entry.days and len(set(entry.days)) == 1:
+            fields["day"] = str(entry.days[0])
+        elif entry.days:
+            fields["days"] = ",".join(map(str, entry.days))
     fields.update(
         {
             "source": entry.source,
@@ -384,10 +414,10 @@ def decode_entry(
     """
     fields = {field_text(k): field_text(v) for k, v in raw.items()}
     version = fields.get("v")
-    if version != str(FORMAT_VERSION):
+    if version not in (str(FORMAT_VERSION), str(DATED_FORMAT_VERSION)):
         raise InvalidEntryError(
-            f"entry format version {version!r} is not {FORMAT_VERSION}; "
-            "a newer producer needs a newer consumer"
+            f"entry format version {version!r} is not {FORMAT_VERSION} or "
+            f"{DATED_FORMAT_VERSION}; a newer producer needs a newer consumer"
         )
     try:
         op = Op(_required(fields, "op"))
@@ -395,6 +425,8 @@ def decode_entry(
     except ValueError as exc:
         raise InvalidEntryError(str(exc)) from exc
     if op is Op.ATTEMPTS:
+        if version != str(FORMAT_VERSION):
+            raise InvalidEntryError(f"an attempts entry is version {FORMAT_VERSION}")
         return _decode_attempts(fields)
     try:
         timestamp_ms = int(fields.get("ts") or 0)
@@ -404,8 +436,14 @@ def decode_entry(
         else:
             numbers = _parse_numbers(_required(fields, "numbers"))
             first, last = 0, -1
+        days = _parse_days(fields, len(numbers))
     except ValueError as exc:
         raise InvalidEntryError(f"malformed number field: {exc}") from exc
+    if bool(days) != (version == str(DATED_FORMAT_VERSION)):
+        raise InvalidEntryError(
+            f"an entry with days is version {DATED_FORMAT_VERSION}, and only it carries days "
+            f"(version {version}, {'with' if days else 'without'} days)"
+        )
     entry = Entry(
         op=op,
         list_name=_required(fields, "list"),
@@ -418,9 +456,27 @@ def decode_entry(
         evidence=fields.get("evidence", ""),
         timestamp_ms=timestamp_ms,
         producer=fields.get("producer", ""),
+        days=days,
     )
     validate_entry(entry, list_kind)
     return entry
+
+
+def _parse_days(fields: Mapping[str, str], count: int) -> tuple[int, ...]:
+    """The ``days`` (one per number) or ``day`` (one for all) field; () when neither."""
+    if "days" in fields and "day" in fields:
+        raise ValueError("an entry carries days or day, not both")
+    if "day" in fields:
+        text = fields["day"]
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError("day must be a decimal day number")
+        return (int(text),) * count
+    text = fields.get("days", "")
+    if not text:
+        return ()
+    if not (text.replace(",", "").isascii() and text.replace(",", "").isdigit()):
+        raise ValueError("days must be decimal day numbers separated by commas")
+    return tuple(int(part) for part in text.split(","))
 
 
 def _decode_attempts(fields: Mapping[str, str]) -> Entry:
@@ -468,6 +524,7 @@ def entries_for(
     source: str,
     actor: str = "",
     evidence: str = "",
+    days: Sequence[int] | npt.NDArray[np.integer] | None = None,
 ) -> list[Entry]:
     """The entries that write ``numbers`` and ``blocks`` to one list, in that order.
 
@@ -480,12 +537,22 @@ def entries_for(
         source: where the change comes from.
         actor: who records it.
         evidence: the reference that proves it (consent, recording, ticket).
+        days: ADD only: each number's day, parallel to ``numbers`` (blocks carry none).
     """
     range_op = Op.ADD_RANGE if op in (Op.ADD, Op.ADD_RANGE) else Op.REMOVE_RANGE
     plain_op = Op.ADD if range_op is Op.ADD_RANGE else Op.REMOVE
+    chunks = split_numbers(numbers)
+    day_chunks = (
+        split_numbers(np.asarray(days, dtype=np.uint64))
+        if days is not None and len(days)
+        else [()] * len(chunks)
+    )
+    given = 0 if days is None else len(days)
+    if given and given != len(numbers):
+        raise InvalidEntryError(f"{given:,} days for {len(numbers):,} numbers")
     entries = [
-        Entry(plain_op, list_name, kind, source, chunk, actor=actor, evidence=evidence)
-        for chunk in split_numbers(numbers)
+        Entry(plain_op, list_name, kind, source, chunk, actor=actor, evidence=evidence, days=d)
+        for chunk, d in zip(chunks, day_chunks, strict=True)
     ]
     entries += [
         Entry(range_op, list_name, kind, source, (), b.first, b.last, actor, evidence)

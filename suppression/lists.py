@@ -31,6 +31,7 @@ from suppression.errors import (
     VersionError,
 )
 from suppression.policy.attempts import ATTEMPT_RETENTION, Attempt, AttemptLog
+from suppression.policy.dated import DatedList, carry_days
 
 __all__ = [
     "LIST_OPS",
@@ -187,6 +188,8 @@ class Change:
     """ATTEMPTS: each attempt's time, UTC seconds, parallel to ``numbers``."""
     lines: Sequence[str] = ()
     """ATTEMPTS: each attempt's calling line ("" for none), parallel to ``numbers``."""
+    days: Sequence[int] = ()
+    """ADD: each number's day (days since 1970-01-01), parallel to ``numbers``; empty: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,8 @@ class ListView:
     """Where this data stands in the change log (see :class:`LogPosition`)."""
     attempts: AttemptLog = EMPTY_ATTEMPTS
     """Dial attempts from the change log, for policy caps; versioned with the lists."""
+    days: Mapping[str, DatedList] = field(default_factory=dict)
+    """The days of the lists that carry some, over the list's own bitmap (see ``dated.py``)."""
     _sizes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     _arrays: dict[str, npt.NDArray[np.uint64]] = field(
         default_factory=dict, compare=False, repr=False
@@ -220,6 +225,8 @@ class ListView:
                 + stats["n_bytes_run_containers"]
                 + stats["n_bytes_bitset_containers"]
             )
+            if name in self.days:
+                cached += self.days[name].days.nbytes
             self._sizes[name] = cached
         return cached
 
@@ -289,6 +296,11 @@ class _Draft:
     copied: set[str] = field(default_factory=set)
     reshaped: set[str] = field(default_factory=set)
     attempts: list[Attempt] = field(default_factory=list)
+    day_updates: dict[str, list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint16]]]] = field(
+        default_factory=dict
+    )
+    dropped: dict[str, BitMap64] = field(default_factory=dict)
+    """Numbers each list lost in the batch: they lose their day too."""
 
     def writable(self, name: str, kind: ListKind, create: bool) -> BitMap64 | None:
         if name in self.copied:
@@ -323,6 +335,7 @@ class SuppressionLists:
         version: Version | None = None,
         default_lists: Sequence[str] | None = None,
         position: LogPosition | None = None,
+        days: Mapping[str, DatedList] | None = None,
     ) -> None:
         """Create the lists.
 
@@ -333,6 +346,7 @@ class SuppressionLists:
             default_lists: lists checked when a request names none; None
                 means every list, including lists created later.
             position: where the initial data stands in the change log.
+            days: the days of lists that carry some, each over its list's bitmap.
         """
         bitmaps = dict(bitmaps or {})
         info_map = {info.name: info for info in infos}
@@ -343,7 +357,11 @@ class SuppressionLists:
         self._fixed_defaults = tuple(default_lists) if default_lists is not None else None
         self._lock = threading.Lock()
         self._view = self._make_view(
-            version or Version(), bitmaps, info_map, position or LogPosition()
+            version or Version(),
+            bitmaps,
+            info_map,
+            position or LogPosition(),
+            days=_days_of(bitmaps, days or {}),
         )
 
     def _make_view(
@@ -353,6 +371,7 @@ class SuppressionLists:
         infos: dict[str, ListInfo],
         position: LogPosition,
         attempts: AttemptLog = EMPTY_ATTEMPTS,
+        days: Mapping[str, DatedList] | None = None,
     ) -> ListView:
         if self._fixed_defaults is None:
             defaults = tuple(sorted(bitmaps))
@@ -364,7 +383,7 @@ class SuppressionLists:
                     f"default list(s) {', '.join(missing)} do not exist; "
                     f"known lists: {', '.join(sorted(bitmaps)) or 'none'}"
                 )
-        return ListView(version, bitmaps, infos, defaults, position, attempts)
+        return ListView(version, bitmaps, infos, defaults, position, attempts, days or {})
 
     @property
     def view(self) -> ListView:
@@ -414,6 +433,7 @@ class SuppressionLists:
                 draft.infos,
                 position or base.position,
                 base.attempts.with_attempts(draft.attempts),
+                _next_days(base, draft),
             )
             return new_version
 
@@ -431,6 +451,7 @@ class SuppressionLists:
                 dict(base.infos),
                 base.position,
                 base.attempts.with_attempts(attempts),
+                base.days,
             )
 
     def replace(self, view: ListView) -> None:
@@ -447,8 +468,56 @@ class SuppressionLists:
             # Snapshots hold no attempts: keep the ones this process has applied.
             attempts = view.attempts if len(view.attempts) else self._view.attempts
             self._view = self._make_view(
-                view.version, dict(view.bitmaps), dict(view.infos), view.position, attempts
+                view.version,
+                dict(view.bitmaps),
+                dict(view.infos),
+                view.position,
+                attempts,
+                _days_of(view.bitmaps, view.days),
             )
+
+
+def _drop_days(draft: _Draft, name: str, gone: BitMap64) -> None:
+    """A removal: the numbers lose the days set earlier in the batch and before it."""
+    draft.dropped.setdefault(name, BitMap64()).update(gone)
+    updates = draft.day_updates.get(name)
+    if updates:
+        removed = np.array(gone.to_array(), dtype=np.uint64)
+        for i, (numbers, days) in enumerate(updates):
+            kept = ~np.isin(numbers, removed)
+            updates[i] = (numbers[kept], days[kept])
+
+
+def _next_days(base: ListView, draft: _Draft) -> dict[str, DatedList]:
+    """The days of the next view: untouched lists keep theirs (and their cached ranges)."""
+    days = {name: dated for name, dated in base.days.items() if name not in draft.copied}
+    for name in draft.copied:
+        dated = carry_days(
+            draft.bitmaps[name],
+            base.days.get(name),
+            draft.dropped.get(name, BitMap64()),
+            draft.day_updates.get(name, []),
+        )
+        if dated is not None:
+            days[name] = dated
+    return days
+
+
+def _days_of(
+    bitmaps: Mapping[str, BitMap64], days: Mapping[str, DatedList]
+) -> dict[str, DatedList]:
+    """Days given with bitmaps, checked to be over exactly those bitmaps.
+
+    Raises:
+        ValueError: days for a list that does not exist, or not one per number.
+    """
+    result: dict[str, DatedList] = {}
+    for name, dated in days.items():
+        bitmap = bitmaps.get(name)
+        if bitmap is None or len(dated) != len(bitmap):
+            raise ValueError(f"days for list {name!r} do not match its numbers")
+        result[name] = dated if dated.bitmap is bitmap else DatedList(bitmap, dated.days)
+    return result
 
 
 _BULK = 4096
@@ -468,12 +537,24 @@ def _apply_one(draft: _Draft, change: Change) -> None:
         return
     if change.op is Op.ADD:
         bitmap.update(change.numbers)
+        if change.days:
+            draft.day_updates.setdefault(change.list_name, []).append(
+                (
+                    np.asarray(change.numbers, dtype=np.uint64),
+                    np.asarray(change.days, dtype=np.uint16),
+                )
+            )
     elif change.op is Op.REMOVE:
-        bitmap.difference_update(BitMap64(change.numbers, optimize=False))
+        gone = BitMap64(change.numbers, optimize=False)
+        bitmap.difference_update(gone)
+        _drop_days(draft, change.list_name, gone)
     elif change.op is Op.ADD_RANGE:
         bitmap.add_range(change.first, change.last + 1)
     else:
         bitmap.remove_range(change.first, change.last + 1)
+        gone = BitMap64()
+        gone.add_range(change.first, change.last + 1)
+        _drop_days(draft, change.list_name, gone)
     if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
         draft.reshaped.add(change.list_name)
 

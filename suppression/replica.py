@@ -682,8 +682,11 @@ class Replica:
         actor: str = "",
         evidence: str = "",
         create_list: bool = False,
+        days: Sequence[int] | None = None,
     ) -> Version:
         """Validate, append to the change log, and wait until this replica applied it.
+
+        ``days``, with an ADD, gives each number its day (a dated add), parallel to ``numbers``.
 
         ``op`` is ADD or REMOVE; blocks become range entries. A list that does
         not exist is created, as an opt-out list (the strictest kind), only
@@ -719,7 +722,15 @@ class Replica:
             _check_creation(list_name, op, create_list, len(kinds))
         kind = kinds.get(list_name, ListKind.OPT_OUT)
         entries = entries_for(
-            op, list_name, kind, numbers, blocks, source=source, actor=actor, evidence=evidence
+            op,
+            list_name,
+            kind,
+            numbers,
+            blocks,
+            source=source,
+            actor=actor,
+            evidence=evidence,
+            days=days,
         )
         ids = writer.write(entries, kinds, epoch=view.position.epoch)
         _wait_applied(follower, ids, options.write_timeout, view.version)

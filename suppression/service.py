@@ -367,6 +367,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
                 actor=actor,
                 evidence=request.evidence,
                 create_list=create,
+                days=_days_of(request, numbers, blocks) if op is Op.ADD else None,
             )
         except SuppressionError as exc:
             _abort(context, exc)
@@ -422,6 +423,38 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         invalid = {index: int(reason) for index, reason in parsed.skipped_lines}
         numbers = list(dict.fromkeys(parsed.numbers.tolist()))
         return numbers, parsed.blocks, invalid
+
+
+def _days_of(
+    request: pb.SuppressRequest | pb.ReleaseRequest,
+    numbers: Sequence[int],
+    blocks: Sequence[NumberBlock],
+) -> list[int] | None:
+    """A Suppress request's days, one per valid number; None when it gives none.
+
+    Raises:
+        InvalidRequestError: days with blocks or text numbers, not parallel to ``e164``,
+            both ``day`` and ``days``, or a day out of range.
+    """
+    if not isinstance(request, pb.SuppressRequest) or not (request.day or request.days):
+        return None
+    if request.day and request.days:
+        raise InvalidRequestError("give one day for all (day) or one per number (days), not both")
+    if blocks:
+        raise InvalidRequestError("+1900 blocks carry no days: send them without day or days")
+    if request.day:
+        return [request.day] * len(numbers)
+    if request.numbers or len(request.days) != len(request.e164):
+        raise InvalidRequestError(
+            f"{len(request.days):,} days for {len(request.e164):,} e164 numbers"
+            f"{' and text numbers' if request.numbers else ''}: days go one per e164 number, "
+            "parallel to it (text numbers take day)"
+        )
+    if min(request.days) < 1:
+        raise InvalidRequestError("a day is 1 or more: days count from 1970-01-01")
+    # Canonical integers normalize to themselves; the last day given for a number wins.
+    by_number = dict(zip(request.e164, request.days, strict=True))
+    return [by_number[number] for number in numbers]
 
 
 def _attempts(

@@ -535,6 +535,14 @@ class Settings:
         "import a registry change file (A or D, then the number, per line) and publish it",
         "import",
     )
+    with_dates: bool = _opt(
+        False,
+        "import and publish add read CSV files with a number and a date column (YYYY-MM-DD; "
+        "the --dated-list format) and write each number's day with it (a dated list); "
+        "publish add then takes files, not numbers",
+        "import",
+        "publish",
+    )
     create_list: bool = _opt(
         False,
         "let import and publish create --list-name, of kind --kind, when it does not exist "

@@ -14,7 +14,11 @@ Layout (all integers little-endian)::
 A file is either verified whole or refused: nothing is deserialized before
 the size and checksum match. Version 2 adds a 32-byte HMAC-SHA256, keyed
 with the --snapshot-key-file key, of every byte before it, just before the
-CRC-32: a reader with the key refuses a file without a valid one.
+CRC-32: a reader with the key refuses a file without a valid one. Versions 3
+(unsigned) and 4 (signed) add each dated list's days, a uint16 per number in
+rank order, among the payloads (so the CRC and the HMAC cover them); they are
+written only when some list carries days, so builds that predate days refuse
+such a file rather than load its lists without their days.
 """
 
 from __future__ import annotations
@@ -31,18 +35,22 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from pyroaring import BitMap64
 
 from suppression.bitmapslices import deserialize_in_slices
 from suppression.errors import SnapshotError, SuppressionError
 from suppression.lists import ListInfo, ListKind, ListView, LogPosition, Version
+from suppression.policy.dated import DatedList
 from suppression.snapshotkey import SIGNATURE_SIZE, SnapshotKey
 
 __all__ = [
+    "DATED_FORMAT_VERSION",
     "FORMAT_VERSION",
+    "SIGNED_DATED_FORMAT_VERSION",
     "UNSIGNED_FORMAT_VERSION",
     "Snapshot",
     "find_newest",
@@ -59,6 +67,18 @@ FORMAT_VERSION = 2
 """The newest format: a signed snapshot (an HMAC-SHA256 before the CRC-32)."""
 UNSIGNED_FORMAT_VERSION = 1
 """The format written without a key, readable by builds that know only version 1."""
+DATED_FORMAT_VERSION = 3
+"""Version 1 plus the days of dated lists: written without a key when a list carries days."""
+SIGNED_DATED_FORMAT_VERSION = 4
+"""Version 2 plus the days of dated lists: written with a key when a list carries days."""
+_KNOWN = (
+    UNSIGNED_FORMAT_VERSION,
+    FORMAT_VERSION,
+    DATED_FORMAT_VERSION,
+    SIGNED_DATED_FORMAT_VERSION,
+)
+_SIGNED = (FORMAT_VERSION, SIGNED_DATED_FORMAT_VERSION)
+_DAYS = np.dtype("<u2")
 SIGNATURE_ALGORITHM = "hmac-sha256"
 _PREFIX = struct.Struct("<8sII")
 _TRAILER = struct.Struct("<I")
@@ -78,10 +98,12 @@ class Snapshot:
     bitmaps: dict[str, BitMap64]
     infos: dict[str, ListInfo]
     position: LogPosition = LogPosition()
+    days: dict[str, DatedList] = field(default_factory=dict)
+    """The days of the lists that carry some (format versions 3 and 4), over their bitmaps."""
 
     def view(self) -> ListView:
         """The snapshot's data as a list view (default lists are the holder's business)."""
-        return ListView(self.version, self.bitmaps, self.infos, (), self.position)
+        return ListView(self.version, self.bitmaps, self.infos, (), self.position, days=self.days)
 
 
 def snapshot_name(version: Version) -> str:
@@ -103,21 +125,29 @@ def write_snapshot(directory: Path, view: ListView, key: SnapshotKey | None = No
     """
     directory.mkdir(parents=True, exist_ok=True)
     names = sorted(view.bitmaps)
-    payloads = [view.bitmaps[name].serialize() for name in names]
-    entries = []
+    payloads: list[bytes] = []
+    entries: list[dict[str, object]] = []
     offset = 0
-    for name, payload in zip(names, payloads, strict=True):
+    for name in names:
+        payload = view.bitmaps[name].serialize()
         info = view.infos.get(name, ListInfo(name))
-        entries.append(
-            {
-                "name": name,
-                "kind": str(info.kind),
-                "count": len(view.bitmaps[name]),
-                "offset": offset,
-                "length": len(payload),
-            }
-        )
+        entry: dict[str, object] = {
+            "name": name,
+            "kind": str(info.kind),
+            "count": len(view.bitmaps[name]),
+            "offset": offset,
+            "length": len(payload),
+        }
+        payloads.append(payload)
         offset += len(payload)
+        dated = view.days.get(name)
+        if dated is not None:
+            days = dated.days.astype(_DAYS).tobytes()
+            entry["days_offset"] = offset
+            entry["days_length"] = len(days)
+            payloads.append(days)
+            offset += len(days)
+        entries.append(entry)
     header = {
         "version": str(view.version),
         "log_epoch": view.position.epoch,
@@ -146,7 +176,7 @@ def write_snapshot(directory: Path, view: ListView, key: SnapshotKey | None = No
         with os.fdopen(fd, "wb") as out:
             crc = 0
             signer = key.signer() if key is not None else None
-            format_version = FORMAT_VERSION if key is not None else UNSIGNED_FORMAT_VERSION
+            format_version = _format_version(signed=key is not None, dated=bool(view.days))
             prefix = _PREFIX.pack(MAGIC, format_version, len(encoded))
             for chunk in (prefix, encoded, *payloads):
                 out.write(chunk)
@@ -177,6 +207,13 @@ def write_snapshot(directory: Path, view: ListView, key: SnapshotKey | None = No
         f"signed with key {key.key_id}" if key is not None else "unsigned",
     )
     return target
+
+
+def _format_version(*, signed: bool, dated: bool) -> int:
+    """The oldest format that holds what is written, so older readers read what they can."""
+    if dated:
+        return SIGNED_DATED_FORMAT_VERSION if signed else DATED_FORMAT_VERSION
+    return FORMAT_VERSION if signed else UNSIGNED_FORMAT_VERSION
 
 
 def _create_temporary(directory: Path) -> tuple[int, Path]:
@@ -242,13 +279,13 @@ def _read_open(path: Path, fd: int, key: SnapshotKey | None) -> Snapshot:
     magic, format_version, header_length = _PREFIX.unpack(os.pread(fd, _PREFIX.size, 0))
     if magic != MAGIC:
         raise SnapshotError(f"{path} is not a snapshot file (bad magic {magic!r})")
-    if format_version not in (UNSIGNED_FORMAT_VERSION, FORMAT_VERSION):
+    if format_version not in _KNOWN:
         raise SnapshotError(
             f"snapshot {path} has format version {format_version}; this build reads "
-            f"versions {UNSIGNED_FORMAT_VERSION} and {FORMAT_VERSION}: upgrade the server or "
-            "rebuild the snapshot"
+            f"versions {', '.join(map(str, _KNOWN))}: upgrade the server or rebuild the snapshot"
         )
-    signature_size = SIGNATURE_SIZE if format_version == FORMAT_VERSION else 0
+    signature_size = SIGNATURE_SIZE if format_version in _SIGNED else 0
+    holds_days = format_version in (DATED_FORMAT_VERSION, SIGNED_DATED_FORMAT_VERSION)
     header_end = _PREFIX.size + header_length
     try:
         if header_end > size:
@@ -279,6 +316,7 @@ def _read_open(path: Path, fd: int, key: SnapshotKey | None) -> Snapshot:
         position = LogPosition(str(header.get("log_epoch", "")), int(header.get("log_seq", 0)))
         bitmaps: dict[str, BitMap64] = {}
         infos: dict[str, ListInfo] = {}
+        days: dict[str, DatedList] = {}
         for entry in header["lists"]:
             start = header_end + int(entry["offset"])
             length = int(entry["length"])
@@ -292,6 +330,8 @@ def _read_open(path: Path, fd: int, key: SnapshotKey | None) -> Snapshot:
                 )
             bitmaps[entry["name"]] = bitmap
             infos[entry["name"]] = ListInfo(entry["name"], ListKind(entry["kind"]))
+            if holds_days and "days_offset" in entry:
+                days[entry["name"]] = _read_days(fd, header_end, entry, bitmap, signed_end)
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {path} has an invalid header or payload: {exc}") from exc
     after = os.fstat(fd)
@@ -312,7 +352,25 @@ def _read_open(path: Path, fd: int, key: SnapshotKey | None) -> Snapshot:
             "if its content is the one you want"
         )
     created = float(header.get("created_at", 0.0))
-    return Snapshot(path, version, created, bitmaps, infos, position)
+    return Snapshot(path, version, created, bitmaps, infos, position, days)
+
+
+def _read_days(
+    fd: int, header_end: int, entry: dict[str, object], bitmap: BitMap64, signed_end: int
+) -> DatedList:
+    """A list's days section: one little-endian uint16 per number, in rank order.
+
+    Raises:
+        ValueError: the section runs past the payloads or holds not one day per number.
+    """
+    start = header_end + int(str(entry["days_offset"]))
+    length = int(str(entry["days_length"]))
+    if start + length > signed_end or length != 2 * len(bitmap):
+        raise ValueError(f"list {entry['name']!r} has a days section that does not fit it")
+    raw = os.pread(fd, length, start)
+    if len(raw) != length:
+        raise ValueError(f"list {entry['name']!r}: the days section ended early")
+    return DatedList(bitmap, np.frombuffer(raw, dtype=_DAYS).astype(np.uint16))
 
 
 def _reader(fd: int, start: int) -> Callable[[int, int], bytes]:

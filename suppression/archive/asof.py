@@ -61,7 +61,12 @@ def view_as_of(
     else:
         snapshot = read_snapshot(start, key)
         lists = SuppressionLists(
-            snapshot.bitmaps, snapshot.infos.values(), snapshot.version, None, snapshot.position
+            snapshot.bitmaps,
+            snapshot.infos.values(),
+            snapshot.version,
+            None,
+            snapshot.position,
+            days=snapshot.days,
         )
         after = snapshot.version
     changes, _ = reader.changes(after, at)

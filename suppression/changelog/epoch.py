@@ -131,7 +131,9 @@ def reseed(
         )
     base = max(snapshot.version, info.last_generated).next()
     epoch = new_epoch()
-    view = ListView(base, snapshot.bitmaps, snapshot.infos, (), LogPosition(epoch, 0))
+    view = ListView(
+        base, snapshot.bitmaps, snapshot.infos, (), LogPosition(epoch, 0), days=snapshot.days
+    )
     path = write_snapshot(data_dir, view, key)
     pipe = client.pipeline(transaction=True)
     # An empty stream whose next ID is past the base: a group made with MKSTREAM and dropped.

@@ -101,7 +101,9 @@ def check_with_policy(
         lists: must be empty: the policy says which lists suppress.
         max_batch: refuse larger batches (0: no limit).
         fail_closed: every valid number SUPPRESSED (rule ``failed_closed``).
-        dated: dated lists (a day per number) by name; other lists hold no days.
+        dated: dated lists (a day per number) by name, from ``--dated-list`` files; they
+            win over a list of the view of the same name. Other lists take their days
+            from the view (``view.days``, from the change log and snapshots), if any.
         attempts: the attempts recorded so far.
         now: the current time in seconds (for tests); None reads the clock.
 
@@ -212,7 +214,12 @@ def _consent_days(request: PolicyRequest, total: int) -> npt.NDArray[np.int32] |
 
 
 class _ListDays:
-    """Looks numbers up in a dated list (with days) or a plain list of the view (no days)."""
+    """Looks numbers up in a dated list file, a list of the view with days, or a plain list.
+
+    A list of the view with days holds :data:`~suppression.policy.dated.NO_DAY`
+    for numbers added without one: on the list, no day recorded, exactly as a
+    plain list answers for all its numbers.
+    """
 
     def __init__(self, view: ListView, dated: Mapping[str, DatedList]) -> None:
         self._view = view
@@ -225,6 +232,9 @@ class _ListDays:
         if dated is not None:
             days = dated.lookup(values)
             return days >= 0, days
+        in_view = self._view.days.get(name)
+        if in_view is not None:
+            return self._members(in_view.bitmap, values), in_view.lookup(values)
         return self._members(self._view.bitmaps.get(name), values), np.full(
             len(values), -1, dtype=np.int32
         )
@@ -235,6 +245,11 @@ class _ListDays:
         dated = self._dated.get(name)
         if dated is not None:
             return self._members(dated.on_days(-1 if first is None else first, last), values)
+        in_view = self._view.days.get(name)
+        if in_view is not None:
+            # first None: any day up to last, or none recorded (as a plain list answers).
+            window = in_view.on_days(-1 if first is None else first, last, undated=first is None)
+            return self._members(window, values)
         if first is not None:  # a plain list records no day: it cannot prove one
             return np.zeros(len(values), dtype=bool)
         return self._members(self._view.bitmaps.get(name), values)

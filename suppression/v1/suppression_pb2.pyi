@@ -151,7 +151,7 @@ class GetStatusResponse(_message.Message):
     def __init__(self, lists: _Optional[_Iterable[_Union[ListStatus, _Mapping]]] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., stale: _Optional[bool] = ..., staleness_ms: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
 
 class SuppressRequest(_message.Message):
-    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence", "create_list")
+    __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence", "create_list", "day", "days")
     E164_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,8 @@ class SuppressRequest(_message.Message):
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     CREATE_LIST_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
     e164: _containers.RepeatedScalarFieldContainer[int]
     numbers: _containers.RepeatedScalarFieldContainer[str]
     default_region: str
@@ -168,7 +170,9 @@ class SuppressRequest(_message.Message):
     actor: str
     evidence: str
     create_list: bool
-    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ..., create_list: _Optional[bool] = ...) -> None: ...
+    day: int
+    days: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., list: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., evidence: _Optional[str] = ..., create_list: _Optional[bool] = ..., day: _Optional[int] = ..., days: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence")

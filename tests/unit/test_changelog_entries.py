@@ -63,7 +63,7 @@ def test_round_trip_numbers_and_ranges() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"v": "2"}, "format version '2'"),
+        ({"v": "3"}, "format version '3'"),
         ({"v": None}, "format version None"),
         ({"op": "explode"}, "explode"),
         ({"list": None}, "no 'list' field"),

@@ -10,7 +10,7 @@ import pytest
 from suppression.errors import SnapshotError
 from suppression.lists import ListKind, Version
 from suppression.snapshot import (
-    FORMAT_VERSION,
+    SIGNED_DATED_FORMAT_VERSION,
     UNSIGNED_FORMAT_VERSION,
     find_newest,
     read_snapshot,
@@ -85,7 +85,7 @@ def test_other_files_and_versions(tmp_path: Path) -> None:
 def test_future_format_version_is_refused(tmp_path: Path) -> None:
     path = write_snapshot(tmp_path, make_lists().view)
     data = bytearray(path.read_bytes())
-    struct.pack_into("<I", data, 8, FORMAT_VERSION + 1)
+    struct.pack_into("<I", data, 8, SIGNED_DATED_FORMAT_VERSION + 1)
     path.write_bytes(bytes(data))
-    with pytest.raises(SnapshotError, match=f"format version {FORMAT_VERSION + 1}"):
+    with pytest.raises(SnapshotError, match=f"format version {SIGNED_DATED_FORMAT_VERSION + 1}"):
         read_snapshot(path)
