@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 
@@ -99,7 +100,7 @@ class LocalEngine:
         self._normalizer = Normalizer(cache_size)
         self._batch_size = max(1, batch_size)
         self._progress = progress
-        self._pending: list[tuple[int, Future[_Result] | _Result]] = []
+        self._pending: deque[tuple[int, Future[_Result] | _Result]] = deque()
         self._pool = pool_for(
             processes,
             expected_rows,
@@ -137,21 +138,31 @@ class LocalEngine:
         if self._progress is not None and not future.cancelled() and future.exception() is None:
             self._progress(size)
 
-    def finish(self, total: int) -> Answers:
-        """Collect every batch's answers.
+    def take(self, start: int, count: int) -> Answers:
+        """Collect the answers of strings ``start`` to ``start + count - 1``.
 
         Raises:
             WorkerError: a worker process died (killed, or out of memory).
         """
-        answers = Answers.empty(total)
+        answers = Answers.empty(count)
         answers.list_names = self._list_names
         answers.versions = {"local": str(self._view.version)}
-        for start, pending in self._pending:
-            result = pending.result() if isinstance(pending, Future) else pending
+        answers.first_versions = dict(answers.versions)
+        pending = self._pending
+        end = start + count
+        while pending and pending[0][0] < end:
+            at, waiting = pending.popleft()
+            result = waiting.result() if isinstance(waiting, Future) else waiting
             verdicts, masks, reasons, values = result
-            answers.fill(start, verdicts, masks, reasons, values)
-        self._pending.clear()
+            answers.fill(at - start, verdicts, masks, reasons, values)
         return answers
+
+    def fixed_versions(self) -> dict[str, str] | None:
+        """The loaded data's version: it does not move during the scrub."""
+        return {"local": str(self._view.version)}
+
+    def end(self) -> None:
+        """Nothing to do: the workers stop in :meth:`close`."""
 
     def close(self) -> None:
         """Stop the worker processes."""
