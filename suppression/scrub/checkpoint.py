@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -78,6 +79,8 @@ class CheckpointFiles:
         self._stem = stem
         self.pid = os.getpid()
         self._seen_stream: Any = None
+        self.saved_line = 0
+        """The next line of the last checkpoint saved."""
 
     def checkpoint_path(self, pid: int) -> Path:
         """The checkpoint of process ``pid``."""
@@ -91,7 +94,7 @@ class CheckpointFiles:
         """The newest checkpoint of a scrub that no longer runs, or None."""
         found: list[tuple[float, Path]] = []
         prefix = f".{self._stem}.checkpoint."
-        for path in self._folder.glob(f".{self._stem}.checkpoint.*.json"):
+        for path in self._folder.glob(f"{glob.escape('.' + self._stem)}.checkpoint.*.json"):
             pid_text = path.name[len(prefix) : -len(".json")]
             if pid_text.isdigit() and not _running(int(pid_text)):
                 found.append((path.stat().st_mtime, path))
@@ -132,6 +135,7 @@ class CheckpointFiles:
         mode = "ab" if resumed is not None else "wb"
         self._seen_stream = self.seen_path(self.pid).open(mode)
         if resumed is not None:
+            self.saved_line = resumed.next_line  # interrupted again, it keeps what it took over
             old = self.checkpoint_path(resumed.pid)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(old, self.checkpoint_path(self.pid))
@@ -148,11 +152,12 @@ class CheckpointFiles:
         temporary = path.with_name(path.name + ".new")
         temporary.write_text(json.dumps(asdict(checkpoint)), encoding="utf-8")
         os.replace(temporary, path)
+        self.saved_line = checkpoint.next_line
 
     @property
     def saved(self) -> bool:
         """True once this scrub has written a checkpoint."""
-        return self.checkpoint_path(self.pid).exists()
+        return self.saved_line > 0
 
     def remove(self) -> None:
         """Remove this scrub's files (it completed, or cannot be resumed)."""
@@ -171,7 +176,8 @@ class CheckpointFiles:
 
     def remove_stale(self) -> None:
         """Remove the checkpoints of scrubs that no longer run (a new scrub starts afresh)."""
-        for pattern in (f".{self._stem}.checkpoint.*.json", f".{self._stem}.seen.*"):
+        stem = glob.escape("." + self._stem)
+        for pattern in (f"{stem}.checkpoint.*.json", f"{stem}.seen.*"):
             for path in self._folder.glob(pattern):
                 pid_text = path.name.split(".")[-2 if path.suffix == ".json" else -1]
                 if pid_text.isdigit() and not _running(int(pid_text)):
@@ -180,6 +186,7 @@ class CheckpointFiles:
 
 
 def _running(pid: int) -> bool:
+    """True if process ``pid`` runs here (a zombie, killed and not yet reaped, does not)."""
     if pid == os.getpid():
         return True
     try:
@@ -188,4 +195,7 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
     return True

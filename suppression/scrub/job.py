@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from suppression.scrub.answers import Answers, CheckEngine
 from suppression.scrub.checkpoint import Checkpoint, CheckpointFiles, input_identity
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.data import local_view
-from suppression.scrub.interrupts import Interrupts
+from suppression.scrub.interrupts import Interrupts, ScrubInterruptedError
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.options import ScrubOptions
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
@@ -79,7 +80,13 @@ def run_scrub(
     console = console or Console(stderr=True)
     enabled = console.is_terminal if show_progress is None else show_progress
     with Interrupts() as interrupts:
-        summary = _scrub(options, source, console, enabled, interrupts, started)
+        try:
+            summary = _scrub(options, source, console, enabled, interrupts, started)
+        except ScrubInterruptedError as exc:
+            resume_line = getattr(exc, "resume_line", 0)
+            if not resume_line:
+                raise
+            raise ScrubInterruptedError(exc.signal, resume_line) from None
     if interrupts.pending is not None:
         logger.warning(
             "%s arrived as the outputs were being put in place; the scrub is complete",
@@ -164,7 +171,11 @@ def _scrub(
                 with interrupts.held():  # half-closed engines leave workers and threads behind
                     engine.close()
                 if not finished:
-                    _keep_for_resume(files, outputs)
+                    resume_line = _keep_for_resume(files, outputs)
+                    error = sys.exc_info()[1]
+                    if resume_line and error is not None:
+                        error.resume_line = resume_line  # type: ignore[attr-defined]
+                        logger.info("--resume continues from line %s", f"{resume_line:,}")
             interrupts.raise_pending()
             answers = run.answers
             counts = run.tally.summary_counts()
@@ -205,13 +216,18 @@ def _scrub(
     return summary
 
 
-def _keep_for_resume(files: CheckpointFiles, outputs: OutputSet) -> None:
-    """After a failure or a signal, keep what a ``--resume`` needs, if a chunk was completed."""
+def _keep_for_resume(files: CheckpointFiles, outputs: OutputSet) -> int:
+    """After a failure or a signal, keep what a ``--resume`` needs, if a chunk was completed.
+
+    Returns:
+        The line a resumed scrub would start at; 0 if nothing was kept.
+    """
     if files.saved:
         files.close()
         outputs.keep()
-    else:
-        files.remove()
+        return files.saved_line
+    files.remove()
+    return 0
 
 
 def _fingerprint(
