@@ -166,6 +166,7 @@ class LeadFile:
                 f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
             )
         self.path = path
+        self._block_bytes = block_bytes
         self._blocks = ByteBlocks(path, InputFileError, block_bytes)
         try:
             self._open(encoding, delimiter, no_header)
@@ -253,8 +254,9 @@ class LeadFile:
             return False
         data: bytes | None
         if self._pending:
+            # The sample read for detection goes into the buffer a block at a time too.
             pending = self._pending
-            cut = _last_line_end(pending)
+            cut = _last_line_end(pending[: self._block_bytes])
             if cut and cut < len(pending):
                 self._pending = pending[cut:]
                 data = pending[:cut]
