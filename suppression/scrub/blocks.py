@@ -41,6 +41,8 @@ class ByteBlocks:
         self._path = path
         self._error = error
         self._block_bytes = max(1, block_bytes)
+        self.block_bytes = self._block_bytes
+        """Bytes read at a time."""
         self._leftover = b""
         self._eof = False
         try:
@@ -56,6 +58,8 @@ class ByteBlocks:
         self._stream: IO[bytes] = self._raw
         if path.suffix.lower() == ".gz":
             self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb")  # type: ignore[assignment]
+        self.unpacked = 0
+        """Bytes read so far, after decompression."""
         self.size = _size(self._raw)
         """Bytes of the file as stored (compressed, for ``.gz``)."""
 
@@ -69,7 +73,9 @@ class ByteBlocks:
 
     def _read(self) -> bytes:
         try:
-            return self._stream.read(self._block_bytes)
+            data = self._stream.read(self._block_bytes)
+            self.unpacked += len(data)
+            return data
         except (OSError, EOFError, zlib.error) as exc:
             raise self._error(
                 f"cannot read {self._path}: {exc}; check that it is a whole, valid file"

@@ -37,6 +37,7 @@ __all__ = ["Checkpoint", "CheckpointFiles", "input_identity"]
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
+_NEW = ".new"
 _HEAD_BYTES = 1 << 16
 
 
@@ -68,6 +69,8 @@ class Checkpoint:
     """Distinct strings submitted so far (the engine's numbering)."""
     extra: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT
+    holder: int = 0
+    """The process whose name the checkpoint file bears (the last to take it over)."""
 
 
 class CheckpointFiles:
@@ -104,6 +107,7 @@ class CheckpointFiles:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             checkpoint = Checkpoint(**data)
+            checkpoint.holder = int(path.name[len(prefix) : -len(".json")])
         except (OSError, ValueError, TypeError) as exc:
             raise InputFileError(
                 f"checkpoint {path} cannot be read ({exc}); scrub again without --resume"
@@ -112,20 +116,34 @@ class CheckpointFiles:
             raise InputFileError(f"checkpoint {path} has another format; scrub without --resume")
         return checkpoint
 
-    def load_seen(self, checkpoint: Checkpoint) -> BitMap64:
-        """The numbers seen before the checkpoint, from the interrupted scrub's file.
+    def take_over(self, checkpoint: Checkpoint) -> None:
+        """Rename the interrupted scrub's checkpoint and seen numbers to this process's names.
 
-        The file is taken over (renamed to this process's name) and cut to its recorded size.
+        The checkpoint is renamed first, so a scrub killed while taking over
+        leaves a checkpoint that the next ``--resume`` finds; the files it
+        names may then bear either process's name (see :attr:`Checkpoint.holder`).
+
+        Raises:
+            InputFileError: the seen-number file is missing or too short.
         """
-        old = self.seen_path(checkpoint.pid)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.checkpoint_path(checkpoint.holder), self.checkpoint_path(self.pid))
         mine = self.seen_path(self.pid)
+        for pid in (checkpoint.pid, checkpoint.holder):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.seen_path(pid), mine)
         try:
-            if old.stat().st_size < checkpoint.seen_bytes:
-                raise InputFileError(f"{old} is shorter than its checkpoint says; scrub again")
-            os.replace(old, mine)
+            size = mine.stat().st_size
         except FileNotFoundError:
-            raise InputFileError(f"{old} is gone; scrub again without --resume") from None
-        with mine.open("r+b") as stream:
+            raise InputFileError(
+                f"{mine.name} of the interrupted scrub is gone; scrub again without --resume"
+            ) from None
+        if size < checkpoint.seen_bytes:
+            raise InputFileError(f"{mine} is shorter than its checkpoint says; scrub again")
+
+    def load_seen(self, checkpoint: Checkpoint) -> BitMap64:
+        """The numbers seen before the checkpoint (after :meth:`take_over`), cut to its size."""
+        with self.seen_path(self.pid).open("r+b") as stream:
             stream.truncate(checkpoint.seen_bytes)
             values = array.array("Q", stream.read())
         return BitMap64(values)
@@ -136,9 +154,6 @@ class CheckpointFiles:
         self._seen_stream = self.seen_path(self.pid).open(mode)
         if resumed is not None:
             self.saved_line = resumed.next_line  # interrupted again, it keeps what it took over
-            old = self.checkpoint_path(resumed.pid)
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(old, self.checkpoint_path(self.pid))
 
     def add_seen(self, values: npt.NDArray[np.uint64]) -> None:
         """Append numbers first seen in the chunk just written."""
@@ -149,7 +164,7 @@ class CheckpointFiles:
         self._seen_stream.flush()
         checkpoint.seen_bytes = self._seen_stream.tell()
         path = self.checkpoint_path(self.pid)
-        temporary = path.with_name(path.name + ".new")
+        temporary = path.with_name(path.name + _NEW)
         temporary.write_text(json.dumps(asdict(checkpoint)), encoding="utf-8")
         os.replace(temporary, path)
         self.saved_line = checkpoint.next_line
@@ -177,12 +192,17 @@ class CheckpointFiles:
     def remove_stale(self) -> None:
         """Remove the checkpoints of scrubs that no longer run (a new scrub starts afresh)."""
         stem = glob.escape("." + self._stem)
-        for pattern in (f"{stem}.checkpoint.*.json", f"{stem}.seen.*"):
+        for pattern in (f"{stem}.checkpoint.*.json", f"{stem}.checkpoint.*.json{_NEW}"):
             for path in self._folder.glob(pattern):
-                pid_text = path.name.split(".")[-2 if path.suffix == ".json" else -1]
-                if pid_text.isdigit() and not _running(int(pid_text)):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                self._remove_if_dead(path, path.name.removesuffix(_NEW).split(".")[-2])
+        for path in self._folder.glob(f"{stem}.seen.*"):
+            self._remove_if_dead(path, path.name.split(".")[-1])
+
+    @staticmethod
+    def _remove_if_dead(path: Path, pid_text: str) -> None:
+        if pid_text.isdigit() and not _running(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _running(pid: int) -> bool:

@@ -18,6 +18,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from suppression.scrub.answers import Answers, CheckEngine
 from suppression.scrub.checkpoint import Checkpoint, CheckpointFiles, input_identity
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.data import local_view
+from suppression.scrub.fastpath import FastChunk, FastRead, nanp_region
 from suppression.scrub.interrupts import Interrupts, ScrubInterruptedError
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.options import ScrubOptions
@@ -153,7 +156,11 @@ def _scrub(
             files.remove_stale()
         adopt = None
         if resumed is not None:
-            adopt = {OutputKind(kind): (resumed.pid, size) for kind, size in resumed.sizes.items()}
+            files.take_over(resumed)
+            adopt = {
+                OutputKind(kind): ((resumed.pid, resumed.holder), size)
+                for kind, size in resumed.sizes.items()
+            }
         progress = ScrubProgress(console, enabled)
         with OutputSet(paths, lead.encoding, compress=options.compress, adopt=adopt) as outputs:
             engine = _engine(options, region, lead, progress)
@@ -161,7 +168,9 @@ def _scrub(
             try:
                 kept = _check_version(resumed, engine, files, outputs)
                 with progress, _collector_paused():
-                    run = _Run(lead, column, engine, outputs, files, progress, options, kept)
+                    run = _Run(
+                        lead, column, engine, outputs, files, progress, options, kept, region
+                    )
                     if resumed is not None and kept is None:
                         run.rechecked_lines = resumed.next_line - 1
                     run.fingerprint, run.identity = fingerprint, identity
@@ -321,6 +330,19 @@ def _engine(
     )
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A chunk read and handed to the engine, not yet written."""
+
+    chunk: Chunk | FastChunk
+    start: int
+    """The engine's number of its first distinct text phone."""
+    count: int
+    uids: npt.NDArray[np.int64]
+    lookup: Future[npt.NDArray[np.uint64]] | None
+    """Fast path: the lists matched by the numbers read."""
+
+
 class _Run:
     """The chunk loop: read, check, write, checkpoint."""
 
@@ -334,6 +356,7 @@ class _Run:
         progress: ScrubProgress,
         options: ScrubOptions,
         resumed: Checkpoint | None,
+        region: str,
     ) -> None:
         self.lead = lead
         self.column = column
@@ -342,6 +365,7 @@ class _Run:
         self.files = files
         self.progress = progress
         self.options = options
+        self.region = region
         self.resumed = resumed
         self.tally = Tally()
         self.answers = Answers.empty(0)
@@ -372,19 +396,28 @@ class _Run:
         writer = ChunkWriter(lead, self.outputs, seen, dedupe=self.options.dedupe)
         progress = self.progress
         progress.total("reading", lead.rows_estimate)
-        pending: deque[tuple[Chunk, int, int, npt.NDArray[np.int64]]] = deque()
+        pending: deque[_Pending] = deque()
         start = 0
-        for chunk in lead.chunks(self.column.index, self.options.chunk_rows):
-            uids, fresh = _distinct(chunk.phones)
+        fast = None
+        if isinstance(self.engine, LocalEngine):
+            fast = FastRead(nanp_region(self.region))
+        for chunk in lead.chunks(self.column.index, self.options.chunk_rows, fast):
+            phones = chunk.texts if isinstance(chunk, FastChunk) else chunk.phones
+            uids, fresh = _distinct(phones)
             if fresh:
                 self.engine.submit(start, fresh)
-            pending.append((chunk, start, len(fresh), uids))
+            lookup = None
+            if isinstance(chunk, FastChunk):
+                assert isinstance(self.engine, LocalEngine)
+                lookup = self.engine.lookup(chunk.values[chunk.values != 0])
+            pending.append(_Pending(chunk, start, len(fresh), uids, lookup))
             start += len(fresh)
-            progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
+            rows = chunk.rows if isinstance(chunk, FastChunk) else len(chunk.rows)
+            progress.advance("reading", rows + chunk.blank_lines)
             if len(pending) > 1:
-                self._write(writer, *pending.popleft())
+                self._write(writer, pending.popleft())
         while pending:
-            self._write(writer, *pending.popleft())
+            self._write(writer, pending.popleft())
         self.engine.end()
         final = self.engine.take(start, 0)
         self._note(final)
@@ -400,13 +433,20 @@ class _Run:
         if len(names) > len(answers.list_names):
             answers.list_names = names
 
-    def _write(
-        self, writer: ChunkWriter, chunk: Chunk, start: int, count: int, uids: npt.NDArray[np.int64]
-    ) -> None:
-        answers = self.engine.take(start, count)
+    def _write(self, writer: ChunkWriter, item: _Pending) -> None:
+        chunk = item.chunk
+        answers = self.engine.take(item.start, item.count)
         self._note(answers)
-        fresh = writer.write(chunk, uids, answers, self.tally)
-        self.progress.advance("writing", len(chunk.rows))
+        if isinstance(chunk, FastChunk):
+            assert item.lookup is not None
+            masks = item.lookup.result()
+            fresh = writer.write_fast(chunk, item.uids, answers, masks, self.tally)
+            self.progress.advance("writing", chunk.rows)
+            next_line = chunk.next_line
+        else:
+            fresh = writer.write(chunk, item.uids, answers, self.tally)
+            self.progress.advance("writing", len(chunk.rows))
+            next_line = chunk.first_line + len(chunk.text)
         self.files.add_seen(fresh)
         self.chunks += 1
         sizes = self.outputs.mark()
@@ -416,7 +456,7 @@ class _Run:
                 input=self.identity,
                 options=self.fingerprint,
                 versions=dict(answers.versions),
-                next_line=chunk.first_line + len(chunk.text),
+                next_line=next_line,
                 chunks=self.chunks,
                 sizes={kind.value: size for kind, size in sizes.items()},
                 seen_bytes=0,

@@ -18,6 +18,9 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+import numpy as np
+import numpy.typing as npt
+
 from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
 from suppression.lists import ListView
@@ -60,6 +63,11 @@ def _check_in_worker(texts: list[str]) -> _Result:
         _worker_normalizer,
     )
     return _outcome_tuple(outcome)
+
+
+def _lookup_in_worker(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    assert _worker_view is not None
+    return _worker_view.lookup(values, _worker_lists)[1]
 
 
 class LocalEngine:
@@ -156,6 +164,22 @@ class LocalEngine:
             verdicts, masks, reasons, values = result
             answers.fill(at - start, verdicts, masks, reasons, values)
         return answers
+
+    def lookup(self, values: npt.NDArray[np.uint64]) -> Future[npt.NDArray[np.uint64]]:
+        """Matched lists of valid E.164 numbers, over :meth:`take`'s ``list_names``.
+
+        The same lookup as :func:`suppression.checker.check_batch`, for numbers
+        a scrub read itself (:mod:`suppression.scrub.fastpath`); in a worker
+        process when there is a pool, so the reading goes on meanwhile.
+
+        Raises:
+            WorkerError: the pool is broken.
+        """
+        if self._pool is not None:
+            return self._pool.submit(_lookup_in_worker, values)
+        done: Future[npt.NDArray[np.uint64]] = Future()
+        done.set_result(self._view.lookup(values, self._lists)[1])
+        return done
 
     def fixed_versions(self) -> dict[str, str] | None:
         """The loaded data's version: it does not move during the scrub."""

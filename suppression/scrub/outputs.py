@@ -85,6 +85,13 @@ class OutputStream:
         self._file.write(data)
         return len(text)
 
+    def write_bytes(self, data: bytes) -> None:
+        """Write bytes already in the output's encoding (rows copied from the input)."""
+        if self._compressor is not None:
+            data = self._compressor.compress(data)
+            self._dirty = True
+        self._file.write(data)
+
     def writelines(self, texts: Iterable[str]) -> None:
         """Write each text, in order."""
         self.write("".join(texts))
@@ -157,7 +164,7 @@ class OutputSet:
         encoding: str,
         *,
         compress: bool = False,
-        adopt: Mapping[OutputKind, tuple[int, int]] | None = None,
+        adopt: Mapping[OutputKind, tuple[tuple[int, ...], int]] | None = None,
     ) -> None:
         """Prepare the set.
 
@@ -165,8 +172,8 @@ class OutputSet:
             paths: final path per output.
             encoding: text encoding of every output (the input's).
             compress: write the row files as gzip.
-            adopt: resuming: per output, the pid of the interrupted scrub whose
-                temporary file to take over, and the size to cut it to.
+            adopt: resuming: per output, the pids of the interrupted scrubs whose
+                temporary file to take over (the first found), and the size to cut it to.
 
         Raises:
             InputFileError: the output folder does not exist or is not writable,
@@ -184,25 +191,28 @@ class OutputSet:
             raise InputFileError(f"output folder {folder} does not exist; create it first")
         if not os.access(folder, os.W_OK):
             raise InputFileError(f"cannot write to output folder {folder}: permission denied")
-        for kind, (pid, size) in (adopt or {}).items():
-            self._adopt(kind, pid, size)
+        for kind, (pids, size) in (adopt or {}).items():
+            self._adopt(kind, pids, size)
         removed = self._remove_stale()
         if removed:
             logger.info("removed %d temporary file(s) left by a killed scrub", removed)
 
-    def _adopt(self, kind: OutputKind, pid: int, size: int) -> None:
-        old = self._temporary_name(kind, pid)
+    def _adopt(self, kind: OutputKind, pids: tuple[int, ...], size: int) -> None:
         mine = self._temporary_name(kind, os.getpid())
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self._temporary_name(kind, pid), mine)
         try:
-            if old.stat().st_size < size:
-                raise InputFileError(
-                    f"{old} is shorter than its checkpoint says; scrub again without --resume"
-                )
-            os.replace(old, mine)
+            found = mine.stat().st_size
         except FileNotFoundError:
             raise InputFileError(
-                f"{old.name} of the interrupted scrub is gone; scrub again without --resume"
+                f"the temporary {kind.value} file of the interrupted scrub is gone; "
+                "scrub again without --resume"
             ) from None
+        if found < size:
+            raise InputFileError(
+                f"{mine} is shorter than its checkpoint says; scrub again without --resume"
+            )
         self._temporary[kind] = mine
         self._resume_at[kind] = size
 

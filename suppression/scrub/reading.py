@@ -32,6 +32,8 @@ from suppression.scrub.encoding import (
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
+    from suppression.scrub.fastpath import FastChunk, FastRead
+
 __all__ = [
     "Chunk",
     "InputFileError",
@@ -51,6 +53,8 @@ than this is read as broken, as one at the end of the file is."""
 _SAMPLE_BYTES = 8 << 20
 """Bytes read first, to choose the encoding (and to estimate the number of rows)."""
 _SAMPLE_LINES = 5_000
+_FIRST_PIECE = 256 << 10
+"""Bytes decoded at a time for the header and the sample; later pieces are whole blocks."""
 
 
 class InputFileError(SuppressionError):
@@ -166,7 +170,9 @@ class LeadFile:
                 f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
             )
         self.path = path
-        self._block_bytes = block_bytes
+        self._piece = _FIRST_PIECE
+        self._handed = 0
+        """Decoded bytes handed out so far."""
         self._blocks = ByteBlocks(path, InputFileError, block_bytes)
         try:
             self._open(encoding, delimiter, no_header)
@@ -235,10 +241,11 @@ class LeadFile:
     def _estimate(self) -> int:
         """Roughly how many lines the file holds, from the part read so far."""
         self._fill(_SAMPLE_LINES)
-        read = self._blocks.position
-        if self._eof or not read:
+        stored, unpacked = self._blocks.position, self._blocks.unpacked
+        if self._eof or not stored or not self._handed:
             return len(self._lines)
-        return int(len(self._lines) * self._blocks.size / read)
+        # Lines per decoded byte, times the decoded size the stored size stands for.
+        return int(len(self._lines) / self._handed * unpacked / stored * self._blocks.size)
 
     def _decode(self, data: bytes) -> list[str]:
         try:
@@ -248,15 +255,15 @@ class LeadFile:
             self.undecodable = True
         return _split_lines(text)
 
-    def _more(self) -> bool:
-        """Read one more block into the line buffer; False at the end of the file."""
+    def _next_bytes(self) -> bytes | None:
+        """The next piece of the file, ending at a line end (or the file's end); None at the end."""
         if self._eof:
-            return False
+            return None
         data: bytes | None
         if self._pending:
-            # The sample read for detection goes into the buffer a block at a time too.
+            # The sample read for detection is handed out a piece at a time too.
             pending = self._pending
-            cut = _last_line_end(pending[: self._block_bytes])
+            cut = _last_line_end(pending[: self._piece])
             if cut and cut < len(pending):
                 self._pending = pending[cut:]
                 data = pending[:cut]
@@ -265,17 +272,29 @@ class LeadFile:
                 data = pending if cut else pending + (self._blocks.next_block() or b"")
         else:
             data = self._blocks.next_block()
+        if data:
+            self._handed += len(data)
         if not data:
             self._eof = True
             if self._lines and not self._lines[-1].endswith(("\n", "\r")):
                 # Rows are copied to the outputs line by line; each needs its end.
                 self._lines[-1] += self.line_terminator
+            return None
+        return data
+
+    def _more(self) -> bool:
+        """Read one more block into the line buffer; False at the end of the file."""
+        data = self._next_bytes()
+        if data is None:
             return False
+        self._push(data)
+        return True
+
+    def _push(self, data: bytes) -> None:
         lines = self._decode(data)
         if self._lines and not self._lines[-1].endswith(("\n", "\r")):
             lines[0] = self._lines.pop() + lines[0]  # a block cut mid-line (no line end yet)
         self._lines += lines
-        return True
 
     def _fill(self, count: int) -> None:
         """Read until the buffer holds ``count`` lines, or the file ends."""
@@ -357,23 +376,58 @@ class LeadFile:
             self._first_line = line
             self._start = 0
 
-    def chunks(self, column: int, size: int = 50_000) -> Iterator[Chunk]:
+    def chunks(
+        self, column: int, size: int = 50_000, fast: FastRead | None = None
+    ) -> Iterator[Chunk | FastChunk]:
         """Every row after the header, in order, about ``size`` lines per chunk.
 
-        A chunk ends where a record ends, so chunk boundaries depend only on the
-        file and ``size``: a resumed scrub cuts the rest of the file as the first run did.
+        A chunk ends where a record ends. With ``fast``, each block of the file
+        that :func:`suppression.scrub.fastpath.scan_block` takes becomes one
+        :class:`FastChunk`; the others are read line by line as :class:`Chunk`.
 
         Args:
             column: index of the phone column in the header.
-            size: physical lines per chunk.
+            size: physical lines per chunk (of the line-by-line path).
+            fast: how to read blocks with numpy; None reads every line as text.
         """
+        from suppression.scrub.fastpath import fast_codec, scan_block  # it reads RowProblem
+
+        self._piece = self._blocks.block_bytes
+        if fast is not None and not fast_codec(self._codec, self.delimiter):
+            fast = None
         while True:
+            if fast is not None and self._start >= len(self._lines):
+                self._first_line += len(self._lines)
+                self._lines = []
+                self._start = 0
+                data = self._next_bytes()
+                if data is None:
+                    return
+                scanned = scan_block(
+                    data,
+                    self._first_line,
+                    self._codec,
+                    self.delimiter,
+                    len(self.header),
+                    column,
+                    fast.nanp,
+                )
+                if scanned is not None:
+                    self._first_line = scanned.next_line
+                    yield scanned
+                    continue
+                self._push(data)
+                if not self._lines[-1].endswith(("\n", "\r")):
+                    self._fill(len(self._lines) + 1)  # the file's last line: give it its end
             start = self._start
-            # One line more than the chunk: the file's last line gets its line end on EOF.
-            self._fill(start + size + 1)
+            if fast is None:
+                # One line more than the chunk: the file's last line gets its line end on EOF.
+                self._fill(start + size + 1)
             end = len(self._lines)
             if start >= end:
-                return
+                if fast is None:
+                    return
+                continue
             stop = min(start + size, end)
             chunk = self._plain_block(start, stop, column)
             if chunk is None:

@@ -11,6 +11,8 @@ owner wrote.
 from __future__ import annotations
 
 import array
+import csv
+import io
 import itertools
 import operator
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from pyroaring import BitMap64
 from suppression.checker import Verdict
 from suppression.e164 import InvalidReason
 from suppression.scrub.answers import Answers
+from suppression.scrub.encoding import ERRORS
+from suppression.scrub.fastpath import FastChunk
 from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, OutputStream
 from suppression.scrub.reading import Chunk, LeadFile, RowProblem
 
@@ -195,6 +199,8 @@ class ChunkWriter:
             dedupe: leave out rows whose number an earlier row had.
         """
         self._delimiter = lead.delimiter
+        self._terminator = lead.line_terminator
+        self._encoding = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
         self._width = len(lead.header)
         self._seen = seen
         self._dedupe = dedupe
@@ -303,6 +309,148 @@ class ChunkWriter:
         for code in np.flatnonzero(per_reason).tolist():
             _add(tally.invalid_per_reason, _REASON_NAMES[code], int(per_reason[code]))
         return fresh
+
+    def write_fast(
+        self,
+        chunk: FastChunk,
+        uids: npt.NDArray[np.int64],
+        answers: Answers,
+        masks_read: npt.NDArray[np.uint64],
+        tally: Tally,
+    ) -> npt.NDArray[np.uint64]:
+        """Write one chunk read by the fast path, copying its rows' bytes.
+
+        Args:
+            chunk: the rows.
+            uids: per text phone (``chunk.text_at``), its index in ``answers``.
+            answers: the answers for the chunk's distinct text phones.
+            masks_read: matched lists of each row whose number the fast path read
+                (``chunk.values`` not 0), in row order, over ``answers.list_names``.
+            tally: the running counts.
+
+        Returns:
+            The numbers first seen in this chunk, sorted.
+        """
+        total = chunk.rows
+        values = chunk.values.copy()
+        read = values != 0
+        reasons = chunk.problems.copy()
+        reasons[chunk.reasons != 0] = chunk.reasons[chunk.reasons != 0]
+        verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
+        masks = np.zeros(total, dtype=np.uint64)
+        masks[read] = masks_read
+        verdicts[read] = np.where(masks_read != 0, Verdict.SUPPRESSED, Verdict.ALLOWED)
+        if chunk.text_at.size:
+            at = chunk.text_at
+            verdicts[at] = answers.verdicts[uids]
+            masks[at] = answers.masks[uids]
+            reasons[at] = answers.reasons[uids]
+            values[at] = answers.values[uids]
+        invalid = verdicts == Verdict.INVALID
+        values[invalid] = 0
+        reasons[invalid & (reasons == 0)] = InvalidReason.UNPARSEABLE
+        valid_at = np.flatnonzero(~invalid)
+        fresh, keep = self._first_seen(values[valid_at])
+        tally.rows_in += total
+        tally.blank_lines += chunk.blank_lines
+        tally.distinct_numbers += len(fresh)
+        tally.duplicates += len(valid_at) - len(fresh)
+        if self._dedupe and len(keep) < len(valid_at):
+            written = np.zeros(total, dtype=bool)
+            written[invalid] = True
+            written[valid_at[keep]] = True
+            tally.dropped += total - int(np.count_nonzero(written))
+            verdicts[~written] = _DROPPED
+        data = chunk.data
+        arr = np.frombuffer(data, dtype=np.uint8)
+
+        clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
+        if clean_at.size:
+            # +1 where a clean row starts, -1 where it ends: the running sum marks its bytes.
+            edges = np.zeros(len(data) + 1, dtype=np.int8)
+            edges[chunk.starts[clean_at]] = 1
+            edges[chunk.ends[clean_at]] -= 1
+            inside = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+            self._streams[OutputKind.CLEAN].write_bytes(arr[inside].tobytes())
+        _add(tally.written, OutputKind.CLEAN.value, len(clean_at))
+
+        encoding = self._encoding
+        suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
+        names = answers.list_names
+        labels: dict[int, bytes] = {}
+        tails: list[bytes] = []
+        for mask in masks[suppressed_at].tolist():
+            label = labels.get(mask)
+            if label is None:
+                chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+                text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], self._delimiter)
+                label = labels[mask] = text.encode(encoding, ERRORS)
+            tails.append(label)
+        self._copy_with_tails(OutputKind.SUPPRESSED, chunk, suppressed_at, tails, {})
+        _add(tally.written, OutputKind.SUPPRESSED.value, len(suppressed_at))
+        one = np.uint64(1)
+        suppressed_masks = masks[suppressed_at]
+        for bit, name in enumerate(names):
+            hits = int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
+            tally.suppressed_per_list[name] = tally.suppressed_per_list.get(name, 0) + hits
+
+        invalid_at = np.flatnonzero(invalid)
+        reason_and_line = [
+            [_REASON_NAMES[reason], str(line)]
+            for reason, line in zip(
+                reasons[invalid_at].tolist(), chunk.lines[invalid_at].tolist(), strict=True
+            )
+        ]
+        delimiter = self._delimiter
+        invalid_tails = [
+            _tail(fields, delimiter).encode(encoding, ERRORS) for fields in reason_and_line
+        ]
+        rewritten = {
+            position: [
+                *_fit(chunk.rewritten[row], self._width, delimiter),
+                *reason_and_line[position],
+            ]
+            for position, row in enumerate(invalid_at.tolist())
+            if row in chunk.rewritten
+        }
+        self._copy_with_tails(OutputKind.INVALID, chunk, invalid_at, invalid_tails, rewritten)
+        _add(tally.written, OutputKind.INVALID.value, len(invalid_at))
+        per_reason = np.bincount(reasons[invalid_at], minlength=1)
+        for code in np.flatnonzero(per_reason).tolist():
+            _add(tally.invalid_per_reason, _REASON_NAMES[code], int(per_reason[code]))
+        return fresh
+
+    def _copy_with_tails(
+        self,
+        kind: OutputKind,
+        chunk: FastChunk,
+        at: npt.NDArray[np.int64],
+        tails: list[bytes],
+        rewritten: dict[int, list[str]],
+    ) -> None:
+        """Copy rows ``at`` with ``tails[i]`` before each line end; rewrite ``rewritten`` ones."""
+        data = chunk.data
+        pieces: list[bytes] = []
+        append = pieces.append
+        starts = chunk.starts[at].tolist()
+        bodies = chunk.bodies[at].tolist()
+        ends = chunk.ends[at].tolist()
+        for position, (start, body, end, tail) in enumerate(
+            zip(starts, bodies, ends, tails, strict=True)
+        ):
+            fields = rewritten.get(position)
+            if fields is not None:
+                buffer = io.StringIO()
+                csv.writer(
+                    buffer, delimiter=self._delimiter, lineterminator=self._terminator
+                ).writerow(fields)
+                append(buffer.getvalue().encode(self._encoding, ERRORS))
+                continue
+            append(data[start:body])
+            append(tail)
+            append(data[body:end])
+        if pieces:
+            self._streams[kind].write_bytes(b"".join(pieces))
 
     def _first_seen(
         self, values: npt.NDArray[np.uint64]
