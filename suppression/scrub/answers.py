@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Answers", "CheckEngine", "Progress"]
+__all__ = ["Answers", "CheckEngine", "Progress", "distinct_strings"]
 
 Progress = Callable[[int], None]
 """Called with how many more distinct strings have been answered."""
@@ -108,3 +109,20 @@ class CheckEngine(Protocol):
 
     def close(self) -> None:
         """Release processes, threads and connections; safe to call twice."""
+
+
+def distinct_strings(phones: list[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Per row, the index of its phone string among the chunk's distinct ones (-1 for "").
+
+    Returns:
+        Those indexes, and the distinct strings in order of first sight.
+    """
+    # Each distinct string gets an id from a counter, so one C-level map call finds or
+    # assigns ids (duplicates skip counter values; the order of first sight is restored
+    # below). Id 0 is "", the phone of every row with a problem: never checked.
+    index: dict[str, int] = {"": 0}
+    found = list(map(index.setdefault, phones, itertools.count(1)))
+    fresh = list(itertools.islice(index.keys(), 1, None))
+    first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)) - 1
+    return uids, fresh

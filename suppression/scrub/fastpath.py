@@ -38,7 +38,16 @@ from suppression.e164 import e164_reasons
 from suppression.scrub.reading import RowProblem
 from suppression.scrub.shortcut import _region_prefixes
 
-__all__ = ["FastChunk", "FastRead", "fast_codec", "nanp_region", "scan_block"]
+__all__ = [
+    "FastChunk",
+    "FastRead",
+    "RawBlock",
+    "ScanLayout",
+    "fast_codec",
+    "fits",
+    "nanp_region",
+    "scan_block",
+]
 
 _WIDTH = 24
 """Phone fields longer than this go the text way."""
@@ -91,6 +100,18 @@ class FastRead:
     """The default region's national forms follow :func:`nanp_region`'s rule."""
 
 
+ScanLayout = tuple[str, str, int, int, bool]
+""":func:`scan_block`'s arguments after ``first_line``: codec, delimiter, width, column, NANP."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawBlock:
+    """Whole lines of the file that :func:`fits` the fast path, not yet scanned."""
+
+    data: bytes
+    first_line: int
+
+
 @dataclass(slots=True)
 class FastChunk:
     """Consecutive rows read from bytes: offsets into the block, and what each phone is."""
@@ -130,6 +151,36 @@ class FastChunk:
         return self.first_line + self.line_count
 
 
+def fits(data: bytes, codec: str) -> bool:
+    """True if :func:`scan_block` takes ``data``; else the text path must read it.
+
+    The block must end with LF, hold no lone CR (a line end too), decode, and
+    have an even number of quotes on every line (else a quoted field may run on).
+    """
+    if not data.endswith(b"\n"):
+        return False
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    if not data.isascii():
+        try:
+            data.decode(codec)
+        except UnicodeDecodeError:
+            return False
+    if b'"' in data:
+        arr = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(arr == _LF) + 1
+        if np.any(_quotes_per_line(arr, ends, len(ends)) % 2):
+            return False
+    return True
+
+
+def _quotes_per_line(
+    arr: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64], count: int
+) -> npt.NDArray[np.int64]:
+    quotes = np.flatnonzero(arr == _QUOTE)
+    return np.bincount(np.searchsorted(ends, quotes, side="right"), minlength=count)[:count]
+
+
 def scan_block(
     data: bytes,
     first_line: int,
@@ -153,14 +204,9 @@ def scan_block(
     Returns:
         The chunk, or None when the text path must read this block.
     """
-    if not data.endswith(b"\n") or data.count(b"\r") != data.count(b"\r\n"):
-        return None  # a lone CR ends a line too; the text path knows
+    if not fits(data, codec):
+        return None
     text_lines: dict[int, str] = {}
-    if not data.isascii():
-        try:
-            data.decode(codec)
-        except UnicodeDecodeError:
-            return None
     arr = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(arr == _LF)
     count = len(newlines)
@@ -170,13 +216,9 @@ def scan_block(
     starts[1:] = ends[:-1]
     bodies = newlines - (arr[np.maximum(newlines - 1, 0)] == _CR)
     bodies = np.maximum(bodies, starts)
-    quotes = np.flatnonzero(arr == _QUOTE)
     quoted = np.zeros(count, dtype=bool)
-    if quotes.size:
-        per_line = np.bincount(np.searchsorted(ends, quotes, side="right"), minlength=count)
-        if np.any(per_line % 2):
-            return None  # a quoted field may run over lines: the careful path
-        quoted = per_line > 0
+    if b'"' in data:
+        quoted = _quotes_per_line(arr, ends, count) > 0
     separator = ord(delimiter)
     delimiters = np.flatnonzero(arr == separator)
     per_line_delimiters = np.bincount(

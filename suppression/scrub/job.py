@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import logging
 import os
 import signal
@@ -30,13 +29,13 @@ from rich.console import Console
 
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
-from suppression.scrub.answers import Answers, CheckEngine
+from suppression.scrub.answers import Answers, CheckEngine, distinct_strings
 from suppression.scrub.checkpoint import Checkpoint, CheckpointFiles, input_identity
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.data import local_view
-from suppression.scrub.fastpath import FastChunk, FastRead, nanp_region
+from suppression.scrub.fastpath import FastRead, RawBlock, ScanLayout, nanp_region
 from suppression.scrub.interrupts import Interrupts, ScrubInterruptedError
-from suppression.scrub.local import LocalEngine
+from suppression.scrub.local import LocalEngine, Scanned
 from suppression.scrub.options import ScrubOptions
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
@@ -334,13 +333,13 @@ def _engine(
 class _Pending:
     """A chunk read and handed to the engine, not yet written."""
 
-    chunk: Chunk | FastChunk
-    start: int
+    chunk: Chunk | RawBlock
+    start: int = 0
     """The engine's number of its first distinct text phone."""
-    count: int
-    uids: npt.NDArray[np.int64]
-    lookup: Future[npt.NDArray[np.uint64]] | None
-    """Fast path: the lists matched by the numbers read."""
+    count: int = 0
+    uids: npt.NDArray[np.int64] | None = None
+    scan: Future[Scanned] | None = None
+    """Fast path: the block scanned and answered (in a worker)."""
 
 
 class _Run:
@@ -399,22 +398,25 @@ class _Run:
         pending: deque[_Pending] = deque()
         start = 0
         fast = None
+        layout: ScanLayout | None = None
         if isinstance(self.engine, LocalEngine):
             fast = FastRead(nanp_region(self.region))
+            codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
+            width = len(lead.header)
+            layout = (codec, lead.delimiter, width, self.column.index, fast.nanp)
         for chunk in lead.chunks(self.column.index, self.options.chunk_rows, fast):
-            phones = chunk.texts if isinstance(chunk, FastChunk) else chunk.phones
-            uids, fresh = _distinct(phones)
-            if fresh:
-                self.engine.submit(start, fresh)
-            lookup = None
-            if isinstance(chunk, FastChunk):
-                assert isinstance(self.engine, LocalEngine)
-                lookup = self.engine.lookup(chunk.values[chunk.values != 0])
-            pending.append(_Pending(chunk, start, len(fresh), uids, lookup))
-            start += len(fresh)
-            rows = chunk.rows if isinstance(chunk, FastChunk) else len(chunk.rows)
-            progress.advance("reading", rows + chunk.blank_lines)
-            if len(pending) > 1:
+            if isinstance(chunk, RawBlock):
+                assert isinstance(self.engine, LocalEngine) and layout is not None
+                pending.append(_Pending(chunk, scan=self.engine.scan(chunk, layout)))
+            else:
+                uids, fresh = distinct_strings(chunk.phones)
+                if fresh:
+                    self.engine.submit(start, fresh)
+                pending.append(_Pending(chunk, start, len(fresh), uids))
+                start += len(fresh)
+                progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
+            # Two blocks in the workers while the oldest is written: both cores stay busy.
+            if len(pending) > 2:
                 self._write(writer, pending.popleft())
         while pending:
             self._write(writer, pending.popleft())
@@ -435,15 +437,21 @@ class _Run:
 
     def _write(self, writer: ChunkWriter, item: _Pending) -> None:
         chunk = item.chunk
-        answers = self.engine.take(item.start, item.count)
-        self._note(answers)
-        if isinstance(chunk, FastChunk):
-            assert item.lookup is not None
-            masks = item.lookup.result()
-            fresh = writer.write_fast(chunk, item.uids, answers, masks, self.tally)
-            self.progress.advance("writing", chunk.rows)
-            next_line = chunk.next_line
+        if isinstance(chunk, RawBlock):
+            assert item.scan is not None and isinstance(self.engine, LocalEngine)
+            scanned, masks, uids, texts, result = item.scan.result()
+            scanned.data = chunk.data
+            answers = self.engine.answers(result)
+            self._note(answers)
+            self.progress.advance("reading", scanned.rows + scanned.blank_lines)
+            self.progress.advance("checking", len(texts))
+            fresh = writer.write_fast(scanned, uids, answers, masks, self.tally)
+            self.progress.advance("writing", scanned.rows)
+            next_line = scanned.next_line
         else:
+            assert item.uids is not None
+            answers = self.engine.take(item.start, item.count)
+            self._note(answers)
             fresh = writer.write(chunk, item.uids, answers, self.tally)
             self.progress.advance("writing", len(chunk.rows))
             next_line = chunk.first_line + len(chunk.text)
@@ -468,20 +476,3 @@ class _Run:
                 },
             )
         )
-
-
-def _distinct(phones: list[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Per row, the index of its phone string among the chunk's distinct ones (-1 for "").
-
-    Returns:
-        Those indexes, and the distinct strings in order of first sight.
-    """
-    # Each distinct string gets an id from a counter, so one C-level map call finds or
-    # assigns ids (duplicates skip counter values; the order of first sight is restored
-    # below). Id 0 is "", the phone of every row with a problem: never checked.
-    index: dict[str, int] = {"": 0}
-    found = list(map(index.setdefault, phones, itertools.count(1)))
-    fresh = list(itertools.islice(index.keys(), 1, None))
-    first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
-    uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)) - 1
-    return uids, fresh

@@ -24,11 +24,12 @@ import numpy.typing as npt
 from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
 from suppression.lists import ListView
-from suppression.scrub.answers import Answers, Progress
+from suppression.scrub.answers import Answers, Progress, distinct_strings
+from suppression.scrub.fastpath import FastChunk, RawBlock, ScanLayout, scan_block
 from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
 
-__all__ = ["LocalEngine"]
+__all__ = ["LocalEngine", "Scanned"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,33 @@ def _check_in_worker(texts: list[str]) -> _Result:
     return _outcome_tuple(outcome)
 
 
-def _lookup_in_worker(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    assert _worker_view is not None
-    return _worker_view.lookup(values, _worker_lists)[1]
+Scanned = tuple[FastChunk, npt.NDArray[np.uint64], npt.NDArray[np.int64], list[str], _Result]
+"""A scanned block (without its bytes), the lists its numbers are on, per text phone its
+index among the distinct ones, those phones, and their answers."""
+
+
+def _scan(
+    task: tuple[bytes, int, ScanLayout],
+    view: ListView,
+    region: str,
+    lists: tuple[str, ...],
+    normalizer: Normalizer,
+) -> Scanned:
+    """Scan a block and answer all of it: numbers read by numpy, and the text phones."""
+    data, first_line, layout = task
+    chunk = scan_block(data, first_line, *layout)
+    if chunk is None:  # the reader checked fits(); this is a bug
+        raise RuntimeError("a block the fast path took was refused by it")
+    chunk.data = b""  # the caller has it; do not send it back
+    _, masks = view.lookup(chunk.values[chunk.values != 0], lists)
+    uids, texts = distinct_strings(chunk.texts)
+    outcome = check_batch(view, (), canonicalize(texts, region), region, lists, normalizer)
+    return chunk, masks, uids, texts, _outcome_tuple(outcome)
+
+
+def _scan_in_worker(task: tuple[bytes, int, ScanLayout]) -> Scanned:
+    assert _worker_view is not None and _worker_normalizer is not None
+    return _scan(task, _worker_view, _worker_region, _worker_lists, _worker_normalizer)
 
 
 class LocalEngine:
@@ -165,21 +190,32 @@ class LocalEngine:
             answers.fill(at - start, verdicts, masks, reasons, values)
         return answers
 
-    def lookup(self, values: npt.NDArray[np.uint64]) -> Future[npt.NDArray[np.uint64]]:
-        """Matched lists of valid E.164 numbers, over :meth:`take`'s ``list_names``.
+    def scan(self, block: RawBlock, layout: ScanLayout) -> Future[Scanned]:
+        """Scan ``block`` and check all its rows, in a worker process when there is a pool.
 
-        The same lookup as :func:`suppression.checker.check_batch`, for numbers
-        a scrub read itself (:mod:`suppression.scrub.fastpath`); in a worker
-        process when there is a pool, so the reading goes on meanwhile.
+        Numbers the fast path reads are looked up as
+        :func:`suppression.checker.check_batch` looks them up; the other phones
+        are checked by it, after the shortcut, as :meth:`submit` does.
 
         Raises:
             WorkerError: the pool is broken.
         """
+        task = (block.data, block.first_line, layout)
         if self._pool is not None:
-            return self._pool.submit(_lookup_in_worker, values)
-        done: Future[npt.NDArray[np.uint64]] = Future()
-        done.set_result(self._view.lookup(values, self._lists)[1])
+            return self._pool.submit(_scan_in_worker, task)
+        done: Future[Scanned] = Future()
+        done.set_result(_scan(task, self._view, self._region, self._lists, self._normalizer))
         return done
+
+    def answers(self, result: _Result) -> Answers:
+        """A scanned block's text answers, as :meth:`take` gives them."""
+        verdicts, masks, reasons, values = result
+        answers = Answers.empty(len(verdicts))
+        answers.list_names = self._list_names
+        answers.versions = {"local": str(self._view.version)}
+        answers.first_versions = dict(answers.versions)
+        answers.fill(0, verdicts, masks, reasons, values)
+        return answers
 
     def fixed_versions(self) -> dict[str, str] | None:
         """The loaded data's version: it does not move during the scrub."""

@@ -32,7 +32,7 @@ from suppression.scrub.encoding import (
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
-    from suppression.scrub.fastpath import FastChunk, FastRead
+    from suppression.scrub.fastpath import FastRead, RawBlock
 
 __all__ = [
     "Chunk",
@@ -378,19 +378,20 @@ class LeadFile:
 
     def chunks(
         self, column: int, size: int = 50_000, fast: FastRead | None = None
-    ) -> Iterator[Chunk | FastChunk]:
+    ) -> Iterator[Chunk | RawBlock]:
         """Every row after the header, in order, about ``size`` lines per chunk.
 
         A chunk ends where a record ends. With ``fast``, each block of the file
-        that :func:`suppression.scrub.fastpath.scan_block` takes becomes one
-        :class:`FastChunk`; the others are read line by line as :class:`Chunk`.
+        that :func:`suppression.scrub.fastpath.fits` the fast path comes as a
+        :class:`RawBlock`, for a worker to scan; the others are read line by
+        line as :class:`Chunk`.
 
         Args:
             column: index of the phone column in the header.
             size: physical lines per chunk (of the line-by-line path).
             fast: how to read blocks with numpy; None reads every line as text.
         """
-        from suppression.scrub.fastpath import fast_codec, scan_block  # it reads RowProblem
+        from suppression.scrub.fastpath import RawBlock, fast_codec, fits  # it reads RowProblem
 
         self._piece = self._blocks.block_bytes
         if fast is not None and not fast_codec(self._codec, self.delimiter):
@@ -403,18 +404,10 @@ class LeadFile:
                 data = self._next_bytes()
                 if data is None:
                     return
-                scanned = scan_block(
-                    data,
-                    self._first_line,
-                    self._codec,
-                    self.delimiter,
-                    len(self.header),
-                    column,
-                    fast.nanp,
-                )
-                if scanned is not None:
-                    self._first_line = scanned.next_line
-                    yield scanned
+                if fits(data, self._codec):
+                    block = RawBlock(data, self._first_line)
+                    self._first_line += data.count(b"\n")
+                    yield block
                     continue
                 self._push(data)
                 if not self._lines[-1].endswith(("\n", "\r")):

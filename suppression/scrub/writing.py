@@ -428,29 +428,37 @@ class ChunkWriter:
         tails: list[bytes],
         rewritten: dict[int, list[str]],
     ) -> None:
-        """Copy rows ``at`` with ``tails[i]`` before each line end; rewrite ``rewritten`` ones."""
+        """Copy rows ``at`` with ``tails[i]`` before each line end; rewrite ``rewritten`` ones.
+
+        The output is gathered with one numpy index over the block and the tails:
+        three pieces a row (body, tail, line end) cost one Python step each otherwise.
+        """
+        if not len(at):
+            return
+        texts: list[bytes] = []
+        for position, fields in rewritten.items():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, delimiter=self._delimiter, lineterminator=self._terminator)
+            writer.writerow(fields)
+            texts.append(buffer.getvalue().encode(self._encoding, ERRORS))
+            tails[position] = texts[-1]
         data = chunk.data
-        pieces: list[bytes] = []
-        append = pieces.append
-        starts = chunk.starts[at].tolist()
-        bodies = chunk.bodies[at].tolist()
-        ends = chunk.ends[at].tolist()
-        for position, (start, body, end, tail) in enumerate(
-            zip(starts, bodies, ends, tails, strict=True)
-        ):
-            fields = rewritten.get(position)
-            if fields is not None:
-                buffer = io.StringIO()
-                csv.writer(
-                    buffer, delimiter=self._delimiter, lineterminator=self._terminator
-                ).writerow(fields)
-                append(buffer.getvalue().encode(self._encoding, ERRORS))
-                continue
-            append(data[start:body])
-            append(tail)
-            append(data[body:end])
-        if pieces:
-            self._streams[kind].write_bytes(b"".join(pieces))
+        tail_lengths = np.fromiter(map(len, tails), dtype=np.int64, count=len(tails))
+        tail_starts = len(data) + np.cumsum(tail_lengths) - tail_lengths
+        source = np.frombuffer(data + b"".join(tails), dtype=np.uint8)
+        starts, bodies, ends = chunk.starts[at], chunk.bodies[at], chunk.ends[at]
+        if rewritten:  # a rewritten row is its tail alone
+            again = np.fromiter(rewritten.keys(), dtype=np.int64, count=len(rewritten))
+            starts, bodies, ends = starts.copy(), bodies.copy(), ends.copy()
+            starts[again] = bodies[again] = ends[again] = 0
+        # Per row three segments: the body, the tail, the line end.
+        segment_starts = np.stack([starts, tail_starts, bodies], axis=1).ravel()
+        segment_lengths = np.stack([bodies - starts, tail_lengths, ends - bodies], axis=1).ravel()
+        offsets = np.cumsum(segment_lengths) - segment_lengths
+        index = np.repeat(segment_starts - offsets, segment_lengths) + np.arange(
+            int(segment_lengths.sum()), dtype=np.int64
+        )
+        self._streams[kind].write_bytes(source[index].tobytes())
 
     def _first_seen(
         self, values: npt.NDArray[np.uint64]
