@@ -249,6 +249,8 @@ def scan_block(
     texts: list[str] = []
     rewritten: dict[int, list[str]] = {}
     special_rows = np.flatnonzero(special[rows])
+    parsed_at: list[int] = []
+    parsed_phones: list[str] = []
     slow_rows = np.flatnonzero(slow & plain[rows])
     # Rows the arrays could not settle, in order: plain ones by their field, special ones
     # by the csv module, one line at a time, as the text path does.
@@ -268,10 +270,22 @@ def scan_block(
             else:
                 phone = fields[column].strip()
                 if phone:
-                    texts_at.append(row)
-                    texts.append(phone)
+                    parsed_at.append(row)
+                    parsed_phones.append(phone)
                 else:
                     problems[row] = _MISSING
+    values[special[rows]] = 0
+    reasons[special[rows]] = 0
+    if parsed_phones:
+        # Quoted rows' phones are mostly plain shapes too: read them the same way.
+        read_at, read_values, read_reasons, left = _read_texts(
+            parsed_at, parsed_phones, region_is_nanp
+        )
+        values[read_at] = read_values
+        reasons[read_at] = read_reasons
+        for row, phone in left:
+            texts_at.append(row)
+            texts.append(phone)
     for row in slow_rows.tolist():
         line = rows[row]
         phone = data[field_start[line] : field_end[line]].decode(codec).strip()
@@ -283,8 +297,6 @@ def scan_block(
     order = np.argsort(np.array(texts_at, dtype=np.int64), kind="stable")
     text_at = np.array(texts_at, dtype=np.int64)[order]
     texts = [texts[index] for index in order.tolist()]
-    values[special[rows]] = 0
-    reasons[special[rows]] = 0
     return FastChunk(
         data=data,
         first_line=first_line,
@@ -301,6 +313,26 @@ def scan_block(
         rewritten=rewritten,
         blank_lines=int(np.count_nonzero(blank)),
     )
+
+
+def _read_texts(
+    rows: list[int], phones: list[str], region_is_nanp: bool
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint8], list[tuple[int, str]]
+]:
+    """:func:`_read_phones` over phone strings; the rows read, and the (row, phone) pairs left."""
+    left = [(row, phone) for row, phone in zip(rows, phones, strict=True) if not phone.isascii()]
+    ascii_rows = [row for row, phone in zip(rows, phones, strict=True) if phone.isascii()]
+    ascii_phones = [phone for phone in phones if phone.isascii()]
+    if not ascii_phones:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.uint8), left
+    lengths = np.fromiter(map(len, ascii_phones), dtype=np.int64, count=len(ascii_phones))
+    starts = np.cumsum(lengths) - lengths
+    arr = np.frombuffer("".join(ascii_phones).encode("ascii") + b"\n", dtype=np.uint8)
+    values, reasons, slow = _read_phones(arr, starts, starts + lengths, region_is_nanp)
+    at = np.array(ascii_rows, dtype=np.int64)
+    left += [(ascii_rows[index], ascii_phones[index]) for index in np.flatnonzero(slow).tolist()]
+    return at[~slow], values[~slow], reasons[~slow], left
 
 
 def _parse(lines: list[str], delimiter: str) -> list[list[str] | None]:

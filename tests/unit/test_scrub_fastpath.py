@@ -26,14 +26,22 @@ def expected(phone: str, region: str) -> tuple[int, int]:
     return value, int(reason)
 
 
-@given(st.lists(phones, min_size=1, max_size=40), st.sampled_from(["US", "CN", ""]))
-@example(["+12125550123", "(212) 555-0123", "+1 212 555 0123", "212.555.0123"], "US")
-@example(["1-212-555-0123", "+999", "+0123", "  +12125550123 ", "2125550123"], "US")
-@example(["+86 138 0013 8000", "+44 20 7946 0000", "+1 (212) 555-0123", "+1 112 555 0123"], "")
+@given(
+    st.lists(phones, min_size=1, max_size=40),
+    st.sampled_from(["US", "CN", ""]),
+    st.sets(st.integers(0, 39)),
+)
+@example(["+12125550123", "(212) 555-0123", "+1 212 555 0123", "212.555.0123"], "US", {1, 3})
+@example(["1-212-555-0123", "+999", "+0123", "  +12125550123 ", "2125550123"], "US", {3})
+@example(["+86 138 0013 8000", "+44 20 7946 0000", "+1 (212) 555-0123", "+1 12"], "", {0, 2})
 def test_phones_read_by_numpy_match_the_shortcut_and_the_normalizer(
-    phones: list[str], region: str
+    phones: list[str], region: str, quoted: set[int]
 ) -> None:
-    lines = [f"{index},{phone},z\n" for index, phone in enumerate(phones)]
+    """Plain and quoted phone fields (quoted rows go through the csv module first)."""
+    lines = [
+        f'{index},"{phone}",z\n' if index in quoted else f"{index},{phone},z\n"
+        for index, phone in enumerate(phones)
+    ]
     data = "".join(lines).encode("utf-8")
     chunk = scan_block(data, 2, "utf-8", ",", 3, 1, nanp_region(region))
     assert chunk is not None
