@@ -42,7 +42,7 @@ from suppression.scrub.progress import ScrubProgress
 from suppression.scrub.reading import Chunk, LeadFile, open_lead_file
 from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.summary import ScrubSummary
-from suppression.scrub.writing import ChunkWriter, Tally
+from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, write_layout
 
 __all__ = ["run_scrub"]
 
@@ -399,15 +399,20 @@ class _Run:
         start = 0
         fast = None
         layout: ScanLayout | None = None
+        assembly: WriteLayout | None = None
         if isinstance(self.engine, LocalEngine):
             fast = FastRead(nanp_region(self.region))
             codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
             width = len(lead.header)
             layout = (codec, lead.delimiter, width, self.column.index, fast.nanp)
+            # Without --dedupe a worker writes a block's rows too; with it, rows depend on
+            # every earlier block, so they are sorted out here.
+            assembly = None if self.options.dedupe else write_layout(lead)
         for chunk in lead.chunks(self.column.index, self.options.chunk_rows, fast):
             if isinstance(chunk, RawBlock):
                 assert isinstance(self.engine, LocalEngine) and layout is not None
-                pending.append(_Pending(chunk, scan=self.engine.scan(chunk, layout)))
+                scan = self.engine.scan(chunk, layout, assembly)
+                pending.append(_Pending(chunk, scan=scan))
             else:
                 uids, fresh = distinct_strings(chunk.phones)
                 if fresh:
@@ -439,13 +444,16 @@ class _Run:
         chunk = item.chunk
         if isinstance(chunk, RawBlock):
             assert item.scan is not None and isinstance(self.engine, LocalEngine)
-            scanned, masks, uids, texts, result = item.scan.result()
+            scanned, masks, uids, texts, result, block = item.scan.result()
             scanned.data = chunk.data
             answers = self.engine.answers(result)
             self._note(answers)
             self.progress.advance("reading", scanned.rows + scanned.blank_lines)
             self.progress.advance("checking", len(texts))
-            fresh = writer.write_fast(scanned, uids, answers, masks, self.tally)
+            if block is not None:
+                fresh = writer.write_assembled(block, self.tally)
+            else:
+                fresh = writer.write_fast(scanned, uids, answers, masks, self.tally)
             self.progress.advance("writing", scanned.rows)
             next_line = scanned.next_line
         else:

@@ -28,6 +28,7 @@ from suppression.scrub.answers import Answers, Progress, distinct_strings
 from suppression.scrub.fastpath import FastChunk, RawBlock, ScanLayout, scan_block
 from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
+from suppression.scrub.writing import BlockOutputs, WriteLayout, assemble
 
 __all__ = ["LocalEngine", "Scanned"]
 
@@ -66,31 +67,46 @@ def _check_in_worker(texts: list[str]) -> _Result:
     return _outcome_tuple(outcome)
 
 
-Scanned = tuple[FastChunk, npt.NDArray[np.uint64], npt.NDArray[np.int64], list[str], _Result]
+Scanned = tuple[
+    FastChunk,
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.int64],
+    list[str],
+    _Result,
+    BlockOutputs | None,
+]
 """A scanned block (without its bytes), the lists its numbers are on, per text phone its
-index among the distinct ones, those phones, and their answers."""
+index among the distinct ones, those phones, their answers, and (when asked for) the
+block's outputs, assembled."""
 
 
 def _scan(
-    task: tuple[bytes, int, ScanLayout],
+    task: tuple[bytes, int, ScanLayout, WriteLayout | None],
     view: ListView,
     region: str,
     lists: tuple[str, ...],
     normalizer: Normalizer,
 ) -> Scanned:
     """Scan a block and answer all of it: numbers read by numpy, and the text phones."""
-    data, first_line, layout = task
+    data, first_line, layout, writing = task
     chunk = scan_block(data, first_line, *layout)
     if chunk is None:  # the reader checked fits(); this is a bug
         raise RuntimeError("a block the fast path took was refused by it")
-    chunk.data = b""  # the caller has it; do not send it back
     _, masks = view.lookup(chunk.values[chunk.values != 0], lists)
     uids, texts = distinct_strings(chunk.texts)
     outcome = check_batch(view, (), canonicalize(texts, region), region, lists, normalizer)
-    return chunk, masks, uids, texts, _outcome_tuple(outcome)
+    result = _outcome_tuple(outcome)
+    block = None
+    if writing is not None:
+        answers = Answers.empty(len(texts))
+        answers.list_names = outcome.list_names
+        answers.fill(0, *result)
+        block = assemble(chunk, uids, answers, masks, writing)
+    chunk.data = b""  # the caller has it; do not send it back
+    return chunk, masks, uids, texts, result, block
 
 
-def _scan_in_worker(task: tuple[bytes, int, ScanLayout]) -> Scanned:
+def _scan_in_worker(task: tuple[bytes, int, ScanLayout, WriteLayout | None]) -> Scanned:
     assert _worker_view is not None and _worker_normalizer is not None
     return _scan(task, _worker_view, _worker_region, _worker_lists, _worker_normalizer)
 
@@ -190,17 +206,20 @@ class LocalEngine:
             answers.fill(at - start, verdicts, masks, reasons, values)
         return answers
 
-    def scan(self, block: RawBlock, layout: ScanLayout) -> Future[Scanned]:
+    def scan(
+        self, block: RawBlock, layout: ScanLayout, writing: WriteLayout | None = None
+    ) -> Future[Scanned]:
         """Scan ``block`` and check all its rows, in a worker process when there is a pool.
 
         Numbers the fast path reads are looked up as
         :func:`suppression.checker.check_batch` looks them up; the other phones
-        are checked by it, after the shortcut, as :meth:`submit` does.
+        are checked by it, after the shortcut, as :meth:`submit` does. With
+        ``writing``, the block's outputs are assembled there too.
 
         Raises:
             WorkerError: the pool is broken.
         """
-        task = (block.data, block.first_line, layout)
+        task = (block.data, block.first_line, layout, writing)
         if self._pool is not None:
             return self._pool.submit(_scan_in_worker, task)
         done: Future[Scanned] = Future()

@@ -30,7 +30,23 @@ from suppression.scrub.fastpath import FastChunk
 from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, OutputStream
 from suppression.scrub.reading import Chunk, LeadFile, RowProblem
 
-__all__ = ["INVALID_COLUMNS", "SUPPRESSED_COLUMNS", "ChunkWriter", "Tally"]
+__all__ = [
+    "INVALID_COLUMNS",
+    "SUPPRESSED_COLUMNS",
+    "BlockOutputs",
+    "ChunkWriter",
+    "Tally",
+    "WriteLayout",
+    "assemble",
+    "write_layout",
+]
+
+
+def write_layout(lead: LeadFile) -> WriteLayout:
+    """The :class:`WriteLayout` of ``lead``."""
+    encoding = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
+    return WriteLayout(encoding, lead.delimiter, lead.line_terminator, len(lead.header))
+
 
 SUPPRESSED_COLUMNS = ("suppressed_by",)
 INVALID_COLUMNS = ("invalid_reason", "line")
@@ -199,9 +215,8 @@ class ChunkWriter:
             dedupe: leave out rows whose number an earlier row had.
         """
         self._delimiter = lead.delimiter
-        self._terminator = lead.line_terminator
-        self._encoding = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
         self._width = len(lead.header)
+        self._layout = write_layout(lead)
         self._seen = seen
         self._dedupe = dedupe
         dialect = (lead.delimiter, lead.line_terminator)
@@ -318,7 +333,7 @@ class ChunkWriter:
         masks_read: npt.NDArray[np.uint64],
         tally: Tally,
     ) -> npt.NDArray[np.uint64]:
-        """Write one chunk read by the fast path, copying its rows' bytes.
+        """Write one chunk read by the fast path, copying its rows' bytes (``--dedupe`` too).
 
         Args:
             chunk: the rows.
@@ -331,134 +346,55 @@ class ChunkWriter:
         Returns:
             The numbers first seen in this chunk, sorted.
         """
-        total = chunk.rows
-        values = chunk.values.copy()
-        read = values != 0
-        reasons = chunk.problems.copy()
-        reasons[chunk.reasons != 0] = chunk.reasons[chunk.reasons != 0]
-        verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
-        masks = np.zeros(total, dtype=np.uint64)
-        masks[read] = masks_read
-        verdicts[read] = np.where(masks_read != 0, Verdict.SUPPRESSED, Verdict.ALLOWED)
-        if chunk.text_at.size:
-            at = chunk.text_at
-            verdicts[at] = answers.verdicts[uids]
-            masks[at] = answers.masks[uids]
-            reasons[at] = answers.reasons[uids]
-            values[at] = answers.values[uids]
-        invalid = verdicts == Verdict.INVALID
-        values[invalid] = 0
-        reasons[invalid & (reasons == 0)] = InvalidReason.UNPARSEABLE
-        valid_at = np.flatnonzero(~invalid)
+        decided = _decide(chunk, uids, answers, masks_read)
+        verdicts, values = decided.verdicts, decided.values
+        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
         fresh, keep = self._first_seen(values[valid_at])
-        tally.rows_in += total
+        tally.rows_in += chunk.rows
         tally.blank_lines += chunk.blank_lines
         tally.distinct_numbers += len(fresh)
         tally.duplicates += len(valid_at) - len(fresh)
         if self._dedupe and len(keep) < len(valid_at):
-            written = np.zeros(total, dtype=bool)
-            written[invalid] = True
+            written = verdicts == Verdict.INVALID
             written[valid_at[keep]] = True
-            tally.dropped += total - int(np.count_nonzero(written))
+            tally.dropped += chunk.rows - int(np.count_nonzero(written))
             verdicts[~written] = _DROPPED
-        data = chunk.data
-        arr = np.frombuffer(data, dtype=np.uint8)
-
-        clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
-        if clean_at.size:
-            # +1 where a clean row starts, -1 where it ends: the running sum marks its bytes.
-            edges = np.zeros(len(data) + 1, dtype=np.int8)
-            edges[chunk.starts[clean_at]] = 1
-            edges[chunk.ends[clean_at]] -= 1
-            inside = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
-            self._streams[OutputKind.CLEAN].write_bytes(arr[inside].tobytes())
-        _add(tally.written, OutputKind.CLEAN.value, len(clean_at))
-
-        encoding = self._encoding
-        suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
-        names = answers.list_names
-        labels: dict[int, bytes] = {}
-        tails: list[bytes] = []
-        for mask in masks[suppressed_at].tolist():
-            label = labels.get(mask)
-            if label is None:
-                chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-                text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], self._delimiter)
-                label = labels[mask] = text.encode(encoding, ERRORS)
-            tails.append(label)
-        self._copy_with_tails(OutputKind.SUPPRESSED, chunk, suppressed_at, tails, {})
-        _add(tally.written, OutputKind.SUPPRESSED.value, len(suppressed_at))
-        one = np.uint64(1)
-        suppressed_masks = masks[suppressed_at]
-        for bit, name in enumerate(names):
-            hits = int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
-            tally.suppressed_per_list[name] = tally.suppressed_per_list.get(name, 0) + hits
-
-        invalid_at = np.flatnonzero(invalid)
-        reason_and_line = [
-            [_REASON_NAMES[reason], str(line)]
-            for reason, line in zip(
-                reasons[invalid_at].tolist(), chunk.lines[invalid_at].tolist(), strict=True
-            )
-        ]
-        delimiter = self._delimiter
-        invalid_tails = [
-            _tail(fields, delimiter).encode(encoding, ERRORS) for fields in reason_and_line
-        ]
-        rewritten = {
-            position: [
-                *_fit(chunk.rewritten[row], self._width, delimiter),
-                *reason_and_line[position],
-            ]
-            for position, row in enumerate(invalid_at.tolist())
-            if row in chunk.rewritten
-        }
-        self._copy_with_tails(OutputKind.INVALID, chunk, invalid_at, invalid_tails, rewritten)
-        _add(tally.written, OutputKind.INVALID.value, len(invalid_at))
-        per_reason = np.bincount(reasons[invalid_at], minlength=1)
-        for code in np.flatnonzero(per_reason).tolist():
-            _add(tally.invalid_per_reason, _REASON_NAMES[code], int(per_reason[code]))
+        block = _block_outputs(chunk, decided, answers.list_names, self._layout)
+        self.write_block(block, tally)
         return fresh
 
-    def _copy_with_tails(
-        self,
-        kind: OutputKind,
-        chunk: FastChunk,
-        at: npt.NDArray[np.int64],
-        tails: list[bytes],
-        rewritten: dict[int, list[str]],
-    ) -> None:
-        """Copy rows ``at`` with ``tails[i]`` before each line end; rewrite ``rewritten`` ones.
+    def write_block(self, block: BlockOutputs, tally: Tally) -> None:
+        """Write a block's outputs (made here or in a worker) and add its counts."""
+        for kind, data in block.data.items():
+            if data:
+                self._streams[kind].write_bytes(data)
+        for kind, count in block.counts.items():
+            _add(tally.written, kind.value, count)
+        for name, hits in block.per_list.items():
+            tally.suppressed_per_list[name] = tally.suppressed_per_list.get(name, 0) + hits
+        for reason, count in block.per_reason.items():
+            _add(tally.invalid_per_reason, reason, count)
 
-        The output is gathered with one numpy index over the block and the tails:
-        three pieces a row (body, tail, line end) cost one Python step each otherwise.
+    def write_assembled(self, block: BlockOutputs, tally: Tally) -> npt.NDArray[np.uint64]:
+        """Write a block a worker decided and assembled; count its duplicates here.
+
+        Returns:
+            The numbers first seen in this block, sorted.
         """
-        if not len(at):
-            return
-        texts: list[bytes] = []
-        for position, fields in rewritten.items():
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, delimiter=self._delimiter, lineterminator=self._terminator)
-            writer.writerow(fields)
-            texts.append(buffer.getvalue().encode(self._encoding, ERRORS))
-            tails[position] = texts[-1]
-        data = chunk.data
-        tail_lengths = np.fromiter(map(len, tails), dtype=np.int64, count=len(tails))
-        tail_starts = len(data) + np.cumsum(tail_lengths) - tail_lengths
-        source = np.frombuffer(data + b"".join(tails), dtype=np.uint8)
-        starts, bodies, ends = chunk.starts[at], chunk.bodies[at], chunk.ends[at]
-        if rewritten:  # a rewritten row is its tail alone
-            again = np.fromiter(rewritten.keys(), dtype=np.int64, count=len(rewritten))
-            starts, bodies, ends = starts.copy(), bodies.copy(), ends.copy()
-            starts[again] = bodies[again] = ends[again] = 0
-        # Per row three segments: the body, the tail, the line end.
-        segment_starts = np.stack([starts, tail_starts, bodies], axis=1).ravel()
-        segment_lengths = np.stack([bodies - starts, tail_lengths, ends - bodies], axis=1).ravel()
-        offsets = np.cumsum(segment_lengths) - segment_lengths
-        index = np.repeat(segment_starts - offsets, segment_lengths) + np.arange(
-            int(segment_lengths.sum()), dtype=np.int64
+        distinct = block.distinct
+        seen = self._seen
+        old = np.fromiter(
+            map(seen.__contains__, distinct.tolist()), dtype=bool, count=len(distinct)
         )
-        self._streams[kind].write_bytes(source[index].tobytes())
+        fresh: npt.NDArray[np.uint64] = distinct[~old]
+        if fresh.size:
+            seen.update(array.array("Q", fresh.tobytes()))
+        tally.rows_in += block.rows
+        tally.blank_lines += block.blank_lines
+        tally.distinct_numbers += len(fresh)
+        tally.duplicates += block.valid - len(fresh)
+        self.write_block(block, tally)
+        return fresh
 
     def _first_seen(
         self, values: npt.NDArray[np.uint64]
@@ -475,3 +411,187 @@ class ChunkWriter:
         if fresh.size:
             seen.update(array.array("Q", fresh.tobytes()))
         return fresh, np.sort(first[~old])
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLayout:
+    """What assembling a block's outputs needs to know of the file."""
+
+    encoding: str
+    """The codec rows are written in (``utf-8`` for ``utf-8-sig``: the BOM is the header's)."""
+    delimiter: str
+    terminator: str
+    width: int
+
+
+@dataclass(slots=True)
+class BlockOutputs:
+    """A block's rows as the bytes of each output, and their counts."""
+
+    data: dict[OutputKind, bytes]
+    counts: dict[OutputKind, int]
+    per_list: dict[str, int]
+    per_reason: dict[str, int]
+    rows: int = 0
+    blank_lines: int = 0
+    valid: int = 0
+    """Rows with a valid number."""
+    distinct: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
+    """The block's distinct valid numbers, sorted."""
+
+
+@dataclass(slots=True)
+class _Decided:
+    verdicts: npt.NDArray[np.uint8]
+    masks: npt.NDArray[np.uint64]
+    reasons: npt.NDArray[np.int64]
+    values: npt.NDArray[np.uint64]
+
+
+def _decide(
+    chunk: FastChunk,
+    uids: npt.NDArray[np.int64],
+    answers: Answers,
+    masks_read: npt.NDArray[np.uint64],
+) -> _Decided:
+    """Each row's verdict, lists, reason and number, from the fast path's reading and answers."""
+    total = chunk.rows
+    values = chunk.values.copy()
+    read = values != 0
+    reasons = chunk.problems.copy()
+    reasons[chunk.reasons != 0] = chunk.reasons[chunk.reasons != 0]
+    verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
+    masks = np.zeros(total, dtype=np.uint64)
+    masks[read] = masks_read
+    verdicts[read] = np.where(masks_read != 0, Verdict.SUPPRESSED, Verdict.ALLOWED)
+    if chunk.text_at.size:
+        at = chunk.text_at
+        verdicts[at] = answers.verdicts[uids]
+        masks[at] = answers.masks[uids]
+        reasons[at] = answers.reasons[uids]
+        values[at] = answers.values[uids]
+    invalid = verdicts == Verdict.INVALID
+    values[invalid] = 0
+    reasons[invalid & (reasons == 0)] = InvalidReason.UNPARSEABLE
+    return _Decided(verdicts, masks, reasons, values)
+
+
+def assemble(
+    chunk: FastChunk,
+    uids: npt.NDArray[np.int64],
+    answers: Answers,
+    masks_read: npt.NDArray[np.uint64],
+    layout: WriteLayout,
+) -> BlockOutputs:
+    """Decide and assemble a whole block's outputs (in a worker; without ``--dedupe``)."""
+    decided = _decide(chunk, uids, answers, masks_read)
+    block = _block_outputs(chunk, decided, answers.list_names, layout)
+    valid = decided.values[decided.verdicts != Verdict.INVALID]
+    block.rows, block.blank_lines, block.valid = chunk.rows, chunk.blank_lines, len(valid)
+    block.distinct = np.unique(valid)
+    return block
+
+
+def _block_outputs(
+    chunk: FastChunk, decided: _Decided, names: tuple[str, ...], layout: WriteLayout
+) -> BlockOutputs:
+    verdicts, masks, reasons = decided.verdicts, decided.masks, decided.reasons
+    data = chunk.data
+    arr = np.frombuffer(data, dtype=np.uint8)
+    out: dict[OutputKind, bytes] = {}
+    counts: dict[OutputKind, int] = {}
+
+    clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
+    out[OutputKind.CLEAN] = b""
+    if clean_at.size:
+        # +1 where a clean row starts, -1 where it ends: the running sum marks its bytes.
+        edges = np.zeros(len(data) + 1, dtype=np.int8)
+        edges[chunk.starts[clean_at]] = 1
+        edges[chunk.ends[clean_at]] -= 1
+        inside = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+        out[OutputKind.CLEAN] = arr[inside].tobytes()
+    counts[OutputKind.CLEAN] = len(clean_at)
+
+    encoding, delimiter = layout.encoding, layout.delimiter
+    suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
+    labels: dict[int, bytes] = {}
+    tails: list[bytes] = []
+    for mask in masks[suppressed_at].tolist():
+        label = labels.get(mask)
+        if label is None:
+            chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+            text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter)
+            label = labels[mask] = text.encode(encoding, ERRORS)
+        tails.append(label)
+    out[OutputKind.SUPPRESSED] = _copy_with_tails(chunk, suppressed_at, tails, {}, layout)
+    counts[OutputKind.SUPPRESSED] = len(suppressed_at)
+    one = np.uint64(1)
+    suppressed_masks = masks[suppressed_at]
+    per_list = {
+        name: int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
+        for bit, name in enumerate(names)
+    }
+
+    invalid_at = np.flatnonzero(verdicts == Verdict.INVALID)
+    reason_and_line = [
+        [_REASON_NAMES[reason], str(line)]
+        for reason, line in zip(
+            reasons[invalid_at].tolist(), chunk.lines[invalid_at].tolist(), strict=True
+        )
+    ]
+    invalid_tails = [
+        _tail(fields, delimiter).encode(encoding, ERRORS) for fields in reason_and_line
+    ]
+    rewritten = {
+        position: [*_fit(chunk.rewritten[row], layout.width, delimiter), *extra]
+        for position, (row, extra) in enumerate(
+            zip(invalid_at.tolist(), reason_and_line, strict=True)
+        )
+        if row in chunk.rewritten
+    }
+    out[OutputKind.INVALID] = _copy_with_tails(chunk, invalid_at, invalid_tails, rewritten, layout)
+    counts[OutputKind.INVALID] = len(invalid_at)
+    per_reason_counts = np.bincount(reasons[invalid_at], minlength=1)
+    per_reason = {
+        _REASON_NAMES[code]: int(per_reason_counts[code])
+        for code in np.flatnonzero(per_reason_counts).tolist()
+    }
+    return BlockOutputs(out, counts, per_list, per_reason)
+
+
+def _copy_with_tails(
+    chunk: FastChunk,
+    at: npt.NDArray[np.int64],
+    tails: list[bytes],
+    rewritten: dict[int, list[str]],
+    layout: WriteLayout,
+) -> bytes:
+    """Rows ``at`` with ``tails[i]`` before each line end; ``rewritten`` ones written again.
+
+    The output is gathered with one numpy index over the block and the tails:
+    three pieces a row (body, tail, line end) cost one Python step each otherwise.
+    """
+    if not len(at):
+        return b""
+    for position, fields in rewritten.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator=layout.terminator)
+        writer.writerow(fields)
+        tails[position] = buffer.getvalue().encode(layout.encoding, ERRORS)
+    data = chunk.data
+    tail_lengths = np.fromiter(map(len, tails), dtype=np.int64, count=len(tails))
+    tail_starts = len(data) + np.cumsum(tail_lengths) - tail_lengths
+    source = np.frombuffer(data + b"".join(tails), dtype=np.uint8)
+    starts, bodies, ends = chunk.starts[at], chunk.bodies[at], chunk.ends[at]
+    if rewritten:  # a rewritten row is its tail alone
+        again = np.fromiter(rewritten.keys(), dtype=np.int64, count=len(rewritten))
+        starts, bodies, ends = starts.copy(), bodies.copy(), ends.copy()
+        starts[again] = bodies[again] = ends[again] = 0
+    # Per row three segments: the body, the tail, the line end.
+    segment_starts = np.stack([starts, tail_starts, bodies], axis=1).ravel()
+    segment_lengths = np.stack([bodies - starts, tail_lengths, ends - bodies], axis=1).ravel()
+    offsets = np.cumsum(segment_lengths) - segment_lengths
+    index = np.repeat(segment_starts - offsets, segment_lengths) + np.arange(
+        int(segment_lengths.sum()), dtype=np.int64
+    )
+    return source[index].tobytes()
