@@ -448,13 +448,15 @@ class _Run:
             scanned.data = chunk.data
             answers = self.engine.answers(result)
             self._note(answers)
-            self.progress.advance("reading", scanned.rows + scanned.blank_lines)
             self.progress.advance("checking", len(texts))
             if block is not None:
+                rows = block.rows
                 fresh = writer.write_assembled(block, self.tally)
             else:
+                rows = scanned.rows
                 fresh = writer.write_fast(scanned, uids, answers, masks, self.tally)
-            self.progress.advance("writing", scanned.rows)
+            self.progress.advance("reading", rows + scanned.blank_lines)
+            self.progress.advance("writing", rows)
             next_line = scanned.next_line
         else:
             assert item.uids is not None

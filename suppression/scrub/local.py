@@ -12,6 +12,7 @@ bitmaps copy-on-write and load nothing themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections import deque
@@ -80,6 +81,10 @@ index among the distinct ones, those phones, their answers, and (when asked for)
 block's outputs, assembled."""
 
 
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY_MASKS = np.zeros(0, dtype=np.uint64)
+
+
 def _scan(
     task: tuple[bytes, int, ScanLayout, WriteLayout | None],
     view: ListView,
@@ -102,6 +107,21 @@ def _scan(
         answers.list_names = outcome.list_names
         answers.fill(0, *result)
         block = assemble(chunk, uids, answers, masks, writing)
+        # The caller needs only the block's place in the file now: send no per-row arrays.
+        chunk = dataclasses.replace(
+            chunk,
+            starts=_EMPTY,
+            bodies=_EMPTY,
+            ends=_EMPTY,
+            lines=_EMPTY,
+            problems=_EMPTY,
+            values=_EMPTY_MASKS,
+            reasons=np.zeros(0, dtype=np.uint8),
+            text_at=_EMPTY,
+            texts=[],
+            rewritten={},
+        )
+        masks, uids = _EMPTY_MASKS, _EMPTY
     chunk.data = b""  # the caller has it; do not send it back
     return chunk, masks, uids, texts, result, block
 
