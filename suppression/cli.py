@@ -139,6 +139,11 @@ def _scrub(settings: Settings, source: str) -> int:
         data_dir=settings.data_dir,
         list_files=settings.list,
         snapshot_key_file=settings.snapshot_key_file,
+        chunk_rows=settings.chunk_rows,
+        resume=settings.resume,
+        no_header=settings.no_header,
+        compress=settings.compress,
+        dedupe=settings.dedupe,
     )
     summary = run_scrub(options, Path(source))
     Console().print(summary.table())

@@ -305,6 +305,34 @@ class Settings:
         "scrub",
         minimum=1,
     )
+    chunk_rows: int = _opt(
+        100_000,
+        "scrub: input lines read, checked, written and checkpointed at a time (at least 1); "
+        "memory grows with it",
+        "scrub",
+        minimum=1,
+    )
+    resume: bool = _opt(
+        False,
+        "scrub: continue an interrupted scrub of the same file, with the same options, from "
+        "its last checkpoint (starts afresh when there is none)",
+        "scrub",
+    )
+    no_header: bool = _opt(
+        False,
+        "scrub: the file has no header row; --column is then a 1-based position (or detected "
+        "by content), and the outputs have no header either",
+        "scrub",
+    )
+    compress: bool = _opt(
+        False, "scrub: write the clean, suppressed and invalid files gzip-compressed (.gz)", "scrub"
+    )
+    dedupe: bool = _opt(
+        False,
+        "scrub: write each distinct number once, keeping its first row; the summary counts "
+        "the rows left out",
+        "scrub",
+    )
     redis_url: str = _opt(
         "",
         "Redis URL of the change log (redis://host:6379/0); none means no live changes, and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Answers", "CheckEngine", "Progress"]
+__all__ = ["Answers", "CheckEngine", "Progress", "distinct_strings"]
 
 Progress = Callable[[int], None]
 """Called with how many more distinct strings have been answered."""
@@ -33,7 +34,9 @@ class Answers:
     """The E.164 integer per string; 0 if invalid."""
     list_names: tuple[str, ...] = ()
     versions: dict[str, str] = field(default_factory=dict)
-    """Data version per source: a target ``host:port``, or ``local``."""
+    """Data version per source: a target ``host:port``, or ``local``; the newest used."""
+    first_versions: dict[str, str] = field(default_factory=dict)
+    """The version of each source's first answers (a target's data may move during a scrub)."""
     stale: bool = False
     failed_closed: bool = False
     retried_on: dict[str, int] = field(default_factory=dict)
@@ -81,13 +84,45 @@ class Answers:
 
 
 class CheckEngine(Protocol):
-    """Answers distinct phone strings; the local and the remote engine both fit."""
+    """Answers distinct phone strings; the local and the remote engine both fit.
+
+    Strings are numbered from 0 across the whole scrub; a scrub submits a
+    chunk's strings, reads on, and takes the chunk's answers later, so the
+    engine works while the next chunk is read.
+    """
 
     def submit(self, start: int, texts: list[str]) -> None:
         """Queue strings ``start``, ``start + 1``, ... for checking; may return before they are."""
 
-    def finish(self, total: int) -> Answers:
-        """Wait for every queued string (``total`` in all) and return the answers."""
+    def take(self, start: int, count: int) -> Answers:
+        """Wait for strings ``start`` to ``start + count - 1`` and return their answers.
+
+        Every earlier string must have been taken; the engine forgets these.
+        The answers' versions and failover counts are those of the whole scrub so far.
+        """
+
+    def end(self) -> None:
+        """Say that the last chunk was taken; :meth:`close` follows."""
+
+    def fixed_versions(self) -> dict[str, str] | None:
+        """The data version every answer will carry, if it cannot move (local data); else None."""
 
     def close(self) -> None:
         """Release processes, threads and connections; safe to call twice."""
+
+
+def distinct_strings(phones: list[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Per row, the index of its phone string among the chunk's distinct ones (-1 for "").
+
+    Returns:
+        Those indexes, and the distinct strings in order of first sight.
+    """
+    # Each distinct string gets an id from a counter, so one C-level map call finds or
+    # assigns ids (duplicates skip counter values; the order of first sight is restored
+    # below). Id 0 is "", the phone of every row with a problem: never checked.
+    index: dict[str, int] = {"": 0}
+    found = list(map(index.setdefault, phones, itertools.count(1)))
+    fresh = list(itertools.islice(index.keys(), 1, None))
+    first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)) - 1
+    return uids, fresh

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from suppression.errors import ConfigError
 
-__all__ = ["DecodedText", "decode", "detect_encoding", "has_undecodable", "resolve_encoding"]
+__all__ = [
+    "DecodedText",
+    "check_ascii_compatible",
+    "decode",
+    "detect_encoding",
+    "has_undecodable",
+    "resolve_encoding",
+]
 
 _BOM_UTF8 = codecs.BOM_UTF8
 _SAMPLE_LINES = 2_000
@@ -46,6 +53,33 @@ def resolve_encoding(name: str) -> str:
         raise ConfigError(
             f"unknown --encoding {name!r}; use utf-8, utf-8-sig, gbk or gb18030"
         ) from None
+
+
+_SIGNIFICANT = '\r\n"\t,;| +-.()0123456789'
+"""Characters a scrub finds by their bytes: line ends, quotes, delimiters, digits."""
+
+
+def check_ascii_compatible(encoding: str) -> None:
+    """Refuse an encoding whose line ends, quotes or digits are not their ASCII bytes.
+
+    A scrub reads a file a block at a time, cutting blocks at line-end bytes,
+    which is only right when those bytes mean the same in the encoding
+    (UTF-16 and UTF-32 do not; UTF-8, GB18030 and the Latin codecs do).
+
+    Raises:
+        ConfigError: the encoding is not ASCII-compatible.
+    """
+    if encoding == "utf-8-sig":  # UTF-8, plus a BOM at the very start only
+        return
+    try:
+        compatible = _SIGNIFICANT.encode(encoding) == _SIGNIFICANT.encode("ascii")
+    except (UnicodeError, LookupError):
+        compatible = False
+    if not compatible:
+        raise ConfigError(
+            f"--encoding {encoding} is not ASCII-compatible; convert the file to UTF-8 first "
+            "(scrub reads UTF-8, GB18030, GBK, Latin-1 and the like)"
+        )
 
 
 def detect_encoding(data: bytes) -> str:

@@ -32,10 +32,13 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 class ScrubInterruptedError(SuppressionError):
     """The scrub was stopped by a signal; it wrote no output."""
 
-    def __init__(self, number: int) -> None:
-        """Name the signal in the message."""
+    def __init__(self, number: int, resume_line: int = 0) -> None:
+        """Name the signal in the message, and the line a ``--resume`` would continue from."""
         name = signal.Signals(number).name
-        super().__init__(f"scrub interrupted by {name}; no output was written")
+        message = f"scrub interrupted by {name}; no output was written"
+        if resume_line:
+            message += f"; run it again with --resume to continue from line {resume_line:,}"
+        super().__init__(message)
         self.signal = number
 
 

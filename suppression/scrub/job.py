@@ -10,37 +10,45 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import logging
+import os
 import signal
+import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap64
 from rich.console import Console
 
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
-from suppression.scrub.answers import CheckEngine
+from suppression.scrub.answers import Answers, CheckEngine, distinct_strings
+from suppression.scrub.checkpoint import Checkpoint, CheckpointFiles, input_identity
 from suppression.scrub.columns import ColumnChoice, check_header, choose_column
 from suppression.scrub.data import local_view
-from suppression.scrub.interrupts import Interrupts
-from suppression.scrub.local import LocalEngine
+from suppression.scrub.fastpath import FastRead, RawBlock, ScanLayout, nanp_region
+from suppression.scrub.interrupts import Interrupts, ScrubInterruptedError
+from suppression.scrub.local import LocalEngine, Scanned
 from suppression.scrub.options import ScrubOptions
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
-from suppression.scrub.reading import LeadFile, open_lead_file
+from suppression.scrub.reading import Chunk, LeadFile, open_lead_file
 from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.summary import ScrubSummary
-from suppression.scrub.writing import RowTable, write_outputs
+from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, write_layout
 
 __all__ = ["run_scrub"]
 
 logger = logging.getLogger(__name__)
 
 _SAMPLE_ROWS = 200
-_CHUNK_ROWS = 50_000
 
 
 def run_scrub(
@@ -74,7 +82,13 @@ def run_scrub(
     console = console or Console(stderr=True)
     enabled = console.is_terminal if show_progress is None else show_progress
     with Interrupts() as interrupts:
-        summary = _scrub(options, source, console, enabled, interrupts, started)
+        try:
+            summary = _scrub(options, source, console, enabled, interrupts, started)
+        except ScrubInterruptedError as exc:
+            resume_line = getattr(exc, "resume_line", 0)
+            if not resume_line:
+                raise
+            raise ScrubInterruptedError(exc.signal, resume_line) from None
     if interrupts.pending is not None:
         logger.warning(
             "%s arrived as the outputs were being put in place; the scrub is complete",
@@ -103,58 +117,169 @@ def _scrub(
         region = validate_region(options.region)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    lead = open_lead_file(source, options.encoding, options.delimiter)
-    normalizer = Normalizer(1_000)
-    column = choose_column(
-        lead.header, lead.sample(_SAMPLE_ROWS), options.column, region, normalizer, str(source)
-    )
-    check_header(lead.header, column, region, normalizer, str(source))
-    logger.debug("phone column %d (by %s)", column.index + 1, column.detection)
-    paths = output_paths(source, options.output_dir)
-    if source.resolve() in {path.resolve() for path in paths.values()}:
-        raise ConfigError(f"{source} would be overwritten by its own output; rename it")
-    progress = ScrubProgress(console, enabled)
-    with OutputSet(paths, lead.encoding) as outputs, _collector_paused():
-        engine = _engine(options, region, lead, progress)
-        try:
-            with progress:
-                read = _read(lead, column, engine, progress)
-                logger.debug("read %s rows at %.2f s", f"{len(read.rows):,}", _since(started))
-                progress.total("checking", read.distinct)
-                answers = engine.finish(read.distinct)
-                logger.debug("checked %s strings at %.2f s", f"{read.distinct:,}", _since(started))
-                counts = write_outputs(lead, read, answers, outputs, progress)
-                logger.debug("wrote the outputs at %.2f s", _since(started))
-        finally:
-            with interrupts.held():  # half-closed engines leave workers and threads behind
-                engine.close()
-        interrupts.raise_pending()
-        summary = ScrubSummary(
-            input=str(source),
-            mode="remote" if options.targets else "local",
-            encoding=lead.encoding,
-            delimiter=lead.delimiter,
-            column=column.name,
-            column_detection=column.detection.value,
-            region=region,
-            blank_lines=read.blank_lines,
-            lists_checked=answers.list_names,
-            data_versions=answers.versions,
-            stale=answers.stale,
-            failed_closed=answers.failed_closed,
-            retried_on=answers.retried_on,
-            failed_targets=answers.failed_targets,
-            seconds=time.perf_counter() - started,
-            outputs={kind.value: str(path) for kind, path in paths.items()},
-            **counts,
+    if options.no_header and not options.column.isdigit():
+        # Without a header, names cannot be matched; content detection still works.
+        if options.column:
+            raise ConfigError(
+                f"--column {options.column!r}: a file without a header (--no-header) takes a "
+                "1-based column position"
+            )
+    with open_lead_file(
+        source, options.encoding, options.delimiter, no_header=options.no_header
+    ) as lead:
+        normalizer = Normalizer(1_000)
+        column = choose_column(
+            lead.header, lead.sample(_SAMPLE_ROWS), options.column, region, normalizer, str(source)
         )
-        outputs.open(OutputKind.SUMMARY_TEXT).write(summary.to_text())
-        outputs.open(OutputKind.SUMMARY_JSON).write(summary.to_json())
-        outputs.sync()
-        # From here on the scrub completes: a signal no longer undoes it.
-        interrupts.hold()
-        outputs.commit()
+        if not options.no_header:
+            check_header(lead.header, column, region, normalizer, str(source))
+        logger.debug("phone column %d (by %s)", column.index + 1, column.detection)
+        paths = output_paths(source, options.output_dir, options.compress)
+        if source.resolve() in {path.resolve() for path in paths.values()}:
+            raise ConfigError(f"{source} would be overwritten by its own output; rename it")
+        folder = paths[OutputKind.CLEAN].parent
+        files = CheckpointFiles(
+            folder, paths[OutputKind.SUMMARY_JSON].name.removesuffix(".summary.json")
+        )
+        fingerprint = _fingerprint(options, lead, column, region)
+        identity = input_identity(source)
+        resumed = files.latest() if options.resume else None
+        if resumed is not None and (resumed.input != identity or resumed.options != fingerprint):
+            logger.warning(
+                "the checkpoint is of another input or other options; scrubbing from the start"
+            )
+            resumed = None
+        if options.resume and resumed is None:
+            logger.info("no checkpoint to resume from; scrubbing from the start")
+        if resumed is None:
+            files.remove_stale()
+        adopt = None
+        if resumed is not None:
+            files.take_over(resumed)
+            adopt = {
+                OutputKind(kind): ((resumed.pid, resumed.holder), size)
+                for kind, size in resumed.sizes.items()
+            }
+        progress = ScrubProgress(console, enabled)
+        with OutputSet(paths, lead.encoding, compress=options.compress, adopt=adopt) as outputs:
+            engine = _engine(options, region, lead, progress)
+            finished = False
+            try:
+                kept = _check_version(resumed, engine, files, outputs)
+                with progress, _collector_paused():
+                    run = _Run(
+                        lead, column, engine, outputs, files, progress, options, kept, region
+                    )
+                    if resumed is not None and kept is None:
+                        run.rechecked_lines = resumed.next_line - 1
+                    run.fingerprint, run.identity = fingerprint, identity
+                    run.go()
+                finished = True
+            finally:
+                with interrupts.held():  # half-closed engines leave workers and threads behind
+                    engine.close()
+                if not finished:
+                    resume_line = _keep_for_resume(files, outputs)
+                    error = sys.exc_info()[1]
+                    if resume_line and error is not None:
+                        error.resume_line = resume_line  # type: ignore[attr-defined]
+                        logger.info("--resume continues from line %s", f"{resume_line:,}")
+            interrupts.raise_pending()
+            answers = run.answers
+            counts = run.tally.summary_counts()
+            for name in answers.list_names:
+                counts["suppressed_per_list"].setdefault(name, 0)
+            summary = ScrubSummary(
+                input=str(source),
+                mode="remote" if options.targets else "local",
+                encoding=lead.encoding,
+                delimiter=lead.delimiter,
+                column=column.name,
+                column_detection=column.detection.value,
+                region=region,
+                lists_checked=answers.list_names,
+                data_versions=answers.versions,
+                first_data_versions={
+                    source_name: version
+                    for source_name, version in answers.first_versions.items()
+                    if answers.versions.get(source_name) != version
+                },
+                stale=run.stale,
+                failed_closed=run.failed_closed,
+                retried_on=answers.retried_on,
+                failed_targets=answers.failed_targets,
+                resumed_at_line=run.resumed_at_line,
+                rechecked_lines=run.rechecked_lines,
+                seconds=time.perf_counter() - started,
+                outputs={kind.value: str(path) for kind, path in paths.items()},
+                **counts,
+            )
+            outputs.open(OutputKind.SUMMARY_TEXT).write(summary.to_text())
+            outputs.open(OutputKind.SUMMARY_JSON).write(summary.to_json())
+            outputs.sync()
+            # From here on the scrub completes: a signal no longer undoes it.
+            interrupts.hold()
+            outputs.commit()
+            files.remove()
     return summary
+
+
+def _keep_for_resume(files: CheckpointFiles, outputs: OutputSet) -> int:
+    """After a failure or a signal, keep what a ``--resume`` needs, if a chunk was completed.
+
+    Returns:
+        The line a resumed scrub would start at; 0 if nothing was kept.
+    """
+    if files.saved:
+        files.close()
+        outputs.keep()
+        return files.saved_line
+    files.remove()
+    return 0
+
+
+def _fingerprint(
+    options: ScrubOptions, lead: LeadFile, column: ColumnChoice, region: str
+) -> dict[str, Any]:
+    """The options that shape the outputs: a checkpoint is only good for the same ones."""
+    return {
+        "encoding": lead.encoding,
+        "delimiter": lead.delimiter,
+        "column": column.index,
+        "region": region,
+        "lists": list(options.lists),
+        "targets": sorted(options.targets),
+        "no_header": options.no_header,
+        "compress": options.compress,
+        "dedupe": options.dedupe,
+        "chunk_rows": options.chunk_rows,
+    }
+
+
+def _check_version(
+    resumed: Checkpoint | None, engine: CheckEngine, files: CheckpointFiles, outputs: OutputSet
+) -> Checkpoint | None:
+    """Keep a checkpoint only if its data version is still the one the engine answers from.
+
+    A local scrub answers from one version; when the data is newer than the
+    interrupted scrub's, every row done before must be checked again, so the
+    scrub starts over (and says so). Servers' data moves during any remote
+    scrub; there a resumed scrub goes on, as an uninterrupted one would.
+    """
+    if resumed is None:
+        return None
+    current = engine.fixed_versions()
+    if current is None or current == resumed.versions:
+        return resumed
+    logger.warning(
+        "the data changed since the interrupted scrub (version %s, now %s); checking the "
+        "%s lines done before again",
+        ", ".join(resumed.versions.values()),
+        ", ".join(current.values()),
+        f"{resumed.next_line - 1:,}",
+    )
+    outputs.restart()
+    return None
 
 
 def _since(started: float) -> float:
@@ -190,7 +315,7 @@ def _engine(
             timeout=options.timeout,
             progress=progress.checked,
             processes=options.processes,
-            expected_rows=lead.line_count,
+            expected_rows=lead.rows_estimate,
         )
     return LocalEngine(
         local_view(options),
@@ -199,41 +324,165 @@ def _engine(
         cache_size=options.parse_cache_size,
         processes=options.processes,
         batch_size=options.batch_size,
-        expected_rows=lead.line_count,
+        expected_rows=lead.rows_estimate,
         progress=progress.checked,
     )
 
 
-def _read(
-    lead: LeadFile, column: ColumnChoice, engine: CheckEngine, progress: ScrubProgress
-) -> RowTable:
-    """Read every row and hand each chunk's new distinct phone strings to the engine."""
-    read = RowTable()
-    progress.total("reading", lead.line_count - lead.header_line)
-    # Each distinct string gets an id from a counter, so one C-level map call per chunk
-    # finds or assigns ids (duplicates skip counter values; the order of first sight
-    # is restored below). Id 0 is "", the phone of every row with a problem: never checked.
-    index: dict[str, int] = {"": 0}
-    ids = itertools.count(1)
-    setdefault = index.setdefault
-    found: list[int] = []
-    for chunk in lead.chunks(column.index, _CHUNK_ROWS):
-        start = len(index)
-        found += map(setdefault, chunk.phones, ids)
-        if chunk.spans:
-            base = len(read.rows)
-            read.spans.update({base + at: span for at, span in chunk.spans.items()})
-        if len(index) > start:
-            # Keys keep insertion order, so this chunk's new strings are the newest keys.
-            fresh = list(itertools.islice(reversed(index.keys()), len(index) - start))[::-1]
-            engine.submit(start - 1, fresh)
-        read.rows += chunk.rows
-        read.lines += chunk.lines
-        read.problems += chunk.problems
-        read.blank_lines += chunk.blank_lines
-        progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
-    progress.total("reading", len(read.rows) + read.blank_lines)  # rows may span lines
-    read.distinct = len(index) - 1
-    first_seen = np.fromiter(index.values(), dtype=np.int64, count=len(index))
-    read.uids = np.searchsorted(first_seen, np.array(found, dtype=np.int64)).tolist()
-    return read
+@dataclass(slots=True)
+class _Pending:
+    """A chunk read and handed to the engine, not yet written."""
+
+    chunk: Chunk | RawBlock
+    start: int = 0
+    """The engine's number of its first distinct text phone."""
+    count: int = 0
+    uids: npt.NDArray[np.int64] | None = None
+    scan: Future[Scanned] | None = None
+    """Fast path: the block scanned and answered (in a worker)."""
+
+
+class _Run:
+    """The chunk loop: read, check, write, checkpoint."""
+
+    def __init__(
+        self,
+        lead: LeadFile,
+        column: ColumnChoice,
+        engine: CheckEngine,
+        outputs: OutputSet,
+        files: CheckpointFiles,
+        progress: ScrubProgress,
+        options: ScrubOptions,
+        resumed: Checkpoint | None,
+        region: str,
+    ) -> None:
+        self.lead = lead
+        self.column = column
+        self.engine = engine
+        self.outputs = outputs
+        self.files = files
+        self.progress = progress
+        self.options = options
+        self.region = region
+        self.resumed = resumed
+        self.tally = Tally()
+        self.answers = Answers.empty(0)
+        self.stale = False
+        self.failed_closed = False
+        self.resumed_at_line = 0
+        self.rechecked_lines = 0
+        self.fingerprint: dict[str, Any] = {}
+        self.identity: dict[str, Any] = {}
+        self.chunks = 0
+        self.first_versions: dict[str, str] = {}
+        """Resumed: the versions of the interrupted scrub's first answers."""
+
+    def go(self) -> None:
+        lead, resumed = self.lead, self.resumed
+        seen = BitMap64()
+        if resumed is not None:
+            seen = self.files.load_seen(resumed)
+            self.first_versions = dict(resumed.extra.get("first_versions", {}))
+            self.tally = Tally.from_dict(resumed.tally)
+            self.stale = bool(resumed.extra.get("stale"))
+            self.failed_closed = bool(resumed.extra.get("failed_closed"))
+            self.chunks = resumed.chunks
+            self.resumed_at_line = resumed.next_line
+            lead.skip_to(resumed.next_line)
+            logger.info("resuming at line %s", f"{resumed.next_line:,}")
+        self.files.start(resumed)
+        writer = ChunkWriter(lead, self.outputs, seen, dedupe=self.options.dedupe)
+        progress = self.progress
+        progress.total("reading", lead.rows_estimate)
+        pending: deque[_Pending] = deque()
+        start = 0
+        fast = None
+        layout: ScanLayout | None = None
+        assembly: WriteLayout | None = None
+        if isinstance(self.engine, LocalEngine):
+            fast = FastRead(nanp_region(self.region))
+            codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
+            width = len(lead.header)
+            layout = (codec, lead.delimiter, width, self.column.index, fast.nanp)
+            # Without --dedupe a worker writes a block's rows too; with it, rows depend on
+            # every earlier block, so they are sorted out here.
+            assembly = None if self.options.dedupe else write_layout(lead)
+        for chunk in lead.chunks(self.column.index, self.options.chunk_rows, fast):
+            if isinstance(chunk, RawBlock):
+                assert isinstance(self.engine, LocalEngine) and layout is not None
+                scan = self.engine.scan(chunk, layout, assembly)
+                pending.append(_Pending(chunk, scan=scan))
+            else:
+                uids, fresh = distinct_strings(chunk.phones)
+                if fresh:
+                    self.engine.submit(start, fresh)
+                pending.append(_Pending(chunk, start, len(fresh), uids))
+                start += len(fresh)
+                progress.advance("reading", len(chunk.rows) + chunk.blank_lines)
+            # Two blocks in the workers while the oldest is written: both cores stay busy.
+            if len(pending) > 2:
+                self._write(writer, pending.popleft())
+        while pending:
+            self._write(writer, pending.popleft())
+        self.engine.end()
+        final = self.engine.take(start, 0)
+        self._note(final)
+        progress.total("reading", self.tally.rows_in + self.tally.blank_lines)
+
+    def _note(self, answers: Answers) -> None:
+        for source_name, version in self.first_versions.items():
+            answers.first_versions[source_name] = version
+        self.stale |= answers.stale
+        self.failed_closed |= answers.failed_closed
+        names = self.answers.list_names
+        self.answers = answers
+        if len(names) > len(answers.list_names):
+            answers.list_names = names
+
+    def _write(self, writer: ChunkWriter, item: _Pending) -> None:
+        chunk = item.chunk
+        if isinstance(chunk, RawBlock):
+            assert item.scan is not None and isinstance(self.engine, LocalEngine)
+            scanned, masks, uids, texts, result, block = item.scan.result()
+            scanned.data = chunk.data
+            answers = self.engine.answers(result)
+            self._note(answers)
+            self.progress.advance("checking", len(texts))
+            if block is not None:
+                rows = block.rows
+                fresh = writer.write_assembled(block, self.tally)
+            else:
+                rows = scanned.rows
+                fresh = writer.write_fast(scanned, uids, answers, masks, self.tally)
+            self.progress.advance("reading", rows + scanned.blank_lines)
+            self.progress.advance("writing", rows)
+            next_line = scanned.next_line
+        else:
+            assert item.uids is not None
+            answers = self.engine.take(item.start, item.count)
+            self._note(answers)
+            fresh = writer.write(chunk, item.uids, answers, self.tally)
+            self.progress.advance("writing", len(chunk.rows))
+            next_line = chunk.first_line + len(chunk.text)
+        self.files.add_seen(fresh)
+        self.chunks += 1
+        sizes = self.outputs.mark()
+        self.files.save(
+            Checkpoint(
+                pid=os.getpid(),
+                input=self.identity,
+                options=self.fingerprint,
+                versions=dict(answers.versions),
+                next_line=next_line,
+                chunks=self.chunks,
+                sizes={kind.value: size for kind, size in sizes.items()},
+                seen_bytes=0,
+                tally=self.tally.to_dict(),
+                extra={
+                    "first_versions": answers.first_versions,
+                    "stale": self.stale,
+                    "failed_closed": self.failed_closed,
+                },
+            )
+        )

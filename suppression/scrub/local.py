@@ -12,19 +12,26 @@ bitmaps copy-on-write and load nothing themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+
+import numpy as np
+import numpy.typing as npt
 
 from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
 from suppression.lists import ListView
-from suppression.scrub.answers import Answers, Progress
+from suppression.scrub.answers import Answers, Progress, distinct_strings
+from suppression.scrub.fastpath import FastChunk, RawBlock, ScanLayout, scan_block
 from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
+from suppression.scrub.writing import BlockOutputs, WriteLayout, assemble
 
-__all__ = ["LocalEngine"]
+__all__ = ["LocalEngine", "Scanned"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +66,69 @@ def _check_in_worker(texts: list[str]) -> _Result:
         _worker_normalizer,
     )
     return _outcome_tuple(outcome)
+
+
+Scanned = tuple[
+    FastChunk,
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.int64],
+    list[str],
+    _Result,
+    BlockOutputs | None,
+]
+"""A scanned block (without its bytes), the lists its numbers are on, per text phone its
+index among the distinct ones, those phones, their answers, and (when asked for) the
+block's outputs, assembled."""
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY_MASKS = np.zeros(0, dtype=np.uint64)
+
+
+def _scan(
+    task: tuple[bytes, int, ScanLayout, WriteLayout | None],
+    view: ListView,
+    region: str,
+    lists: tuple[str, ...],
+    normalizer: Normalizer,
+) -> Scanned:
+    """Scan a block and answer all of it: numbers read by numpy, and the text phones."""
+    data, first_line, layout, writing = task
+    chunk = scan_block(data, first_line, *layout)
+    if chunk is None:  # the reader checked fits(); this is a bug
+        raise RuntimeError("a block the fast path took was refused by it")
+    _, masks = view.lookup(chunk.values[chunk.values != 0], lists)
+    uids, texts = distinct_strings(chunk.texts)
+    outcome = check_batch(view, (), canonicalize(texts, region), region, lists, normalizer)
+    result = _outcome_tuple(outcome)
+    block = None
+    if writing is not None:
+        answers = Answers.empty(len(texts))
+        answers.list_names = outcome.list_names
+        answers.fill(0, *result)
+        block = assemble(chunk, uids, answers, masks, writing)
+        # The caller needs only the block's place in the file now: send no per-row arrays.
+        chunk = dataclasses.replace(
+            chunk,
+            starts=_EMPTY,
+            bodies=_EMPTY,
+            ends=_EMPTY,
+            lines=_EMPTY,
+            problems=_EMPTY,
+            values=_EMPTY_MASKS,
+            reasons=np.zeros(0, dtype=np.uint8),
+            text_at=_EMPTY,
+            texts=[],
+            rewritten={},
+        )
+        masks, uids = _EMPTY_MASKS, _EMPTY
+    chunk.data = b""  # the caller has it; do not send it back
+    return chunk, masks, uids, texts, result, block
+
+
+def _scan_in_worker(task: tuple[bytes, int, ScanLayout, WriteLayout | None]) -> Scanned:
+    assert _worker_view is not None and _worker_normalizer is not None
+    return _scan(task, _worker_view, _worker_region, _worker_lists, _worker_normalizer)
 
 
 class LocalEngine:
@@ -99,7 +169,7 @@ class LocalEngine:
         self._normalizer = Normalizer(cache_size)
         self._batch_size = max(1, batch_size)
         self._progress = progress
-        self._pending: list[tuple[int, Future[_Result] | _Result]] = []
+        self._pending: deque[tuple[int, Future[_Result] | _Result]] = deque()
         self._pool = pool_for(
             processes,
             expected_rows,
@@ -137,21 +207,61 @@ class LocalEngine:
         if self._progress is not None and not future.cancelled() and future.exception() is None:
             self._progress(size)
 
-    def finish(self, total: int) -> Answers:
-        """Collect every batch's answers.
+    def take(self, start: int, count: int) -> Answers:
+        """Collect the answers of strings ``start`` to ``start + count - 1``.
 
         Raises:
             WorkerError: a worker process died (killed, or out of memory).
         """
-        answers = Answers.empty(total)
+        answers = Answers.empty(count)
         answers.list_names = self._list_names
         answers.versions = {"local": str(self._view.version)}
-        for start, pending in self._pending:
-            result = pending.result() if isinstance(pending, Future) else pending
+        answers.first_versions = dict(answers.versions)
+        pending = self._pending
+        end = start + count
+        while pending and pending[0][0] < end:
+            at, waiting = pending.popleft()
+            result = waiting.result() if isinstance(waiting, Future) else waiting
             verdicts, masks, reasons, values = result
-            answers.fill(start, verdicts, masks, reasons, values)
-        self._pending.clear()
+            answers.fill(at - start, verdicts, masks, reasons, values)
         return answers
+
+    def scan(
+        self, block: RawBlock, layout: ScanLayout, writing: WriteLayout | None = None
+    ) -> Future[Scanned]:
+        """Scan ``block`` and check all its rows, in a worker process when there is a pool.
+
+        Numbers the fast path reads are looked up as
+        :func:`suppression.checker.check_batch` looks them up; the other phones
+        are checked by it, after the shortcut, as :meth:`submit` does. With
+        ``writing``, the block's outputs are assembled there too.
+
+        Raises:
+            WorkerError: the pool is broken.
+        """
+        task = (block.data, block.first_line, layout, writing)
+        if self._pool is not None:
+            return self._pool.submit(_scan_in_worker, task)
+        done: Future[Scanned] = Future()
+        done.set_result(_scan(task, self._view, self._region, self._lists, self._normalizer))
+        return done
+
+    def answers(self, result: _Result) -> Answers:
+        """A scanned block's text answers, as :meth:`take` gives them."""
+        verdicts, masks, reasons, values = result
+        answers = Answers.empty(len(verdicts))
+        answers.list_names = self._list_names
+        answers.versions = {"local": str(self._view.version)}
+        answers.first_versions = dict(answers.versions)
+        answers.fill(0, verdicts, masks, reasons, values)
+        return answers
+
+    def fixed_versions(self) -> dict[str, str] | None:
+        """The loaded data's version: it does not move during the scrub."""
+        return {"local": str(self._view.version)}
+
+    def end(self) -> None:
+        """Nothing to do: the workers stop in :meth:`close`."""
 
     def close(self) -> None:
         """Stop the worker processes."""

@@ -44,3 +44,13 @@ class ScrubOptions:
     """Local mode: number files as lists, ``NAME=FILE`` or ``NAME:KIND=FILE``."""
     snapshot_key_file: Path | None = None
     """Local mode: the key that must have signed the snapshot (see --snapshot-key-file)."""
+    chunk_rows: int = 100_000
+    """Input lines read, checked and written at a time; memory grows with it."""
+    resume: bool = False
+    """Continue an interrupted scrub of the same file from its last checkpoint."""
+    no_header: bool = False
+    """The file has no header row; ``column`` is then a 1-based position (or detected)."""
+    compress: bool = False
+    """Write the row files gzip-compressed (``.gz``)."""
+    dedupe: bool = False
+    """Write each distinct number once: later rows with the same number are left out."""

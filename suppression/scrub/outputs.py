@@ -9,12 +9,15 @@ same outputs removes them.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import enum
 import glob
 import logging
 import os
+import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -22,7 +25,7 @@ from typing import IO, Any
 from suppression.scrub.encoding import ERRORS
 from suppression.scrub.reading import InputFileError
 
-__all__ = ["OutputKind", "OutputSet", "output_paths"]
+__all__ = ["OutputKind", "OutputSet", "OutputStream", "ROW_OUTPUTS", "output_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,79 @@ class OutputKind(enum.StrEnum):
     """Renamed last: its presence means the whole set is complete."""
 
 
+ROW_OUTPUTS = (OutputKind.CLEAN, OutputKind.SUPPRESSED, OutputKind.INVALID)
+"""The files that hold rows; a new verdict (such as a deferred one) adds its file here."""
+_GZIP_LEVEL = 6
+_GZIP_WBITS = 31
+"""zlib's wbits for a gzip header and trailer."""
+
+
+class OutputStream:
+    """One output file: text in the input's encoding, optionally as gzip members.
+
+    :meth:`mark` makes what was written so far a whole file prefix (it ends
+    the current gzip member; a file of several members is a valid gzip file)
+    and returns its size, so a resumed scrub can cut the file there and go on.
+    """
+
+    def __init__(self, path: Path, encoding: str, compress: bool, resume_at: int | None) -> None:
+        """Open ``path``, new or (for a resumed scrub) cut to ``resume_at`` bytes."""
+        if resume_at is None:
+            self._file: IO[bytes] = path.open("wb")
+        else:
+            self._file = path.open("r+b")
+            self._file.truncate(resume_at)
+            self._file.seek(resume_at)
+        self._encode = codecs.getincrementalencoder(encoding)(errors=ERRORS).encode
+        if resume_at:
+            self._encode("")  # a BOM was written by the first run
+        self._compress = compress
+        self._compressor = self._new_compressor()
+        self._dirty = False
+
+    def _new_compressor(self) -> Any:
+        return zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS) if self._compress else None
+
+    def write(self, text: str) -> int:
+        """Write ``text``, encoded (and compressed)."""
+        data = self._encode(text)
+        if self._compressor is not None:
+            data = self._compressor.compress(data)
+            self._dirty = True
+        self._file.write(data)
+        return len(text)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write bytes already in the output's encoding (rows copied from the input)."""
+        if self._compressor is not None:
+            data = self._compressor.compress(data)
+            self._dirty = True
+        self._file.write(data)
+
+    def writelines(self, texts: Iterable[str]) -> None:
+        """Write each text, in order."""
+        self.write("".join(texts))
+
+    def mark(self) -> int:
+        """End the gzip member, flush to the operating system, and return the size."""
+        if self._compressor is not None and self._dirty:
+            self._file.write(self._compressor.flush())
+            self._compressor = self._new_compressor()
+            self._dirty = False
+        self._file.flush()
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        """The file descriptor, for fsync."""
+        return self._file.fileno()
+
+    def close(self) -> None:
+        """Finish the file and close it."""
+        if not self._file.closed:
+            self.mark()
+            self._file.close()
+
+
 def _stem_and_extension(source: Path) -> tuple[str, str]:
     name = source.name
     if name.lower().endswith(".gz"):
@@ -50,13 +126,20 @@ def _stem_and_extension(source: Path) -> tuple[str, str]:
     return stem, "." + extension
 
 
-def output_paths(source: Path, directory: Path | None = None) -> dict[OutputKind, Path]:
+def output_paths(
+    source: Path, directory: Path | None = None, compress: bool = False
+) -> dict[OutputKind, Path]:
     """Where each output of scrubbing ``source`` goes.
 
     ``leads.csv.gz`` gives ``leads.clean.csv``, ``leads.suppressed.csv``,
     ``leads.invalid.csv``, ``leads.summary.txt`` and ``leads.summary.json``,
-    beside the input unless ``directory`` is given.
+    beside the input unless ``directory`` is given; with ``compress``, the
+    row files end in ``.gz``.
     """
+    if compress:
+        extension_suffix = ".gz"
+    else:
+        extension_suffix = ""
     stem, extension = _stem_and_extension(source)
     folder = directory if directory is not None else source.parent
     paths: dict[OutputKind, Path] = {}
@@ -64,7 +147,7 @@ def output_paths(source: Path, directory: Path | None = None) -> dict[OutputKind
         if kind in (OutputKind.SUMMARY_TEXT, OutputKind.SUMMARY_JSON):
             paths[kind] = folder / f"{stem}.{kind.value}"
         else:
-            paths[kind] = folder / f"{stem}.{kind.value}{extension}"
+            paths[kind] = folder / f"{stem}.{kind.value}{extension}{extension_suffix}"
     return paths
 
 
@@ -75,28 +158,63 @@ class OutputSet:
     Ctrl-C) removes every temporary file and touches no existing output.
     """
 
-    def __init__(self, paths: dict[OutputKind, Path], encoding: str) -> None:
+    def __init__(
+        self,
+        paths: dict[OutputKind, Path],
+        encoding: str,
+        *,
+        compress: bool = False,
+        adopt: Mapping[OutputKind, tuple[tuple[int, ...], int]] | None = None,
+    ) -> None:
         """Prepare the set.
 
         Args:
             paths: final path per output.
             encoding: text encoding of every output (the input's).
+            compress: write the row files as gzip.
+            adopt: resuming: per output, the pids of the interrupted scrubs whose
+                temporary file to take over (the first found), and the size to cut it to.
 
         Raises:
-            InputFileError: the output folder does not exist or is not writable.
+            InputFileError: the output folder does not exist or is not writable,
+                or a temporary file to adopt is missing or too short.
         """
         self._paths = paths
         self._encoding = encoding
+        self._compress = compress
         self._temporary: dict[OutputKind, Path] = {}
-        self._open: dict[OutputKind, IO[str]] = {}
+        self._open: dict[OutputKind, OutputStream] = {}
+        self._resume_at: dict[OutputKind, int] = {}
+        self._kept = False
         folder = next(iter(paths.values())).parent
         if not folder.is_dir():
             raise InputFileError(f"output folder {folder} does not exist; create it first")
         if not os.access(folder, os.W_OK):
             raise InputFileError(f"cannot write to output folder {folder}: permission denied")
+        for kind, (pids, size) in (adopt or {}).items():
+            self._adopt(kind, pids, size)
         removed = self._remove_stale()
         if removed:
             logger.info("removed %d temporary file(s) left by a killed scrub", removed)
+
+    def _adopt(self, kind: OutputKind, pids: tuple[int, ...], size: int) -> None:
+        mine = self._temporary_name(kind, os.getpid())
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self._temporary_name(kind, pid), mine)
+        try:
+            found = mine.stat().st_size
+        except FileNotFoundError:
+            raise InputFileError(
+                f"the temporary {kind.value} file of the interrupted scrub is gone; "
+                "scrub again without --resume"
+            ) from None
+        if found < size:
+            raise InputFileError(
+                f"{mine} is shorter than its checkpoint says; scrub again without --resume"
+            )
+        self._temporary[kind] = mine
+        self._resume_at[kind] = size
 
     def _temporary_name(self, kind: OutputKind, pid: int) -> Path:
         final = self._paths[kind]
@@ -134,29 +252,53 @@ class OutputSet:
     ) -> None:
         self.discard()
 
-    def open(self, kind: OutputKind) -> IO[str]:
-        """Open the temporary file for ``kind``, in the input's encoding."""
+    def open(self, kind: OutputKind) -> OutputStream:
+        """Open the temporary file for ``kind``, in the input's encoding.
+
+        A file adopted from an interrupted scrub is opened where its checkpoint left it.
+        """
         temporary = self._temporary_name(kind, os.getpid())
         self._temporary[kind] = temporary
         encoding = self._encoding
+        compress = self._compress
         if kind in (OutputKind.SUMMARY_TEXT, OutputKind.SUMMARY_JSON):
-            encoding = "utf-8"
-        stream = temporary.open("w", encoding=encoding, errors=ERRORS, newline="")
+            encoding, compress = "utf-8", False
+        stream = OutputStream(temporary, encoding, compress, self._resume_at.pop(kind, None))
         self._open[kind] = stream
         return stream
+
+    def restart(self) -> None:
+        """Write the adopted files from their start after all (the resume is refused)."""
+        self._resume_at.clear()
+
+    def resumed(self, kind: OutputKind) -> bool:
+        """True if ``kind`` continues a file adopted from an interrupted scrub (not yet opened)."""
+        return kind in self._resume_at
+
+    def mark(self) -> dict[OutputKind, int]:
+        """Flush every open file to a whole prefix; their sizes, for a checkpoint."""
+        return {kind: stream.mark() for kind, stream in self._open.items()}
+
+    def keep(self) -> None:
+        """Leave the temporary files where they are (for ``--resume``), closed."""
+        for stream in self._open.values():
+            stream.close()
+        self._open.clear()
+        self._temporary.clear()
+        self._kept = True
 
     def writer(self, kind: OutputKind, delimiter: str, line_terminator: str) -> Any:
         """Open the temporary file for ``kind`` and return a csv writer over it."""
         return csv.writer(self.open(kind), delimiter=delimiter, lineterminator=line_terminator)
 
-    def stream(self, kind: OutputKind) -> IO[str]:
+    def stream(self, kind: OutputKind) -> OutputStream:
         """The open temporary file for ``kind``."""
         return self._open[kind]
 
     def sync(self) -> None:
         """Flush every file to the disk and close it; the slow part of :meth:`commit`."""
         for stream in self._open.values():
-            stream.flush()
+            stream.mark()
             os.fsync(stream.fileno())
             stream.close()
         self._open.clear()

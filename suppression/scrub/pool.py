@@ -4,7 +4,7 @@ The workers are forked at once, from the calling thread, before the caller
 starts any thread or opens any gRPC channel: they share the parent's memory
 copy-on-write (the local engine's bitmaps) and inherit no lock that another
 thread holds. Each worker has its own pipe, fed by one thread in the parent
-that keeps two tasks in flight, so an idle worker takes the next task from
+that keeps one task in flight, so an idle worker takes the next task from
 the one shared queue.
 
 A worker never outlives its scrub, and never holds it up:
@@ -59,7 +59,10 @@ WORKER_DIED = (
 )
 _PR_SET_PDEATHSIG = 1
 _PARENT_CHECK_SECONDS = 0.5
-_IN_FLIGHT = 2
+_IN_FLIGHT = 1
+"""Tasks sent to a worker before its answer is read. More would deadlock on large messages:
+the feeder blocked sending the next task (a 4 MiB block) into a full pipe while the worker
+is blocked sending its answer into the other."""
 _JOIN_SECONDS = 5.0
 """A bound on joining a feeder thread; they end at once when their worker is killed."""
 

@@ -7,6 +7,7 @@ number. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import enum
 import io
@@ -18,12 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suppression.compressed import read_bytes as read_compressed
 from suppression.errors import SuppressionError
-from suppression.scrub.encoding import decode, detect_encoding, has_undecodable, resolve_encoding
+from suppression.scrub.blocks import BLOCK_BYTES, ByteBlocks, _last_line_end
+from suppression.scrub.encoding import (
+    ERRORS,
+    check_ascii_compatible,
+    detect_encoding,
+    has_undecodable,
+    resolve_encoding,
+)
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
+
+    from suppression.scrub.fastpath import FastRead, RawBlock
 
 __all__ = [
     "Chunk",
@@ -38,6 +47,14 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
 _CANDIDATE_DELIMITERS = ("\t", ",", ";", "|")
 # csv's own limit is 128 KiB; a field this long is a runaway quote, not a lead.
 _FIELD_SIZE_LIMIT = 1 << 20
+_LOOKAHEAD_CHARS = 4 * _FIELD_SIZE_LIMIT
+"""Text held beyond a chunk whose quotes may open a field that runs on: a record longer
+than this is read as broken, as one at the end of the file is."""
+_SAMPLE_BYTES = 8 << 20
+"""Bytes read first, to choose the encoding (and to estimate the number of rows)."""
+_SAMPLE_LINES = 5_000
+_FIRST_PIECE = 256 << 10
+"""Bytes decoded at a time for the header and the sample; later pieces are whole blocks."""
 
 
 class InputFileError(SuppressionError):
@@ -80,6 +97,10 @@ class Chunk:
     spans: dict[int, int] = field(default_factory=dict)
     """Physical lines per row, for the rows (by position in the chunk) that span several."""
     blank_lines: int = 0
+    text: list[str] = field(default_factory=list)
+    """The chunk's physical lines, each with its line end: rows are copied from these."""
+    first_line: int = 0
+    """The line number of ``text[0]``."""
 
 
 _OTHER_LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -105,20 +126,6 @@ def parse_delimiter(text: str) -> str:
     return value
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed if it ends in ``.gz``.
-
-    Raises:
-        InputFileError: missing, unreadable, a broken gzip stream, or a zip
-            archive (its outputs would be named after the archive).
-    """
-    if path.suffix.lower() == ".zip":
-        raise InputFileError(
-            f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
-        )
-    return read_compressed(path, InputFileError)
-
-
 def _sniff_delimiter(path: Path, header: str) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".tsv", ".tab")):
@@ -129,69 +136,210 @@ def _sniff_delimiter(path: Path, header: str) -> str:
 
 
 class LeadFile:
-    """A decoded lead file: its dialect, header, and an iterator over row chunks."""
+    """A lead file read a block at a time: its dialect, header, and an iterator over row chunks.
 
-    def __init__(self, path: Path, data: bytes, encoding: str = "", delimiter: str = "") -> None:
-        """Decode ``data`` and read the header.
+    Only the lines of the chunk being read (and, after a quote that may open a
+    field running over several lines, a few MiB beyond it) are held in memory.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        encoding: str = "",
+        delimiter: str = "",
+        *,
+        no_header: bool = False,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
+        """Open the file, choose its encoding and delimiter, and read the header.
 
         Args:
-            path: where the data came from (for messages and the dialect).
-            data: the file's bytes, already decompressed.
-            encoding: a codec name, or "" to detect.
+            path: the CSV or TSV file, plain or ``.gz``.
+            encoding: a codec name, or "" to detect it from the first MiBs.
             delimiter: one character, or "" to detect.
+            no_header: the file has no header row: every line is a lead, and
+                the columns are named by position (``1``, ``2``, ...).
+            block_bytes: bytes read at a time.
 
         Raises:
-            InputFileError: the file is empty or its header is unusable.
+            InputFileError: the file cannot be read, is empty, or its header is unusable.
+            ConfigError: ``encoding`` names no codec, or one a scrub cannot read.
         """
+        if path.suffix.lower() == ".zip":
+            raise InputFileError(
+                f"cannot read {path}: scrub reads plain or .gz lead files; unzip it first"
+            )
+        self.path = path
+        self._piece = _FIRST_PIECE
+        self._handed = 0
+        """Decoded bytes handed out so far."""
+        self._blocks = ByteBlocks(path, InputFileError, block_bytes)
+        try:
+            self._open(encoding, delimiter, no_header)
+        except BaseException:
+            self._blocks.close()
+            raise
+
+    def _open(self, encoding: str, delimiter: str, no_header: bool) -> None:
+        path = self.path
+        sample = self._blocks.skip(_SAMPLE_BYTES)
         if encoding:
             encoding = resolve_encoding(encoding)
-            if encoding == "utf-8" and data.startswith(b"\xef\xbb\xbf"):
+            if encoding == "utf-8" and sample.startswith(codecs.BOM_UTF8):
                 encoding = "utf-8-sig"  # a BOM is never part of the first column's name
         else:
-            encoding = detect_encoding(data)
-        decoded = decode(data, encoding)
-        self.path = path
-        self.encoding = decoded.encoding
-        self.undecodable = decoded.undecodable
-        self._lines = _split_lines(decoded.text)
-        first = next((index for index, line in enumerate(self._lines) if line.strip()), None)
+            encoding = detect_encoding(sample[: _last_line_end(sample) or len(sample)])
+        check_ascii_compatible(encoding)
+        self.encoding = encoding
+        # A block decodes on its own; only the file's first bytes may hold the BOM.
+        self._codec = "utf-8" if encoding == "utf-8-sig" else encoding
+        if encoding == "utf-8-sig" and sample.startswith(codecs.BOM_UTF8):
+            sample = sample[len(codecs.BOM_UTF8) :]
+        self._pending = sample
+        self.undecodable = False
+        self._lines: list[str] = []
+        self._first_line = 1
+        """The line number of ``_lines[0]``."""
+        self._eof = False
+        self.line_terminator = "\n"
+        first = self._find_first()
         if first is None:
             raise InputFileError(f"{path} is empty: expected a header row and lead rows")
-        self.delimiter = (
-            parse_delimiter(delimiter) if delimiter else _sniff_delimiter(path, self._lines[first])
-        )
-        self.line_terminator = "\r\n" if self._lines[first].endswith("\r\n") else "\n"
-        if not self._lines[-1].endswith(("\n", "\r")):
-            # Rows are copied to the outputs line by line; each needs its end.
-            self._lines[-1] += self.line_terminator
-        self._header_at = first
-        header_rows = csv.reader([self._lines[first]], delimiter=self.delimiter, strict=True)
+        line = self._lines[first]
+        self.delimiter = parse_delimiter(delimiter) if delimiter else _sniff_delimiter(path, line)
+        self.line_terminator = "\r\n" if line.endswith("\r\n") else "\n"
+        if not line.endswith(("\n", "\r")):
+            self._lines[first] += self.line_terminator
+        header_rows = csv.reader([line], delimiter=self.delimiter, strict=True)
         try:
-            self.header = [name.strip() for name in next(header_rows)]
+            fields = [name.strip() for name in next(header_rows)]
         except csv.Error as exc:
-            raise InputFileError(
-                f"{path}: the header on line {first + 1} is broken: {exc}"
-            ) from None
-        if has_undecodable(self._lines[first]):
-            raise InputFileError(
-                f"{path}: the header on line {first + 1} does not decode as {self.encoding}; "
-                "give the right --encoding"
-            )
-        self.header_line = first + 1
+            if no_header:
+                fields = [""]
+            else:
+                raise InputFileError(
+                    f"{path}: the header on line {first + 1} is broken: {exc}"
+                ) from None
+        self.no_header = no_header
+        if no_header:
+            self.header = [str(number) for number in range(1, len(fields) + 1)]
+            self.header_line = 0
+            self._start = first
+            self.header_text = ""
+        else:
+            if has_undecodable(line):
+                raise InputFileError(
+                    f"{path}: the header on line {first + 1} does not decode as {self.encoding}; "
+                    "give the right --encoding"
+                )
+            self.header = fields
+            self.header_line = first + 1
+            self._start = first + 1
+            self.header_text = self._lines[first]
+        self.rows_estimate = self._estimate()
 
-    @property
-    def lines(self) -> list[str]:
-        """Every physical line, with its line end; line n is ``lines[n - 1]``."""
-        return self._lines
+    def _estimate(self) -> int:
+        """Roughly how many lines the file holds, from the part read so far."""
+        self._fill(_SAMPLE_LINES)
+        stored, unpacked = self._blocks.position, self._blocks.unpacked
+        if self._eof or not stored or not self._handed:
+            return len(self._lines)
+        # Lines per decoded byte, times the decoded size the stored size stands for.
+        return int(len(self._lines) / self._handed * unpacked / stored * self._blocks.size)
 
-    @property
-    def line_count(self) -> int:
-        """Physical lines in the file, header included."""
-        return len(self._lines)
+    def _decode(self, data: bytes) -> list[str]:
+        try:
+            text = data.decode(self._codec)
+        except UnicodeDecodeError:
+            text = data.decode(self._codec, ERRORS)
+            self.undecodable = True
+        return _split_lines(text)
+
+    def _next_bytes(self) -> bytes | None:
+        """The next piece of the file, ending at a line end (or the file's end); None at the end."""
+        if self._eof:
+            return None
+        data: bytes | None
+        if self._pending:
+            # The sample read for detection is handed out a piece at a time too.
+            pending = self._pending
+            cut = _last_line_end(pending[: self._piece])
+            if cut and cut < len(pending):
+                self._pending = pending[cut:]
+                data = pending[:cut]
+            else:
+                self._pending = b""
+                data = pending if cut else pending + (self._blocks.next_block() or b"")
+        else:
+            data = self._blocks.next_block()
+        if data:
+            self._handed += len(data)
+        if not data:
+            self._eof = True
+            if self._lines and not self._lines[-1].endswith(("\n", "\r")):
+                # Rows are copied to the outputs line by line; each needs its end.
+                self._lines[-1] += self.line_terminator
+            return None
+        return data
+
+    def _more(self) -> bool:
+        """Read one more block into the line buffer; False at the end of the file."""
+        data = self._next_bytes()
+        if data is None:
+            return False
+        self._push(data)
+        return True
+
+    def _push(self, data: bytes) -> None:
+        lines = self._decode(data)
+        if self._lines and not self._lines[-1].endswith(("\n", "\r")):
+            lines[0] = self._lines.pop() + lines[0]  # a block cut mid-line (no line end yet)
+        self._lines += lines
+
+    def _fill(self, count: int) -> None:
+        """Read until the buffer holds ``count`` lines, or the file ends."""
+        while len(self._lines) < count and self._more():
+            pass
+
+    def _fill_chars(self, start: int, chars: int) -> None:
+        """Read until the buffer holds ``chars`` characters after line ``start``, or the end."""
+        held = sum(map(len, self._lines[start:]))
+        while held < chars:
+            before = len(self._lines)
+            if not self._more():
+                return
+            held += sum(map(len, self._lines[before - 1 :]))
+
+    def _find_first(self) -> int | None:
+        at = 0
+        while True:
+            self._fill(at + 1)
+            if at >= len(self._lines):
+                return None
+            if self._lines[at].strip():
+                return at
+            at += 1
+
+    def close(self) -> None:
+        """Close the file."""
+        self._blocks.close()
+
+    def __del__(self) -> None:
+        # A LeadFile dropped unclosed (a sample read by a test) must not leak its file.
+        blocks = getattr(self, "_blocks", None)
+        if blocks is not None:
+            blocks.close()
+
+    def __enter__(self) -> LeadFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def sample(self, count: int) -> list[list[str]]:
         """Up to ``count`` well-formed rows after the header, for column detection."""
-        reader = self._reader(self._header_at + 1)
+        self._fill(self._start + _SAMPLE_LINES)
+        reader = self._reader(self._start)
         sample: list[list[str]] = []
         width = len(self.header)
         try:
@@ -210,21 +358,79 @@ class LeadFile:
             itertools.islice(self._lines, start, stop), delimiter=self.delimiter, strict=True
         )
 
-    def chunks(self, column: int, size: int = 50_000) -> Iterator[Chunk]:
+    def skip_to(self, line: int) -> None:
+        """Move past every line before ``line`` (1-based) unread: resuming a scrub.
+
+        Raises:
+            InputFileError: the file has fewer lines.
+        """
+        while self._first_line + len(self._lines) < line:
+            self._first_line += len(self._lines)
+            self._lines = []
+            self._start = 0
+            if not self._more():
+                raise InputFileError(f"{self.path} has fewer than {line - 1:,} lines")
+        drop = line - self._first_line
+        if drop > self._start:
+            del self._lines[:drop]
+            self._first_line = line
+            self._start = 0
+
+    def chunks(
+        self, column: int, size: int = 50_000, fast: FastRead | None = None
+    ) -> Iterator[Chunk | RawBlock]:
         """Every row after the header, in order, about ``size`` lines per chunk.
+
+        A chunk ends where a record ends. With ``fast``, each block of the file
+        that :func:`suppression.scrub.fastpath.fits` the fast path comes as a
+        :class:`RawBlock`, for a worker to scan; the others are read line by
+        line as :class:`Chunk`.
 
         Args:
             column: index of the phone column in the header.
-            size: physical lines per chunk.
+            size: physical lines per chunk (of the line-by-line path).
+            fast: how to read blocks with numpy; None reads every line as text.
         """
-        start = self._header_at + 1  # 0-based index of the next unread physical line
-        end = len(self._lines)
-        while start < end:
+        from suppression.scrub.fastpath import RawBlock, fast_codec, fits  # it reads RowProblem
+
+        self._piece = self._blocks.block_bytes
+        if fast is not None and not fast_codec(self._codec, self.delimiter):
+            fast = None
+        while True:
+            if fast is not None and self._start >= len(self._lines):
+                self._first_line += len(self._lines)
+                self._lines = []
+                self._start = 0
+                data = self._next_bytes()
+                if data is None:
+                    return
+                if fits(data, self._codec):
+                    block = RawBlock(data, self._first_line)
+                    self._first_line += data.count(b"\n")
+                    yield block
+                    continue
+                self._push(data)
+                if not self._lines[-1].endswith(("\n", "\r")):
+                    self._fill(len(self._lines) + 1)  # the file's last line: give it its end
+            start = self._start
+            if fast is None:
+                # One line more than the chunk: the file's last line gets its line end on EOF.
+                self._fill(start + size + 1)
+            end = len(self._lines)
+            if start >= end:
+                if fast is None:
+                    return
+                continue
             stop = min(start + size, end)
             chunk = self._plain_block(start, stop, column)
             if chunk is None:
+                self._fill_chars(stop, _LOOKAHEAD_CHARS)
                 chunk, stop = self._careful_block(start, stop, column)
-            start = stop
+            chunk.text = self._lines[start:stop]
+            chunk.first_line = self._first_line + start
+            del self._lines[:stop]
+            self._first_line += stop
+            self._start = 0
             yield chunk
 
     def _plain_block(self, start: int, stop: int, column: int) -> Chunk | None:
@@ -284,7 +490,7 @@ class LeadFile:
             for index, phone in enumerate(phones):
                 if not phone and not problems[index]:
                     problems[index] = _MISSING
-        lines = list(range(start + 1, stop + 1))
+        lines = list(range(self._first_line + start, self._first_line + stop))
         if blank:
             keep = sorted(set(range(len(block))).difference(blank))
             rows = [rows[index] for index in keep]
@@ -378,7 +584,7 @@ class LeadFile:
             try:
                 for row in reader:
                     rows.append(row)
-                    lines.append(start + consumed + 1)
+                    lines.append(self._first_line + start + consumed)
                     spans.append(reader.line_num - consumed)
                     consumed = reader.line_num
                     if start + consumed >= stop:
@@ -390,17 +596,19 @@ class LeadFile:
                 bad = start + consumed
                 broken.add(len(rows))
                 rows.append([self._lines[bad].rstrip("\r\n")])
-                lines.append(bad + 1)
+                lines.append(self._first_line + bad)
                 spans.append(1)
                 start = bad + 1
         return self._sort_rows(rows, lines, spans, column, broken), start
 
 
-def open_lead_file(path: Path, encoding: str = "", delimiter: str = "") -> LeadFile:
-    """Read and decode a lead file (CSV or TSV, plain or ``.gz``).
+def open_lead_file(
+    path: Path, encoding: str = "", delimiter: str = "", *, no_header: bool = False
+) -> LeadFile:
+    """Open a lead file (CSV or TSV, plain or ``.gz``) and read its header; close it after use.
 
     Raises:
         InputFileError: the file cannot be read or has no header.
         ConfigError: ``encoding`` names no codec.
     """
-    return LeadFile(path, read_bytes(path), encoding, delimiter)
+    return LeadFile(path, encoding, delimiter, no_header=no_header)

@@ -179,8 +179,16 @@ class RemoteEngine:
         self._ending = False
         self._answered_at = time.monotonic()
         """When any stream last had an answer."""
-        self._shortening: list[Future[list[str]]] = []
+        self._shortening: deque[tuple[int, Future[list[str]], int]] = deque()
+        """Per rewriting task: its first string, its future, and how many tasks up to it."""
+        self._shortening_tasks = 0
         self._shortened_count = 0
+        self._versions: dict[str, str] = {}
+        """The newest version each target answered at."""
+        self._first_versions: dict[str, str] = {}
+        """The version of each target's first answers."""
+        self._names: list[str] = []
+        """The list names of every answer so far; bit j of a mask is ``_names[j]``."""
         self._shortened_changed = threading.Condition()
         # Forked before any channel exists (gRPC does not survive a fork after that).
         self._pool = pool_for(processes, expected_rows, name="scrub-shorten")
@@ -264,7 +272,8 @@ class RemoteEngine:
             return
         shortening = self._pool.submit(_shorten, (texts, self._region))
         shortening.add_done_callback(functools.partial(self._shortened, start))
-        self._shortening.append(shortening)
+        self._shortening_tasks += 1
+        self._shortening.append((start, shortening, self._shortening_tasks))
 
     def _shortened(self, start: int, shortening: Future[list[str]]) -> None:
         if not shortening.cancelled() and shortening.exception() is None:
@@ -406,14 +415,17 @@ class RemoteEngine:
 
     # -- finishing ----------------------------------------------------------
 
-    def finish(self, total: int) -> Answers:
-        """Wait for every batch, make each target's answers share one version, and return them.
+    def take(self, start: int, count: int) -> Answers:
+        """Wait for strings ``start`` to ``start + count - 1``, at one version per target.
 
         Raises:
             RemoteError: a server failed, or its data changed throughout every retry.
             WorkerError: a worker process died.
         """
-        for shortening in self._shortening:
+        end = start + count
+        tasks = 0
+        while self._shortening and self._shortening[0][0] < end:
+            _, shortening, tasks = self._shortening.popleft()
             try:
                 shortening.result()
             except WorkerError as exc:
@@ -422,22 +434,38 @@ class RemoteEngine:
         # A future reports its result before its callback has queued the batches.
         with self._shortened_changed:
             self._shortened_changed.wait_for(
-                lambda: self._shortened_count == len(self._shortening) or self._error is not None
+                lambda: self._shortened_count >= tasks or self._error is not None
             )
         with self._changed:
             self._answered_at = time.monotonic()  # reading the input was no wait for answers
-            while self._error is None and self._answered < len(self._batches):
+            while self._error is None and any(
+                batch.result is None for batch in self._batches if batch.start < end
+            ):
                 self._changed.wait(_WATCH_SECONDS)
                 self._changed.release()
                 try:
                     self._watch()
                 finally:
                     self._changed.acquire()
-        self._end_streams()
+            mine = [batch for batch in self._batches if batch.start < end]
+            self._batches = [batch for batch in self._batches if batch.start >= end]
         if self._error is not None:
             raise self._error
-        versions = self._reconcile()
-        return self._collect(total, versions)
+        versions = self._reconcile(mine)
+        for address, version in versions.items():
+            self._first_versions.setdefault(address, version)
+            current = self._versions.get(address)
+            if current is None or _version_key(version) > _version_key(current):
+                self._versions[address] = version
+        return self._collect(start, count, mine)
+
+    def fixed_versions(self) -> dict[str, str] | None:
+        """None: a server's data moves with the change log."""
+        return None
+
+    def end(self) -> None:
+        """Close the streams after the last :meth:`take`; :meth:`close` then only disconnects."""
+        self._end_streams()
 
     def _end_streams(self) -> None:
         with self._lock:
@@ -448,15 +476,15 @@ class RemoteEngine:
         for thread in self._threads:
             thread.join()
 
-    def _reconcile(self) -> dict[str, str]:
+    def _reconcile(self, batches: list[_Batch]) -> dict[str, str]:
         clients = {target.address: target.clients[0] for target in self._targets}
         for round_number in range(_RECONCILE_ROUNDS + 1):
             newest: dict[str, str] = {}
-            for batch in self._batches:
+            for batch in batches:
                 current = newest.get(batch.target)
                 if current is None or _version_key(batch.version) > _version_key(current):
                     newest[batch.target] = batch.version
-            behind = [b for b in self._batches if b.version != newest[b.target]]
+            behind = [b for b in batches if b.version != newest[b.target]]
             if not behind:
                 return newest
             if round_number == _RECONCILE_ROUNDS:
@@ -492,16 +520,16 @@ class RemoteEngine:
             return
         raise RemoteError(self._nobody_answers())
 
-    def _collect(self, total: int, versions: dict[str, str]) -> Answers:
-        answers = Answers.empty(total)
-        names: list[str] = []
-        for batch in self._batches:
+    def _collect(self, start: int, count: int, batches: list[_Batch]) -> Answers:
+        answers = Answers.empty(count)
+        names = self._names
+        for batch in batches:
             result = batch.result
             assert result is not None
             masks = np.fromiter(result.masks, dtype=np.uint64, count=len(result.masks))
             masks = _remap(masks, list(result.list_names), names)
             answers.fill(
-                batch.start,
+                batch.start - start,
                 result.verdicts,
                 masks,
                 result.invalid_reasons,
@@ -510,7 +538,8 @@ class RemoteEngine:
             answers.stale |= result.stale
             answers.failed_closed |= result.failed_closed
         answers.list_names = tuple(names)
-        answers.versions = versions
+        answers.versions = dict(self._versions)
+        answers.first_versions = dict(self._first_versions)
         answers.retried_on = dict(self._retried_on)
         answers.failed_targets = dict(self._failed)
         return answers

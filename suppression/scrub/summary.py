@@ -24,8 +24,8 @@ class SummaryError(SuppressionError):
 class ScrubSummary:
     """What a scrub read, decided and wrote.
 
-    ``rows_in == clean + suppressed + invalid`` always; construction fails
-    otherwise, so no summary can hide a lost row.
+    ``rows_in == clean + suppressed + invalid + duplicates_dropped`` always;
+    construction fails otherwise, so no summary can hide a lost row.
     """
 
     input: str
@@ -51,8 +51,16 @@ class ScrubSummary:
     invalid_per_reason: Mapping[str, int]
     data_versions: Mapping[str, str]
     """Version of the data that answered, per source (target or ``local``)."""
+    duplicates_dropped: int = 0
+    """Duplicate rows left out by ``--dedupe`` (0 without it)."""
+    first_data_versions: Mapping[str, str] = field(default_factory=dict)
+    """Sources whose data moved during the scrub: the version of their first answers."""
     stale: bool = False
     failed_closed: bool = False
+    resumed_at_line: int = 0
+    """``--resume``: the input line this run started at (0: from the start)."""
+    rechecked_lines: int = 0
+    """``--resume``: input lines checked again because the data changed since the interruption."""
     retried_on: Mapping[str, int] = field(default_factory=dict)
     """Remote: batches each target answered after the target that first had them failed."""
     failed_targets: Mapping[str, str] = field(default_factory=dict)
@@ -61,11 +69,12 @@ class ScrubSummary:
     outputs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        total = self.clean + self.suppressed + self.invalid
+        total = self.clean + self.suppressed + self.invalid + self.duplicates_dropped
         if total != self.rows_in:
             raise SummaryError(
-                f"internal error: {self.rows_in:,} rows read but {total:,} written "
-                f"({self.clean:,} clean, {self.suppressed:,} suppressed, {self.invalid:,} invalid)"
+                f"internal error: {self.rows_in:,} rows read but {total:,} written or left out "
+                f"({self.clean:,} clean, {self.suppressed:,} suppressed, {self.invalid:,} "
+                f"invalid, {self.duplicates_dropped:,} duplicates left out)"
             )
         if sum(self.invalid_per_reason.values()) != self.invalid:
             raise SummaryError("internal error: invalid rows per reason do not add up")
@@ -75,7 +84,7 @@ class ScrubSummary:
     @property
     def balanced(self) -> bool:
         """Always true; spelled out in the JSON for readers who check."""
-        return self.rows_in == self.clean + self.suppressed + self.invalid
+        return self.rows_in == self.clean + self.suppressed + self.invalid + self.duplicates_dropped
 
     @property
     def retried_batches(self) -> int:
@@ -94,6 +103,7 @@ class ScrubSummary:
         data["suppressed_per_list"] = dict(self.suppressed_per_list)
         data["invalid_per_reason"] = dict(self.invalid_per_reason)
         data["data_versions"] = dict(self.data_versions)
+        data["first_data_versions"] = dict(self.first_data_versions)
         data["outputs"] = dict(self.outputs)
         data["retried_on"] = dict(self.retried_on)
         data["retried_batches"] = self.retried_batches
@@ -122,6 +132,8 @@ class ScrubSummary:
             ("  invalid", f"{self.invalid:,}"),
             ("clean + suppressed + invalid", f"{self.clean + self.suppressed + self.invalid:,}"),
         ]
+        if self.duplicates_dropped:
+            rows.append(("  duplicates left out (--dedupe)", f"{self.duplicates_dropped:,}"))
         rows += [
             (f"  on list {name}", f"{count:,}") for name, count in self.suppressed_per_list.items()
         ]
@@ -150,6 +162,15 @@ class ScrubSummary:
                 )
             )
             rows.append(("targets failed", ", ".join(self.failed_targets) or "none"))
+        if self.first_data_versions:
+            moved = ", ".join(
+                f"{source} from {version}" for source, version in self.first_data_versions.items()
+            )
+            rows.append(("data moved during the scrub", moved))
+        if self.resumed_at_line:
+            rows.append(("resumed at line", f"{self.resumed_at_line:,}"))
+        if self.rechecked_lines:
+            rows.append(("lines checked again (data changed)", f"{self.rechecked_lines:,}"))
         if self.failed_closed:
             rows.append(("failed closed", "yes: data too stale, every valid number suppressed"))
         for item, value in rows:

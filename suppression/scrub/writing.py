@@ -10,46 +10,97 @@ owner wrote.
 
 from __future__ import annotations
 
+import array
+import csv
+import io
 import itertools
 import operator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pyroaring import BitMap64
 
 from suppression.checker import Verdict
 from suppression.e164 import InvalidReason
 from suppression.scrub.answers import Answers
-from suppression.scrub.outputs import OutputKind, OutputSet
-from suppression.scrub.progress import ScrubProgress
-from suppression.scrub.reading import LeadFile, RowProblem
+from suppression.scrub.encoding import ERRORS
+from suppression.scrub.fastpath import FastChunk
+from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, OutputStream
+from suppression.scrub.reading import Chunk, LeadFile, RowProblem
 
-__all__ = ["INVALID_COLUMNS", "SUPPRESSED_COLUMNS", "RowTable", "write_outputs"]
+__all__ = [
+    "INVALID_COLUMNS",
+    "SUPPRESSED_COLUMNS",
+    "BlockOutputs",
+    "ChunkWriter",
+    "Tally",
+    "WriteLayout",
+    "assemble",
+    "write_layout",
+]
+
+
+def write_layout(lead: LeadFile) -> WriteLayout:
+    """The :class:`WriteLayout` of ``lead``."""
+    encoding = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
+    return WriteLayout(encoding, lead.delimiter, lead.line_terminator, len(lead.header))
+
 
 SUPPRESSED_COLUMNS = ("suppressed_by",)
 INVALID_COLUMNS = ("invalid_reason", "line")
 FAILED_CLOSED_LABEL = "failed-closed"
+_DROPPED = 255
+"""A verdict no output takes: a duplicate row that ``--dedupe`` leaves out."""
 _REASON_NAMES = {int(reason): reason.name for reason in InvalidReason} | {
     int(problem): problem.name for problem in RowProblem
 }
 
 
 @dataclass(slots=True)
-class RowTable:
-    """Every row read, as parallel lists."""
+class Tally:
+    """The summary's counts, added up chunk by chunk (and kept in a resume checkpoint)."""
 
-    rows: list[list[str] | None] = field(default_factory=list)
-    """Fields of the rows written again (ragged or broken); None for rows copied from input."""
-    lines: list[int] = field(default_factory=list)
-    """The input line each row starts on."""
-    problems: list[int] = field(default_factory=list)
-    uids: list[int] = field(default_factory=list)
-    """1 + the index of the row's phone string among the distinct strings; 0 if unchecked."""
-    spans: dict[int, int] = field(default_factory=dict)
-    """Physical lines per row, for the rows that span several; see :attr:`Chunk.spans`."""
-    distinct: int = 0
+    rows_in: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    """Rows per output file (``clean``, ``suppressed``, ``invalid``)."""
+    duplicates: int = 0
+    dropped: int = 0
+    """Duplicate rows left out by ``--dedupe``."""
+    distinct_numbers: int = 0
     blank_lines: int = 0
+    suppressed_per_list: dict[str, int] = field(default_factory=dict)
+    invalid_per_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for the checkpoint."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tally:
+        """Read :meth:`to_dict`'s output back."""
+        return cls(**{name: data[name] for name in cls.__slots__})
+
+    def summary_counts(self) -> dict[str, Any]:
+        """The counts as :class:`ScrubSummary` fields."""
+        return {
+            "rows_in": self.rows_in,
+            "clean": self.written.get(OutputKind.CLEAN.value, 0),
+            "suppressed": self.written.get(OutputKind.SUPPRESSED.value, 0),
+            "invalid": self.written.get(OutputKind.INVALID.value, 0),
+            "duplicates": self.duplicates,
+            "duplicates_dropped": self.dropped,
+            "distinct_numbers": self.distinct_numbers,
+            "blank_lines": self.blank_lines,
+            "suppressed_per_list": dict(self.suppressed_per_list),
+            "invalid_per_reason": dict(sorted(self.invalid_per_reason.items())),
+        }
+
+
+def _add(counts: dict[str, int], name: str, count: int) -> None:
+    if count:
+        counts[name] = counts.get(name, 0) + count
 
 
 def _quote(text: str, delimiter: str) -> str:
@@ -84,39 +135,39 @@ def _with_tail(text: str, tail: str) -> str:
 
 
 class _Emitter:
-    """Writes selected rows to one output: input lines copied, ragged and broken rows rewritten."""
+    """Writes selected rows of one chunk: input lines copied, ragged and broken rows rewritten."""
 
-    def __init__(self, lead: LeadFile, table: RowTable) -> None:
-        self._raw = lead.lines
-        self._delimiter = lead.delimiter
-        self._width = len(lead.header)
-        self._rows = table.rows
-        self._spans = table.spans
-        self._lines = np.asarray(table.lines, dtype=np.int64)
+    def __init__(self, chunk: Chunk, delimiter: str, width: int) -> None:
+        self._raw = chunk.text
+        self._first = chunk.first_line
+        self._delimiter = delimiter
+        self._width = width
+        self._rows = chunk.rows
+        self._spans = chunk.spans
+        self._lines = np.asarray(chunk.lines, dtype=np.int64)
         special = np.fromiter(
-            map(operator.is_not, table.rows, itertools.repeat(None)),
+            map(operator.is_not, chunk.rows, itertools.repeat(None)),
             dtype=bool,
-            count=len(table.rows),
+            count=len(chunk.rows),
         )
-        if table.spans:
-            special[np.fromiter(table.spans.keys(), dtype=np.int64, count=len(table.spans))] = True
+        if chunk.spans:
+            special[np.fromiter(chunk.spans.keys(), dtype=np.int64, count=len(chunk.spans))] = True
         self._special: npt.NDArray[np.bool_] = special
 
     def tail(self, fields: list[str]) -> str:
         """The extra fields of a row, each with its delimiter before it."""
-        delimiter = self._delimiter
-        return "".join([delimiter + _quote(value, delimiter) for value in fields])
+        return _tail(fields, self._delimiter)
 
     def emit(
         self,
-        stream: IO[str],
+        stream: OutputStream,
         writer: Any,
         at: npt.NDArray[np.int64],
         extras: list[list[str]] | None = None,
     ) -> None:
         """Write rows ``at``, the i-th followed by the fields ``extras[i]``."""
         raw = self._raw
-        starts = (self._lines[at] - 1).tolist()
+        starts = (self._lines[at] - self._first).tolist()
         tails = [self.tail(fields) for fields in extras] if extras is not None else None
         if not self._special[at].any():
             texts = list(map(raw.__getitem__, starts))
@@ -140,100 +191,407 @@ class _Emitter:
             stream.write(text if tails is None else _with_tail(text, tails[position]))
 
 
-def _count_distinct(values: npt.NDArray[np.uint64]) -> int:
-    """Distinct values, by sorting: numpy's hash-based unique takes seconds on a million."""
-    if values.size == 0:
-        return 0
-    ordered = np.sort(values)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+def _tail(fields: list[str], delimiter: str) -> str:
+    return "".join([delimiter + _quote(value, delimiter) for value in fields])
 
 
-def write_outputs(
-    lead: LeadFile,
-    table: RowTable,
+class ChunkWriter:
+    """Sorts each chunk's rows into the row files, in input order, and counts them."""
+
+    def __init__(
+        self,
+        lead: LeadFile,
+        outputs: OutputSet,
+        seen: BitMap64,
+        *,
+        dedupe: bool = False,
+    ) -> None:
+        """Open the row files and write their headers (unless a resumed file has them).
+
+        Args:
+            lead: the input: dialect, header, header line.
+            outputs: the set of temporary files.
+            seen: every E.164 number of an earlier chunk; grows with each chunk.
+            dedupe: leave out rows whose number an earlier row had.
+        """
+        self._delimiter = lead.delimiter
+        self._width = len(lead.header)
+        self._layout = write_layout(lead)
+        self._seen = seen
+        self._dedupe = dedupe
+        dialect = (lead.delimiter, lead.line_terminator)
+        extra_columns = {
+            OutputKind.CLEAN: (),
+            OutputKind.SUPPRESSED: SUPPRESSED_COLUMNS,
+            OutputKind.INVALID: INVALID_COLUMNS,
+        }
+        self._streams: dict[OutputKind, OutputStream] = {}
+        self._writers: dict[OutputKind, Any] = {}
+        for kind in ROW_OUTPUTS:
+            resumed = outputs.resumed(kind)
+            self._writers[kind] = outputs.writer(kind, *dialect)
+            self._streams[kind] = stream = outputs.stream(kind)
+            if not resumed and lead.header_text:
+                stream.write(
+                    _with_tail(lead.header_text, _tail(list(extra_columns[kind]), lead.delimiter))
+                )
+
+    def write(
+        self, chunk: Chunk, uids: npt.NDArray[np.int64], answers: Answers, tally: Tally
+    ) -> npt.NDArray[np.uint64]:
+        """Write one chunk's rows and add its counts to ``tally``.
+
+        Args:
+            chunk: the rows.
+            uids: per row, the index of its phone string in ``answers``; -1 if unchecked.
+            answers: the answers for the chunk's distinct strings.
+            tally: the running counts.
+
+        Returns:
+            The numbers first seen in this chunk, sorted (now also in ``seen``).
+        """
+        total = len(chunk.rows)
+        problems = np.array(chunk.problems, dtype=np.int64)
+        checked = problems == 0
+        safe = np.where(checked, uids, 0)
+        verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
+        masks = np.zeros(total, dtype=np.uint64)
+        values = np.zeros(total, dtype=np.uint64)
+        reasons = problems.copy()
+        if answers.verdicts.size:
+            verdicts[checked] = answers.verdicts[safe[checked]]
+            masks[checked] = answers.masks[safe[checked]]
+            reasons[checked] = answers.reasons[safe[checked]]
+            values[checked] = answers.values[safe[checked]]
+        invalid = verdicts == Verdict.INVALID
+        # Every INVALID answer carries a reason; this only guards the summary's sums.
+        reasons[invalid & (reasons == 0)] = InvalidReason.UNPARSEABLE
+        valid_at = np.flatnonzero(~invalid)
+        fresh, keep = self._first_seen(values[valid_at])
+        tally.rows_in += total
+        tally.blank_lines += chunk.blank_lines
+        tally.distinct_numbers += len(fresh)
+        tally.duplicates += len(valid_at) - len(fresh)
+        if self._dedupe and len(keep) < len(valid_at):
+            written = np.zeros(total, dtype=bool)
+            written[invalid] = True
+            written[valid_at[keep]] = True
+            tally.dropped += total - int(np.count_nonzero(written))
+            verdicts[~written] = _DROPPED
+
+        emitter = _Emitter(chunk, self._delimiter, self._width)
+        clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
+        emitter.emit(self._streams[OutputKind.CLEAN], self._writers[OutputKind.CLEAN], clean_at)
+        _add(tally.written, OutputKind.CLEAN.value, len(clean_at))
+
+        suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
+        names = answers.list_names
+        labels: dict[int, list[str]] = {}
+        matched: list[list[str]] = []
+        for mask in masks[suppressed_at].tolist():
+            label = labels.get(mask)
+            if label is None:
+                chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+                label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
+            matched.append(label)
+        emitter.emit(
+            self._streams[OutputKind.SUPPRESSED],
+            self._writers[OutputKind.SUPPRESSED],
+            suppressed_at,
+            matched,
+        )
+        _add(tally.written, OutputKind.SUPPRESSED.value, len(suppressed_at))
+        one = np.uint64(1)
+        suppressed_masks = masks[suppressed_at]
+        for bit, name in enumerate(names):
+            hits = int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
+            tally.suppressed_per_list[name] = tally.suppressed_per_list.get(name, 0) + hits
+
+        invalid_at = np.flatnonzero(invalid)
+        lines = chunk.lines
+        reason_and_line = [
+            [_REASON_NAMES[reason], str(lines[index])]
+            for index, reason in zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)
+        ]
+        emitter.emit(
+            self._streams[OutputKind.INVALID],
+            self._writers[OutputKind.INVALID],
+            invalid_at,
+            reason_and_line,
+        )
+        _add(tally.written, OutputKind.INVALID.value, len(invalid_at))
+        per_reason = np.bincount(reasons[invalid_at], minlength=1)
+        for code in np.flatnonzero(per_reason).tolist():
+            _add(tally.invalid_per_reason, _REASON_NAMES[code], int(per_reason[code]))
+        return fresh
+
+    def write_fast(
+        self,
+        chunk: FastChunk,
+        uids: npt.NDArray[np.int64],
+        answers: Answers,
+        masks_read: npt.NDArray[np.uint64],
+        tally: Tally,
+    ) -> npt.NDArray[np.uint64]:
+        """Write one chunk read by the fast path, copying its rows' bytes (``--dedupe`` too).
+
+        Args:
+            chunk: the rows.
+            uids: per text phone (``chunk.text_at``), its index in ``answers``.
+            answers: the answers for the chunk's distinct text phones.
+            masks_read: matched lists of each row whose number the fast path read
+                (``chunk.values`` not 0), in row order, over ``answers.list_names``.
+            tally: the running counts.
+
+        Returns:
+            The numbers first seen in this chunk, sorted.
+        """
+        decided = _decide(chunk, uids, answers, masks_read)
+        verdicts, values = decided.verdicts, decided.values
+        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
+        fresh, keep = self._first_seen(values[valid_at])
+        tally.rows_in += chunk.rows
+        tally.blank_lines += chunk.blank_lines
+        tally.distinct_numbers += len(fresh)
+        tally.duplicates += len(valid_at) - len(fresh)
+        if self._dedupe and len(keep) < len(valid_at):
+            written = verdicts == Verdict.INVALID
+            written[valid_at[keep]] = True
+            tally.dropped += chunk.rows - int(np.count_nonzero(written))
+            verdicts[~written] = _DROPPED
+        block = _block_outputs(chunk, decided, answers.list_names, self._layout)
+        self.write_block(block, tally)
+        return fresh
+
+    def write_block(self, block: BlockOutputs, tally: Tally) -> None:
+        """Write a block's outputs (made here or in a worker) and add its counts."""
+        for kind, data in block.data.items():
+            if data:
+                self._streams[kind].write_bytes(data)
+        for kind, count in block.counts.items():
+            _add(tally.written, kind.value, count)
+        for name, hits in block.per_list.items():
+            tally.suppressed_per_list[name] = tally.suppressed_per_list.get(name, 0) + hits
+        for reason, count in block.per_reason.items():
+            _add(tally.invalid_per_reason, reason, count)
+
+    def write_assembled(self, block: BlockOutputs, tally: Tally) -> npt.NDArray[np.uint64]:
+        """Write a block a worker decided and assembled; count its duplicates here.
+
+        Returns:
+            The numbers first seen in this block, sorted.
+        """
+        distinct = block.distinct
+        seen = self._seen
+        old = np.fromiter(
+            map(seen.__contains__, distinct.tolist()), dtype=bool, count=len(distinct)
+        )
+        fresh: npt.NDArray[np.uint64] = distinct[~old]
+        if fresh.size:
+            seen.update(array.array("Q", fresh.tobytes()))
+        tally.rows_in += block.rows
+        tally.blank_lines += block.blank_lines
+        tally.distinct_numbers += len(fresh)
+        tally.duplicates += block.valid - len(fresh)
+        self.write_block(block, tally)
+        return fresh
+
+    def _first_seen(
+        self, values: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """The numbers not seen before (sorted), and the rows that first hold each of them."""
+        if values.size == 0:
+            return values, np.zeros(0, dtype=np.int64)
+        distinct, first = np.unique(values, return_index=True)
+        seen = self._seen
+        old = np.fromiter(
+            map(seen.__contains__, distinct.tolist()), dtype=bool, count=len(distinct)
+        )
+        fresh = distinct[~old]
+        if fresh.size:
+            seen.update(array.array("Q", fresh.tobytes()))
+        return fresh, np.sort(first[~old])
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLayout:
+    """What assembling a block's outputs needs to know of the file."""
+
+    encoding: str
+    """The codec rows are written in (``utf-8`` for ``utf-8-sig``: the BOM is the header's)."""
+    delimiter: str
+    terminator: str
+    width: int
+
+
+@dataclass(slots=True)
+class BlockOutputs:
+    """A block's rows as the bytes of each output, and their counts."""
+
+    data: dict[OutputKind, bytes]
+    counts: dict[OutputKind, int]
+    per_list: dict[str, int]
+    per_reason: dict[str, int]
+    rows: int = 0
+    blank_lines: int = 0
+    valid: int = 0
+    """Rows with a valid number."""
+    distinct: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
+    """The block's distinct valid numbers, sorted."""
+
+
+@dataclass(slots=True)
+class _Decided:
+    verdicts: npt.NDArray[np.uint8]
+    masks: npt.NDArray[np.uint64]
+    reasons: npt.NDArray[np.int64]
+    values: npt.NDArray[np.uint64]
+
+
+def _decide(
+    chunk: FastChunk,
+    uids: npt.NDArray[np.int64],
     answers: Answers,
-    outputs: OutputSet,
-    progress: ScrubProgress,
-) -> dict[str, Any]:
-    """Sort rows into the three files, in input order.
-
-    Returns:
-        The summary's counts: rows in and per file, duplicates, distinct
-        numbers, rows per list and per invalid reason.
-    """
-    total = len(table.rows)
-    progress.total("writing", total)
-    uids = np.array(table.uids, dtype=np.int64) - 1
-    problems = np.array(table.problems, dtype=np.int64)
-    checked = problems == 0
-    safe = np.where(checked, uids, 0)
+    masks_read: npt.NDArray[np.uint64],
+) -> _Decided:
+    """Each row's verdict, lists, reason and number, from the fast path's reading and answers."""
+    total = chunk.rows
+    values = chunk.values.copy()
+    read = values != 0
+    reasons = chunk.problems.copy()
+    reasons[chunk.reasons != 0] = chunk.reasons[chunk.reasons != 0]
     verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
     masks = np.zeros(total, dtype=np.uint64)
-    reasons = problems.copy()
-    if answers.verdicts.size:
-        verdicts[checked] = answers.verdicts[safe[checked]]
-        masks[checked] = answers.masks[safe[checked]]
-        reasons[checked] = answers.reasons[safe[checked]]
+    masks[read] = masks_read
+    verdicts[read] = np.where(masks_read != 0, Verdict.SUPPRESSED, Verdict.ALLOWED)
+    if chunk.text_at.size:
+        at = chunk.text_at
+        verdicts[at] = answers.verdicts[uids]
+        masks[at] = answers.masks[uids]
+        reasons[at] = answers.reasons[uids]
+        values[at] = answers.values[uids]
+    invalid = verdicts == Verdict.INVALID
+    values[invalid] = 0
+    reasons[invalid & (reasons == 0)] = InvalidReason.UNPARSEABLE
+    return _Decided(verdicts, masks, reasons, values)
+
+
+def assemble(
+    chunk: FastChunk,
+    uids: npt.NDArray[np.int64],
+    answers: Answers,
+    masks_read: npt.NDArray[np.uint64],
+    layout: WriteLayout,
+) -> BlockOutputs:
+    """Decide and assemble a whole block's outputs (in a worker; without ``--dedupe``)."""
+    decided = _decide(chunk, uids, answers, masks_read)
+    block = _block_outputs(chunk, decided, answers.list_names, layout)
+    valid = decided.values[decided.verdicts != Verdict.INVALID]
+    block.rows, block.blank_lines, block.valid = chunk.rows, chunk.blank_lines, len(valid)
+    block.distinct = np.unique(valid)
+    return block
+
+
+def _block_outputs(
+    chunk: FastChunk, decided: _Decided, names: tuple[str, ...], layout: WriteLayout
+) -> BlockOutputs:
+    verdicts, masks, reasons = decided.verdicts, decided.masks, decided.reasons
+    data = chunk.data
+    arr = np.frombuffer(data, dtype=np.uint8)
+    out: dict[OutputKind, bytes] = {}
+    counts: dict[OutputKind, int] = {}
+
     clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
+    out[OutputKind.CLEAN] = b""
+    if clean_at.size:
+        # +1 where a clean row starts, -1 where it ends: the running sum marks its bytes.
+        edges = np.zeros(len(data) + 1, dtype=np.int8)
+        edges[chunk.starts[clean_at]] = 1
+        edges[chunk.ends[clean_at]] -= 1
+        inside = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+        out[OutputKind.CLEAN] = arr[inside].tobytes()
+    counts[OutputKind.CLEAN] = len(clean_at)
+
+    encoding, delimiter = layout.encoding, layout.delimiter
     suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
-    invalid_at = np.flatnonzero(verdicts == Verdict.INVALID)
-    # Every INVALID answer carries a reason; this only guards the summary's sums.
-    reasons[invalid_at[reasons[invalid_at] == 0]] = InvalidReason.UNPARSEABLE
-
-    emitter = _Emitter(lead, table)
-    header = lead.lines[lead.header_line - 1]
-    dialect = (lead.delimiter, lead.line_terminator)
-
-    clean = outputs.writer(OutputKind.CLEAN, *dialect)
-    stream = outputs.stream(OutputKind.CLEAN)
-    stream.write(header)
-    emitter.emit(stream, clean, clean_at)
-    progress.advance("writing", len(clean_at))
-
-    names = answers.list_names
-    labels: dict[int, list[str]] = {}
-    matched: list[list[str]] = []
+    labels: dict[int, bytes] = {}
+    tails: list[bytes] = []
     for mask in masks[suppressed_at].tolist():
         label = labels.get(mask)
         if label is None:
             chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-            label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
-        matched.append(label)
-    suppressed = outputs.writer(OutputKind.SUPPRESSED, *dialect)
-    stream = outputs.stream(OutputKind.SUPPRESSED)
-    stream.write(_with_tail(header, emitter.tail(list(SUPPRESSED_COLUMNS))))
-    emitter.emit(stream, suppressed, suppressed_at, matched)
-    progress.advance("writing", len(suppressed_at))
-
-    lines = table.lines
-    reason_and_line = [
-        [_REASON_NAMES[reason], str(lines[index])]
-        for index, reason in zip(invalid_at.tolist(), reasons[invalid_at].tolist(), strict=True)
-    ]
-    invalid = outputs.writer(OutputKind.INVALID, *dialect)
-    stream = outputs.stream(OutputKind.INVALID)
-    stream.write(_with_tail(header, emitter.tail(list(INVALID_COLUMNS))))
-    emitter.emit(stream, invalid, invalid_at, reason_and_line)
-    progress.advance("writing", len(invalid_at))
-
-    valid = verdicts != Verdict.INVALID
-    distinct = _count_distinct(answers.values[safe[valid]])
-    per_reason = np.bincount(reasons[invalid_at], minlength=1)
-    reason_codes = np.flatnonzero(per_reason)
+            text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter)
+            label = labels[mask] = text.encode(encoding, ERRORS)
+        tails.append(label)
+    out[OutputKind.SUPPRESSED] = _copy_with_tails(chunk, suppressed_at, tails, {}, layout)
+    counts[OutputKind.SUPPRESSED] = len(suppressed_at)
     one = np.uint64(1)
     suppressed_masks = masks[suppressed_at]
-    return {
-        "rows_in": total,
-        "clean": len(clean_at),
-        "suppressed": len(suppressed_at),
-        "invalid": len(invalid_at),
-        "duplicates": int(np.count_nonzero(valid)) - distinct,
-        "distinct_numbers": distinct,
-        "suppressed_per_list": {
-            name: int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
-            for bit, name in enumerate(names)
-        },
-        "invalid_per_reason": {
-            _REASON_NAMES[code]: int(per_reason[code]) for code in reason_codes.tolist()
-        },
+    per_list = {
+        name: int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
+        for bit, name in enumerate(names)
     }
+
+    invalid_at = np.flatnonzero(verdicts == Verdict.INVALID)
+    reason_and_line = [
+        [_REASON_NAMES[reason], str(line)]
+        for reason, line in zip(
+            reasons[invalid_at].tolist(), chunk.lines[invalid_at].tolist(), strict=True
+        )
+    ]
+    invalid_tails = [
+        _tail(fields, delimiter).encode(encoding, ERRORS) for fields in reason_and_line
+    ]
+    rewritten = {
+        position: [*_fit(chunk.rewritten[row], layout.width, delimiter), *extra]
+        for position, (row, extra) in enumerate(
+            zip(invalid_at.tolist(), reason_and_line, strict=True)
+        )
+        if row in chunk.rewritten
+    }
+    out[OutputKind.INVALID] = _copy_with_tails(chunk, invalid_at, invalid_tails, rewritten, layout)
+    counts[OutputKind.INVALID] = len(invalid_at)
+    per_reason_counts = np.bincount(reasons[invalid_at], minlength=1)
+    per_reason = {
+        _REASON_NAMES[code]: int(per_reason_counts[code])
+        for code in np.flatnonzero(per_reason_counts).tolist()
+    }
+    return BlockOutputs(out, counts, per_list, per_reason)
+
+
+def _copy_with_tails(
+    chunk: FastChunk,
+    at: npt.NDArray[np.int64],
+    tails: list[bytes],
+    rewritten: dict[int, list[str]],
+    layout: WriteLayout,
+) -> bytes:
+    """Rows ``at`` with ``tails[i]`` before each line end; ``rewritten`` ones written again.
+
+    The output is gathered with one numpy index over the block and the tails:
+    three pieces a row (body, tail, line end) cost one Python step each otherwise.
+    """
+    if not len(at):
+        return b""
+    for position, fields in rewritten.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator=layout.terminator)
+        writer.writerow(fields)
+        tails[position] = buffer.getvalue().encode(layout.encoding, ERRORS)
+    data = chunk.data
+    tail_lengths = np.fromiter(map(len, tails), dtype=np.int64, count=len(tails))
+    tail_starts = len(data) + np.cumsum(tail_lengths) - tail_lengths
+    source = np.frombuffer(data + b"".join(tails), dtype=np.uint8)
+    starts, bodies, ends = chunk.starts[at], chunk.bodies[at], chunk.ends[at]
+    if rewritten:  # a rewritten row is its tail alone
+        again = np.fromiter(rewritten.keys(), dtype=np.int64, count=len(rewritten))
+        starts, bodies, ends = starts.copy(), bodies.copy(), ends.copy()
+        starts[again] = bodies[again] = ends[again] = 0
+    # Per row three segments: the body, the tail, the line end.
+    segment_starts = np.stack([starts, tail_starts, bodies], axis=1).ravel()
+    segment_lengths = np.stack([bodies - starts, tail_lengths, ends - bodies], axis=1).ravel()
+    offsets = np.cumsum(segment_lengths) - segment_lengths
+    index = np.repeat(segment_starts - offsets, segment_lengths) + np.arange(
+        int(segment_lengths.sum()), dtype=np.int64
+    )
+    return source[index].tobytes()

@@ -25,13 +25,14 @@ PHONES = {
 }
 
 
-def scrub(folder: Path, source: Path, encoding: str) -> ScrubSummary:
+def scrub(folder: Path, source: Path, encoding: str, chunk_rows: int = 100_000) -> ScrubSummary:
     (folder / "internal.txt").write_text("+12125550123\n")
     options = ScrubOptions(
         list_files=(f"internal={folder / 'internal.txt'}",),
         region="US",
         processes=1,
         encoding=encoding,
+        chunk_rows=chunk_rows,
     )
     return run_scrub(options, source, console=QUIET, show_progress=False)
 
@@ -63,16 +64,23 @@ def stray_quote(text: str) -> bool:
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
-@given(rows=st.lists(row, min_size=1, max_size=25))
-@example(rows=[('na"me', "+12025550147", "x", "\n")])
-@example(rows=[('na"me', "+12125550123", "5' 10\"", "\r\n")])
-@example(rows=[("a", "", '"two\nlines"', "\n")])
+@given(
+    rows=st.lists(row, min_size=1, max_size=25), chunk_rows=st.sampled_from([1, 2, 3, 7, 100_000])
+)
+@example(rows=[('na"me', "+12025550147", "x", "\n")], chunk_rows=100_000)
+@example(rows=[('na"me', "+12125550123", "5' 10\"", "\r\n")], chunk_rows=100_000)
+@example(rows=[("a", "", '"two\nlines"', "\n")], chunk_rows=100_000)
+@example(rows=[("a", "", '"two\nlines"', "\n"), ("b", "12", '"x\r\ny"', "\r\n")], chunk_rows=1)
 def test_rows_are_copied_byte_for_byte(
     tmp_path_factory: pytest.TempPathFactory,
     encoding: str,
     rows: list[tuple[str, str, str, str]],
+    chunk_rows: int,
 ) -> None:
-    """Quotes, delimiters and line breaks inside quotes, and line ends survive unchanged."""
+    """Quotes, delimiters and line breaks inside quotes, and line ends survive unchanged.
+
+    Chunks of a few lines put chunk boundaries everywhere, also inside quoted fields.
+    """
     for first, _, last, _ in rows:
         # The documented limit: a stray quote before a quoted field that runs onto the next
         # line reads as a broken row.
@@ -97,8 +105,13 @@ def test_rows_are_copied_byte_for_byte(
             expected[kind].append(body[: -len(end)] + f",{extra},{line}{end}")
         line += len(io.StringIO(body, newline="").readlines())  # CSV's line ends only
 
-    summary = scrub(folder, source, encoding)
-    assert summary.rows_in == len(rows)
+    summary = scrub(folder, source, encoding, chunk_rows)
+    assert summary.rows_in == len(rows) == summary.clean + summary.suppressed + summary.invalid
+    assert [summary.clean, summary.suppressed, summary.invalid] == [
+        len(expected["clean"]),
+        len(expected["suppressed"]),
+        len(expected["invalid"]),
+    ]
     written = {kind: (folder / f"leads.{kind}.csv").read_bytes() for kind in expected}
     assert written["clean"] == (header + "".join(expected["clean"])).encode(encoding)
     assert written["suppressed"] == (

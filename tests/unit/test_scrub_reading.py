@@ -32,7 +32,9 @@ def read_all(lead: LeadFile, column: int, size: int = 50_000) -> Chunk:
             if row is not None
             else next(
                 csv.reader(
-                    lead.lines[line - 1 : line - 1 + chunk.spans.get(at, 1)],
+                    chunk.text[
+                        line - chunk.first_line : line - chunk.first_line + chunk.spans.get(at, 1)
+                    ],
                     delimiter=lead.delimiter,
                 )
             )
@@ -42,6 +44,7 @@ def read_all(lead: LeadFile, column: int, size: int = 50_000) -> Chunk:
         total.phones += chunk.phones
         total.problems += chunk.problems
         total.blank_lines += chunk.blank_lines
+        total.text += chunk.text
     return total
 
 
@@ -146,8 +149,9 @@ def test_semicolons_are_detected_and_a_delimiter_can_be_given(tmp_path: Path) ->
 def test_crlf_files_keep_crlf(tmp_path: Path) -> None:
     lead = lead_from(tmp_path, b"id,phone\r\n1,+12125550123\r\n2,+12125550124")
     assert lead.line_terminator == "\r\n"
-    assert read_all(lead, 1).phones == ["+12125550123", "+12125550124"]
-    assert lead.lines[-1].endswith("\r\n")  # the missing last line end was added
+    chunk = read_all(lead, 1)
+    assert chunk.phones == ["+12125550123", "+12125550124"]
+    assert chunk.text[-1] == "2,+12125550124\r\n"  # the missing last line end was added
 
 
 def test_gzip_input(tmp_path: Path) -> None:

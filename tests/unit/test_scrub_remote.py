@@ -55,7 +55,7 @@ def answer(engine: RemoteEngine | LocalEngine, texts: list[str], split: int = 3)
     try:
         for start in range(0, len(texts), split):
             engine.submit(start, texts[start : start + split])
-        return engine.finish(len(texts))
+        return engine.take(0, len(texts))
     finally:
         engine.close()
 
@@ -257,7 +257,7 @@ def test_a_stopped_target_s_batches_are_answered_by_the_other(
         engine.submit(0, MANY)
         assert bad.held.holding.wait(10)
         bad.stop()  # with a batch in its hands
-        answers = engine.finish(len(MANY))
+        answers = engine.take(0, len(MANY))
     finally:
         engine.close()
     assert by_name(answers) == local_answers(MANY)
@@ -302,7 +302,7 @@ def test_the_scrub_fails_when_no_target_can_answer(
         first.stop()
         second.stop()
         with pytest.raises(RemoteError, match=r"no target can answer \(2 tried\): ") as caught:
-            engine.finish(len(MANY))
+            engine.take(0, len(MANY))
     finally:
         engine.close()
     assert "\n" not in str(caught.value)
