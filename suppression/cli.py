@@ -144,6 +144,8 @@ def _scrub(settings: Settings, source: str) -> int:
         no_header=settings.no_header,
         compress=settings.compress,
         dedupe=settings.dedupe,
+        as_of=settings.as_of,
+        archive_dir=settings.archive_dir,
     )
     summary = run_scrub(options, Path(source))
     Console().print(summary.table())

@@ -448,6 +448,16 @@ class Settings:
         "check",
         "explain",
         "evidence",
+        "scrub",
+    )
+    as_of: str = _opt(
+        "",
+        "scrub against the lists as they stood at this earlier version (MS-SEQ) or time "
+        "(ISO 8601 with an offset, or milliseconds): rebuilt from the newest snapshot before "
+        "it plus the change archive (--archive-dir, or archive/ in --data-dir); an audit "
+        "re-check; local mode only, and not with --list files, which have no history",
+        "scrub",
+        metavar="VERSION|TIME",
     )
     archive_segment_bytes: int = _opt(
         64 * 1024 * 1024,

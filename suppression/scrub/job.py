@@ -117,6 +117,12 @@ def _scrub(
         region = validate_region(options.region)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    if options.as_of and options.targets:
+        raise ConfigError(
+            "--as-of rebuilds the lists from the change archive on this machine: scrub locally "
+            "(--data-dir holding archive/, or --archive-dir) instead of --target; programs "
+            "elsewhere send CheckRequest.as_of_version"
+        )
     if options.no_header and not options.column.isdigit():
         # Without a header, names cannot be matched; content detection still works.
         if options.column:

@@ -48,6 +48,10 @@ class ScrubOptions:
     """Input lines read, checked and written at a time; memory grows with it."""
     resume: bool = False
     """Continue an interrupted scrub of the same file from its last checkpoint."""
+    as_of: str = ""
+    """Local mode: scrub against the lists as of this version or time ("" means now)."""
+    archive_dir: Path | None = None
+    """With ``as_of``: the change archive; None means ``archive/`` in ``data_dir``."""
     no_header: bool = False
     """The file has no header row; ``column`` is then a 1-based position (or detected)."""
     compress: bool = False
