@@ -215,6 +215,12 @@ def test_explain_gives_the_policy_verdict_then_with_its_exemptions(
         with pytest.raises(grpc.RpcError) as unknown:
             started.Explain(pb.ExplainRequest(number_e164=US, version=str(start), policy="x"))
         assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Check as of those versions decides under the same policy, at each version's time.
+        then = started.Check(pb.CheckRequest(e164=[US], as_of_version=str(start)))
+        assert list(then.verdicts) == [pb.SUPPRESSED] and then.policy == "tsr"
+        later = started.Check(pb.CheckRequest(e164=[US], as_of_version=str(consented)))
+        assert list(later.verdicts) == [pb.ALLOWED] and list(later.exemptions) == [1]
+        assert list(later.exemption_names) == ["consent"]
 
 
 def test_explain_without_policies_gives_none_and_refuses_policy_fields(
