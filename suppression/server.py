@@ -321,6 +321,10 @@ def _serving(health_servicer: health.HealthServicer) -> bool:
     return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+_SIGNAL_POLL = 0.25
+"""Seconds the serving main thread sleeps at most before it runs pending signal handlers."""
+
+
 class _StopSignal:
     """Turns SIGTERM and SIGINT into an event the main thread waits on."""
 
@@ -478,7 +482,11 @@ def _serve_one(
     if state_registry is not None and metrics_dir is not None:
         publisher = StatePublisher(state_registry, metrics_dir)
         publisher.start()
-    stop.event.wait()
+    # Never an untimed wait: the kernel may deliver SIGTERM to any thread (gRPC's,
+    # the metrics server's); Python runs the handler only when the main thread runs
+    # bytecode, and a main thread blocked for good would never see the signal.
+    while not stop.event.wait(_SIGNAL_POLL):
+        pass
     process.stop(options.grace)
     replica.stop()
     if publisher is not None:

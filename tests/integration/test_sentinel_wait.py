@@ -69,7 +69,12 @@ def test_a_write_the_redis_replica_misses_fails_clearly(
     writer = ChangeLogWriter(
         connect(primary.url), STREAM, "test", min_replicas=1, replica_timeout=0.5
     )
-    writer.write([entry(CN)])
+    # Writes around the pause may wait longer: a replica acknowledges on its own schedule,
+    # and on a busy machine 0.5 s is not always enough for a healthy one.
+    patient = ChangeLogWriter(
+        connect(primary.url), STREAM, "test", min_replicas=1, replica_timeout=10.0
+    )
+    patient.write([entry(CN)])
     paused.pause()
     started = time.monotonic()
     with pytest.raises(ChangeLogError, match=r"not acknowledged.*only 0 of the 1 Redis replica"):
@@ -77,7 +82,7 @@ def test_a_write_the_redis_replica_misses_fails_clearly(
     assert time.monotonic() - started < 5, "the write waits about --replica-timeout, not forever"
     paused.resume()
     redis_pair.nodes[1].wait_in_sync()
-    assert len(writer.write([entry(CN + 2)])) == 1, "writes go through again once it is back"
+    assert len(patient.write([entry(CN + 2)])) == 1, "writes go through again once it is back"
 
 
 def test_more_replicas_than_exist_refuses_every_write(redis_pair: RedisGroup) -> None:
@@ -92,7 +97,11 @@ def test_suppress_fails_unavailable_when_the_redis_replica_misses_it(
     redis_pair: RedisGroup, paused: RedisNode
 ) -> None:
     options = ChangeLogOptions(
-        redis_url=redis_pair.nodes[0].url, max_staleness=5.0, min_replicas=1, replica_timeout=0.5
+        # 2 s: long enough for a healthy replica on a busy machine, short for the test.
+        redis_url=redis_pair.nodes[0].url,
+        max_staleness=5.0,
+        min_replicas=1,
+        replica_timeout=2.0,
     )
     core = Replica(DataSource(), options)
     process = create_server(core, ServerOptions(port=0), CollectorRegistry(), "127.0.0.1:0")
@@ -118,8 +127,10 @@ def test_the_loader_exits_non_zero_when_replicas_miss_its_write(
     redis_pair: RedisGroup, paused: RedisNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["--redis-url", redis_pair.nodes[0].url, "--list-name", "internal"]
-    common += ["--source", "app", "--min-replicas", "1", "--replica-timeout", "0.3"]
-    assert main(["publish", "add", "+8613800138000", *common, "--create-list"]) == 0
+    common += ["--source", "app", "--min-replicas", "1"]
+    # The first write may wait longer: a healthy replica acknowledges on its own schedule.
+    setup = ["--replica-timeout", "10"]
+    assert main(["publish", "add", "+8613800138000", *common, *setup, "--create-list"]) == 0
     paused.pause()
-    assert main(["publish", "add", "+8613800138001", *common]) == 2
+    assert main(["publish", "add", "+8613800138001", *common, "--replica-timeout", "0.3"]) == 2
     assert "not acknowledged" in capsys.readouterr().err

@@ -88,3 +88,43 @@ def test_metrics_bind_only_the_given_host(data_dir: Path) -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+_SYS_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def test_sigterm_delivered_to_another_thread_still_stops_the_server(data_dir: Path) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads, not the main one."""
+    import ctypes
+    import platform
+    import signal
+
+    from tests.conftest import wait_for
+
+    number = _SYS_TGKILL.get(platform.machine())
+    if number is None:
+        pytest.skip(f"tgkill's syscall number is not known here ({platform.machine()})")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
+    command = [sys.executable, "-m", "suppression.cli", "serve", "--data-dir", str(data_dir)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0"]
+    server = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+
+        def listening() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(listening, 30, "the server to listen")
+        threads = [int(t.name) for t in Path(f"/proc/{server.pid}/task").iterdir()]
+        other = next(tid for tid in threads if tid != server.pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(number, server.pid, other, signal.SIGTERM) == 0
+        assert server.wait(20) == 0, "SIGTERM to a non-main thread must stop the server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
