@@ -10,27 +10,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import grpc
-from rich.console import Console
-from rich.table import Table
-
-from suppression.checker import CheckOutcome, Verdict
-from suppression.client import CheckResult, ClientConfig, PolicyArrays, SuppressionClient
 from suppression.cliparse import CommandParser, add_version
-from suppression.datasource import DataSource
-from suppression.e164 import InvalidReason, Normalizer, validate_region
 from suppression.errors import ConfigError, SuppressionError
-from suppression.explaincli import add_commands, run_evidence, run_explain
+from suppression.explaincli import add_commands
 from suppression.logs import configure_logging, report_error, requested_format
-from suppression.policy.batch import PolicyAnswer, PolicyRequest
-from suppression.policy.store import open_store
-from suppression.policyargs import policy_request_of
-from suppression.replica import Replica
-from suppression.scrub import ScrubOptions, run_scrub
-from suppression.server import serve
 from suppression.settings import Settings, add_arguments, settings_from_args
+
+# Each command imports what it runs when it runs: `scrub` never loads grpc or the
+# server, and start-up is part of every scrub's time.
+if TYPE_CHECKING:
+    import grpc
+
+    from suppression.checker import CheckOutcome
+    from suppression.client import CheckResult, PolicyArrays
+    from suppression.policy.batch import PolicyAnswer, PolicyRequest
 
 __all__ = ["main"]
 
@@ -91,39 +86,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
+            from suppression.server import serve
+
             return serve(settings)
         if args.command == "scrub":
             return _scrub(settings, args.input)
         if args.command == "explain":
+            from suppression.explaincli import run_explain
+
             return run_explain(settings, args.number)
         if args.command == "evidence":
+            from suppression.explaincli import run_evidence
+
             return run_evidence(settings, args.number)
         return _check(settings, args.numbers)
     except SuppressionError as exc:
         report_error(PROG, str(exc))
-    except grpc.RpcError as exc:
-        report_error(PROG, _rpc_message(exc))
     except OSError as exc:
         report_error(PROG, str(exc))
     except KeyboardInterrupt:
         report_error(PROG, "interrupted")
+    except Exception as exc:
+        # Only a command that talked to a server has imported grpc, and only it gets RpcError.
+        grpc_module = sys.modules.get("grpc")
+        if grpc_module is None or not isinstance(exc, grpc_module.RpcError):
+            raise
+        report_error(PROG, _rpc_message(exc))
     return EXIT_ERROR
 
 
 _RPC_HINTS = {
-    grpc.StatusCode.UNAVAILABLE: "is `suppression serve` running and reachable at --target?",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "the server did not answer within --timeout seconds",
+    "UNAVAILABLE": "is `suppression serve` running and reachable at --target?",
+    "DEADLINE_EXCEEDED": "the server did not answer within --timeout seconds",
 }
 
 
 def _rpc_message(exc: grpc.RpcError) -> str:
     code: grpc.StatusCode = exc.code()
     details: str = exc.details()
-    hint = _RPC_HINTS.get(code)
+    hint = _RPC_HINTS.get(code.name)
     return f"server answered {code.name}: {details}" + (f" ({hint})" if hint else "")
 
 
 def _scrub(settings: Settings, source: str) -> int:
+    from rich.console import Console
+
+    from suppression.scrub import ScrubOptions, run_scrub
+
     options = ScrubOptions(
         region=settings.region,
         column=settings.column,
@@ -153,6 +162,13 @@ def _scrub(settings: Settings, source: str) -> int:
 
 
 def _check(settings: Settings, numbers: Sequence[str]) -> int:
+    from suppression.checker import Verdict
+    from suppression.datasource import DataSource
+    from suppression.e164 import Normalizer, validate_region
+    from suppression.policy.store import open_store
+    from suppression.policyargs import policy_request_of
+    from suppression.replica import Replica
+
     try:
         region = validate_region(settings.region)
     except ValueError as exc:
@@ -214,6 +230,8 @@ def _check_remote(
 
     The policy options travel as the request's policy fields; the server decides.
     """
+    from suppression.client import ClientConfig, SuppressionClient
+
     config = ClientConfig(
         targets=tuple(settings.target),
         timeout=settings.timeout,
@@ -238,6 +256,9 @@ def _rows(
     reasons: dict[int, int],
     normalized: Sequence[int],
 ) -> list[dict[str, object]]:
+    from suppression.checker import Verdict
+    from suppression.e164 import InvalidReason
+
     rows: list[dict[str, object]] = []
     for index, text in enumerate(numbers):
         verdict = Verdict(verdicts[index])
@@ -292,6 +313,9 @@ _STYLES = {"ALLOWED": "green", "SUPPRESSED": "bold red", "INVALID": "yellow", "D
 def _print_table(
     rows: list[dict[str, object]], version: str, stale: bool, source: str, policy_version: str = ""
 ) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     title = f"data version {version} from {source}" + (" (STALE)" if stale else "")
     if rows and "policy" in rows[0]:
         title += f", policy {rows[0]['policy']} version {policy_version}"

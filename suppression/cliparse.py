@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from suppression.errors import ConfigError
-from suppression.version import build_version
 
 __all__ = ["CommandParser", "UsageError", "add_version"]
 
@@ -28,6 +28,31 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looking the version up only when asked (it costs an import at start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from suppression.version import build_version
+
+        print(f"{parser.prog} {build_version()}")
+        parser.exit()
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     """Add ``--version``: the installed package's version, the one build_info reports."""
-    parser.add_argument("--version", action="version", version=f"%(prog)s {build_version()}")
+    parser.add_argument("--version", action=_VersionAction)

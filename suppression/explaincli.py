@@ -12,22 +12,17 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from suppression.archive import ArchiveReader
-from suppression.datasource import snapshot_key
-from suppression.e164 import validate_region
 from suppression.errors import ConfigError
-from suppression.explain.model import Explanation, explain, version_at_time
-from suppression.explain.report import document, verify_segments, write_report
-from suppression.explain.request import parse_time, single_number
-from suppression.lists import Version
-from suppression.policy.store import open_store
-from suppression.policyargs import policy_request_of
 from suppression.settings import Settings, add_arguments
+
+# Every ``suppression`` command builds this parser; what explain and evidence run is
+# imported when they run, so the other commands do not load the archive or the policies.
+if TYPE_CHECKING:
+    from suppression.archive import ArchiveReader
+    from suppression.explain.model import Explanation
+    from suppression.lists import Version
 
 __all__ = ["add_commands", "run_evidence", "run_explain"]
 
@@ -74,6 +69,12 @@ def _add_point_aliases(parser: argparse.ArgumentParser) -> None:
 
 
 def _question(settings: Settings, text: str) -> tuple[ArchiveReader, int, Version, int | None]:
+    from suppression.archive import ArchiveReader
+    from suppression.e164 import validate_region
+    from suppression.explain.model import version_at_time
+    from suppression.explain.request import parse_time, single_number
+    from suppression.lists import Version
+
     directory = settings.archive_dir
     if directory is None and settings.data_dir is not None:
         directory = settings.data_dir / "archive"
@@ -97,6 +98,11 @@ def _question(settings: Settings, text: str) -> tuple[ArchiveReader, int, Versio
 
 
 def _explain(settings: Settings, text: str) -> tuple[ArchiveReader, Explanation]:
+    from suppression.datasource import snapshot_key
+    from suppression.explain.model import explain
+    from suppression.policy.store import open_store
+    from suppression.policyargs import policy_request_of
+
     reader, number, at, at_ms = _question(settings, text)
     key = snapshot_key(settings.snapshot_key_file)
     explanation = explain(reader, number, at, key=key, at_time_ms=at_ms)
@@ -120,6 +126,11 @@ def _explain(settings: Settings, text: str) -> tuple[ArchiveReader, Explanation]
 
 def run_explain(settings: Settings, text: str) -> int:
     """Print the explanation as a table, or as JSON with ``--output json``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from suppression.explain.report import document
+
     _, explanation = _explain(settings, text)
     doc = document(explanation, show_number=settings.show_number)
     if settings.output == "json":
@@ -168,6 +179,8 @@ def run_explain(settings: Settings, text: str) -> int:
 
 def run_evidence(settings: Settings, text: str) -> int:
     """Write the report files and print where they are."""
+    from suppression.explain.report import verify_segments, write_report
+
     if settings.out is None:
         raise ConfigError("give --out DIR: where the report files go")
     reader, explanation = _explain(settings, text)

@@ -40,7 +40,6 @@ from suppression.scrub.options import ScrubOptions
 from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
 from suppression.scrub.reading import Chunk, LeadFile, open_lead_file
-from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.summary import ScrubSummary
 from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, write_layout
 
@@ -313,6 +312,8 @@ def _engine(
     options: ScrubOptions, region: str, lead: LeadFile, progress: ScrubProgress
 ) -> CheckEngine:
     if options.targets:
+        from suppression.scrub.remote import RemoteEngine  # grpc: a local scrub never loads it
+
         return RemoteEngine(
             options.targets,
             region,
