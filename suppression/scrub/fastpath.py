@@ -1,25 +1,22 @@
-"""The scrub's fast path: a block of lead-file bytes split and its phone numbers read with numpy.
+"""The scrub's fast path: a block of lead-file bytes split into rows and fields with numpy.
 
-Most lead rows are one line with no quote, the header's number of
-delimiters and a phone in a handful of shapes. For a block of such rows this
-module finds the lines, the phone field of each and, for the common shapes,
-the E.164 number, with whole-array numpy operations instead of Python work
-per row (the per-row path costs about 6 µs a row; this one well under 1 µs):
+Most lead rows are one line with the header's number of fields. For a block
+of such rows this module finds the lines, the phone field of each and, for
+the common shapes, the E.164 number (:mod:`suppression.scrub.phonearrays`),
+with whole-array numpy operations instead of Python work per row (the
+per-row path costs about 6 µs a row; this one well under 1 µs).
 
-- ``+12125550123`` (``+`` then digits): the normalizer's own canonical rule,
-  validated with the country-code tables; its invalid reasons too;
-- with a default region of the North American plan (US, CA, ...), whose
-  international prefix is ``011`` and national prefix ``1``: ``(212) 555-0123``,
-  ``212.555.0123`` and ``+1 212 555 0123``, exactly where
-  :mod:`suppression.scrub.shortcut` rewrites them (no leading ``0`` or ``1``
-  in the national number) and only when the result is valid.
-
-Every other phone (letters, other countries' punctuated forms, a national
-prefix, an invalid number) is handed back as text, to be checked as before.
-Lines with a quote character or the wrong number of delimiters are parsed by
-the ``csv`` module one by one, as the text path does. A block with a line
-whose quotes may open a multi-line field, a lone CR, or bytes the encoding
-cannot decode is not taken at all (None): the text path reads it.
+Quoted fields are split here too, as the ``csv`` module splits them, when
+every quote on the line is where ``csv`` reads it as quoting: an opening
+quote first in its field, a closing one followed by the delimiter, the line
+end or a second quote (an escaped ``""``). A delimiter is then inside quotes
+exactly when an odd number of quotes precede it on its line. Lines with any
+other quote (a stray one inside an unquoted field, text after a closing
+quote), with the wrong number of fields, or whose quoted phone holds an
+escaped quote are parsed by the ``csv`` module one by one, as the text path
+does. A block with a line whose quotes may open a multi-line field, a lone
+CR, or bytes the encoding cannot decode is not taken at all (:func:`fits`
+is false): the text path reads it.
 
 pyarrow's CSV reader was the other candidate; it parses fields well, but a
 scrub must also copy each row's exact input bytes and report its line, which
@@ -34,9 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from suppression.e164 import e164_reasons
+from suppression.scrub.phonearrays import nanp_region, read_phones
 from suppression.scrub.reading import RowProblem
-from suppression.scrub.shortcut import _region_prefixes
 
 __all__ = [
     "FastChunk",
@@ -49,24 +45,12 @@ __all__ = [
     "scan_block",
 ]
 
-_WIDTH = 24
-"""Phone fields longer than this go the text way."""
-_MAX_UINT64_DIGITS = 19
-_MAX_E164 = 15
 _LF, _CR, _QUOTE = 10, 13, 34
-_OTHER, _DIGIT, _SPACE_CLASS, _PUNCT, _PLUS_CLASS, _PAD = range(6)
-_CLASS = np.full(256, _OTHER, dtype=np.uint8)
-"""A class per byte: digits, space, the other punctuation the shortcut drops (``-.()``),
-``+``, or anything else (which sends the phone to the text path)."""
-_CLASS[48:58] = _DIGIT
-_CLASS[32] = _SPACE_CLASS
-_CLASS[list(b"-.()")] = _PUNCT
-_CLASS[43] = _PLUS_CLASS
 _ASCII_SAFE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"})
 """Encodings whose multi-byte characters never hold an ASCII byte."""
 _GB_SAFE_DELIMITERS = frozenset("\t,;")
 """GB18030's second and fourth bytes can be digits or ``@``-``~``, never these."""
-_TEN = np.array([10**k for k in range(_MAX_UINT64_DIGITS + 1)], dtype=np.uint64)
+_NOT_QUOTE_OR_LF = bytes(byte for byte in range(256) if byte not in (_LF, _QUOTE))
 _MISSING = int(RowProblem.MISSING_NUMBER)
 _RAGGED = int(RowProblem.RAGGED_ROW)
 _MALFORMED = int(RowProblem.MALFORMED_ROW)
@@ -77,19 +61,6 @@ def fast_codec(codec: str, delimiter: str) -> bool:
     if codec in _ASCII_SAFE:
         return True
     return codec in ("gb18030", "gbk", "gb2312") and delimiter in _GB_SAFE_DELIMITERS
-
-
-def nanp_region(region: str) -> bool:
-    """True if ``region``'s national forms follow the rule this module vectorizes (US, CA...)."""
-    prefixes = _region_prefixes(region) if region else None
-    return (
-        prefixes is not None
-        and prefixes.country_code == "1"
-        and prefixes.idd is not None
-        and prefixes.idd.pattern == "011"
-        and prefixes.national_prefix is not None
-        and prefixes.national_prefix.pattern == "1"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,18 +138,90 @@ def fits(data: bytes, codec: str) -> bool:
         except UnicodeDecodeError:
             return False
     if b'"' in data:
-        arr = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(arr == _LF) + 1
-        if np.any(_quotes_per_line(arr, ends, len(ends)) % 2):
-            return False
+        # Only quotes and line ends kept, a line's quotes stand together: dropping every
+        # pair leaves a quote exactly where a line holds an odd number of them.
+        return b'"' not in data.translate(None, _NOT_QUOTE_OR_LF).replace(b'""', b"")
     return True
 
 
-def _quotes_per_line(
-    arr: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64], count: int
-) -> npt.NDArray[np.int64]:
-    quotes = np.flatnonzero(arr == _QUOTE)
-    return np.bincount(np.searchsorted(ends, quotes, side="right"), minlength=count)[:count]
+@dataclass(slots=True)
+class _Lines:
+    """A block's lines and, for each, its phone field where the line is split here."""
+
+    starts: npt.NDArray[np.int64]
+    bodies: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    blank: npt.NDArray[np.bool_]
+    special: npt.NDArray[np.bool_]
+    """Lines the csv module must parse."""
+    field_starts: npt.NDArray[np.int64]
+    field_ends: npt.NDArray[np.int64]
+    """The phone field's bytes, inside its quotes if it has them; 0, 0 on special lines."""
+
+
+def _split(arr: npt.NDArray[np.uint8], separator: int, width: int, column: int) -> _Lines:
+    """Find every line, and the phone field of every line that splits into ``width`` fields.
+
+    ``arr`` ends with LF, holds no lone CR and an even number of quotes on each line.
+    """
+    quoted = bool((arr == _QUOTE).any())
+    marks = (arr == _LF) | (arr == separator)
+    if quoted:
+        marks |= arr == _QUOTE
+    at = np.flatnonzero(marks)
+    kinds = arr[at]
+    wrong_quotes = np.zeros(0, dtype=np.int64)
+    quotes = wrong_quotes
+    if quoted:
+        is_quote = kinds == _QUOTE
+        # Each line holds an even number of quotes, so the count before a mark, from the
+        # block's start, is odd exactly when the mark is inside a quoted field.
+        inside = ((np.cumsum(is_quote) - is_quote) & 1).astype(bool)
+        quotes = at[is_quote]
+        closing = inside[is_quote]
+        before = arr[np.maximum(quotes - 1, 0)]
+        after = arr[quotes + 1]  # the block ends with LF: a quote is never its last byte
+        opens_well = (quotes == 0) | (before == separator) | (before == _LF) | (before == _QUOTE)
+        closes_well = (after == separator) | (after == _LF) | (after == _CR) | (after == _QUOTE)
+        wrong_quotes = quotes[np.where(closing, ~closes_well, ~opens_well)]
+        keep = ~is_quote & ~inside
+        at, kinds = at[keep], kinds[keep]
+    line_at = np.flatnonzero(kinds == _LF)
+    """Per line: the index in ``at`` of its LF; its delimiters come just before."""
+    newlines = at[line_at]
+    count = len(newlines)
+    ends = newlines + 1
+    starts = np.empty(count, dtype=np.int64)
+    starts[:1] = 0
+    starts[1:] = ends[:-1]
+    bodies = np.maximum(newlines - (arr[np.maximum(newlines - 1, 0)] == _CR), starts)
+    blank = bodies == starts
+    first = np.empty(count, dtype=np.int64)
+    first[:1] = 0
+    first[1:] = line_at[:-1] + 1
+    special = (line_at - first + 1 != width) & ~blank
+    if wrong_quotes.size:
+        special[np.searchsorted(newlines, wrong_quotes)] = True
+    last = len(at) - 1
+    field_starts = starts if column == 0 else at[np.minimum(first + column - 1, last)] + 1
+    field_ends = bodies if column == width - 1 else at[np.minimum(first + column, last)]
+    if quotes.size:
+        # A quoted phone is read inside its quotes; one holding an escaped quote by csv.
+        inner = np.searchsorted(quotes, field_ends) - np.searchsorted(quotes, field_starts)
+        special |= (inner > 2) & ~blank
+        wrapped = (inner == 2) & ~special
+        field_starts = field_starts + wrapped
+        field_ends = field_ends - wrapped
+    plain = ~special & ~blank
+    return _Lines(
+        starts,
+        bodies,
+        ends,
+        blank,
+        special,
+        np.where(plain, field_starts, 0),
+        np.where(plain, field_ends, 0),
+    )
 
 
 def scan_block(
@@ -189,6 +232,8 @@ def scan_block(
     width: int,
     column: int,
     region_is_nanp: bool,
+    *,
+    checked: bool = False,
 ) -> FastChunk | None:
     """Split ``data`` (whole lines, each ending in LF) into rows and read their phones.
 
@@ -200,65 +245,34 @@ def scan_block(
         width: fields in the header.
         column: index of the phone field.
         region_is_nanp: the default region takes :func:`nanp_region`'s rule.
+        checked: the caller found that the block :func:`fits`.
 
     Returns:
         The chunk, or None when the text path must read this block.
     """
-    if not fits(data, codec):
+    if not checked and not fits(data, codec):
         return None
-    text_lines: dict[int, str] = {}
     arr = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == _LF)
-    count = len(newlines)
-    ends = newlines + 1
-    starts = np.empty(count, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1]
-    bodies = newlines - (arr[np.maximum(newlines - 1, 0)] == _CR)
-    bodies = np.maximum(bodies, starts)
-    quoted = np.zeros(count, dtype=bool)
-    if b'"' in data:
-        quoted = _quotes_per_line(arr, ends, count) > 0
-    separator = ord(delimiter)
-    delimiters = np.flatnonzero(arr == separator)
-    per_line_delimiters = np.bincount(
-        np.searchsorted(ends, delimiters, side="right"), minlength=count
-    )[:count]
-    blank = bodies == starts
-    special = (quoted | (per_line_delimiters != width - 1)) & ~blank
-    keep = ~blank
-    # The phone field of every plain line, from the delimiters around it.
-    first = np.searchsorted(delimiters, starts)
-    if column == 0:
-        field_start = starts.copy()
-    else:
-        at = np.minimum(first + column - 1, max(len(delimiters) - 1, 0))
-        field_start = delimiters[at] + 1 if len(delimiters) else starts.copy()
-    if column == width - 1:
-        field_end = bodies.copy()
-    else:
-        at = np.minimum(first + column, max(len(delimiters) - 1, 0))
-        field_end = delimiters[at] if len(delimiters) else bodies.copy()
-    plain = keep & ~special
-    field_start = np.where(plain, field_start, 0)
-    field_end = np.where(plain, field_end, 0)
-    rows = np.flatnonzero(keep)
-    values, reasons, slow = _read_phones(arr, field_start[rows], field_end[rows], region_is_nanp)
+    split = _split(arr, ord(delimiter), width, column)
+    starts, ends = split.starts, split.ends
+    rows = np.flatnonzero(~split.blank)
+    field_starts, field_ends = split.field_starts[rows], split.field_ends[rows]
+    values, reasons, slow = read_phones(arr, field_starts, field_ends, region_is_nanp)
+    special = split.special[rows]
     problems = np.zeros(len(rows), dtype=np.int64)
     texts_at: list[int] = []
     texts: list[str] = []
     rewritten: dict[int, list[str]] = {}
-    special_rows = np.flatnonzero(special[rows])
+    special_rows = np.flatnonzero(special)
     parsed_at: list[int] = []
     parsed_phones: list[str] = []
-    slow_rows = np.flatnonzero(slow & plain[rows])
     # Rows the arrays could not settle, in order: plain ones by their field, special ones
     # by the csv module, one line at a time, as the text path does.
     if special_rows.size:
+        text_lines: dict[int, str] = {}
         for row in special_rows.tolist():
             line = rows[row]
-            text = data[starts[line] : ends[line]].decode(codec)
-            text_lines[row] = text
+            text_lines[row] = data[starts[line] : ends[line]].decode(codec)
         parsed = _parse(list(text_lines.values()), delimiter)
         for row, fields in zip(text_lines, parsed, strict=True):
             if fields is None:
@@ -274,8 +288,8 @@ def scan_block(
                     parsed_phones.append(phone)
                 else:
                     problems[row] = _MISSING
-    values[special[rows]] = 0
-    reasons[special[rows]] = 0
+        values[special] = 0
+        reasons[special] = 0
     if parsed_phones:
         # Quoted rows' phones are mostly plain shapes too: read them the same way.
         read_at, read_values, read_reasons, left = _read_texts(
@@ -286,23 +300,30 @@ def scan_block(
         for row, phone in left:
             texts_at.append(row)
             texts.append(phone)
-    for row in slow_rows.tolist():
-        line = rows[row]
-        phone = data[field_start[line] : field_end[line]].decode(codec).strip()
+    slow_rows = np.flatnonzero(slow & ~special)
+    for row, start, end in zip(
+        slow_rows.tolist(),
+        field_starts[slow_rows].tolist(),
+        field_ends[slow_rows].tolist(),
+        strict=True,
+    ):
+        phone = data[start:end].decode(codec).strip()
         if phone:
             texts_at.append(row)
             texts.append(phone)
         else:
             problems[row] = _MISSING
-    order = np.argsort(np.array(texts_at, dtype=np.int64), kind="stable")
-    text_at = np.array(texts_at, dtype=np.int64)[order]
-    texts = [texts[index] for index in order.tolist()]
+    text_at = np.array(texts_at, dtype=np.int64)
+    if parsed_phones:
+        order = np.argsort(text_at, kind="stable")
+        text_at = text_at[order]
+        texts = [texts[index] for index in order.tolist()]
     return FastChunk(
         data=data,
         first_line=first_line,
-        line_count=count,
+        line_count=len(starts),
         starts=starts[rows],
-        bodies=bodies[rows],
+        bodies=split.bodies[rows],
         ends=ends[rows],
         lines=rows.astype(np.int64) + first_line,
         problems=problems,
@@ -311,7 +332,7 @@ def scan_block(
         text_at=text_at,
         texts=texts,
         rewritten=rewritten,
-        blank_lines=int(np.count_nonzero(blank)),
+        blank_lines=len(starts) - len(rows),
     )
 
 
@@ -320,7 +341,7 @@ def _read_texts(
 ) -> tuple[
     npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint8], list[tuple[int, str]]
 ]:
-    """:func:`_read_phones` over phone strings; the rows read, and the (row, phone) pairs left."""
+    """:func:`read_phones` over phone strings; the rows read, and the (row, phone) pairs left."""
     left = [(row, phone) for row, phone in zip(rows, phones, strict=True) if not phone.isascii()]
     ascii_rows = [row for row, phone in zip(rows, phones, strict=True) if phone.isascii()]
     ascii_phones = [phone for phone in phones if phone.isascii()]
@@ -329,7 +350,7 @@ def _read_texts(
     lengths = np.fromiter(map(len, ascii_phones), dtype=np.int64, count=len(ascii_phones))
     starts = np.cumsum(lengths) - lengths
     arr = np.frombuffer("".join(ascii_phones).encode("ascii") + b"\n", dtype=np.uint8)
-    values, reasons, slow = _read_phones(arr, starts, starts + lengths, region_is_nanp)
+    values, reasons, slow = read_phones(arr, starts, starts + lengths, region_is_nanp)
     at = np.array(ascii_rows, dtype=np.int64)
     left += [(ascii_rows[index], ascii_phones[index]) for index in np.flatnonzero(slow).tolist()]
     return at[~slow], values[~slow], reasons[~slow], left
@@ -350,120 +371,3 @@ def _parse(lines: list[str], delimiter: str) -> list[list[str] | None]:
         except csv.Error:
             parsed.append(None)
     return parsed
-
-
-_SLICE = 16_384
-"""Phones read at a time: the work arrays stay a few MiB whatever the block."""
-
-
-def _read_phones(
-    arr: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    ends: npt.NDArray[np.int64],
-    region_is_nanp: bool,
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
-    """:func:`_read_slice` over ``starts``, a slice at a time."""
-    parts = [
-        _read_slice(arr, starts[at : at + _SLICE], ends[at : at + _SLICE], region_is_nanp)
-        for at in range(0, len(starts), _SLICE)
-    ]
-    if not parts:
-        return np.zeros(0, np.uint64), np.zeros(0, np.uint8), np.zeros(0, bool)
-    values, reasons, slow = zip(*parts, strict=True)
-    return np.concatenate(values), np.concatenate(reasons), np.concatenate(slow)
-
-
-def _read_slice(
-    arr: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    ends: npt.NDArray[np.int64],
-    region_is_nanp: bool,
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
-    """Read the phone fields ``arr[starts:ends]``.
-
-    Returns:
-        E.164 values (0 where not read), invalid reasons of canonical phones
-        read here, and which phones must be checked as text instead (including
-        every empty one, which the caller counts as missing).
-    """
-    count = len(starts)
-    lengths = ends - starts
-    offsets = np.arange(_WIDTH, dtype=np.int64)
-    # Character j of every phone is row j: each step below is one pass over a short array.
-    chars = arr[np.minimum(offsets[:, None] + starts[None, :], len(arr) - 1)]
-    classes = _CLASS[chars]
-    classes[offsets[:, None] >= lengths[None, :]] = _PAD
-    value = np.zeros(count, dtype=np.uint64)
-    digits = np.zeros(count, dtype=np.int64)
-    lead = np.zeros(count, dtype=np.int64)
-    second = np.zeros(count, dtype=np.int64)
-    seen = np.zeros(count, dtype=bool)
-    """A non-space character came before."""
-    first_plus = np.zeros(count, dtype=bool)
-    gap = np.zeros(count, dtype=bool)
-    """Spaces since the last non-space character."""
-    inner_space = np.zeros(count, dtype=bool)
-    pluses = np.zeros(count, dtype=np.int64)
-    ten = np.uint64(10)
-    for column in range(_WIDTH):
-        kind = classes[column]
-        if not (kind != _PAD).any():
-            break
-        is_digit = kind == _DIGIT
-        digit = chars[column].astype(np.int64) - 48
-        value = np.where(is_digit, value * ten + digit.astype(np.uint64), value)
-        digits += is_digit
-        lead = np.where(is_digit & (digits == 1), digit, lead)
-        second = np.where(is_digit & (digits == 2), digit, second)
-        nonspace = (kind != _SPACE_CLASS) & (kind != _PAD)
-        first_plus |= ~seen & (kind == _PLUS_CLASS)
-        inner_space |= gap & nonspace
-        gap = (gap | (seen & (kind == _SPACE_CLASS))) & ~nonspace
-        seen |= nonspace
-        pluses += kind == _PLUS_CLASS
-    bad = (classes == _OTHER).any(axis=0)
-    inner_punct = (classes == _PUNCT).any(axis=0) | inner_space
-    leading_plus = first_plus & (pluses == 1)
-    slow = (
-        (lengths > _WIDTH)
-        | bad
-        | ~seen
-        | (pluses > 1)
-        | ((pluses == 1) & ~leading_plus)
-        | (digits == 0)
-        | (digits > _MAX_UINT64_DIGITS)
-    )
-
-    values = np.zeros(count, dtype=np.uint64)
-    reasons = np.zeros(count, dtype=np.uint8)
-    # ``+digits`` after stripping, at most 19 digits, no leading 0: the normalizer's rule.
-    canonical = ~slow & leading_plus & ~inner_punct & (lead != 0)
-    if canonical.any():
-        found = e164_reasons(value[canonical])
-        values[canonical] = np.where(found == 0, value[canonical], np.uint64(0))
-        reasons[canonical] = found
-    done = canonical.copy()
-    # ``+1 ...`` with punctuation: the shortcut keeps the digits when the national number
-    # starts with neither 0 nor 1 (whatever the default region).
-    plus_one = (
-        ~slow
-        & leading_plus
-        & inner_punct
-        & (lead == 1)
-        & (digits >= 3)
-        & (digits <= _MAX_E164)
-        & (second >= 2)
-    )
-    # National forms in a NANP region: no 0 or 1 first (the IDD and the national prefix).
-    national = ~slow & ~leading_plus & (lead >= 2) & (digits >= 2) & (digits < _MAX_E164)
-    if not region_is_nanp:
-        national[:] = False
-    national_value = value + _TEN[np.minimum(digits, _MAX_UINT64_DIGITS)]
-    candidate = plus_one | national
-    number = np.where(national, national_value, value)
-    if candidate.any():
-        ok = np.zeros(count, dtype=bool)
-        ok[candidate] = e164_reasons(number[candidate]) == 0
-        values[ok] = number[ok]
-        done |= ok
-    return values, reasons, ~done

@@ -94,7 +94,7 @@ def _scan(
 ) -> Scanned:
     """Scan a block and answer all of it: numbers read by numpy, and the text phones."""
     data, first_line, layout, writing = task
-    chunk = scan_block(data, first_line, *layout)
+    chunk = scan_block(data, first_line, *layout, checked=True)  # the reader checked fits()
     if chunk is None:  # the reader checked fits(); this is a bug
         raise RuntimeError("a block the fast path took was refused by it")
     _, masks = view.lookup(chunk.values[chunk.values != 0], lists)

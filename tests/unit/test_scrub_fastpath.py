@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
-from hypothesis import example, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from suppression.e164 import Normalizer
-from suppression.scrub.fastpath import nanp_region, scan_block
+from suppression.scrub.fastpath import fits, nanp_region, scan_block
 from suppression.scrub.shortcut import canonicalize
 
 NORMALIZER = Normalizer()
@@ -75,3 +77,47 @@ def test_rows_keep_their_bytes_and_line_numbers() -> None:
     ]
     assert chunk.texts == ["x,y"] and chunk.rewritten == {2: ["3", "2", "3", "4"]}
     assert np.array_equal(chunk.problems, [0, 0, 101])
+
+
+cells = st.sampled_from(
+    ["", "a", " ", '"', '""', ",", "x y", "+12125550123", "(212) 555-0123", "2125550123"]
+    + ['"q,r"', '"s""t"', ' "u"', '"v" ', '"w"x', "1", '"+1 212 555 0123"', '" 212.555.0123 "']
+)
+fields = st.lists(cells, max_size=3).map("".join)
+lines = st.tuples(st.lists(fields, min_size=1, max_size=4).map(",".join), st.booleans())
+
+
+@settings(max_examples=300)
+@given(st.lists(lines, min_size=1, max_size=30))
+@example([('1,"+1 212 555 0123",z', False), ('2,"a,b",+12125550123', True), ('3,"x""y",z', False)])
+@example([('1,a"b,c', False), ('2,"a"b,c', False), ('3, "a",c', False), ('"",,', True)])
+@example([('1,a"b,c",d', False), ('1,"a" ,c', False), ('"1",2,"3"', True), ('x,"p""q",r', False)])
+def test_quoted_lines_split_as_the_csv_module_splits_them(
+    records: list[tuple[str, bool]],
+) -> None:
+    """Every row's problem and phone are what csv.reader (the text path) makes of its line."""
+    texts = [line + ("\r\n" if crlf else "\n") for line, crlf in records]
+    data = "".join(texts).encode("utf-8")
+    assume(fits(data, "utf-8"))  # a line with an odd number of quotes is the text path's
+    chunk = scan_block(data, 2, "utf-8", ",", 3, 1, True)
+    assert chunk is not None
+    found = dict(zip(chunk.text_at.tolist(), chunk.texts, strict=True))
+    rows = [text for text in texts if text.rstrip("\r\n")]
+    assert chunk.rows == len(rows) and chunk.blank_lines == len(texts) - len(rows)
+    for row, text in enumerate(rows):
+        try:
+            parsed = next(csv.reader([text], delimiter=",", strict=True))
+        except csv.Error:
+            assert chunk.problems[row] == 102 and chunk.rewritten[row] == [text.rstrip("\r\n")]
+            continue
+        if len(parsed) != 3:
+            assert chunk.problems[row] == 101 and chunk.rewritten[row] == parsed
+            continue
+        phone = parsed[1].strip()
+        if not phone:
+            assert chunk.problems[row] == 100
+        elif row in found:
+            assert found[row] == phone
+        else:
+            assert chunk.problems[row] == 0
+            assert (int(chunk.values[row]), int(chunk.reasons[row])) == expected(phone, "US")
