@@ -71,8 +71,8 @@ class FastRead:
     """The default region's national forms follow :func:`nanp_region`'s rule."""
 
 
-ScanLayout = tuple[str, str, int, int, bool]
-""":func:`scan_block`'s arguments after ``first_line``: codec, delimiter, width, column, NANP."""
+ScanLayout = tuple[str, str, int, int, str]
+""":func:`scan_block`'s arguments after ``first_line``: codec, delimiter, width, column, region."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +231,7 @@ def scan_block(
     delimiter: str,
     width: int,
     column: int,
-    region_is_nanp: bool,
+    region: str,
     *,
     checked: bool = False,
 ) -> FastChunk | None:
@@ -244,7 +244,7 @@ def scan_block(
         delimiter: the field delimiter.
         width: fields in the header.
         column: index of the phone field.
-        region_is_nanp: the default region takes :func:`nanp_region`'s rule.
+        region: the validated default region, or "".
         checked: the caller found that the block :func:`fits`.
 
     Returns:
@@ -257,7 +257,7 @@ def scan_block(
     starts, ends = split.starts, split.ends
     rows = np.flatnonzero(~split.blank)
     field_starts, field_ends = split.field_starts[rows], split.field_ends[rows]
-    values, reasons, slow = read_phones(arr, field_starts, field_ends, region_is_nanp)
+    values, reasons, slow = read_phones(arr, field_starts, field_ends, region)
     special = split.special[rows]
     problems = np.zeros(len(rows), dtype=np.int64)
     texts_at: list[int] = []
@@ -292,9 +292,7 @@ def scan_block(
         reasons[special] = 0
     if parsed_phones:
         # Quoted rows' phones are mostly plain shapes too: read them the same way.
-        read_at, read_values, read_reasons, left = _read_texts(
-            parsed_at, parsed_phones, region_is_nanp
-        )
+        read_at, read_values, read_reasons, left = _read_texts(parsed_at, parsed_phones, region)
         values[read_at] = read_values
         reasons[read_at] = read_reasons
         for row, phone in left:
@@ -337,7 +335,7 @@ def scan_block(
 
 
 def _read_texts(
-    rows: list[int], phones: list[str], region_is_nanp: bool
+    rows: list[int], phones: list[str], region: str
 ) -> tuple[
     npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint8], list[tuple[int, str]]
 ]:
@@ -350,7 +348,7 @@ def _read_texts(
     lengths = np.fromiter(map(len, ascii_phones), dtype=np.int64, count=len(ascii_phones))
     starts = np.cumsum(lengths) - lengths
     arr = np.frombuffer("".join(ascii_phones).encode("ascii") + b"\n", dtype=np.uint8)
-    values, reasons, slow = read_phones(arr, starts, starts + lengths, region_is_nanp)
+    values, reasons, slow = read_phones(arr, starts, starts + lengths, region)
     at = np.array(ascii_rows, dtype=np.int64)
     left += [(ascii_rows[index], ascii_phones[index]) for index in np.flatnonzero(slow).tolist()]
     return at[~slow], values[~slow], reasons[~slow], left

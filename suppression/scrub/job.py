@@ -411,7 +411,7 @@ class _Run:
             fast = FastRead(nanp_region(self.region))
             codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
             width = len(lead.header)
-            layout = (codec, lead.delimiter, width, self.column.index, fast.nanp)
+            layout = (codec, lead.delimiter, width, self.column.index, self.region)
             # Without --dedupe a worker writes a block's rows too; with it, rows depend on
             # every earlier block, so they are sorted out here.
             assembly = None if self.options.dedupe else write_layout(lead)

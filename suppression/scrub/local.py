@@ -26,6 +26,7 @@ from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
 from suppression.lists import ListView
 from suppression.scrub.answers import Answers, Progress, distinct_strings
+from suppression.scrub.distinct import distinct_with_inverse
 from suppression.scrub.fastpath import FastChunk, RawBlock, ScanLayout, scan_block
 from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
@@ -97,7 +98,10 @@ def _scan(
     chunk = scan_block(data, first_line, *layout, checked=True)  # the reader checked fits()
     if chunk is None:  # the reader checked fits(); this is a bug
         raise RuntimeError("a block the fast path took was refused by it")
-    _, masks = view.lookup(chunk.values[chunk.values != 0], lists)
+    # Looked up once each, in order: a bitmap answers sorted numbers about 3x faster.
+    distinct, inverse = distinct_with_inverse(chunk.values[chunk.values != 0])
+    _, distinct_masks = view.lookup(distinct, lists)
+    masks = distinct_masks[inverse]
     uids, texts = distinct_strings(chunk.texts)
     outcome = check_batch(view, (), canonicalize(texts, region), region, lists, normalizer)
     result = _outcome_tuple(outcome)

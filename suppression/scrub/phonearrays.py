@@ -7,8 +7,12 @@ shortcut (:mod:`suppression.scrub.shortcut`) and the normalizer would give:
   validated with the country-code tables; its invalid reasons too;
 - ``+1 212 555 0123`` and other ``+1`` forms with punctuation, where the
   national number starts with neither 0 nor 1;
+- ``+44 20 7946 0000`` and other ``+`` forms with punctuation, where the
+  national number starts with no 0 and no national prefix of its country
+  (checked with that country's pattern, one ``re`` match a phone);
 - with a default region of the North American plan (:func:`nanp_region`):
-  ``(212) 555-0123`` and ``212.555.0123``, with no leading ``0`` or ``1``.
+  ``(212) 555-0123`` and ``212.555.0123``, with no leading ``0`` or ``1``,
+  and ``1-212-555-0123``, where the region's own patterns take it so.
 
 Every other phone (letters, other countries' punctuated forms, a national
 prefix, an invalid number) is left to be checked as text.
@@ -20,11 +24,14 @@ The fields are laid out as a matrix, character ``j`` of every phone in row
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
+import phonenumbers
 
 from suppression.e164 import e164_reasons
-from suppression.scrub.shortcut import _region_prefixes
+from suppression.scrub.shortcut import _country_prefixes, _region_prefixes
 
 __all__ = ["PHONE_WIDTH", "nanp_region", "read_phones"]
 
@@ -36,6 +43,18 @@ _TEN = np.array([10**k for k in range(_MAX_UINT64_DIGITS + 1)], dtype=np.uint64)
 _SLICE = 1 << 16
 _COLUMNS = np.arange(PHONE_WIDTH, dtype=np.uint8)
 """Phones read at a time: the work matrices stay a few MiB whatever the block."""
+
+
+@functools.cache
+def _country_code_lengths() -> npt.NDArray[np.uint8]:
+    """By a number's first three digits: the length of its country code, as parse reads it."""
+    lengths = np.zeros(1000, dtype=np.uint8)
+    for lead3 in range(100, 1000):
+        for length in (1, 2, 3):
+            if lead3 // 10 ** (3 - length) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                lengths[lead3] = length
+                break
+    return lengths
 
 
 def nanp_region(region: str) -> bool:
@@ -59,7 +78,7 @@ def read_phones(
     arr: npt.NDArray[np.uint8],
     starts: npt.NDArray[np.int64],
     ends: npt.NDArray[np.int64],
-    region_is_nanp: bool,
+    region: str,
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """Read the phone fields ``arr[starts[i]:ends[i]]`` (not stripped).
 
@@ -67,7 +86,7 @@ def read_phones(
         arr: the bytes.
         starts: where each field starts.
         ends: where each ends.
-        region_is_nanp: the default region takes :func:`nanp_region`'s rule.
+        region: the validated default region, or "".
 
     Returns:
         E.164 values (0 where not read), the invalid reasons of canonical
@@ -77,9 +96,9 @@ def read_phones(
     """
     count = len(starts)
     if count <= _SLICE:
-        return _read_slice(arr, starts, ends, region_is_nanp)
+        return _read_slice(arr, starts, ends, region)
     parts = [
-        _read_slice(arr, starts[at : at + _SLICE], ends[at : at + _SLICE], region_is_nanp)
+        _read_slice(arr, starts[at : at + _SLICE], ends[at : at + _SLICE], region)
         for at in range(0, count, _SLICE)
     ]
     values, reasons, slow = zip(*parts, strict=True)
@@ -90,7 +109,7 @@ def _read_slice(
     arr: npt.NDArray[np.uint8],
     starts: npt.NDArray[np.int64],
     ends: npt.NDArray[np.int64],
-    region_is_nanp: bool,
+    region: str,
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     count = len(starts)
     values = np.zeros(count, dtype=np.uint64)
@@ -157,15 +176,95 @@ def _read_slice(
         & (second >= 2)
     )
     number = value
+    region_is_nanp = nanp_region(region)
     if region_is_nanp:
         # National forms in a NANP region: no 0 or 1 first (the IDD and the national prefix).
         national = ~slow & ~leading_plus & (lead >= 2) & (digits >= 2) & (digits < _MAX_E164)
         number = np.where(national, value + _TEN[shown], value)
         candidate |= national
-    # One validation for both: a canonical phone keeps its reason, a candidate only a pass.
+    # The other shapes with a country code, checked with that country's own patterns.
+    loose = ~slow & ~canonical & ~candidate & (digits >= 3) & (digits <= _MAX_E164) & (lead != 0)
+    if (loose & leading_plus).any():
+        candidate |= _international(value, digits, loose & leading_plus)
+    if region_is_nanp and (loose & ~leading_plus & (lead == 1)).any():
+        candidate |= _with_country_code(value, loose & ~leading_plus & (lead == 1), region)
+    # One validation for all: a canonical phone keeps its reason, a candidate only a pass.
     found = e164_reasons(np.where(canonical | candidate, number, np.uint64(0)))
     ok = candidate & (found == 0)
     kept = ok | (canonical & (found == 0))
     values[kept] = number[kept]
     reasons[canonical] = found[canonical]
     return values, reasons, ~(canonical | ok)
+
+
+def _international(
+    value: npt.NDArray[np.uint64], digits: npt.NDArray[np.int64], rows: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Which ``rows`` (``+`` then 3-15 digits, with punctuation) parse keeps as written.
+
+    Parse splits off the country code (the shortest prefix that is one) and
+    keeps the rest unless it is under 2 digits, starts with 0, or starts with
+    the national prefix of the code's country: :func:`shortcut._candidate`'s
+    rule, with the same metadata.
+    """
+    taken = np.zeros(len(value), dtype=bool)
+    at = np.flatnonzero(rows)
+    numbers, lengths = value[at], digits[at]
+    lead3 = (numbers // _TEN[lengths - 3]).astype(np.intp)
+    code_lengths = _country_code_lengths()[lead3].astype(np.int64)
+    national_lengths = lengths - code_lengths
+    national = numbers % _TEN[np.maximum(national_lengths, 0)]
+    plausible = (
+        (code_lengths > 0)
+        & (national_lengths >= 2)
+        & (national >= _TEN[np.maximum(national_lengths - 1, 0)])  # no leading 0
+    )
+    codes = lead3 // 10 ** (3 - code_lengths)
+    for code in np.unique(codes[plausible]).tolist():
+        prefixes = _country_prefixes(code)
+        if prefixes is None:
+            continue
+        mine = np.flatnonzero(plausible & (codes == code))
+        if prefixes.national_prefix is None:
+            taken[at[mine]] = True
+            continue
+        match = prefixes.national_prefix.match
+        kept = [match(text) is None for text in map(str, national[mine].tolist())]
+        taken[at[mine[np.array(kept, dtype=bool)]]] = True
+    return taken
+
+
+def _with_country_code(
+    value: npt.NDArray[np.uint64], rows: npt.NDArray[np.bool_], region: str
+) -> npt.NDArray[np.bool_]:
+    """Which ``rows`` (digits starting with 1, no ``+``) parse reads as ``+1`` and the rest.
+
+    :func:`shortcut._with_country_code`'s rule for a NANP default region,
+    whose international prefix (``011``) cannot match a number starting with
+    1: the whole is not a national number by the region's general pattern and
+    the rest is, and neither the region's nor its country's national prefix
+    starts the rest.
+    """
+    taken = np.zeros(len(value), dtype=bool)
+    prefixes = _region_prefixes(region)
+    main = _country_prefixes(1)
+    if prefixes is None or prefixes.general is None or main is None:
+        return taken
+    general = prefixes.general.fullmatch
+    # The region's national prefix and its country's, each pattern once (US: "1" twice).
+    patterns = {
+        found.national_prefix.pattern: found.national_prefix
+        for found in (prefixes, main)
+        if found.national_prefix is not None
+    }
+    national_prefixes = [pattern.match for pattern in patterns.values()]
+    at = np.flatnonzero(rows)
+    kept = []
+    for text in map(str, value[at].tolist()):
+        rest = text[1:]
+        ok = rest[0] != "0" and general(text) is None and general(rest) is not None
+        for match in national_prefixes:
+            ok = ok and match(rest) is None
+        kept.append(ok)
+    taken[at[np.array(kept, dtype=bool)]] = True
+    return taken

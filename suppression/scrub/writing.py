@@ -10,11 +10,11 @@ owner wrote.
 
 from __future__ import annotations
 
-import array
 import csv
 import io
 import itertools
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from pyroaring import BitMap64
 from suppression.checker import Verdict
 from suppression.e164 import InvalidReason
 from suppression.scrub.answers import Answers
+from suppression.scrub.distinct import SeenNumbers, sorted_distinct
 from suppression.scrub.encoding import ERRORS
 from suppression.scrub.fastpath import FastChunk
 from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, OutputStream
@@ -211,13 +212,14 @@ class ChunkWriter:
         Args:
             lead: the input: dialect, header, header line.
             outputs: the set of temporary files.
-            seen: every E.164 number of an earlier chunk; grows with each chunk.
+            seen: every E.164 number of an earlier chunk (a resumed scrub's); the writer
+                keeps its own set from there.
             dedupe: leave out rows whose number an earlier row had.
         """
         self._delimiter = lead.delimiter
         self._width = len(lead.header)
         self._layout = write_layout(lead)
-        self._seen = seen
+        self._seen = SeenNumbers(np.frombuffer(seen.to_array(), dtype=np.uint64))
         self._dedupe = dedupe
         dialect = (lead.delimiter, lead.line_terminator)
         extra_columns = {
@@ -381,14 +383,7 @@ class ChunkWriter:
         Returns:
             The numbers first seen in this block, sorted.
         """
-        distinct = block.distinct
-        seen = self._seen
-        old = np.fromiter(
-            map(seen.__contains__, distinct.tolist()), dtype=bool, count=len(distinct)
-        )
-        fresh: npt.NDArray[np.uint64] = distinct[~old]
-        if fresh.size:
-            seen.update(array.array("Q", fresh.tobytes()))
+        fresh = block.distinct[self._seen.add(block.distinct)]
         tally.rows_in += block.rows
         tally.blank_lines += block.blank_lines
         tally.distinct_numbers += len(fresh)
@@ -402,15 +397,13 @@ class ChunkWriter:
         """The numbers not seen before (sorted), and the rows that first hold each of them."""
         if values.size == 0:
             return values, np.zeros(0, dtype=np.int64)
-        distinct, first = np.unique(values, return_index=True)
-        seen = self._seen
-        old = np.fromiter(
-            map(seen.__contains__, distinct.tolist()), dtype=bool, count=len(distinct)
-        )
-        fresh = distinct[~old]
-        if fresh.size:
-            seen.update(array.array("Q", fresh.tobytes()))
-        return fresh, np.sort(first[~old])
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        starts = np.ones(ordered.size, dtype=bool)
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        distinct, first = ordered[starts], order[starts]
+        new = self._seen.add(distinct)
+        return distinct[new], np.sort(first[new])
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,7 +481,7 @@ def assemble(
     block = _block_outputs(chunk, decided, answers.list_names, layout)
     valid = decided.values[decided.verdicts != Verdict.INVALID]
     block.rows, block.blank_lines, block.valid = chunk.rows, chunk.blank_lines, len(valid)
-    block.distinct = np.unique(valid)
+    block.distinct = sorted_distinct(valid)
     return block
 
 
@@ -496,57 +489,41 @@ def _block_outputs(
     chunk: FastChunk, decided: _Decided, names: tuple[str, ...], layout: WriteLayout
 ) -> BlockOutputs:
     verdicts, masks, reasons = decided.verdicts, decided.masks, decided.reasons
-    data = chunk.data
-    arr = np.frombuffer(data, dtype=np.uint8)
     out: dict[OutputKind, bytes] = {}
     counts: dict[OutputKind, int] = {}
 
     clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
-    out[OutputKind.CLEAN] = b""
-    if clean_at.size:
-        # +1 where a clean row starts, -1 where it ends: the running sum marks its bytes.
-        edges = np.zeros(len(data) + 1, dtype=np.int8)
-        edges[chunk.starts[clean_at]] = 1
-        edges[chunk.ends[clean_at]] -= 1
-        inside = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
-        out[OutputKind.CLEAN] = arr[inside].tobytes()
+    out[OutputKind.CLEAN] = _copy_rows(chunk, clean_at)
     counts[OutputKind.CLEAN] = len(clean_at)
 
     encoding, delimiter = layout.encoding, layout.delimiter
     suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
+    suppressed_masks = masks[suppressed_at]
     labels: dict[int, bytes] = {}
-    tails: list[bytes] = []
-    for mask in masks[suppressed_at].tolist():
-        label = labels.get(mask)
-        if label is None:
-            chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-            text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter)
-            label = labels[mask] = text.encode(encoding, ERRORS)
-        tails.append(label)
+    for mask in set(suppressed_masks.tolist()):
+        chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+        text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter)
+        labels[mask] = text.encode(encoding, ERRORS)
+    tails = list(map(labels.__getitem__, suppressed_masks.tolist()))
     out[OutputKind.SUPPRESSED] = _copy_with_tails(chunk, suppressed_at, tails, {}, layout)
     counts[OutputKind.SUPPRESSED] = len(suppressed_at)
     one = np.uint64(1)
-    suppressed_masks = masks[suppressed_at]
     per_list = {
         name: int(np.count_nonzero((suppressed_masks >> np.uint64(bit)) & one))
         for bit, name in enumerate(names)
     }
 
     invalid_at = np.flatnonzero(verdicts == Verdict.INVALID)
-    reason_and_line = [
-        [_REASON_NAMES[reason], str(line)]
-        for reason, line in zip(
-            reasons[invalid_at].tolist(), chunk.lines[invalid_at].tolist(), strict=True
-        )
-    ]
-    invalid_tails = [
-        _tail(fields, delimiter).encode(encoding, ERRORS) for fields in reason_and_line
-    ]
+    invalid_reasons = reasons[invalid_at].tolist()
+    invalid_lines = chunk.lines[invalid_at].tolist()
+    invalid_tails = _invalid_tails(invalid_reasons, invalid_lines, delimiter, encoding)
     rewritten = {
-        position: [*_fit(chunk.rewritten[row], layout.width, delimiter), *extra]
-        for position, (row, extra) in enumerate(
-            zip(invalid_at.tolist(), reason_and_line, strict=True)
-        )
+        position: [
+            *_fit(chunk.rewritten[row], layout.width, delimiter),
+            _REASON_NAMES[invalid_reasons[position]],
+            str(invalid_lines[position]),
+        ]
+        for position, row in enumerate(invalid_at.tolist())
         if row in chunk.rewritten
     }
     out[OutputKind.INVALID] = _copy_with_tails(chunk, invalid_at, invalid_tails, rewritten, layout)
@@ -559,6 +536,46 @@ def _block_outputs(
     return BlockOutputs(out, counts, per_list, per_reason)
 
 
+def _invalid_tails(
+    reasons: list[int], lines: list[int], delimiter: str, encoding: str
+) -> list[bytes]:
+    """The ``invalid_reason`` and ``line`` fields of each invalid row, encoded."""
+    if delimiter.isdigit():  # the line number itself would need quoting
+        return [
+            _tail([_REASON_NAMES[reason], str(line)], delimiter).encode(encoding, ERRORS)
+            for reason, line in zip(reasons, lines, strict=True)
+        ]
+    # Reason names are upper-case words: quoted only if the delimiter is one of their letters.
+    named = {code: _tail([name], delimiter) + delimiter for code, name in _REASON_NAMES.items()}
+    texts = [named[reason] + str(line) for reason, line in zip(reasons, lines, strict=True)]
+    return [text.encode(encoding, ERRORS) for text in texts]
+
+
+def _slices(data: bytes, starts: list[int], ends: list[int]) -> Iterator[bytes]:
+    return map(data.__getitem__, map(slice, starts, ends))
+
+
+def _copy_rows(chunk: FastChunk, at: npt.NDArray[np.int64]) -> bytes:
+    """The bytes of rows ``at``, copied a run of neighbouring rows at a time."""
+    if not len(at):
+        return b""
+    if chunk.blank_lines == 0:
+        # The rows tile the block: one mask over its bytes, a row's value repeated over its
+        # length, picks them all (about 2x faster than joining runs, for the usual share).
+        chosen = np.zeros(chunk.rows, dtype=bool)
+        chosen[at] = True
+        inside = np.repeat(chosen, chunk.ends - chunk.starts)
+        copied: bytes = np.frombuffer(chunk.data, dtype=np.uint8)[inside].tobytes()
+        return copied
+    starts, ends = chunk.starts[at], chunk.ends[at]
+    # A run goes on while the next row starts where the last one ended (no row or blank
+    # line between them).
+    breaks = np.flatnonzero(starts[1:] != ends[:-1])
+    run_starts = np.concatenate([starts[:1], starts[breaks + 1]])
+    run_ends = np.concatenate([ends[breaks], ends[-1:]])
+    return b"".join(_slices(chunk.data, run_starts.tolist(), run_ends.tolist()))
+
+
 def _copy_with_tails(
     chunk: FastChunk,
     at: npt.NDArray[np.int64],
@@ -568,8 +585,7 @@ def _copy_with_tails(
 ) -> bytes:
     """Rows ``at`` with ``tails[i]`` before each line end; ``rewritten`` ones written again.
 
-    The output is gathered with one numpy index over the block and the tails:
-    three pieces a row (body, tail, line end) cost one Python step each otherwise.
+    Each row is three pieces (body, tail, line end), joined in one C-level pass.
     """
     if not len(at):
         return b""
@@ -578,20 +594,12 @@ def _copy_with_tails(
         writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator=layout.terminator)
         writer.writerow(fields)
         tails[position] = buffer.getvalue().encode(layout.encoding, ERRORS)
-    data = chunk.data
-    tail_lengths = np.fromiter(map(len, tails), dtype=np.int64, count=len(tails))
-    tail_starts = len(data) + np.cumsum(tail_lengths) - tail_lengths
-    source = np.frombuffer(data + b"".join(tails), dtype=np.uint8)
     starts, bodies, ends = chunk.starts[at], chunk.bodies[at], chunk.ends[at]
     if rewritten:  # a rewritten row is its tail alone
         again = np.fromiter(rewritten.keys(), dtype=np.int64, count=len(rewritten))
         starts, bodies, ends = starts.copy(), bodies.copy(), ends.copy()
         starts[again] = bodies[again] = ends[again] = 0
-    # Per row three segments: the body, the tail, the line end.
-    segment_starts = np.stack([starts, tail_starts, bodies], axis=1).ravel()
-    segment_lengths = np.stack([bodies - starts, tail_lengths, ends - bodies], axis=1).ravel()
-    offsets = np.cumsum(segment_lengths) - segment_lengths
-    index = np.repeat(segment_starts - offsets, segment_lengths) + np.arange(
-        int(segment_lengths.sum()), dtype=np.int64
-    )
-    return source[index].tobytes()
+    data = chunk.data
+    heads = _slices(data, starts.tolist(), bodies.tolist())
+    line_ends = _slices(data, bodies.tolist(), ends.tolist())
+    return b"".join(itertools.chain.from_iterable(zip(heads, tails, line_ends, strict=True)))
