@@ -41,6 +41,7 @@ __all__ = [
     "ScanLayout",
     "fast_codec",
     "fits",
+    "fitting_lines",
     "nanp_region",
     "scan_block",
 ]
@@ -128,20 +129,29 @@ def fits(data: bytes, codec: str) -> bool:
     The block must end with LF, hold no lone CR (a line end too), decode, and
     have an even number of quotes on every line (else a quoted field may run on).
     """
+    return fitting_lines(data, codec) is not None
+
+
+def fitting_lines(data: bytes, codec: str) -> int | None:
+    """The number of lines in ``data`` if it :func:`fits`; None if it does not."""
     if not data.endswith(b"\n"):
-        return False
+        return None
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
-        return False
+        return None
     if not data.isascii():
         try:
             data.decode(codec)
         except UnicodeDecodeError:
-            return False
-    if b'"' in data:
-        # Only quotes and line ends kept, a line's quotes stand together: dropping every
-        # pair leaves a quote exactly where a line holds an odd number of them.
-        return b'"' not in data.translate(None, _NOT_QUOTE_OR_LF).replace(b'""', b"")
-    return True
+            return None
+    if b'"' not in data:
+        return data.count(b"\n")
+    # Only quotes and line ends kept, a line's quotes stand together: dropping every pair
+    # leaves a quote exactly where a line holds an odd number of them. The lines are counted
+    # in the short string too.
+    marks = data.translate(None, _NOT_QUOTE_OR_LF)
+    if b'"' in marks.replace(b'""', b""):
+        return None
+    return marks.count(b"\n")
 
 
 @dataclass(slots=True)

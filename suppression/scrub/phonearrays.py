@@ -29,6 +29,7 @@ import functools
 import numpy as np
 import numpy.typing as npt
 import phonenumbers
+from numpy.lib.stride_tricks import sliding_window_view
 
 from suppression.e164 import e164_reasons
 from suppression.scrub.shortcut import _country_prefixes, _region_prefixes
@@ -121,7 +122,7 @@ def _read_slice(
     # Each phone's first ``width`` bytes as a row (rows of a strided view of the block), the
     # bytes past its end made spaces, which the normalizer strips.
     padded = np.concatenate([arr, np.full(width, 32, dtype=np.uint8)])
-    rows = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+    rows = sliding_window_view(padded, width)[starts]
     shown_length = np.minimum(lengths, width).astype(np.uint8)
     np.copyto(rows, np.uint8(32), where=_COLUMNS[:width][None, :] >= shown_length[:, None])
     first = (rows != 32).argmax(axis=1)

@@ -391,7 +391,8 @@ class LeadFile:
             size: physical lines per chunk (of the line-by-line path).
             fast: how to read blocks with numpy; None reads every line as text.
         """
-        from suppression.scrub.fastpath import RawBlock, fast_codec, fits  # it reads RowProblem
+        # fastpath reads RowProblem from here
+        from suppression.scrub.fastpath import RawBlock, fast_codec, fitting_lines
 
         self._piece = self._blocks.block_bytes
         if fast is not None and not fast_codec(self._codec, self.delimiter):
@@ -404,9 +405,10 @@ class LeadFile:
                 data = self._next_bytes()
                 if data is None:
                     return
-                if fits(data, self._codec):
+                lines = fitting_lines(data, self._codec)
+                if lines is not None:
                     block = RawBlock(data, self._first_line)
-                    self._first_line += data.count(b"\n")
+                    self._first_line += lines
                     yield block
                     continue
                 self._push(data)
