@@ -104,6 +104,8 @@ class FollowerState:
     losses: Mapping[str, int]
     """Cumulative times changes were found missing, by kind: trimmed, reset, rewound."""
     position: str = ""
+    attempts_complete: bool = True
+    """Attempt caps count every attempt of their window (the replica fills this in)."""
     """Where the data stands in the log: epoch prefix and sequence number."""
 
 

@@ -10,7 +10,7 @@ import pytest
 from suppression.policy.store import PolicyStore
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.v1 import suppression_pb2 as pb
-from tests.conftest import wait_for
+from tests.conftest import RedisServer, wait_for
 from tests.integration.live_replicas import Replica, ReplicaFactory, start_replica_fixture
 
 __all__ = ["start_replica_fixture"]  # the fixture, used by name
@@ -174,3 +174,50 @@ def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
     wait_for(lambda: len(second.lists.view.attempts) == 3, 10, "the attempts read back")
     assert answers(second) == answers(first)
     assert answers(second, "sim-1") == answers(first, "sim-1")
+
+
+def test_a_replica_with_caps_serves_only_once_the_attempts_are_read_back(
+    tmp_path: Path, start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    policy_file = tmp_path / "policies.toml"
+    policy_file.write_text(POLICIES)
+    data = tmp_path / "data"
+    first = start_replica(data, snapshot_interval=0.2, policies=PolicyStore(policy_file))
+    first.stub.Suppress(
+        pb.SuppressRequest(
+            e164=[ON_REGISTRY], list="registry", source="registry", create_list=True
+        ),
+        timeout=10,
+    )
+    first.stub.RecordAttempts(
+        pb.RecordAttemptsRequest(
+            e164=[CALLED_TWICE, CALLED_TWICE, CALLED_ONCE],
+            times_ms=[(T - 1800) * 1000, (T - 600) * 1000, (T - 60) * 1000],
+            calling_lines=["sim-1"],
+        ),
+        timeout=10,
+    )
+    version = first.lists.version
+    wait_for(
+        lambda: (
+            (newest := find_newest(data)) is not None and read_snapshot(newest).version == version
+        ),
+        10,
+        "a snapshot after the attempts",
+    )
+    expected = answers(first)
+    redis_server.stop()  # the attempts before the snapshot cannot be read back for now
+
+    second = start_replica(data, policies=PolicyStore(policy_file), max_staleness=1.0)
+    assert not second.core.serving, "caps would count none of the three attempts"
+    with pytest.raises(grpc.RpcError) as refused:
+        answers(second)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "reading back the dial attempts" in str(refused.value.details())
+    assert second.registry.get_sample_value("suppression_attempts_complete") == 0
+
+    redis_server.start()
+    wait_for(lambda: second.core.serving, 15, "the attempts read back")
+    assert len(second.lists.view.attempts) == 3
+    assert answers(second) == expected
+    assert second.registry.get_sample_value("suppression_attempts_complete") == 1
