@@ -12,13 +12,20 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
-from tests.conftest import free_port, wait_for
+from suppression.datasource import DataSource
+from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
+from suppression.server import ServerOptions, ServingProcess, create_server
+from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from tests.conftest import client_channel, free_port, wait_for
 
 MASTER = "suppression"
 """The master name the sentinels monitor."""
@@ -272,3 +279,39 @@ def redis_sentinels_fixture(tmp_path: Path) -> Iterator[RedisGroup]:
         yield group
     finally:
         group.stop()
+
+
+@dataclass
+class SentinelReplica:
+    """An in-process replica that follows the log through the sentinels, and its client."""
+
+    core: Replica
+    process: ServingProcess
+    registry: CollectorRegistry
+    channel: grpc.Channel
+    stub: pb_grpc.SuppressionStub
+
+
+@contextmanager
+def replica_through_sentinels(group: RedisGroup, data: Path) -> Iterator[SentinelReplica]:
+    """A replica with ``--min-replicas 1`` and snapshots every 0.1 s into ``data``."""
+    options = ChangeLogOptions(
+        redis_url=f"redis://{MASTER}/0",
+        sentinels=group.sentinel_addresses,
+        sentinel_master=MASTER,
+        max_staleness=5.0,
+        min_replicas=1,
+        replica_timeout=0.5,
+    )
+    core = Replica(DataSource(data_dir=data), options, SnapshotOptions(interval=0.1, keep=5))
+    registry = CollectorRegistry()
+    process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
+    core.start()
+    process.sync_health()
+    channel = client_channel(f"127.0.0.1:{process.port}")
+    try:
+        yield SentinelReplica(core, process, registry, channel, pb_grpc.SuppressionStub(channel))
+    finally:
+        channel.close()
+        process.stop(0)
+        core.stop()

@@ -141,9 +141,10 @@ def test_record_attempts_refuses_bad_input_and_writes_nothing(
     assert replica.lists.version == before
 
 
-def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
+def _attempts_in_a_snapshot(
     tmp_path: Path, start_replica: ReplicaFactory
-) -> None:
+) -> tuple[Replica, Path, Path]:
+    """A replica that records three attempts and snapshots them: it, its data, the policies."""
     policy_file = tmp_path / "policies.toml"
     policy_file.write_text(POLICIES)
     data = tmp_path / "data"
@@ -169,6 +170,13 @@ def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
         return newest is not None and read_snapshot(newest).version == version
 
     wait_for(snapshot_at_version, 10, "a snapshot after the attempts")
+    return first, data, policy_file
+
+
+def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
+    tmp_path: Path, start_replica: ReplicaFactory
+) -> None:
+    first, data, policy_file = _attempts_in_a_snapshot(tmp_path, start_replica)
     second = start_replica(data, policies=PolicyStore(policy_file))
     # None of them came after its snapshot: all three are read back from the log.
     wait_for(lambda: len(second.lists.view.attempts) == 3, 10, "the attempts read back")
@@ -179,32 +187,7 @@ def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
 def test_a_replica_with_caps_serves_only_once_the_attempts_are_read_back(
     tmp_path: Path, start_replica: ReplicaFactory, redis_server: RedisServer
 ) -> None:
-    policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES)
-    data = tmp_path / "data"
-    first = start_replica(data, snapshot_interval=0.2, policies=PolicyStore(policy_file))
-    first.stub.Suppress(
-        pb.SuppressRequest(
-            e164=[ON_REGISTRY], list="registry", source="registry", create_list=True
-        ),
-        timeout=10,
-    )
-    first.stub.RecordAttempts(
-        pb.RecordAttemptsRequest(
-            e164=[CALLED_TWICE, CALLED_TWICE, CALLED_ONCE],
-            times_ms=[(T - 1800) * 1000, (T - 600) * 1000, (T - 60) * 1000],
-            calling_lines=["sim-1"],
-        ),
-        timeout=10,
-    )
-    version = first.lists.version
-    wait_for(
-        lambda: (
-            (newest := find_newest(data)) is not None and read_snapshot(newest).version == version
-        ),
-        10,
-        "a snapshot after the attempts",
-    )
+    first, data, policy_file = _attempts_in_a_snapshot(tmp_path, start_replica)
     expected = answers(first)
     redis_server.stop()  # the attempts before the snapshot cannot be read back for now
 

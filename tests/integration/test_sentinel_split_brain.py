@@ -18,21 +18,18 @@ import grpc
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry
 
 from suppression.changelog.streaminfo import meta_key
-from suppression.datasource import DataSource
 from suppression.redisconn import PrimaryWatch, connect
-from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
-from suppression.server import ServerOptions, create_server
 from suppression.v1 import suppression_pb2 as pb
-from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from tests.conftest import client_channel, wait_for
+from tests.conftest import wait_for
 from tests.integration.redis_ha import (  # noqa: F401 - a fixture
     MASTER,
     RedisGroup,
     RedisNode,
+    SentinelReplica,
     redis_sentinels_fixture,
+    replica_through_sentinels,
 )
 
 pytestmark = pytest.mark.integration
@@ -62,23 +59,18 @@ def _watch_only(group: RedisGroup, node: RedisNode) -> None:
 def test_a_replica_leaves_an_old_primary_the_sentinels_replaced(
     redis_sentinels: RedisGroup, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    options = ChangeLogOptions(
-        redis_url=f"redis://{MASTER}/0",
-        sentinels=redis_sentinels.sentinel_addresses,
-        sentinel_master=MASTER,
-        max_staleness=5.0,
-        min_replicas=1,
-        replica_timeout=0.5,
-    )
-    core = Replica(DataSource(data_dir=data), options, SnapshotOptions(interval=0.1, keep=5))
-    registry = CollectorRegistry()
-    process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
-    core.start()
-    process.sync_health()
-    channel = client_channel(f"127.0.0.1:{process.port}")
-    stub = pb_grpc.SuppressionStub(channel)
     new_primary = RedisNode(tmp_path / "redis-new")
+    try:
+        with replica_through_sentinels(redis_sentinels, tmp_path / "data") as replica:
+            _leave_the_old_primary(redis_sentinels, replica, new_primary)
+    finally:
+        new_primary.kill()
+
+
+def _leave_the_old_primary(
+    group: RedisGroup, replica: SentinelReplica, new_primary: RedisNode
+) -> None:
+    core, channel, stub = replica.core, replica.channel, replica.stub
 
     def verdicts() -> list[int]:
         """The answers for A and B; [] while the replica refuses (UNAVAILABLE)."""
@@ -88,39 +80,33 @@ def test_a_replica_leaves_an_old_primary_the_sentinels_replaced(
             assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
             return []
 
-    try:
-        request = pb.SuppressRequest(e164=[A], list="internal", source="app", create_list=True)
-        stub.Suppress(request, timeout=10)
-        old = redis_sentinels.primary()
-        new_primary.start()
-        _copy_log(old.client(), new_primary.client())  # the log as the failover keeps it
+    request = pb.SuppressRequest(e164=[A], list="internal", source="app", create_list=True)
+    stub.Suppress(request, timeout=10)
+    old = group.primary()
+    new_primary.start()
+    _copy_log(old.client(), new_primary.client())  # the log as the failover keeps it
 
-        # B reaches the old primary only: its replica is cut off, so B is never acknowledged.
-        redis_replica = next(n for n in redis_sentinels.nodes if n is not old)
-        redis_replica.pause()
-        old.client().client_kill_filter(_type="replica")
-        with pytest.raises(grpc.RpcError, match="not acknowledged"):
-            stub.Suppress(pb.SuppressRequest(e164=[B], list="internal", source="app"))
-        wait_for(lambda: verdicts() == [pb.SUPPRESSED] * 2, 5, "the replica to apply B anyway")
+    # B reaches the old primary only: its replica is cut off, so B is never acknowledged.
+    redis_replica = next(n for n in group.nodes if n is not old)
+    redis_replica.pause()
+    old.client().client_kill_filter(_type="replica")
+    with pytest.raises(grpc.RpcError, match="not acknowledged"):
+        stub.Suppress(pb.SuppressRequest(e164=[B], list="internal", source="app"))
+    wait_for(lambda: verdicts() == [pb.SUPPRESSED] * 2, 5, "the replica to apply B anyway")
 
-        _watch_only(redis_sentinels, new_primary)
-        assert old.client().info("replication")["role"] == "master", "the old primary lives on"
+    _watch_only(group, new_primary)
+    assert old.client().info("replication")["role"] == "master", "the old primary lives on"
 
-        def recovered() -> bool:
-            request = health_pb2.HealthCheckRequest()
-            health = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
-            return health == SERVING and verdicts() == [pb.SUPPRESSED, pb.ALLOWED]
+    def recovered() -> bool:
+        request = health_pb2.HealthCheckRequest()
+        health = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+        return health == SERVING and verdicts() == [pb.SUPPRESSED, pb.ALLOWED]
 
-        wait_for(recovered, 20, "the replica to leave the old primary and drop B")
-        assert B in _numbers_in(old.client()), "the old primary still holds B: a split brain"
-        assert B not in _numbers_in(new_primary.client())
-        state = core.follower_state()
-        assert state is not None and state.losses["rewound"] >= 1
-    finally:
-        channel.close()
-        process.stop(0)
-        core.stop()
-        new_primary.kill()
+    wait_for(recovered, 20, "the replica to leave the old primary and drop B")
+    assert B in _numbers_in(old.client()), "the old primary still holds B: a split brain"
+    assert B not in _numbers_in(new_primary.client())
+    state = core.follower_state()
+    assert state is not None and state.losses["rewound"] >= 1
 
 
 def _numbers_in(client: redis.Redis) -> set[int]:
