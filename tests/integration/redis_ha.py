@@ -25,7 +25,7 @@ from suppression.datasource import DataSource
 from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
 from suppression.server import ServerOptions, ServingProcess, create_server
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from tests.conftest import client_channel, free_port, wait_for
+from tests.conftest import RedisServer, client_channel, free_port, wait_for
 
 MASTER = "suppression"
 """The master name the sentinels monitor."""
@@ -49,46 +49,17 @@ def _pings(port: int) -> bool:
 
 
 @dataclass
-class RedisNode:
+class RedisNode(RedisServer):
     """One redis-server with append-only persistence, optionally a replica of another."""
 
-    directory: Path
-    port: int = field(default_factory=free_port)
     replica_of: int | None = None
-    process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            _binary("redis-server", "redis-server"),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--logfile",
-            str(self.directory / "redis.log"),
-            # A replica syncs at once instead of after the default 5 s wait for others.
-            "--repl-diskless-sync-delay",
-            "0",
-        ]
+    def extra_arguments(self) -> list[str]:
+        # A replica syncs at once instead of after the default 5 s wait for others.
+        arguments = ["--repl-diskless-sync-delay", "0"]
         if self.replica_of is not None:
-            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(lambda: _pings(self.port), 10.0, f"redis-server on port {self.port}")
+            arguments += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        return arguments
 
     def client(self, timeout: float = 5.0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout)
@@ -104,13 +75,6 @@ class RedisNode:
             return info.get("master_link_status") == "up"
 
         wait_for(linked, timeout, f"replica {self.port} to sync with its primary")
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no last write to disk beyond what fsync already did."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its port but answers nothing."""
