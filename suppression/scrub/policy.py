@@ -12,7 +12,6 @@ and refuses to go on under another policy.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,9 @@ from suppression.policy.batch import PolicyRequest
 from suppression.policy.store import Served, open_store
 from suppression.policyargs import decide_at_ms
 from suppression.scrub.options import ScrubOptions
+from suppression.scrub.writing import earliest_text
 
-__all__ = ["ScrubPolicy", "iso_utc", "scrub_policy"]
+__all__ = ["ScrubPolicy", "scrub_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +57,6 @@ class ScrubPolicy:
     def record(self) -> dict[str, Any]:
         """What a checkpoint keeps, so that a resume decides the rest alike."""
         return {"name": self.name, "at_ms": self.at_ms, "version": self.version}
-
-
-def iso_utc(ms: int) -> str:
-    """``ms`` since the epoch as ISO 8601 in UTC, to the second: ``2026-11-26T14:00:00Z``."""
-    moment = dt.datetime.fromtimestamp(ms // 1000, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def scrub_policy(
@@ -144,10 +138,10 @@ def scrub_policy(
 
 
 def _describe(record: dict[str, Any]) -> str:
-    name = record.get("name") or "the default policy"
+    name = f"policy {record['name']}" if record.get("name") else "the default policy"
     version = f" version {record['version']}" if record.get("version") else ""
-    at = f" for {iso_utc(int(record['at_ms']))}" if record.get("at_ms") else ""
-    return f"policy {name}{version}{at}"
+    at = f" for {earliest_text(int(record['at_ms']))}" if record.get("at_ms") else ""
+    return f"{name}{version}{at}"
 
 
 def _refused(recorded: dict[str, Any] | None, now: str) -> ConfigError:
