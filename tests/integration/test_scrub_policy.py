@@ -209,6 +209,19 @@ def test_local_and_remote_scrubs_under_a_policy_write_the_same_files(
     text = (local / "leads.summary.txt").read_text()
     assert "deferred (not yet)" in text and "day version v1" in text and AT in text
 
+    # No policy option, a server with policies: it decides each batch at its own now, under
+    # its default policy; whatever it defers still has a file, and the summary balances.
+    folder = tmp_path / "servers-now"
+    folder.mkdir()
+    done = scrub(str(source), "--target", servers[0].target, "--region", "US",
+                 "--output-dir", str(folder))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = summary(folder)
+    assert (report["policy"], report["policy_version"], report["decided_at"]) == ("day", "v1", "")
+    assert report["balanced"] is True and report["rows_in"] == 10
+    assert report["suppressed"] == 3 and report["clean"] + report["deferred"] == 6
+    assert "each server's now" in (folder / "leads.summary.txt").read_text()
+
 
 def test_dedupe_and_compress_under_a_policy_match_remote(
     tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
