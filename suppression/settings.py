@@ -332,7 +332,9 @@ class Settings:
         "scrub",
     )
     compress: bool = _opt(
-        False, "scrub: write the clean, suppressed and invalid files gzip-compressed (.gz)", "scrub"
+        False,
+        "scrub: write the row files (clean, suppressed, invalid, deferred) gzip-compressed (.gz)",
+        "scrub",
     )
     dedupe: bool = _opt(
         False,
