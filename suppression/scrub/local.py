@@ -220,6 +220,9 @@ class LocalEngine:
             assert policy.served is not None
             suppress = policy.served.policies.get(policy.name).suppress
             self._list_names, _ = view.select(suppress)
+            from suppression.policy.prefixes import zone_table
+
+            zone_table()  # built once here, before the fork: the workers share it
         self._view = view
         self._region = region
         self._lists = tuple(lists)
