@@ -634,6 +634,23 @@ class Replica:
             raise NotReadyError("data is still loading; retry shortly or ask another replica")
         return lists.view
 
+    def answering_view(self) -> tuple[ListView, Freshness]:
+        """The data to answer from now, and how fresh it is: every check starts here.
+
+        Raises:
+            NotReadyError: still loading; or the replica knows it misses changes
+                and is not configured to fail closed. It never answers ALLOWED
+                from data it knows to be incomplete.
+        """
+        view, freshness = self.view(), self.freshness()
+        if self.needs_resync and not freshness.fail_closed:
+            raise NotReadyError(
+                "this replica is missing changes that the change log no longer holds and is "
+                "waiting for a newer snapshot; ask another replica, or restart it from a "
+                "newer snapshot"
+            )
+        return view, freshness
+
     # -- questions and writes -------------------------------------------------
 
     def check(
@@ -673,13 +690,7 @@ class Replica:
             # The past, rebuilt: complete up to ``as_of`` or refused, never stale.
             view, freshness = self.view_as_of(as_of), _FRESH
         else:
-            view, freshness = self.view(), self.freshness()
-            follower = self._follower
-            if follower is not None and follower.needs_resync and not freshness.fail_closed:
-                raise NotReadyError(
-                    "this replica is missing changes that the change log no longer holds and "
-                    "is waiting for a newer snapshot; ask another replica"
-                )
+            view, freshness = self.answering_view()
         if self._policies is not None:
             # Imported here: a replica without policies never loads the policy code.
             from suppression.policy.batch import PolicyRequest, check_with_policy
