@@ -47,15 +47,15 @@ import grpc
 import numpy as np
 from _common import (
     append_results,
-    free_port,
     load_average,
     machine_description,
     markdown_table,
     print_table,
     redis_server,
     redis_server_version,
+    start_serve,
+    wait_serving,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pyroaring import BitMap64
 
 from suppression.auth import hash_token, new_token
@@ -155,27 +155,24 @@ class Server:
 def start_server(
     mode: str, directory: Path, redis_url: str, data_dir: Path, args: argparse.Namespace
 ) -> Server:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--metrics-port", "0", "--data-dir", str(data_dir),
-        "--redis-url", redis_url, "--snapshot-interval", "0", "--log-level", "WARNING",
-        "--workers", str(args.workers), "--max-batch", str(max(args.batch, 1000)),
+    arguments = [
+        "--data-dir", str(data_dir), "--redis-url", redis_url, "--snapshot-interval", "0",
+        "--log-level", "WARNING", "--workers", str(args.workers),
+        "--max-batch", str(max(args.batch, 1000)),
     ]  # fmt: skip
     ca = token = None
     if mode in ("auth on", "tls only"):
         ca_cert, cert, key = make_certificates(directory)
         ca = ca_cert.read_bytes()
-        command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        arguments += ["--tls-cert", str(cert), "--tls-key", str(key)]
     if mode in ("auth on", "trust only"):
         token = write_trust_file(directory / "trust.toml")
-        command += ["--trust-file", str(directory / "trust.toml")]
-        command += ["--quota-dir", str(directory)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
-    with (directory / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        arguments += ["--trust-file", str(directory / "trust.toml")]
+        arguments += ["--quota-dir", str(directory)]
+    process, port = start_serve(arguments, log=directory / "server.log")
     server = Server(process, Endpoint(f"127.0.0.1:{port}", ca, token))
-    wait_serving(server)
+    with channel_to(server.endpoint) as channel:
+        wait_serving(process, channel)
     return server
 
 
@@ -191,23 +188,6 @@ def channel_to(server: Endpoint) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(root_certificates=server.ca)
     options.append(("grpc.ssl_target_name_override", "localhost"))
     return grpc.secure_channel(server.target, credentials, options=options)
-
-
-def wait_serving(server: Server, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    with channel_to(server.endpoint) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"server exited with {server.process.returncode}")
-            try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {server.endpoint.target} not serving after {timeout} s")
 
 
 def stop_server(server: Server) -> None:
