@@ -25,8 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
 import numpy as np
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -49,12 +51,15 @@ __all__ = [
     "redis_server",
     "redis_server_version",
     "run_for",
+    "start_serve",
     "time_each_ns",
+    "wait_serving",
 ]
 
 T = TypeVar("T")
 
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+REPO = Path(__file__).resolve().parent.parent
 _RESULTS_HEADER = (
     "# Benchmark results\n\n"
     "Appended by the scripts in this folder, newest last. Each section names the machine\n"
@@ -225,6 +230,68 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def start_serve(
+    arguments: Sequence[str], *, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``suppression serve`` on a free loopback port; the process and the port.
+
+    The command is ``serve --host 127.0.0.1 --port P --metrics-port 0`` plus
+    ``arguments``, run from the repository with no ``SUPPRESSION_*`` variable of
+    this shell, so only the benchmark's settings count. Output goes to ``log``
+    (or is inherited). Wait for it with :func:`wait_serving`.
+    """
+    port = free_port()
+    command = [
+        sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
+        "--port", str(port), "--metrics-port", "0", *arguments,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
+    env["PYTHONPATH"] = str(REPO)
+    if log is None:
+        return subprocess.Popen(command, env=env, cwd=REPO), port
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    return process, port
+
+
+def wait_serving(
+    process: subprocess.Popen[bytes],
+    channel: grpc.Channel | str,
+    *,
+    timeout: float = 120.0,
+    poll: float = 0.05,
+) -> float:
+    """Seconds until the server's health check answers SERVING.
+
+    Args:
+        process: the server, to notice it exiting.
+        channel: a channel to it, or its ``HOST:PORT`` for a plaintext one.
+        timeout: seconds to wait at most.
+        poll: seconds between health checks.
+
+    Raises:
+        RuntimeError: the process exited, or it was not SERVING in time.
+    """
+    started = time.perf_counter()
+    owned = grpc.insecure_channel(channel) if isinstance(channel, str) else None
+    stub = health_pb2_grpc.HealthStub(owned or channel)
+    try:
+        while time.perf_counter() - started < timeout:
+            if process.poll() is not None:
+                raise RuntimeError(f"suppression serve exited with {process.returncode}")
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=max(poll, 0.5))
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.perf_counter() - started
+            except grpc.RpcError:
+                pass
+            time.sleep(poll)
+    finally:
+        if owned is not None:
+            owned.close()
+    raise RuntimeError(f"suppression serve was not SERVING after {timeout:g} s")
 
 
 @dataclass(frozen=True, slots=True)

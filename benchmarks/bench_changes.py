@@ -1,9 +1,10 @@
-"""Live-change benchmark: XADD until Check on every replica sees it, and ingest speed.
+"""Live-change benchmark: an append until Check on every replica sees it, and ingest speed.
 
 One run, against a throwaway redis-server and real ``suppression serve`` replica
 processes following its stream:
 
-- **propagation**: a fresh number is appended to the stream (XADD), then every
+- **propagation**: a fresh number is appended to the stream (the change-log
+  writer's one EVAL: an XADD with the entry's epoch and sequence number), then every
   replica is polled with ``Check`` over gRPC, all at once in rounds, until each
   answers SUPPRESSED. Reported: time until the first and until the last replica sees it,
   p50/p99/max. A poll is itself a gRPC round trip, so figures include up to one
@@ -20,7 +21,6 @@ Usage: ``python benchmarks/bench_changes.py [--samples 1000] [--ingest 5000000] 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,7 +32,6 @@ import grpc
 import numpy as np
 from _common import (
     append_results,
-    free_port,
     load_average,
     machine_description,
     markdown_table,
@@ -40,13 +39,14 @@ from _common import (
     print_table,
     redis_server,
     redis_server_version,
+    start_serve,
+    wait_serving,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loader.publish import entries, publish
 from loader.readers import read_numbers
 from suppression.demo import registry_shaped
-from suppression.entries import Entry, encode_entry
+from suppression.entries import Entry
 from suppression.lists import ListKind, Op, Version
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
@@ -60,50 +60,34 @@ PACKAGES = ("grpcio", "redis", "pyroaring", "numpy")
 
 
 def start_replica(redis_url: str, data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--metrics-port", "0", "--redis-url", redis_url,
-        "--data-dir", str(data_dir), "--snapshot-interval", "0", "--log-level", "WARNING",
+    arguments = [
+        "--redis-url", redis_url, "--data-dir", str(data_dir), "--snapshot-interval", "0",
+        "--log-level", "WARNING",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    process, port = start_serve(arguments, log=log)
     return process, f"127.0.0.1:{port}"
-
-
-def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"replica on {target} exited with {process.returncode}")
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"replica on {target} not serving after {timeout} s")
 
 
 def propagation(
     client: object, stubs: Sequence[pb_grpc.SuppressionStub], samples: int, poll_interval: float
 ) -> tuple[list[int], list[int]]:
-    """Nanoseconds from XADD until the first and until the last replica answers SUPPRESSED."""
+    """Nanoseconds from the append until the first and until the last replica answers SUPPRESSED.
+
+    Appended as every producer appends (the change-log writer's one EVAL, which
+    numbers the entry in the log's epoch): a bare XADD is dead-lettered.
+    """
     first_seen: list[int] = []
     all_seen: list[int] = []
     clock = time.perf_counter_ns
+    writer = ChangeLogWriter(client, STREAM, "bench")  # type: ignore[arg-type]
     for index in range(samples + 20):
         number = 8613900000000 + index
-        fields = encode_entry(Entry(Op.ADD, "internal", ListKind.OPT_OUT, "in_call", (number,)))
+        entry = Entry(Op.ADD, "internal", ListKind.OPT_OUT, "in_call", (number,))
         request = pb.CheckRequest(e164=[number])
         pending = list(range(len(stubs)))
         seen: list[int] = []
         start = clock()
-        client.xadd(STREAM, fields)  # type: ignore[attr-defined]
+        writer.write([entry])
         while pending:
             # One round asks every pending replica at once, so a round costs one round trip.
             calls = [
@@ -215,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         channels = [grpc.insecure_channel(target) for _, target in replicas]
         try:
             for process, target in replicas:
-                wait_serving(target, process)
+                wait_serving(process, target, timeout=60)
             stubs = [pb_grpc.SuppressionStub(channel) for channel in channels]
             client = redis.client()
             first, last = propagation(client, stubs, args.samples, args.poll_interval)
@@ -230,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 process.wait(30)
     rows = []
     for label, samples in (
-        ("XADD → first replica's Check sees it", first),
-        (f"XADD → all {args.replicas} replicas' Check see it", last),
+        ("append → first replica's Check sees it", first),
+        (f"append → all {args.replicas} replicas' Check see it", last),
         ("Suppress RPC (append, wait until applied here)", write_ns),
         ("for scale: one Check round trip, no change", check_ns),
     ):
@@ -260,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record:
         body = (
             f"{args.replicas} `suppression serve` replica processes following one stream on a "
-            f"local redis-server {redis_server_version()}; each change is one XADD of one "
-            "number, then every replica is polled with `Check` over gRPC (concurrently) until "
+            f"local redis-server {redis_server_version()}; each change is one append (EVAL of "
+            "XADD) of one number, then every replica is polled with `Check` over gRPC "
+            "(concurrently) until "
             f"it answers SUPPRESSED, {args.poll_interval * 1e6:.0f} µs between polling rounds "
             "(figures include up to one polling round). "
             f"Load average before the run: {load_before}.\n\n"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import subprocess
 import sys
@@ -49,8 +48,9 @@ from _common import (
     markdown_table,
     percentiles_us,
     print_table,
+    start_serve,
+    wait_serving,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from suppression.demo import registry_shaped
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
@@ -173,37 +173,23 @@ class Served:
 
 def serve(data_dir: Path, layout: str, threads: int, max_batch: int, bulk_threshold: int) -> Served:
     """Start ``suppression serve`` on ``data_dir`` in ``layout``; returns once it is SERVING."""
-    port = free_port()
     bulk_port = free_port() if layout == "bulk-port" else 0
-    command = [
-        sys.executable, "-m", "suppression.cli", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+    arguments = [
         "--data-dir", str(data_dir), "--snapshot-interval", "0",
         "--threads", str(threads), "--max-batch", str(max_batch),
         "--bulk-threshold", str(bulk_threshold), "--log-level", "WARNING",
     ]  # fmt: skip
     if bulk_port:
-        command += ["--bulk-port", str(bulk_port)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
-    process = subprocess.Popen(command, env=env)
+        arguments += ["--bulk-port", str(bulk_port)]
+    process, port = start_serve(arguments)
     target = f"127.0.0.1:{port}"
     served = Served(process, target, f"127.0.0.1:{bulk_port}" if bulk_port else target)
-    deadline = time.monotonic() + 120
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"suppression serve ({layout}) exited with {process.returncode}")
-            try:
-                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return served
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                served.stop()
-                raise SystemExit(f"suppression serve ({layout}) did not report SERVING")
-            time.sleep(0.1)
+    try:
+        wait_serving(process, target, timeout=120, poll=0.1)
+    except RuntimeError as exc:
+        served.stop()
+        raise SystemExit(f"suppression serve ({layout}): {exc}") from exc
+    return served
 
 
 def measure_round(

@@ -17,12 +17,19 @@ Reported per run: calls/s, numbers checked/s, latency percentiles of checks and
 writes, and errors (any call that did not succeed; the target is zero). The
 verdict compares throughput: authentication may cost at most 10%.
 
+On a shared machine the load of other work drifts over a minute by more than the
+cost measured, so runs one after another disagree by about as much as auth costs.
+``--interleave S`` runs every mode's server at once instead and moves all clients
+from one to the next every S seconds, so each mode gets ``--duration`` seconds in
+slices spread over the same window and the drift falls on all modes alike.
+
 Usage: ``python benchmarks/bench_load.py [--duration 60] [--clients 8] [--repeat 1] [--record]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import random
@@ -40,15 +47,15 @@ import grpc
 import numpy as np
 from _common import (
     append_results,
-    free_port,
     load_average,
     machine_description,
     markdown_table,
     print_table,
     redis_server,
     redis_server_version,
+    start_serve,
+    wait_serving,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pyroaring import BitMap64
 
 from suppression.auth import hash_token, new_token
@@ -148,27 +155,24 @@ class Server:
 def start_server(
     mode: str, directory: Path, redis_url: str, data_dir: Path, args: argparse.Namespace
 ) -> Server:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--metrics-port", "0", "--data-dir", str(data_dir),
-        "--redis-url", redis_url, "--snapshot-interval", "0", "--log-level", "WARNING",
-        "--workers", str(args.workers), "--max-batch", str(max(args.batch, 1000)),
+    arguments = [
+        "--data-dir", str(data_dir), "--redis-url", redis_url, "--snapshot-interval", "0",
+        "--log-level", "WARNING", "--workers", str(args.workers),
+        "--max-batch", str(max(args.batch, 1000)),
     ]  # fmt: skip
     ca = token = None
     if mode in ("auth on", "tls only"):
         ca_cert, cert, key = make_certificates(directory)
         ca = ca_cert.read_bytes()
-        command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        arguments += ["--tls-cert", str(cert), "--tls-key", str(key)]
     if mode in ("auth on", "trust only"):
         token = write_trust_file(directory / "trust.toml")
-        command += ["--trust-file", str(directory / "trust.toml")]
-        command += ["--quota-dir", str(directory)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPRESSION_")}
-    with (directory / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        arguments += ["--trust-file", str(directory / "trust.toml")]
+        arguments += ["--quota-dir", str(directory)]
+    process, port = start_serve(arguments, log=directory / "server.log")
     server = Server(process, Endpoint(f"127.0.0.1:{port}", ca, token))
-    wait_serving(server)
+    with channel_to(server.endpoint) as channel:
+        wait_serving(process, channel)
     return server
 
 
@@ -184,23 +188,6 @@ def channel_to(server: Endpoint) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(root_certificates=server.ca)
     options.append(("grpc.ssl_target_name_override", "localhost"))
     return grpc.secure_channel(server.target, credentials, options=options)
-
-
-def wait_serving(server: Server, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    with channel_to(server.endpoint) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"server exited with {server.process.returncode}")
-            try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"server on {server.endpoint.target} not serving after {timeout} s")
 
 
 def stop_server(server: Server) -> None:
@@ -226,41 +213,52 @@ class ClientResult:
 
 def client(
     index: int,
-    server: Endpoint,
+    servers: Sequence[Endpoint],
     pool_path: str,
     batch: int,
     write_share: float,
     ready: Any,
     window: Any,
-    duration: float,
-) -> ClientResult:
+    seconds: float,
+    interleave: float,
+) -> list[ClientResult]:
     """One client process: connect, say ``ready``, warm up until the window opens, measure.
 
     ``window`` is a shared dict; the parent puts ``start`` (a ``time.time()``) in it
-    once every client is ready, so all clients measure the same ``duration`` seconds.
+    once every client is ready, so all clients measure the same ``seconds``. With
+    several ``servers``, the client calls the ``k``-th one in the ``interleave``-second
+    slices ``k``, ``k + len(servers)``, ...: one result per server.
     """
     pool = np.load(pool_path)
     rng = random.Random(index)
-    metadata = (("authorization", f"Bearer {server.token}"),) if server.token else ()
     batches = [
         pb.CheckRequest(e164=pool[i : i + batch].tolist(), lists=LISTS)
         for i in range(0, len(pool) - batch + 1, batch)
     ][:2000]
-    result = ClientResult([], [], 0, {})
+    results = [ClientResult([], [], 0, {}) for _ in servers]
     clock = time.perf_counter_ns
-    with channel_to(server) as channel:
-        stub = pb_grpc.SuppressionStub(channel)  # type: ignore[no-untyped-call]
-        stub.Check(batches[0], metadata=metadata, timeout=30)  # connected, token verified
+    channels = [channel_to(server) for server in servers]
+    try:
+        stubs = [pb_grpc.SuppressionStub(channel) for channel in channels]  # type: ignore[no-untyped-call]
+        metadata = [
+            (("authorization", f"Bearer {server.token}"),) if server.token else ()
+            for server in servers
+        ]
+        for stub, header in zip(stubs, metadata, strict=True):
+            stub.Check(batches[0], metadata=header, timeout=30)  # connected, token verified
         ready.put(index)
         sequence = 0
         start_at = None
-        while start_at is None or time.time() < start_at:  # warm-up
-            stub.Check(batches[sequence % len(batches)], metadata=metadata, timeout=30)
+        while start_at is None or time.time() < start_at:  # warm-up, on every server
+            slot = sequence % len(servers)
+            stubs[slot].Check(batches[sequence % len(batches)], metadata=metadata[slot], timeout=30)
             sequence += 1
             if start_at is None:
                 start_at = window.get("start")
-        end = start_at + duration
-        while time.time() < end:
+        end = start_at + seconds
+        while (now := time.time()) < end:
+            slot = int((now - start_at) / interleave) % len(servers) if interleave else 0
+            stub, header, result = stubs[slot], metadata[slot], results[slot]
             sequence += 1
             if rng.random() < write_share:
                 # A fresh valid US number per write: 1 + NPA 200-999 + NXX 200-999 + 4 digits.
@@ -274,14 +272,17 @@ def client(
                 call, samples, numbers = stub.Check, result.checks_ns, batch
             start = clock()
             try:
-                call(request, metadata=metadata, timeout=30)
+                call(request, metadata=header, timeout=30)
             except grpc.RpcError as error:
                 name = error.code().name
                 result.errors[name] = result.errors.get(name, 0) + 1
                 continue
             samples.append(clock() - start)
             result.numbers += numbers
-    return result
+    finally:
+        for channel in channels:
+            channel.close()
+    return results
 
 
 @dataclass
@@ -312,46 +313,64 @@ def process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_once(mode: str, pool_path: Path, data_dir: Path, args: argparse.Namespace) -> RunResult:
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch, redis_server() as redis:
-        server = start_server(
-            mode, Path(scratch), f"redis://127.0.0.1:{redis.port}/0", data_dir, args
+def run_once(
+    modes: Sequence[str], pool_path: Path, data_dir: Path, args: argparse.Namespace
+) -> list[RunResult]:
+    """One window with one server per mode (interleaved when there are several)."""
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for mode in modes:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-")))
+            redis = stack.enter_context(redis_server())
+            url = f"redis://127.0.0.1:{redis.port}/0"
+            server = start_server(mode, scratch, url, data_dir, args)
+            stack.callback(stop_server, server)
+            servers.append(server)
+        window_seconds = args.duration * len(modes)
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, context.Pool(args.clients) as workers:
+            ready, window = manager.Queue(), manager.dict()
+            endpoints = [server.endpoint for server in servers]
+            arguments = (
+                args.batch, args.write_share, ready, window, window_seconds, args.interleave
+            )  # fmt: skip
+            jobs = [
+                workers.apply_async(client, (i, endpoints, str(pool_path), *arguments))
+                for i in range(args.clients)
+            ]
+            # Spawned clients take a while to import grpc and numpy; the window
+            # opens once all of them are connected, after a shared warm-up.
+            for _client in range(args.clients):
+                ready.get(timeout=300)
+            start = time.time() + args.warmup
+            window["start"] = start
+            time.sleep(max(0.0, start - time.time()))
+            cpu_before = [process_cpu_seconds(server.process.pid) for server in servers]
+            time.sleep(window_seconds)
+            cpu = [
+                process_cpu_seconds(server.process.pid) - before
+                for server, before in zip(servers, cpu_before, strict=True)
+            ]
+            results = [job.get(timeout=window_seconds + 600) for job in jobs]
+    runs = []
+    for slot, mode in enumerate(modes):
+        mine = [per_server[slot] for per_server in results]
+        errors: dict[str, int] = {}
+        for result in mine:
+            for code, count in result.errors.items():
+                errors[code] = errors.get(code, 0) + count
+        runs.append(
+            RunResult(
+                mode,
+                args.duration,
+                [ns for result in mine for ns in result.checks_ns],
+                [ns for result in mine for ns in result.writes_ns],
+                sum(result.numbers for result in mine),
+                errors,
+                cpu[slot],
+            )
         )
-        try:
-            context = multiprocessing.get_context("spawn")
-            with context.Manager() as manager, context.Pool(args.clients) as workers:
-                ready, window = manager.Queue(), manager.dict()
-                arguments = (args.batch, args.write_share, ready, window, args.duration)
-                jobs = [
-                    workers.apply_async(client, (i, server.endpoint, str(pool_path), *arguments))
-                    for i in range(args.clients)
-                ]
-                # Spawned clients take a while to import grpc and numpy; the window
-                # opens once all of them are connected, after a shared warm-up.
-                for _client in range(args.clients):
-                    ready.get(timeout=300)
-                start = time.time() + args.warmup
-                window["start"] = start
-                time.sleep(max(0.0, start - time.time()))
-                cpu_before = process_cpu_seconds(server.process.pid)
-                time.sleep(args.duration)
-                server_cpu = process_cpu_seconds(server.process.pid) - cpu_before
-                results = [job.get(timeout=args.duration + 600) for job in jobs]
-        finally:
-            stop_server(server)
-    errors: dict[str, int] = {}
-    for result in results:
-        for code, count in result.errors.items():
-            errors[code] = errors.get(code, 0) + count
-    return RunResult(
-        mode,
-        args.duration,
-        [ns for result in results for ns in result.checks_ns],
-        [ns for result in results for ns in result.writes_ns],
-        sum(result.numbers for result in results),
-        errors,
-        server_cpu,
-    )
+    return runs
 
 
 # -- report -------------------------------------------------------------------------------
@@ -456,10 +475,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="servers to compare, in order: off, on (the default), and to split the cost, "
         "tls (TLS without a trust file) and trust (a trust file over plaintext)",
     )
+    parser.add_argument(
+        "--interleave",
+        type=float,
+        default=0.0,
+        help="run every mode's server at once and move the clients from one to the next "
+        "every this many seconds (each mode still gets --duration seconds); 0 (the "
+        "default): one run after another",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
     parser.add_argument("--results", type=Path, default=None, help="where to append")
     args = parser.parse_args(argv)
+    if args.interleave < 0 or (
+        args.interleave
+        and abs(round(args.duration / args.interleave) * args.interleave - args.duration) > 1e-6
+    ):
+        parser.error("--interleave must be 0 or divide --duration into whole slices")
 
     machine = machine_description(PACKAGES)
     machine["redis-server"] = redis_server_version()
@@ -471,13 +503,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         np.save(pool_path, make_data(data_dir, args.size, args.seed))
         for pair in range(args.repeat):
             order = args.modes if pair % 2 == 0 else args.modes[::-1]
+            if args.interleave:
+                print(
+                    f"round {pair + 1}: {', '.join(order)} interleaved every "
+                    f"{args.interleave:g} s, {args.duration:g} s each ...",
+                    flush=True,
+                )
+                runs.extend(run_once(order, pool_path, data_dir, args))
+                continue
             for mode in order:
                 print(f"run {len(runs) + 1}: {mode}, {args.duration:g} s ...", flush=True)
-                runs.append(run_once(mode, pool_path, data_dir, args))
+                runs.extend(run_once([mode], pool_path, data_dir, args))
     load_after = load_average()
     rows = rows_of(runs)
+    interleaved = f", interleaved every {args.interleave:g} s" if args.interleave else ""
     title = (
-        f"Load: {args.clients} clients, {args.duration:g} s per run, batches of {args.batch:,}, "
+        f"Load: {args.clients} clients, {args.duration:g} s per run{interleaved}, "
+        f"batches of {args.batch:,}, "
         f"{args.write_share:.0%} writes, {args.size:,} numbers, {args.workers} server worker(s)"
     )
     print_table(title, HEADERS, rows)

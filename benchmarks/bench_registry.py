@@ -31,17 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 from _common import (
     append_results,
-    free_port,
     load_average,
     machine_description,
     markdown_table,
     print_table,
+    start_serve,
+    wait_serving,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from suppression.demo import registry_shaped
 
@@ -115,34 +114,8 @@ def child_env() -> dict[str, str]:
 
 
 def serve(data: Path, *extra: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "suppression.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--metrics-port", "0", "--data-dir", str(data), *extra,
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=child_env()
-        )
+    process, port = start_serve(["--data-dir", str(data), *extra], log=log)
     return process, f"127.0.0.1:{port}"
-
-
-def wait_serving(process: subprocess.Popen[bytes], target: str, timeout: float) -> float:
-    """Seconds until the health check says SERVING (polled every 10 ms)."""
-    started = time.perf_counter()
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.perf_counter() - started < timeout:
-            if process.poll() is not None:
-                raise SystemExit(f"the server at {target} exited with {process.returncode}")
-            try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return time.perf_counter() - started
-            except grpc.RpcError:
-                pass
-            time.sleep(0.01)
-    raise SystemExit(f"the server at {target} was not SERVING after {timeout} s")
 
 
 def status_mb(pid: int, field: str) -> int:
@@ -228,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         server = None
         for attempt in range(args.starts):
             process, target = serve(data, log=work / f"serve-{attempt}.log")
-            figures["start to SERVING s"].append(wait_serving(process, target, 120))
+            figures["start to SERVING s"].append(
+                wait_serving(process, target, timeout=120, poll=0.01)
+            )
             time.sleep(1.0)  # let the first snapshot-age scrape and GC settle
             steady = status_mb(process.pid, "VmRSS")
             peak = status_mb(process.pid, "VmHWM")
@@ -245,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         for attempt in range(args.starts):
             empty = work / f"peer-{attempt}"
             process, target = serve(empty, "--peer", peer_target, log=work / f"peer-{attempt}.log")
-            figures["peer start to SERVING s"].append(wait_serving(process, target, 300))
+            waited = wait_serving(process, target, timeout=300, poll=0.01)
+            figures["peer start to SERVING s"].append(waited)
             print(f"peer {attempt + 1}: {figures['peer start to SERVING s'][-1]:.2f} s",
                   flush=True)  # fmt: skip
             stop(process)
@@ -253,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         stop(server)
 
         process, target = serve(data, "--workers", "2", log=work / "workers.log")
-        wait_serving(process, target, 120)
+        wait_serving(process, target, timeout=120, poll=0.01)
         time.sleep(2.0)
         pids = [process.pid, *children(process.pid)]
         figures["workers PSS MB"].append(sum(pss_mb(pid) for pid in pids))

@@ -22,7 +22,13 @@ the same machine. The two summaries must agree row for row.
 ``phonenumbers.parse`` reads (``011 44 20 ...``, ``+44 (0)20 ...``, an
 extension), to show the worst case: there the worker processes carry the load.
 
-Usage: ``python benchmarks/bench_scrub.py [--rows N] [--runs N] [--parse-share F] [--no-append]``.
+``--policy`` instead compares two local scrubs in one run, runs alternating:
+on the lists alone, and under a pre-dial policy (``--policy-file``: the two
+lists, a consent list lifting the registry, an 08:00-21:00 calling window, a
+cap of 3 attempts a day per number), every row decided for one instant.
+
+Usage: ``python benchmarks/bench_scrub.py [--rows N] [--runs N] [--parse-share F] [--policy]
+[--no-append]``.
 """
 
 from __future__ import annotations
@@ -195,6 +201,102 @@ def run_remote(leads: Path, out: Path, data: Path, workers: int) -> tuple[float,
             server.wait()
 
 
+POLICY = """\
+version = "bench"
+default = "campaign"
+
+[lists]
+national = "registry"
+internal = "opt_out"
+consent = "exemption"
+
+[policies.campaign]
+suppress = ["national", "internal"]
+
+[[policies.campaign.exemptions]]
+list = "consent"
+lifts = ["national"]
+
+[policies.campaign.window]
+start = "08:00"
+end = "21:00"
+
+[[policies.campaign.caps]]
+per = "number"
+max = 3
+hours = 24
+"""
+POLICY_AT = "2026-06-15T19:00:00Z"
+"""15:00 in New York, 09:00 in Hawaii: US rows inside the window, Chinese ones (03:00) deferred."""
+
+
+def compare_policy(args: argparse.Namespace, root: Path, data: Path, leads: Path) -> int:
+    """Local scrubs on the lists alone and under a policy, alternating; print and record."""
+    consent = root / "consent.txt"
+    rng = np.random.default_rng(args.seed + 2)
+    national = registry_shaped(args.registry_size, seed=args.seed)
+    chosen = rng.choice(national, size=max(1, len(national) // 100), replace=False)
+    consent.write_text("".join(f"+{int(n)}\n" for n in chosen))
+    policy_file = root / "policies.toml"
+    policy_file.write_text(POLICY)
+    plain_args = ["--data-dir", str(data)]
+    policy_args = [*plain_args, "--list", f"consent:campaign={consent}"]
+    policy_args += ["--policy-file", str(policy_file), "--decide-at", POLICY_AT]
+    load_before = load_average()
+    plain_runs: list[tuple[float, dict[str, Any]]] = []
+    policy_runs: list[tuple[float, dict[str, Any]]] = []
+    for _ in range(args.runs):
+        plain_runs.append(run_scrub(leads, root / "plain", *plain_args))
+        policy_runs.append(run_scrub(leads, root / "policy", *policy_args))
+    load_after = load_average()
+    plain = min(plain_runs, key=lambda result: result[0])
+    under = min(policy_runs, key=lambda result: result[0])
+    ratios = [p[0] / u[0] for p, u in zip(plain_runs, policy_runs, strict=True)]
+    headers = ["mode", "seconds (best)", "rows/s", "speed vs lists alone"]
+    rows = [
+        ["local, lists alone", f"{plain[0]:.2f}", f"{args.rows / plain[0]:,.0f}", "100%"],
+        [
+            "local, under a policy",
+            f"{under[0]:.2f}",
+            f"{args.rows / under[0]:,.0f}",
+            f"{plain[0] / under[0]:.0%}",
+        ],
+    ]
+    print_table(f"local scrub of {args.rows:,} rows, with and without a policy", headers, rows)
+    report = under[1]
+    counts = (
+        f"Under the policy: {report['rows_in']:,} in = {report['clean']:,} clean + "
+        f"{report['suppressed']:,} suppressed + {report['invalid']:,} invalid + "
+        f"{report['deferred']:,} deferred (balanced: {report['balanced']}); on the lists alone "
+        f"{plain[1]['clean']:,} clean, {plain[1]['suppressed']:,} suppressed."
+    )
+    every = (
+        f"{args.runs} run(s) per mode, alternating, wall clock of the whole command. Speed "
+        "under a policy as a share of the lists-alone run just before it, per pair: "
+        f"{', '.join(f'{ratio:.0%}' for ratio in ratios)} (range {min(ratios):.0%} to "
+        f"{max(ratios):.0%}). All runs: lists alone "
+        f"{', '.join(f'{run[0]:.2f}' for run in plain_runs)} s, policy "
+        f"{', '.join(f'{run[0]:.2f}' for run in policy_runs)} s. Load average before "
+        f"{load_before}, after {load_after}."
+    )
+    setup = (
+        "Policy: the registry-shaped list and the opt-out list suppress, a consent list (1% "
+        "of the registry, no days: until revoked) lifts the registry, calling window "
+        "08:00-21:00 in each number's zone(s), cap 3 attempts per number in 24 h (none "
+        "recorded), decided for "
+        f"{POLICY_AT}. Under a policy every row takes the line-by-line path through "
+        "check_with_policy; the lists-alone run takes the numpy fast path."
+    )
+    print(counts)
+    print(every)
+    if not args.no_append:
+        body = "\n\n".join([markdown_table(headers, rows), counts, every, setup])
+        title = f"bench_scrub.py --policy, {args.rows:,} rows"
+        append_results(title, machine_description(PACKAGES), body)
+        print(f"appended to {RESULTS_PATH}")
+    return 0 if report["balanced"] and report["rows_in"] == plain[1]["rows_in"] else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=TARGET_ROWS, help="lead rows to generate")
@@ -210,6 +312,11 @@ def main() -> int:
         default=0.0,
         help="share of rows in forms only phonenumbers.parse reads (the worst case; no target)",
     )
+    parser.add_argument(
+        "--policy",
+        action="store_true",
+        help="compare local scrubs on the lists alone and under a pre-dial policy (no remote)",
+    )
     parser.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
 
@@ -222,6 +329,8 @@ def main() -> int:
         leads = root / "leads.csv"
         build_leads(leads, args.rows, listed, args.seed, args.parse_share)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+        if args.policy:
+            return compare_policy(args, root, data, leads)
 
         load_before = load_average()
         local_runs = [

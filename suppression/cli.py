@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes INPUT's rows into NAME.clean, NAME.suppressed (with the lists "
         "that matched) and NAME.invalid (with the reason and line number), plus "
         "NAME.summary.json and NAME.summary.txt, beside INPUT. Asks --target server(s), or "
-        "without one checks --data-dir/--list in this process. Exit code 0: done; 2: error.",
+        "without one checks --data-dir/--list in this process. Under a pre-dial policy "
+        "(--policy-file locally; --policy or --decide-at with --target) every row is decided "
+        "for one instant and rows not to dial yet go to NAME.deferred, with their "
+        "earliest_dial_utc. Exit code 0: done; 2: error.",
     )
     scrub_parser.add_argument("input", metavar="INPUT", help="CSV or TSV file, plain or .gz")
     add_arguments(scrub_parser, "scrub")
@@ -155,6 +158,10 @@ def _scrub(settings: Settings, source: str) -> int:
         dedupe=settings.dedupe,
         as_of=settings.as_of,
         archive_dir=settings.archive_dir,
+        policy_file=settings.policy_file,
+        dated_lists=settings.dated_list,
+        policy=settings.policy,
+        decide_at=settings.decide_at,
     )
     summary = run_scrub(options, Path(source))
     Console().print(summary.table())

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from suppression.checker import CheckOutcome, Verdict
 from suppression.datasource import DataSource, snapshot_key
 from suppression.e164 import Normalizer, e164_reason, validate_region
-from suppression.errors import ConfigError, NotReadyError
+from suppression.errors import ConfigError
 from suppression.freshness import Freshness
 from suppression.lists import ListView
 from suppression.replica import ChangeLogOptions, Replica
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddedReplica"]
 
 logger = logging.getLogger(__name__)
-
-_MISSING_CHANGES = (
-    "this embedded replica is missing changes that the change log no longer holds and is "
-    "waiting for a newer snapshot; ask a server, or restart it from a newer snapshot"
-)
 
 
 class EmbeddedReplica:
@@ -254,11 +249,7 @@ class EmbeddedReplica:
         """
         if self._policies:
             return Verdict(self.check([e164]).verdicts[0])
-        replica = self._replica
-        view = replica.view()
-        freshness = replica.freshness()
-        if freshness.stale and not freshness.fail_closed and replica.needs_resync:
-            raise NotReadyError(_MISSING_CHANGES)
+        view, freshness = self._replica.answering_view()
         if e164_reason(e164):
             return Verdict.INVALID
         if freshness.fail_closed:

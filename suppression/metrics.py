@@ -206,6 +206,10 @@ class FollowerStateView(Protocol):
     def losses(self) -> Mapping[str, int]:
         """Cumulative times changes were found missing, by kind (trimmed, reset, rewound)."""
 
+    @property
+    def attempts_complete(self) -> bool:
+        """Whether attempt caps count every dial attempt of their window."""
+
 
 class FollowerCollector(Collector):
     """Reads the change-log follower's state at scrape time; nothing when there is none.
@@ -278,6 +282,13 @@ class FollowerCollector(Collector):
         for kind, count in sorted(state.losses.items()):
             losses.add_metric([kind], count)
         yield losses
+        yield _gauge(
+            "suppression_attempts_complete",
+            "1 when attempt caps count every dial attempt of their window; 0 while the "
+            "attempts a snapshot lacks are read back from the change log, or when the log no "
+            "longer held them all (until the window has passed since the snapshot).",
+            state.attempts_complete,
+        )
         if state.snapshot_age_seconds is not None:
             yield _gauge(
                 "suppression_snapshot_age_seconds",

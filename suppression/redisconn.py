@@ -7,21 +7,33 @@ connection, and drops a connection that finds its server demoted, so a
 follower or a writer that retries after a connection error reaches the
 promoted replica without a restart. The URL then gives only the database
 and the credentials.
+
+A connection that stays open is not enough: after a failover that the old
+primary did not see (it was paused, or only the sentinels lost sight of it),
+the old primary still calls itself a primary, still accepts writes and
+still answers reads, until the sentinels reach it again, which can take many
+seconds. A follower reading from it applies writes the real log never gets.
+:class:`PrimaryWatch` asks the sentinels, about twice a second, where the
+primary is, and drops every connection to any other server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 from redis.connection import parse_url
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from suppression.errors import ChangeLogError, ConfigError
 
-__all__ = ["connect", "parse_sentinel", "redis_errors"]
+__all__ = ["PrimaryWatch", "connect", "parse_sentinel", "redis_errors"]
+
+logger = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT = 2.0
 _SENTINEL_TIMEOUT = 1.0
@@ -77,6 +89,69 @@ def connect(
         **credentials,
     )
     return client
+
+
+class PrimaryWatch:
+    """Keeps a Sentinel-managed client on the server the sentinels name as the primary.
+
+    :meth:`check`, called before each use, asks the sentinels at most every
+    ``interval`` seconds. When they name another server than the one the
+    client's connections were made to, the idle connections close at once and
+    the busy ones when they are released, so the next command reaches the
+    named primary. For a client of one Redis server (no sentinels) it does
+    nothing.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Watch ``client``'s connections; ask the sentinels at most every ``interval`` s."""
+        pool = client.connection_pool
+        self._pool = pool if isinstance(pool, SentinelConnectionPool) else None
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self._unanswered = False
+        self.switches = 0
+        """Times the sentinels named another primary than the one connected to."""
+
+    def check(self) -> bool:
+        """Ask the sentinels (if due); True if they named another primary than before.
+
+        When no sentinel answers, the client keeps its connections: a sentinel
+        outage alone must not cut a replica off a primary that still works.
+        """
+        if self._pool is None:
+            return False
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + self._interval
+        before = self._pool.master_address
+        try:
+            # redis-py remembers the answer: connections to any other server are
+            # closed now if idle, or when released (SentinelConnectionPool.owns_connection).
+            after = self._pool.get_master_address()  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not self._unanswered:
+                logger.warning("no sentinel names the primary (%s); keeping the connection", exc)
+                self._unanswered = True
+            return False
+        self._unanswered = False
+        if before is None or tuple(after) == tuple(before):
+            return False
+        self.switches += 1
+        logger.warning(
+            "the sentinels name %s:%s as the primary, not %s:%s: reconnecting",
+            after[0],
+            after[1],
+            before[0],
+            before[1],
+        )
+        return True
 
 
 def parse_sentinel(address: str) -> tuple[str, int]:

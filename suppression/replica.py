@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from suppression.changelog.follower import ChangeLogFollower, FollowerState
     from suppression.explain import Explanation
     from suppression.policy.batch import PolicyRequest
+    from suppression.policy.model import PolicySet
     from suppression.policy.store import PolicyStore, Reload
     from suppression.settings import Settings
     from suppression.snapshotter import Snapshotter
@@ -191,6 +192,11 @@ class Replica:
         self._loaded: LoadedData | None = None
         self._policies = policies
         self._stopping = threading.Event()
+        self._attempts_read = threading.Event()
+        """Set once the attempts the snapshot lacks are read back (at once if none are)."""
+        self._attempts_incomplete_until = 0.0
+        """Until when (epoch seconds) attempt counts miss attempts the log no longer held."""
+        self._attempts_read.set()
 
     # -- life cycle -----------------------------------------------------------
 
@@ -265,7 +271,9 @@ class Replica:
             )
         self._follower = follower
         if loaded.snapshot_created_at is not None and loaded.lists.version.ms:
-            # Beside the follower, not before it: an unreachable Redis must not delay serving.
+            # Beside the follower, not before it: an unreachable Redis must not delay serving
+            # a replica without attempt caps (see serving).
+            self._attempts_read.clear()
             threading.Thread(
                 target=self._backfill_attempts,
                 args=(options, loaded.lists, loaded.lists.version),
@@ -473,6 +481,10 @@ class Replica:
             return
         if found.attempts:
             lists.add_attempts(found.attempts)
+        if not found.complete:
+            # From then on every attempt of the window was applied live.
+            self._attempts_incomplete_until = version.ms / 1000 + ATTEMPT_RETENTION
+        self._attempts_read.set()
         if found.complete:
             logger.info("read back %d attempts the snapshot does not hold", len(found.attempts))
         else:
@@ -530,9 +542,45 @@ class Replica:
 
     @property
     def serving(self) -> bool:
-        """Started, and not known to miss changes: what health reports as SERVING."""
+        """Started, and not known to miss changes: what health reports as SERVING.
+
+        With attempt caps in a policy, the attempts a snapshot lacks must also
+        be read back first: until then a restarted replica counts fewer
+        attempts than its peers and would answer ALLOWED where they defer.
+        """
         follower = self._follower
-        return self._started and not (follower is not None and follower.needs_resync)
+        if not self._started or (follower is not None and follower.needs_resync):
+            return False
+        return self._attempts_read.is_set() or not self._caps_in_use()
+
+    def _caps_in_use(self) -> bool:
+        store = self._policies
+        return store is not None and any(p.caps for p in store.current.policies.values())
+
+    def _refuse_caps_unread(self, policies: PolicySet, policy: PolicyRequest | None) -> None:
+        """Refuse a decision under attempt caps while the attempts are still read back."""
+        try:
+            caps = policies.get(policy.name if policy is not None else "").caps
+        except KeyError:
+            return  # an unknown policy: check_with_policy refuses it with the known ones
+        if caps:
+            raise NotReadyError(
+                "this replica started from a snapshot and is still reading back the dial "
+                "attempts it lacks from the change log, so its attempt caps would count too "
+                "few; ask another replica"
+            )
+
+    @property
+    def attempts_complete(self) -> bool:
+        """Whether attempt caps count every attempt of their window (for metrics).
+
+        False while the attempts a snapshot lacks are read back, and after a
+        read-back that found the log trimmed inside the window, until the
+        window has passed since the snapshot.
+        """
+        if not self._attempts_read.is_set():
+            return False
+        return time.time() >= self._attempts_incomplete_until
 
     @property
     def accepts_writes(self) -> bool:
@@ -570,7 +618,9 @@ class Replica:
 
     def follower_state(self) -> FollowerState | None:
         """The follower's full state for /metrics; None without a change log."""
-        return self._follower.state() if self._follower is not None else None
+        if self._follower is None:
+            return None
+        return dataclasses.replace(self._follower.state(), attempts_complete=self.attempts_complete)
 
     def view(self) -> ListView:
         """The current data, to answer from.
@@ -583,6 +633,23 @@ class Replica:
         if lists is None or not self._started:
             raise NotReadyError("data is still loading; retry shortly or ask another replica")
         return lists.view
+
+    def answering_view(self) -> tuple[ListView, Freshness]:
+        """The data to answer from now, and how fresh it is: every check starts here.
+
+        Raises:
+            NotReadyError: still loading; or the replica knows it misses changes
+                and is not configured to fail closed. It never answers ALLOWED
+                from data it knows to be incomplete.
+        """
+        view, freshness = self.view(), self.freshness()
+        if self.needs_resync and not freshness.fail_closed:
+            raise NotReadyError(
+                "this replica is missing changes that the change log no longer holds and is "
+                "waiting for a newer snapshot; ask another replica, or restart it from a "
+                "newer snapshot"
+            )
+        return view, freshness
 
     # -- questions and writes -------------------------------------------------
 
@@ -623,13 +690,7 @@ class Replica:
             # The past, rebuilt: complete up to ``as_of`` or refused, never stale.
             view, freshness = self.view_as_of(as_of), _FRESH
         else:
-            view, freshness = self.view(), self.freshness()
-            follower = self._follower
-            if follower is not None and follower.needs_resync and not freshness.fail_closed:
-                raise NotReadyError(
-                    "this replica is missing changes that the change log no longer holds and "
-                    "is waiting for a newer snapshot; ask another replica"
-                )
+            view, freshness = self.answering_view()
         if self._policies is not None:
             # Imported here: a replica without policies never loads the policy code.
             from suppression.policy.batch import PolicyRequest, check_with_policy
@@ -639,6 +700,8 @@ class Replica:
                 policy = dataclasses.replace(policy or PolicyRequest(), at_ms=as_of.ms)
 
             served = self._policies.served
+            if as_of is None and not self._attempts_read.is_set():
+                self._refuse_caps_unread(served.policies, policy)
             outcome = check_with_policy(
                 view,
                 served.policies,

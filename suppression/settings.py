@@ -216,11 +216,13 @@ class Settings:
         None,
         "TOML file of pre-dial policies (docs/policy.md): lists, exemptions, calling windows, "
         "attempt caps, number types; every check is then decided under a policy; serve "
-        "re-reads it on SIGHUP and keeps the old policies if the new file is bad",
+        "re-reads it on SIGHUP and keeps the old policies if the new file is bad; a local "
+        "scrub decides every row under it and writes NAME.deferred",
         "serve",
         "check",
         "explain",
         "evidence",
+        "scrub",
         metavar="FILE",
     )
     dated_list: tuple[str, ...] = _opt(
@@ -233,20 +235,25 @@ class Settings:
         "check",
         "explain",
         "evidence",
+        "scrub",
         metavar="NAME=FILE",
     )
     policy: str = _opt(
         "",
-        "the policy of --policy-file to decide under; empty means its default",
+        "the policy of --policy-file to decide under; empty means its default; with "
+        "--target, the server's policy (a scrub then decides under it, for one instant)",
         "check",
         "explain",
         "evidence",
+        "scrub",
     )
     decide_at: str = _opt(
         "",
         "decide for this time (ISO 8601 with an offset, such as 2026-11-26T09:00-05:00) "
-        "instead of now; needs --policy-file",
+        "instead of now; needs --policy-file, or --target a server with one; a scrub "
+        "decides every row for one instant, by default its start (kept by --resume)",
         "check",
+        "scrub",
         metavar="TIME",
     )
     consent_date: str = _opt(
@@ -325,7 +332,9 @@ class Settings:
         "scrub",
     )
     compress: bool = _opt(
-        False, "scrub: write the clean, suppressed and invalid files gzip-compressed (.gz)", "scrub"
+        False,
+        "scrub: write the row files (clean, suppressed, invalid, deferred) gzip-compressed (.gz)",
+        "scrub",
     )
     dedupe: bool = _opt(
         False,

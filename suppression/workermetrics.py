@@ -62,6 +62,7 @@ _TAKE_LOWEST = frozenset(
         "suppression_ready",
         "suppression_data_version_timestamp_seconds",
         "suppression_changelog_connected",
+        "suppression_attempts_complete",
         # Any worker's snapshot is on the shared disk: the newest one is the replica's.
         "suppression_snapshot_age_seconds",
     }

@@ -22,7 +22,7 @@ from suppression.changelog.streaminfo import meta_key
 from suppression.entries import Entry, encode_entry, field_text, validate_entry
 from suppression.errors import ChangeLogError, ChangeLogResetError
 from suppression.lists import ListKind, Version
-from suppression.redisconn import redis_errors
+from suppression.redisconn import PrimaryWatch, redis_errors
 
 __all__ = ["ChangeLogWriter", "default_producer"]
 
@@ -60,6 +60,7 @@ class ChangeLogWriter:
             replica_timeout: seconds to wait for them.
         """
         self._client = client
+        self._primary = PrimaryWatch(client)
         self._stream = stream
         self._producer = producer
         self._epoch = epoch
@@ -141,6 +142,7 @@ class ChangeLogWriter:
 
     def _append_and_wait(self, arguments: Sequence[str]) -> tuple[list[bytes], int]:
         """Run the append script, then WAIT on its connection: (reply, replicas that confirmed)."""
+        self._primary.check()  # never append to a primary the sentinels have replaced
         if self._min_replicas <= 0:
             reply = self._append(keys=[self._stream, meta_key(self._stream)], args=arguments)
             return list(reply), 0

@@ -77,6 +77,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed; run `make test`, which installs it")
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 binary,
@@ -94,11 +95,16 @@ class RedisServer:
                 "always",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.extra_arguments(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for(self._accepts, 10.0, f"redis-server on port {self.port}")
+
+    def extra_arguments(self) -> list[str]:
+        """More command-line settings, for subclasses (a replica names its primary)."""
+        return []
 
     def _accepts(self) -> bool:
         try:

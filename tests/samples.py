@@ -41,6 +41,7 @@ class State:
     dead_letters: int = 0
     snapshot_age_seconds: float | None = None
     losses: Mapping[str, int] = field(default_factory=dict)
+    attempts_complete: bool = True
 
 
 KEY = b"0123456789abcdef0123456789abcdef-first"

@@ -17,6 +17,7 @@ import grpc
 from suppression.auth.model import (
     _CURRENT,
     Identity,
+    Scope,
     UnauthenticatedError,
     _method_name,
     is_public,
@@ -110,15 +111,20 @@ class AuthInterceptor(WrappingInterceptor):
             "or connect with a client certificate"
         )
 
-    def _admit(self, method: str, context: grpc.ServicerContext) -> Identity:
-        name = _method_name(method)
+    def _admit(
+        self,
+        method: str,
+        name: str,
+        gate: frozenset[Scope] | None,
+        context: grpc.ServicerContext,
+    ) -> Identity:
+        """Authenticate the caller of ``method`` (short ``name``) and check its scopes, ``gate``."""
         try:
             identity = self.authenticate(context)
         except UnauthenticatedError as exc:
             self._refused(UNAUTHENTICATED_LABEL, "unauthenticated")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise AssertionError("unreachable") from exc
-        gate = method_scopes(method)
         if gate is None:
             self._refused(identity.name, "permission_denied")
             context.abort(
@@ -157,7 +163,9 @@ class AuthInterceptor(WrappingInterceptor):
         """``handler`` guarded: built once per method (health checks pass unguarded)."""
         if is_public(method):
             return handler
-        charged = _method_name(method) in _CHARGED_METHODS
+        name = _method_name(method)
+        gate = method_scopes(method)  # once per method, not per call
+        charged = name in _CHARGED_METHODS
         admit, charge = self._admit, self._charge
 
         def requests(
@@ -168,13 +176,13 @@ class AuthInterceptor(WrappingInterceptor):
                 yield request
 
         def unary_in(request: Any, context: grpc.ServicerContext) -> tuple[Identity, Any]:
-            identity = admit(method, context)
+            identity = admit(method, name, gate, context)
             if charged:
                 charge(identity, request, context)
             return identity, request
 
         def stream_in(iterator: Any, context: grpc.ServicerContext) -> tuple[Identity, Any]:
-            identity = admit(method, context)
+            identity = admit(method, name, gate, context)
             return identity, (requests(identity, iterator, context) if charged else iterator)
 
         def unary_out(

@@ -52,6 +52,7 @@ from suppression.changelog.streaminfo import (
 from suppression.entries import field_text
 from suppression.errors import SnapshotError, VersionError
 from suppression.lists import ListView, LogPosition, Op, SuppressionLists, Version
+from suppression.redisconn import PrimaryWatch
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.snapshotkey import SnapshotKey
 
@@ -103,6 +104,8 @@ class FollowerState:
     losses: Mapping[str, int]
     """Cumulative times changes were found missing, by kind: trimmed, reset, rewound."""
     position: str = ""
+    attempts_complete: bool = True
+    """Attempt caps count every attempt of their window (the replica fills this in)."""
     """Where the data stands in the log: epoch prefix and sequence number."""
 
 
@@ -155,6 +158,7 @@ class ChangeLogFollower:
         """
         self._lists = lists
         self._client = client
+        self._primary = PrimaryWatch(client)
         self._stream = stream
         self._dead_stream = dead_letter_stream
         self._max_staleness = max_staleness
@@ -307,6 +311,10 @@ class ChangeLogFollower:
         return min(delay * 2, _MAX_BACKOFF)
 
     def _step(self) -> None:
+        # Before reading: a primary the sentinels no longer name may hold writes the log
+        # lost (a split brain); the read below then reaches the named one, whose log the
+        # checks that follow compare with what this replica applied.
+        self._primary.check()
         view = self._lists.view
         pipe = self._client.pipeline(transaction=False)
         # The log's state first, then the read: every entry numbered up to the counter seen

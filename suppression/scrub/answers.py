@@ -43,6 +43,16 @@ class Answers:
     """Remote: batches a target answered after the stream that first took them failed."""
     failed_targets: dict[str, str] = field(default_factory=dict)
     """Remote: targets that could not answer during the scrub, and why."""
+    earliest_ms: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Under a policy: per string, when a DEFERRED number may first be dialed (ms); else 0.
+    Empty when no answer came from a policy."""
+    rules: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
+    """Under a policy: per string, the rules that decided it; bit j is ``rule_names[j]``."""
+    rule_names: tuple[str, ...] = ()
+    policy: str = ""
+    """The policy the answers were decided under; "" without one."""
+    policy_version: str = ""
+    """That policy file's version."""
 
     @classmethod
     def empty(cls, size: int) -> Answers:
@@ -53,6 +63,23 @@ class Answers:
             np.zeros(size, dtype=np.uint8),
             np.zeros(size, dtype=np.uint64),
         )
+
+    def fill_policy(
+        self,
+        start: int,
+        count: int,
+        earliest_ms: object,
+        rules: object,
+        rule_names: tuple[str, ...],
+    ) -> None:
+        """Store one batch's policy answers (after :meth:`fill`) for strings ``start`` onwards."""
+        if len(self.earliest_ms) != len(self.verdicts):
+            self.earliest_ms = np.zeros(len(self.verdicts), dtype=np.int64)
+            self.rules = np.zeros(len(self.verdicts), dtype=np.uint64)
+        self.earliest_ms[start : start + count] = np.asarray(earliest_ms, dtype=np.int64)
+        self.rules[start : start + count] = np.asarray(rules, dtype=np.uint64)
+        if rule_names and not self.rule_names:
+            self.rule_names = rule_names
 
     def fill(
         self,

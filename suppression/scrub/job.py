@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +41,10 @@ from suppression.scrub.outputs import OutputKind, OutputSet, output_paths
 from suppression.scrub.progress import ScrubProgress
 from suppression.scrub.reading import Chunk, LeadFile, open_lead_file
 from suppression.scrub.summary import ScrubSummary
-from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, write_layout
+from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, earliest_text, write_layout
+
+if TYPE_CHECKING:
+    from suppression.scrub.policy import ScrubPolicy
 
 __all__ = ["run_scrub"]
 
@@ -94,12 +97,13 @@ def run_scrub(
             signal.Signals(interrupts.pending).name,
         )
     logger.info(
-        "scrubbed %s rows in %.2f s: %s clean, %s suppressed, %s invalid",
+        "scrubbed %s rows in %.2f s: %s clean, %s suppressed, %s invalid%s",
         f"{summary.rows_in:,}",
         summary.seconds,
         f"{summary.clean:,}",
         f"{summary.suppressed:,}",
         f"{summary.invalid:,}",
+        f", {summary.deferred:,} deferred" if summary.policy else "",
     )
     return summary
 
@@ -156,6 +160,7 @@ def _scrub(
             resumed = None
         if options.resume and resumed is None:
             logger.info("no checkpoint to resume from; scrubbing from the start")
+        policy = _policy(options, resumed)
         if resumed is None:
             files.remove_stale()
         adopt = None
@@ -167,7 +172,7 @@ def _scrub(
             }
         progress = ScrubProgress(console, enabled)
         with OutputSet(paths, lead.encoding, compress=options.compress, adopt=adopt) as outputs:
-            engine = _engine(options, region, lead, progress)
+            engine = _engine(options, region, lead, progress, policy)
             finished = False
             try:
                 kept = _check_version(resumed, engine, files, outputs)
@@ -175,6 +180,7 @@ def _scrub(
                     run = _Run(
                         lead, column, engine, outputs, files, progress, options, kept, region
                     )
+                    run.policy = policy
                     if resumed is not None and kept is None:
                         run.rechecked_lines = resumed.next_line - 1
                     run.fingerprint, run.identity = fingerprint, identity
@@ -194,6 +200,9 @@ def _scrub(
             counts = run.tally.summary_counts()
             for name in answers.list_names:
                 counts["suppressed_per_list"].setdefault(name, 0)
+            seen = run.policy_seen or (
+                (policy.resolved, policy.version) if policy is not None else ("", "")
+            )
             summary = ScrubSummary(
                 input=str(source),
                 mode="remote" if options.targets else "local",
@@ -216,7 +225,14 @@ def _scrub(
                 resumed_at_line=run.resumed_at_line,
                 rechecked_lines=run.rechecked_lines,
                 seconds=time.perf_counter() - started,
-                outputs={kind.value: str(path) for kind, path in paths.items()},
+                outputs={
+                    kind.value: str(path)
+                    for kind, path in paths.items()
+                    if kind is not OutputKind.DEFERRED or outputs.written(kind)
+                },
+                policy=seen[0],
+                policy_version=seen[1],
+                decided_at=earliest_text(policy.at_ms) if policy is not None else "",
                 **counts,
             )
             outputs.open(OutputKind.SUMMARY_TEXT).write(summary.to_text())
@@ -227,6 +243,21 @@ def _scrub(
             outputs.commit()
             files.remove()
     return summary
+
+
+def _policy(options: ScrubOptions, resumed: Checkpoint | None) -> ScrubPolicy | None:
+    """The policy the rows are decided under (see :func:`~suppression.scrub.policy.scrub_policy`).
+
+    Raises:
+        ConfigError: options that do not go together, a bad policy file, or a
+            resume under another policy than the interrupted scrub's.
+    """
+    recorded = resumed.extra.get("policy") if resumed is not None else None
+    if not (options.under_policy or options.dated_lists or recorded is not None):
+        return None  # the policy code is not even loaded
+    from suppression.scrub.policy import scrub_policy
+
+    return scrub_policy(options, resumed is not None, recorded)
 
 
 def _keep_for_resume(files: CheckpointFiles, outputs: OutputSet) -> int:
@@ -309,7 +340,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _engine(
-    options: ScrubOptions, region: str, lead: LeadFile, progress: ScrubProgress
+    options: ScrubOptions,
+    region: str,
+    lead: LeadFile,
+    progress: ScrubProgress,
+    policy: ScrubPolicy | None,
 ) -> CheckEngine:
     if options.targets:
         from suppression.scrub.remote import RemoteEngine  # grpc: a local scrub never loads it
@@ -323,6 +358,7 @@ def _engine(
             progress=progress.checked,
             processes=options.processes,
             expected_rows=lead.rows_estimate,
+            policy=(policy.name, policy.at_ms) if policy is not None else None,
         )
     return LocalEngine(
         local_view(options),
@@ -333,6 +369,7 @@ def _engine(
         batch_size=options.batch_size,
         expected_rows=lead.rows_estimate,
         progress=progress.checked,
+        policy=policy,
     )
 
 
@@ -384,6 +421,9 @@ class _Run:
         self.chunks = 0
         self.first_versions: dict[str, str] = {}
         """Resumed: the versions of the interrupted scrub's first answers."""
+        self.policy: ScrubPolicy | None = None
+        self.policy_seen: tuple[str, str] | None = None
+        """The policy and policy version the answers were decided under."""
 
     def go(self) -> None:
         lead, resumed = self.lead, self.resumed
@@ -395,11 +435,16 @@ class _Run:
             self.stale = bool(resumed.extra.get("stale"))
             self.failed_closed = bool(resumed.extra.get("failed_closed"))
             self.chunks = resumed.chunks
+            seen_policy = resumed.extra.get("policy_seen")
+            if seen_policy:
+                self.policy_seen = (str(seen_policy[0]), str(seen_policy[1]))
             self.resumed_at_line = resumed.next_line
             lead.skip_to(resumed.next_line)
             logger.info("resuming at line %s", f"{resumed.next_line:,}")
         self.files.start(resumed)
-        writer = ChunkWriter(lead, self.outputs, seen, dedupe=self.options.dedupe)
+        writer = ChunkWriter(
+            lead, self.outputs, seen, dedupe=self.options.dedupe, deferred=self.policy is not None
+        )
         progress = self.progress
         progress.total("reading", lead.rows_estimate)
         pending: deque[_Pending] = deque()
@@ -407,7 +452,8 @@ class _Run:
         fast = None
         layout: ScanLayout | None = None
         assembly: WriteLayout | None = None
-        if isinstance(self.engine, LocalEngine):
+        if isinstance(self.engine, LocalEngine) and self.engine.policy is None:
+            # Under a policy every number goes through the policy's decision, as text.
             fast = FastRead(nanp_region(self.region))
             codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
             width = len(lead.header)
@@ -438,6 +484,17 @@ class _Run:
         progress.total("reading", self.tally.rows_in + self.tally.blank_lines)
 
     def _note(self, answers: Answers) -> None:
+        if answers.policy:
+            seen = (answers.policy, answers.policy_version)
+            if self.policy_seen is None:
+                self.policy_seen = seen
+            elif seen != self.policy_seen:
+                raise ConfigError(
+                    f"rows were decided under policy {self.policy_seen[0]} version "
+                    f"{self.policy_seen[1]}, then under {seen[0]} version {seen[1]}: the "
+                    "policy file changed during the scrub (or since the interrupted one); "
+                    "scrub the file again"
+                )
         for source_name, version in self.first_versions.items():
             answers.first_versions[source_name] = version
         self.stale |= answers.stale
@@ -490,6 +547,8 @@ class _Run:
                     "first_versions": answers.first_versions,
                     "stale": self.stale,
                     "failed_closed": self.failed_closed,
+                    "policy": self.policy.record() if self.policy is not None else None,
+                    "policy_seen": list(self.policy_seen) if self.policy_seen else None,
                 },
             )
         )

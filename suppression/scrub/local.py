@@ -8,6 +8,11 @@ loose forms costs 15-35 µs each, so distinct strings are spread over a pool
 of worker processes (:mod:`suppression.scrub.pool`). The pool is forked after
 the lists are loaded and before any thread starts: the workers share the
 bitmaps copy-on-write and load nothing themselves.
+
+Under a pre-dial policy (``--policy-file``) every batch goes through
+:func:`suppression.policy.batch.check_with_policy` instead, with the
+arguments the Replica gives it for the server's Check, and the fast path is
+not taken: it looks numbers up on the lists alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -32,11 +38,17 @@ from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
 from suppression.scrub.writing import BlockOutputs, WriteLayout, assemble
 
+if TYPE_CHECKING:
+    from suppression.scrub.policy import ScrubPolicy
+
 __all__ = ["LocalEngine", "Scanned"]
 
 logger = logging.getLogger(__name__)
 
 _Result = tuple[list[int], list[int], dict[int, int], list[int]]
+_Extra = tuple[list[int], list[int], tuple[str, ...], str, str]
+"""Under a policy: earliest times (ms), rules, rule names, the policy and its version."""
+_Answered = tuple[_Result, _Extra | None]
 
 
 # The worker processes' state, inherited through fork (never pickled).
@@ -44,29 +56,67 @@ _worker_view: ListView | None = None
 _worker_region = ""
 _worker_lists: tuple[str, ...] = ()
 _worker_normalizer: Normalizer | None = None
+_worker_policy: ScrubPolicy | None = None
 
 
-def _init_worker(view: ListView, region: str, lists: tuple[str, ...], cache_size: int) -> None:
-    global _worker_view, _worker_region, _worker_lists, _worker_normalizer
+def _init_worker(
+    view: ListView,
+    region: str,
+    lists: tuple[str, ...],
+    cache_size: int,
+    policy: ScrubPolicy | None = None,
+) -> None:
+    global _worker_view, _worker_region, _worker_lists, _worker_normalizer, _worker_policy
     _worker_view, _worker_region, _worker_lists = view, region, lists
     _worker_normalizer = Normalizer(cache_size)
+    _worker_policy = policy
 
 
 def _outcome_tuple(outcome: CheckOutcome) -> _Result:
     return outcome.verdicts, outcome.masks, outcome.invalid_reasons, outcome.normalized
 
 
-def _check_in_worker(texts: list[str]) -> _Result:
-    assert _worker_view is not None
-    outcome = check_batch(
-        _worker_view,
+def _check(
+    view: ListView,
+    texts: list[str],
+    region: str,
+    lists: tuple[str, ...],
+    normalizer: Normalizer | None,
+    policy: ScrubPolicy | None,
+) -> _Answered:
+    """Check a batch of distinct strings, on the lists alone or under the scrub's policy."""
+    shortened = canonicalize(texts, region)
+    if policy is None:
+        return _outcome_tuple(check_batch(view, (), shortened, region, lists, normalizer)), None
+    # Imported here: a scrub without a policy never loads the policy code.
+    from suppression.policy.batch import check_with_policy
+
+    served = policy.served
+    assert served is not None
+    # The arguments Replica.check gives it for the server's Check and CheckStream.
+    outcome = check_with_policy(
+        view,
+        served.policies,
+        policy.request,
         (),
-        canonicalize(texts, _worker_region),
-        _worker_region,
-        _worker_lists,
-        _worker_normalizer,
+        shortened,
+        region,
+        normalizer,
+        lists=lists,
+        dated=served.dated,
+        attempts=view.attempts,
     )
-    return _outcome_tuple(outcome)
+    answer = outcome.policy
+    assert answer is not None
+    extra = (answer.earliest_ms, answer.rules, answer.rule_names, answer.policy, answer.version)
+    return _outcome_tuple(outcome), extra
+
+
+def _check_in_worker(texts: list[str]) -> _Answered:
+    assert _worker_view is not None
+    return _check(
+        _worker_view, texts, _worker_region, _worker_lists, _worker_normalizer, _worker_policy
+    )
 
 
 Scanned = tuple[
@@ -149,6 +199,7 @@ class LocalEngine:
         batch_size: int = 10_000,
         expected_rows: int = 0,
         progress: Progress | None = None,
+        policy: ScrubPolicy | None = None,
     ) -> None:
         """Create the engine; forks the pool at once when one is worth having.
 
@@ -161,25 +212,39 @@ class LocalEngine:
             batch_size: strings per batch handed to a worker.
             expected_rows: rough size of the job, to decide whether to fork.
             progress: told how many strings each finished batch answered.
+            policy: decide under this policy (local, with its file); None: lists alone.
 
         Raises:
-            UnknownListError: a named list does not exist.
+            UnknownListError: a named list does not exist (or a list the policy reads).
             WorkerError: the worker processes could not be forked.
         """
         self._list_names, _ = view.select(lists)  # fail before any work on a bad name
+        self._policy = policy
+        if policy is not None:
+            assert policy.served is not None
+            suppress = policy.served.policies.get(policy.name).suppress
+            self._list_names, _ = view.select(suppress)
+            from suppression.policy.prefixes import zone_table
+
+            zone_table()  # built once here, before the fork: the workers share it
         self._view = view
         self._region = region
         self._lists = tuple(lists)
         self._normalizer = Normalizer(cache_size)
         self._batch_size = max(1, batch_size)
         self._progress = progress
-        self._pending: deque[tuple[int, Future[_Result] | _Result]] = deque()
+        self._pending: deque[tuple[int, Future[_Answered] | _Answered]] = deque()
         self._pool = pool_for(
             processes,
             expected_rows,
-            functools.partial(_init_worker, view, region, self._lists, cache_size),
+            functools.partial(_init_worker, view, region, self._lists, cache_size, policy),
             name="scrub-check",
         )
+
+    @property
+    def policy(self) -> ScrubPolicy | None:
+        """The policy every row is decided under; None: the lists alone (and the fast path)."""
+        return self._policy
 
     def submit(self, start: int, texts: list[str]) -> None:
         """Check ``texts`` (strings ``start`` onwards), in the pool when there is one.
@@ -195,19 +260,14 @@ class LocalEngine:
                     future.add_done_callback(functools.partial(self._done, len(batch)))
                 self._pending.append((start + offset, future))
             else:
-                outcome = check_batch(
-                    self._view,
-                    (),
-                    canonicalize(batch, self._region),
-                    self._region,
-                    self._lists,
-                    self._normalizer,
+                answered = _check(
+                    self._view, batch, self._region, self._lists, self._normalizer, self._policy
                 )
-                self._pending.append((start + offset, _outcome_tuple(outcome)))
+                self._pending.append((start + offset, answered))
                 if self._progress is not None:
                     self._progress(len(batch))
 
-    def _done(self, size: int, future: Future[_Result]) -> None:
+    def _done(self, size: int, future: Future[_Answered]) -> None:
         if self._progress is not None and not future.cancelled() and future.exception() is None:
             self._progress(size)
 
@@ -225,9 +285,15 @@ class LocalEngine:
         end = start + count
         while pending and pending[0][0] < end:
             at, waiting = pending.popleft()
-            result = waiting.result() if isinstance(waiting, Future) else waiting
+            result, extra = waiting.result() if isinstance(waiting, Future) else waiting
             verdicts, masks, reasons, values = result
             answers.fill(at - start, verdicts, masks, reasons, values)
+            if extra is not None:
+                earliest, rules, rule_names, answers.policy, answers.policy_version = extra
+                answers.fill_policy(at - start, len(verdicts), earliest, rules, rule_names)
+        if self._policy is not None and not answers.policy:  # a chunk with no new string
+            answers.policy = self._policy.resolved
+            answers.policy_version = self._policy.version
         return answers
 
     def scan(

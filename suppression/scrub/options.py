@@ -58,3 +58,16 @@ class ScrubOptions:
     """Write the row files gzip-compressed (``.gz``)."""
     dedupe: bool = False
     """Write each distinct number once: later rows with the same number are left out."""
+    policy_file: Path | None = None
+    """Local mode: decide every row under this pre-dial policy file (docs/policy.md)."""
+    dated_lists: tuple[str, ...] = ()
+    """Local mode, with ``policy_file``: dated lists ``NAME=FILE`` the policies read."""
+    policy: str = ""
+    """The policy to decide under ("" means the default one); remote mode sends it."""
+    decide_at: str = ""
+    """The moment every row is decided for (ISO 8601 with an offset); "" means the start."""
+
+    @property
+    def under_policy(self) -> bool:
+        """Whether the scrub decides under a pre-dial policy (and writes a deferred file)."""
+        return self.policy_file is not None or bool(self.policy or self.decide_at)

@@ -38,13 +38,16 @@ class OutputKind(enum.StrEnum):
     CLEAN = "clean"
     SUPPRESSED = "suppressed"
     INVALID = "invalid"
+    DEFERRED = "deferred"
+    """Under a pre-dial policy: rows not to dial yet, with their earliest dial time."""
     SUMMARY_TEXT = "summary.txt"
     SUMMARY_JSON = "summary.json"
     """Renamed last: its presence means the whole set is complete."""
 
 
-ROW_OUTPUTS = (OutputKind.CLEAN, OutputKind.SUPPRESSED, OutputKind.INVALID)
-"""The files that hold rows; a new verdict (such as a deferred one) adds its file here."""
+ROW_OUTPUTS = (OutputKind.CLEAN, OutputKind.SUPPRESSED, OutputKind.INVALID, OutputKind.DEFERRED)
+"""The files that hold rows; a new verdict adds its file here. The deferred file is
+written only by a scrub that decides under a policy (or gets a deferred answer)."""
 _GZIP_LEVEL = 6
 _GZIP_WBITS = 31
 """zlib's wbits for a gzip header and trailer."""
@@ -132,9 +135,9 @@ def output_paths(
     """Where each output of scrubbing ``source`` goes.
 
     ``leads.csv.gz`` gives ``leads.clean.csv``, ``leads.suppressed.csv``,
-    ``leads.invalid.csv``, ``leads.summary.txt`` and ``leads.summary.json``,
-    beside the input unless ``directory`` is given; with ``compress``, the
-    row files end in ``.gz``.
+    ``leads.invalid.csv``, ``leads.deferred.csv`` (under a policy),
+    ``leads.summary.txt`` and ``leads.summary.json``, beside the input unless
+    ``directory`` is given; with ``compress``, the row files end in ``.gz``.
     """
     if compress:
         extension_suffix = ".gz"
@@ -271,6 +274,10 @@ class OutputSet:
         """Write the adopted files from their start after all (the resume is refused)."""
         self._resume_at.clear()
 
+    def written(self, kind: OutputKind) -> bool:
+        """True if ``kind`` was opened (or adopted): it will be committed."""
+        return kind in self._temporary or kind in self._resume_at
+
     def resumed(self, kind: OutputKind) -> bool:
         """True if ``kind`` continues a file adopted from an interrupted scrub (not yet opened)."""
         return kind in self._resume_at
@@ -309,6 +316,10 @@ class OutputSet:
         # An old summary beside new data files would vouch for a set it did not describe.
         with contextlib.suppress(FileNotFoundError):
             self._paths[OutputKind.SUMMARY_JSON].unlink()
+        if OutputKind.DEFERRED not in self._temporary:
+            # A deferred file of an earlier scrub under a policy belongs to another set.
+            with contextlib.suppress(FileNotFoundError):
+                self._paths[OutputKind.DEFERRED].unlink()
         for kind in OutputKind:  # declaration order: SUMMARY_JSON is renamed last
             if kind in self._temporary:
                 os.replace(self._temporary.pop(kind), self._paths[kind])

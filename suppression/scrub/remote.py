@@ -136,6 +136,7 @@ class RemoteEngine:
         streams_per_target: int = STREAMS_PER_TARGET,
         processes: int = 1,
         expected_rows: int = 0,
+        policy: tuple[str, int] | None = None,
     ) -> None:
         """Connect to every target and start the streams.
 
@@ -151,6 +152,9 @@ class RemoteEngine:
             processes: processes that rewrite punctuated numbers before sending;
                 0 means one per core, 1 means none.
             expected_rows: rough size of the job, to decide whether to fork.
+            policy: the policy's name ("" the servers' default) and the instant (ms) to
+                decide every batch for, sent as each request's policy fields; None
+                sends none (a server with policies then decides at its own now).
 
         Raises:
             RemoteError: no target can be reached and is ready (one that cannot is
@@ -159,6 +163,7 @@ class RemoteEngine:
         """
         self._region = region
         self._lists = tuple(lists)
+        self._policy_name, self._decide_at = policy if policy is not None else ("", 0)
         self._timeout = timeout
         self._progress = progress
         self._batch_size = max(1, batch_size)
@@ -212,7 +217,10 @@ class RemoteEngine:
             for client in target.clients:
                 stream = _Stream(target.address, client, answered_at=time.monotonic())
                 stream.results = client.check_stream(
-                    self._feed(stream), in_flight=_IN_FLIGHT_PER_STREAM
+                    self._feed(stream),
+                    in_flight=_IN_FLIGHT_PER_STREAM,
+                    policy=self._policy_name,
+                    decide_at=self._decide_at or None,
                 )
                 self._streams.append(stream)
         for stream in self._streams:
@@ -507,7 +515,11 @@ class RemoteEngine:
             if address in self._failed:
                 continue
             try:
-                batch.result = clients[address].check(numbers=batch.texts)
+                batch.result = clients[address].check(
+                    numbers=batch.texts,
+                    policy=self._policy_name,
+                    decide_at=self._decide_at or None,
+                )
             except ClientError as exc:
                 if not _server_failed(exc):
                     raise RemoteError(str(exc)) from None
@@ -537,6 +549,26 @@ class RemoteEngine:
             )
             answers.stale |= result.stale
             answers.failed_closed |= result.failed_closed
+            arrays = result.policy_arrays
+            if arrays is not None:
+                if answers.policy and (arrays.policy, arrays.version) != (
+                    answers.policy,
+                    answers.policy_version,
+                ):
+                    raise RemoteError(
+                        f"servers answered under policy {answers.policy} version "
+                        f"{answers.policy_version} and {arrays.policy} version "
+                        f"{arrays.version}: give them one policy file, or scrub when its "
+                        "reload has reached every server"
+                    )
+                answers.policy, answers.policy_version = arrays.policy, arrays.version
+                answers.fill_policy(
+                    batch.start - start,
+                    len(result),
+                    arrays.earliest_ms,
+                    arrays.rules,
+                    tuple(arrays.rule_names),
+                )
         answers.list_names = tuple(names)
         answers.versions = dict(self._versions)
         answers.first_versions = dict(self._first_versions)

@@ -24,8 +24,8 @@ class SummaryError(SuppressionError):
 class ScrubSummary:
     """What a scrub read, decided and wrote.
 
-    ``rows_in == clean + suppressed + invalid + duplicates_dropped`` always;
-    construction fails otherwise, so no summary can hide a lost row.
+    ``rows_in == clean + suppressed + invalid + deferred + duplicates_dropped``
+    always; construction fails otherwise, so no summary can hide a lost row.
     """
 
     input: str
@@ -53,6 +53,14 @@ class ScrubSummary:
     """Version of the data that answered, per source (target or ``local``)."""
     duplicates_dropped: int = 0
     """Duplicate rows left out by ``--dedupe`` (0 without it)."""
+    deferred: int = 0
+    """Under a pre-dial policy: rows not to dial yet (the deferred file)."""
+    policy: str = ""
+    """The policy the rows were decided under; "" on the lists alone."""
+    policy_version: str = ""
+    """That policy file's version."""
+    decided_at: str = ""
+    """The instant every row was decided for (ISO 8601, UTC); "" without a fixed one."""
     first_data_versions: Mapping[str, str] = field(default_factory=dict)
     """Sources whose data moved during the scrub: the version of their first answers."""
     stale: bool = False
@@ -69,12 +77,13 @@ class ScrubSummary:
     outputs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        total = self.clean + self.suppressed + self.invalid + self.duplicates_dropped
-        if total != self.rows_in:
+        if not self.balanced:
+            total = self.written + self.duplicates_dropped
             raise SummaryError(
                 f"internal error: {self.rows_in:,} rows read but {total:,} written or left out "
                 f"({self.clean:,} clean, {self.suppressed:,} suppressed, {self.invalid:,} "
-                f"invalid, {self.duplicates_dropped:,} duplicates left out)"
+                f"invalid, {self.deferred:,} deferred, {self.duplicates_dropped:,} duplicates "
+                "left out)"
             )
         if sum(self.invalid_per_reason.values()) != self.invalid:
             raise SummaryError("internal error: invalid rows per reason do not add up")
@@ -82,9 +91,14 @@ class ScrubSummary:
             raise SummaryError("internal error: a list matched more rows than were suppressed")
 
     @property
+    def written(self) -> int:
+        """Rows written to the row files: clean, suppressed, invalid and deferred."""
+        return self.clean + self.suppressed + self.invalid + self.deferred
+
+    @property
     def balanced(self) -> bool:
         """Always true; spelled out in the JSON for readers who check."""
-        return self.rows_in == self.clean + self.suppressed + self.invalid + self.duplicates_dropped
+        return self.rows_in == self.written + self.duplicates_dropped
 
     @property
     def retried_batches(self) -> int:
@@ -130,8 +144,14 @@ class ScrubSummary:
             ("  clean (may dial)", f"{self.clean:,}"),
             ("  suppressed", f"{self.suppressed:,}"),
             ("  invalid", f"{self.invalid:,}"),
-            ("clean + suppressed + invalid", f"{self.clean + self.suppressed + self.invalid:,}"),
         ]
+        if self.policy:
+            rows += [
+                ("  deferred (not yet)", f"{self.deferred:,}"),
+                ("clean + suppressed + invalid + deferred", f"{self.written:,}"),
+            ]
+        else:
+            rows.append(("clean + suppressed + invalid", f"{self.written:,}"))
         if self.duplicates_dropped:
             rows.append(("  duplicates left out (--dedupe)", f"{self.duplicates_dropped:,}"))
         rows += [
@@ -148,6 +168,11 @@ class ScrubSummary:
             ("phone column", f"{self.column} (by {self.column_detection})"),
             ("encoding", self.encoding),
             ("mode", self.mode),
+        ]
+        if self.policy:
+            rows.append(("policy", f"{self.policy} version {self.policy_version}"))
+            rows.append(("decided for", self.decided_at or "each server's now, per batch"))
+        rows += [
             ("data version", versions + (" (STALE)" if self.stale else "")),
             ("seconds", f"{self.seconds:.2f} ({self.rows_per_second:,.0f} rows/s)"),
         ]

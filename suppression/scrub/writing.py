@@ -1,4 +1,4 @@
-"""Sorting a scrub's rows into the clean, suppressed and invalid files, in input order.
+"""Sorting a scrub's rows into the clean, suppressed, invalid (and deferred) files, in input order.
 
 Every row is copied from its input lines, byte for byte (quoting, spacing,
 line breaks inside quotes, line ends), with the extra columns inserted before
@@ -11,6 +11,7 @@ owner wrote.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import itertools
 import operator
@@ -32,6 +33,7 @@ from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, Output
 from suppression.scrub.reading import Chunk, LeadFile, RowProblem
 
 __all__ = [
+    "DEFERRED_COLUMNS",
     "INVALID_COLUMNS",
     "SUPPRESSED_COLUMNS",
     "BlockOutputs",
@@ -39,6 +41,7 @@ __all__ = [
     "Tally",
     "WriteLayout",
     "assemble",
+    "earliest_text",
     "write_layout",
 ]
 
@@ -51,6 +54,8 @@ def write_layout(lead: LeadFile) -> WriteLayout:
 
 SUPPRESSED_COLUMNS = ("suppressed_by",)
 INVALID_COLUMNS = ("invalid_reason", "line")
+DEFERRED_COLUMNS = ("earliest_dial_utc",)
+"""Under a policy: when a deferred row may first be dialed, ISO 8601 in UTC."""
 FAILED_CLOSED_LABEL = "failed-closed"
 _DROPPED = 255
 """A verdict no output takes: a duplicate row that ``--dedupe`` leaves out."""
@@ -90,6 +95,7 @@ class Tally:
             "clean": self.written.get(OutputKind.CLEAN.value, 0),
             "suppressed": self.written.get(OutputKind.SUPPRESSED.value, 0),
             "invalid": self.written.get(OutputKind.INVALID.value, 0),
+            "deferred": self.written.get(OutputKind.DEFERRED.value, 0),
             "duplicates": self.duplicates,
             "duplicates_dropped": self.dropped,
             "distinct_numbers": self.distinct_numbers,
@@ -97,6 +103,11 @@ class Tally:
             "suppressed_per_list": dict(self.suppressed_per_list),
             "invalid_per_reason": dict(sorted(self.invalid_per_reason.items())),
         }
+
+
+def earliest_text(ms: int) -> str:
+    """``ms`` since the epoch as ISO 8601 in UTC, to the second: ``2026-11-26T14:00:00Z``."""
+    return dt.datetime.fromtimestamp(ms // 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _add(counts: dict[str, int], name: str, count: int) -> None:
@@ -192,6 +203,47 @@ class _Emitter:
             stream.write(text if tails is None else _with_tail(text, tails[position]))
 
 
+_EXTRA_COLUMNS: dict[OutputKind, tuple[str, ...]] = {
+    OutputKind.CLEAN: (),
+    OutputKind.SUPPRESSED: SUPPRESSED_COLUMNS,
+    OutputKind.INVALID: INVALID_COLUMNS,
+    OutputKind.DEFERRED: DEFERRED_COLUMNS,
+}
+
+
+def _policy_labels(
+    answers: Answers,
+    masks: npt.NDArray[np.uint64],
+    checked: npt.NDArray[np.bool_],
+    safe: npt.NDArray[np.int64],
+    suppressed_at: npt.NDArray[np.int64],
+) -> list[list[str]]:
+    """``suppressed_by`` under a policy: the lists, as without one; else the rules that decided.
+
+    A policy also suppresses numbers on no list (a reassigned number, a blocked
+    number type, a zone whose window never opens): those name the rule.
+    """
+    rules = np.zeros(len(masks), dtype=np.uint64)
+    rules[checked] = answers.rules[safe[checked]]
+    names, rule_names = answers.list_names, answers.rule_names
+    labels: dict[tuple[int, int], list[str]] = {}
+    matched: list[list[str]] = []
+    pairs = zip(masks[suppressed_at].tolist(), rules[suppressed_at].tolist(), strict=True)
+    for mask, rule in pairs:
+        label = labels.get((mask, rule))
+        if label is None:
+            chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+            if not chosen:
+                chosen = [
+                    FAILED_CLOSED_LABEL if name == "failed_closed" else name
+                    for bit, name in enumerate(rule_names)
+                    if rule >> bit & 1 and not name.startswith("list.")
+                ]
+            label = labels[(mask, rule)] = [";".join(chosen) or FAILED_CLOSED_LABEL]
+        matched.append(label)
+    return matched
+
+
 def _tail(fields: list[str], delimiter: str) -> str:
     return "".join([delimiter + _quote(value, delimiter) for value in fields])
 
@@ -206,6 +258,7 @@ class ChunkWriter:
         seen: BitMap64,
         *,
         dedupe: bool = False,
+        deferred: bool = False,
     ) -> None:
         """Open the row files and write their headers (unless a resumed file has them).
 
@@ -215,28 +268,32 @@ class ChunkWriter:
             seen: every E.164 number of an earlier chunk (a resumed scrub's); the writer
                 keeps its own set from there.
             dedupe: leave out rows whose number an earlier row had.
+            deferred: the scrub decides under a policy: write the deferred file even
+                if no row is deferred. Otherwise it is written only if a server
+                (deciding under its default policy) defers a row.
         """
         self._delimiter = lead.delimiter
         self._width = len(lead.header)
         self._layout = write_layout(lead)
         self._seen = SeenNumbers(np.frombuffer(seen.to_array(), dtype=np.uint64))
         self._dedupe = dedupe
-        dialect = (lead.delimiter, lead.line_terminator)
-        extra_columns = {
-            OutputKind.CLEAN: (),
-            OutputKind.SUPPRESSED: SUPPRESSED_COLUMNS,
-            OutputKind.INVALID: INVALID_COLUMNS,
-        }
+        self._outputs = outputs
+        self._lead = lead
         self._streams: dict[OutputKind, OutputStream] = {}
         self._writers: dict[OutputKind, Any] = {}
         for kind in ROW_OUTPUTS:
-            resumed = outputs.resumed(kind)
-            self._writers[kind] = outputs.writer(kind, *dialect)
-            self._streams[kind] = stream = outputs.stream(kind)
-            if not resumed and lead.header_text:
-                stream.write(
-                    _with_tail(lead.header_text, _tail(list(extra_columns[kind]), lead.delimiter))
-                )
+            if kind is not OutputKind.DEFERRED or deferred or outputs.resumed(kind):
+                self._open(kind)
+
+    def _open(self, kind: OutputKind) -> None:
+        lead, outputs = self._lead, self._outputs
+        resumed = outputs.resumed(kind)
+        self._writers[kind] = outputs.writer(kind, lead.delimiter, lead.line_terminator)
+        self._streams[kind] = stream = outputs.stream(kind)
+        if not resumed and lead.header_text:
+            stream.write(
+                _with_tail(lead.header_text, _tail(list(_EXTRA_COLUMNS[kind]), lead.delimiter))
+            )
 
     def write(
         self, chunk: Chunk, uids: npt.NDArray[np.int64], answers: Answers, tally: Tally
@@ -288,14 +345,17 @@ class ChunkWriter:
 
         suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
         names = answers.list_names
-        labels: dict[int, list[str]] = {}
-        matched: list[list[str]] = []
-        for mask in masks[suppressed_at].tolist():
-            label = labels.get(mask)
-            if label is None:
-                chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-                label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
-            matched.append(label)
+        if answers.rules.size:
+            matched = _policy_labels(answers, masks, checked, safe, suppressed_at)
+        else:
+            labels: dict[int, list[str]] = {}
+            matched = []
+            for mask in masks[suppressed_at].tolist():
+                label = labels.get(mask)
+                if label is None:
+                    chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
+                    label = labels[mask] = [";".join(chosen) or FAILED_CLOSED_LABEL]
+                matched.append(label)
         emitter.emit(
             self._streams[OutputKind.SUPPRESSED],
             self._writers[OutputKind.SUPPRESSED],
@@ -325,6 +385,26 @@ class ChunkWriter:
         per_reason = np.bincount(reasons[invalid_at], minlength=1)
         for code in np.flatnonzero(per_reason).tolist():
             _add(tally.invalid_per_reason, _REASON_NAMES[code], int(per_reason[code]))
+
+        deferred_at = np.flatnonzero(verdicts == Verdict.DEFERRED)
+        if len(deferred_at):
+            if OutputKind.DEFERRED not in self._streams:
+                self._open(OutputKind.DEFERRED)
+            earliest = np.zeros(total, dtype=np.int64)
+            if answers.earliest_ms.size:
+                earliest[checked] = answers.earliest_ms[safe[checked]]
+            texts: dict[int, list[str]] = {}
+            stamps = [
+                texts.get(ms) or texts.setdefault(ms, [earliest_text(ms)])
+                for ms in earliest[deferred_at].tolist()
+            ]
+            emitter.emit(
+                self._streams[OutputKind.DEFERRED],
+                self._writers[OutputKind.DEFERRED],
+                deferred_at,
+                stamps,
+            )
+            _add(tally.written, OutputKind.DEFERRED.value, len(deferred_at))
         return fresh
 
     def write_fast(

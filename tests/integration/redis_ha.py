@@ -12,13 +12,20 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
-from tests.conftest import free_port, wait_for
+from suppression.datasource import DataSource
+from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
+from suppression.server import ServerOptions, ServingProcess, create_server
+from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from tests.conftest import RedisServer, client_channel, free_port, wait_for
 
 MASTER = "suppression"
 """The master name the sentinels monitor."""
@@ -42,46 +49,17 @@ def _pings(port: int) -> bool:
 
 
 @dataclass
-class RedisNode:
+class RedisNode(RedisServer):
     """One redis-server with append-only persistence, optionally a replica of another."""
 
-    directory: Path
-    port: int = field(default_factory=free_port)
     replica_of: int | None = None
-    process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            _binary("redis-server", "redis-server"),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--logfile",
-            str(self.directory / "redis.log"),
-            # A replica syncs at once instead of after the default 5 s wait for others.
-            "--repl-diskless-sync-delay",
-            "0",
-        ]
+    def extra_arguments(self) -> list[str]:
+        # A replica syncs at once instead of after the default 5 s wait for others.
+        arguments = ["--repl-diskless-sync-delay", "0"]
         if self.replica_of is not None:
-            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(lambda: _pings(self.port), 10.0, f"redis-server on port {self.port}")
+            arguments += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        return arguments
 
     def client(self, timeout: float = 5.0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout)
@@ -97,13 +75,6 @@ class RedisNode:
             return info.get("master_link_status") == "up"
 
         wait_for(linked, timeout, f"replica {self.port} to sync with its primary")
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no last write to disk beyond what fsync already did."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its port but answers nothing."""
@@ -272,3 +243,39 @@ def redis_sentinels_fixture(tmp_path: Path) -> Iterator[RedisGroup]:
         yield group
     finally:
         group.stop()
+
+
+@dataclass
+class SentinelReplica:
+    """An in-process replica that follows the log through the sentinels, and its client."""
+
+    core: Replica
+    process: ServingProcess
+    registry: CollectorRegistry
+    channel: grpc.Channel
+    stub: pb_grpc.SuppressionStub
+
+
+@contextmanager
+def replica_through_sentinels(group: RedisGroup, data: Path) -> Iterator[SentinelReplica]:
+    """A replica with ``--min-replicas 1`` and snapshots every 0.1 s into ``data``."""
+    options = ChangeLogOptions(
+        redis_url=f"redis://{MASTER}/0",
+        sentinels=group.sentinel_addresses,
+        sentinel_master=MASTER,
+        max_staleness=5.0,
+        min_replicas=1,
+        replica_timeout=0.5,
+    )
+    core = Replica(DataSource(data_dir=data), options, SnapshotOptions(interval=0.1, keep=5))
+    registry = CollectorRegistry()
+    process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
+    core.start()
+    process.sync_health()
+    channel = client_channel(f"127.0.0.1:{process.port}")
+    try:
+        yield SentinelReplica(core, process, registry, channel, pb_grpc.SuppressionStub(channel))
+    finally:
+        channel.close()
+        process.stop(0)
+        core.stop()

@@ -10,7 +10,7 @@ import pytest
 from suppression.policy.store import PolicyStore
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.v1 import suppression_pb2 as pb
-from tests.conftest import wait_for
+from tests.conftest import RedisServer, wait_for
 from tests.integration.live_replicas import Replica, ReplicaFactory, start_replica_fixture
 
 __all__ = ["start_replica_fixture"]  # the fixture, used by name
@@ -141,9 +141,10 @@ def test_record_attempts_refuses_bad_input_and_writes_nothing(
     assert replica.lists.version == before
 
 
-def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
+def _attempts_in_a_snapshot(
     tmp_path: Path, start_replica: ReplicaFactory
-) -> None:
+) -> tuple[Replica, Path, Path]:
+    """A replica that records three attempts and snapshots them: it, its data, the policies."""
     policy_file = tmp_path / "policies.toml"
     policy_file.write_text(POLICIES)
     data = tmp_path / "data"
@@ -169,8 +170,37 @@ def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
         return newest is not None and read_snapshot(newest).version == version
 
     wait_for(snapshot_at_version, 10, "a snapshot after the attempts")
+    return first, data, policy_file
+
+
+def test_a_replica_started_from_a_snapshot_reads_back_the_attempts_it_lacks(
+    tmp_path: Path, start_replica: ReplicaFactory
+) -> None:
+    first, data, policy_file = _attempts_in_a_snapshot(tmp_path, start_replica)
     second = start_replica(data, policies=PolicyStore(policy_file))
     # None of them came after its snapshot: all three are read back from the log.
     wait_for(lambda: len(second.lists.view.attempts) == 3, 10, "the attempts read back")
     assert answers(second) == answers(first)
     assert answers(second, "sim-1") == answers(first, "sim-1")
+
+
+def test_a_replica_with_caps_serves_only_once_the_attempts_are_read_back(
+    tmp_path: Path, start_replica: ReplicaFactory, redis_server: RedisServer
+) -> None:
+    first, data, policy_file = _attempts_in_a_snapshot(tmp_path, start_replica)
+    expected = answers(first)
+    redis_server.stop()  # the attempts before the snapshot cannot be read back for now
+
+    second = start_replica(data, policies=PolicyStore(policy_file), max_staleness=1.0)
+    assert not second.core.serving, "caps would count none of the three attempts"
+    with pytest.raises(grpc.RpcError) as refused:
+        answers(second)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "reading back the dial attempts" in str(refused.value.details())
+    assert second.registry.get_sample_value("suppression_attempts_complete") == 0
+
+    redis_server.start()
+    wait_for(lambda: second.core.serving, 15, "the attempts read back")
+    assert len(second.lists.view.attempts) == 3
+    assert answers(second) == expected
+    assert second.registry.get_sample_value("suppression_attempts_complete") == 1

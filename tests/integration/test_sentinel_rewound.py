@@ -14,25 +14,22 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry
 
 from suppression.changelog.planning import applied_entry_gone
-from suppression.datasource import DataSource
 from suppression.entries import Entry
 from suppression.errors import ChangeLogError
 from suppression.lists import ListKind, LogPosition, Op, Version
 from suppression.redisconn import connect
-from suppression.replica import ChangeLogOptions, Replica, SnapshotOptions
-from suppression.server import ServerOptions, create_server
 from suppression.snapshot import find_newest, read_snapshot
 from suppression.v1 import suppression_pb2 as pb
-from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from suppression.writer import ChangeLogWriter
-from tests.conftest import client_channel, wait_for
+from tests.conftest import wait_for
 from tests.integration.redis_ha import (  # noqa: F401 - a fixture
     MASTER,
     RedisGroup,
+    SentinelReplica,
     redis_sentinels_fixture,
+    replica_through_sentinels,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,21 +54,12 @@ def test_a_replica_drops_a_write_the_failover_lost(
     redis_sentinels: RedisGroup, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    options = ChangeLogOptions(
-        redis_url=f"redis://{MASTER}/0",
-        sentinels=redis_sentinels.sentinel_addresses,
-        sentinel_master=MASTER,
-        max_staleness=5.0,
-        min_replicas=1,
-        replica_timeout=0.5,
-    )
-    core = Replica(DataSource(data_dir=data), options, SnapshotOptions(interval=0.1, keep=5))
-    registry = CollectorRegistry()
-    process = create_server(core, ServerOptions(port=0), registry, "127.0.0.1:0")
-    core.start()
-    process.sync_health()
-    channel = client_channel(f"127.0.0.1:{process.port}")
-    stub = pb_grpc.SuppressionStub(channel)
+    with replica_through_sentinels(redis_sentinels, data) as replica:
+        _drop_a_lost_write(redis_sentinels, replica, data)
+
+
+def _drop_a_lost_write(group: RedisGroup, replica: SentinelReplica, data: Path) -> None:
+    core, registry, channel, stub = replica.core, replica.registry, replica.channel, replica.stub
 
     def verdicts() -> list[int]:
         """The answers for A, B and C; [] while the replica refuses (UNAVAILABLE)."""
@@ -85,72 +73,65 @@ def test_a_replica_drops_a_write_the_failover_lost(
         request = health_pb2.HealthCheckRequest()
         return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status)
 
-    try:
-        request = pb.SuppressRequest(e164=[A], list="internal", source="app", create_list=True)
-        acknowledged = stub.Suppress(request, timeout=10)
-        wait_for(
-            lambda: (
-                (newest := find_newest(data)) is not None
-                and read_snapshot(newest).version >= Version.parse(acknowledged.version)
-            ),
-            10,
-            "a snapshot of the acknowledged write",
-        )
-        primary = redis_sentinels.master_port()
-        redis_replica = next(n for n in redis_sentinels.nodes if n.port != primary)
-        redis_replica.pause()
-        # Close its link too: bytes already in its socket buffer would still reach it.
-        redis_sentinels.node(primary).client().client_kill_filter(_type="replica")
-        with pytest.raises(grpc.RpcError, match="not acknowledged"):
-            stub.Suppress(pb.SuppressRequest(e164=[B], list="internal", source="app"))
-        wait_for(lambda: verdicts()[1:2] == [pb.SUPPRESSED], 5, "the replica to apply B anyway")
-        wait_for(
-            lambda: B in read_snapshot(find_newest(data)).bitmaps["internal"],  # type: ignore[arg-type]
-            10,
-            "a snapshot that holds B, which the log is about to lose",
-        )
-        old = redis_sentinels.primary()
-        old.kill()
-        redis_replica.resume()
-        redis_sentinels.wait_failover(old.port)
-        # A write after the failover takes B's sequence number under another ID.
-        writer = ChangeLogWriter(
-            connect(
-                f"redis://{MASTER}/0", sentinels=redis_sentinels.sentinel_addresses, master=MASTER
-            ),
-            STREAM,
-            "test",
-            epoch=core.view().position.epoch,
-        )
-        entry = Entry(Op.ADD, "internal", ListKind.OPT_OUT, "app", (C,))
-        wait_for(lambda: _written(writer, entry), 10, "the write to reach the new primary")
+    request = pb.SuppressRequest(e164=[A], list="internal", source="app", create_list=True)
+    acknowledged = stub.Suppress(request, timeout=10)
+    wait_for(
+        lambda: (
+            (newest := find_newest(data)) is not None
+            and read_snapshot(newest).version >= Version.parse(acknowledged.version)
+        ),
+        10,
+        "a snapshot of the acknowledged write",
+    )
+    primary = group.master_port()
+    redis_replica = next(n for n in group.nodes if n.port != primary)
+    redis_replica.pause()
+    # Close its link too: bytes already in its socket buffer would still reach it.
+    group.node(primary).client().client_kill_filter(_type="replica")
+    with pytest.raises(grpc.RpcError, match="not acknowledged"):
+        stub.Suppress(pb.SuppressRequest(e164=[B], list="internal", source="app"))
+    wait_for(lambda: verdicts()[1:2] == [pb.SUPPRESSED], 5, "the replica to apply B anyway")
+    wait_for(
+        lambda: B in read_snapshot(find_newest(data)).bitmaps["internal"],  # type: ignore[arg-type]
+        10,
+        "a snapshot that holds B, which the log is about to lose",
+    )
+    old = group.primary()
+    old.kill()
+    redis_replica.resume()
+    group.wait_failover(old.port)
+    # A write after the failover takes B's sequence number under another ID.
+    writer = ChangeLogWriter(
+        connect(f"redis://{MASTER}/0", sentinels=group.sentinel_addresses, master=MASTER),
+        STREAM,
+        "test",
+        epoch=core.view().position.epoch,
+    )
+    entry = Entry(Op.ADD, "internal", ListKind.OPT_OUT, "app", (C,))
+    wait_for(lambda: _written(writer, entry), 10, "the write to reach the new primary")
 
-        def recovered() -> bool:
-            # Health is polled, so it may still say SERVING for a moment after the
-            # replica found the loss; Check then answers UNAVAILABLE, as it must.
-            try:
-                return health() == SERVING and verdicts() == [
-                    pb.SUPPRESSED,
-                    pb.ALLOWED,
-                    pb.SUPPRESSED,
-                ]
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-                    raise
-                return False
+    def recovered() -> bool:
+        # Health is polled, so it may still say SERVING for a moment after the
+        # replica found the loss; Check then answers UNAVAILABLE, as it must.
+        try:
+            return health() == SERVING and verdicts() == [
+                pb.SUPPRESSED,
+                pb.ALLOWED,
+                pb.SUPPRESSED,
+            ]
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise
+            return False
 
-        wait_for(recovered, 20, "the replica to drop B and serve what the log holds")
-        state = core.follower_state()
-        assert state is not None and state.losses["rewound"] >= 1
-        assert list(data.glob("*.diverged")), "the snapshot holding B is set aside"
-        assert (
-            registry.get_sample_value("suppression_changelog_losses_total", {"kind": "rewound"})
-            == state.losses["rewound"]
-        )
-    finally:
-        channel.close()
-        process.stop(0)
-        core.stop()
+    wait_for(recovered, 20, "the replica to drop B and serve what the log holds")
+    state = core.follower_state()
+    assert state is not None and state.losses["rewound"] >= 1
+    assert list(data.glob("*.diverged")), "the snapshot holding B is set aside"
+    assert (
+        registry.get_sample_value("suppression_changelog_losses_total", {"kind": "rewound"})
+        == state.losses["rewound"]
+    )
 
 
 def _written(writer: ChangeLogWriter, entry: Entry) -> bool:
