@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suppression.client.errors import PolicyVersionMismatchError
+from suppression.client.packing import unpack_masks, unpack_verdicts
 from suppression.client.policyfields import PolicyFields
 from suppression.client.result import CheckResult, Part, PolicyArrays, version_key
 from suppression.v1 import suppression_pb2 as pb
@@ -47,6 +48,8 @@ class Piece:
             consent_days=self.consent_days,
             consent_day=policy.consent_day,
             calling_line=policy.calling_line,
+            # Servers that know it answer in two bytes fields; older ones ignore it.
+            packed_answer=True,
         )
 
 
@@ -114,13 +117,9 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
     stale = failed_closed = False
     policy = _policy_of(answered)
     for piece, answer, target in answered:
-        if len(answer.verdicts) != len(piece) or len(answer.matched) != len(piece):
-            raise ValueError(
-                f"server {target} answered {len(answer.verdicts)} verdicts for "
-                f"{len(piece)} numbers; it does not speak this protocol version"
-            )
-        verdicts.extend(answer.verdicts)
-        masks.extend(_remap(answer.matched, list(answer.list_names), names))
+        piece_verdicts, piece_masks = _verdicts_and_masks(piece, answer, target)
+        verdicts.extend(piece_verdicts)
+        masks.extend(_remap(piece_masks, list(answer.list_names), names))
         for index, reason in answer.invalid_reasons.items():
             reasons[piece.start + index] = reason
         normalized.extend(_normalized(piece, answer))
@@ -151,6 +150,34 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         parts=parts,
         policy=policy,
     )
+
+
+def _verdicts_and_masks(
+    piece: Piece, answer: pb.CheckResponse, target: str
+) -> tuple[Sequence[int], Sequence[int]]:
+    """One answer's verdicts and bitmasks, from the packed fields or the repeated ones.
+
+    Raises:
+        ValueError: the answer does not have one verdict and one bitmask per number sent.
+    """
+    count = len(piece)
+    if answer.matched_width:
+        if len(answer.verdicts_packed) != count:
+            raise ValueError(
+                f"server {target} answered {len(answer.verdicts_packed)} packed verdicts for "
+                f"{count} numbers; it does not speak this protocol version"
+            )
+        try:
+            masks = unpack_masks(answer.matched_packed, answer.matched_width, count)
+        except ValueError as exc:
+            raise ValueError(f"server {target}: {exc}") from None
+        return unpack_verdicts(answer.verdicts_packed), masks
+    if len(answer.verdicts) != count or len(answer.matched) != count:
+        raise ValueError(
+            f"server {target} answered {len(answer.verdicts)} verdicts for "
+            f"{count} numbers; it does not speak this protocol version"
+        )
+    return answer.verdicts, answer.matched
 
 
 def _policy_of(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> PolicyArrays | None:

