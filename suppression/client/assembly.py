@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from suppression.client.errors import PolicyVersionMismatchError
-from suppression.client.packing import unpack_masks, unpack_verdicts
+from suppression.client.packing import unpack_masks
 from suppression.client.policyfields import PolicyFields
 from suppression.client.result import CheckResult, Part, PolicyArrays, version_key
 from suppression.v1 import suppression_pb2 as pb
@@ -108,8 +110,8 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         PolicyVersionMismatchError: pieces were decided under different policies or
             policy versions.
     """
-    verdicts: list[int] = []
-    masks: list[int] = []
+    verdict_parts: list[Sequence[int]] = []
+    mask_parts: list[Sequence[int]] = []
     names: list[str] = []
     reasons: dict[int, int] = {}
     normalized: list[int] = []
@@ -118,8 +120,8 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
     policy = _policy_of(answered)
     for piece, answer, target in answered:
         piece_verdicts, piece_masks = _verdicts_and_masks(piece, answer, target)
-        verdicts.extend(piece_verdicts)
-        masks.extend(_remap(piece_masks, list(answer.list_names), names))
+        verdict_parts.append(piece_verdicts)
+        mask_parts.append(_remap(piece_masks, list(answer.list_names), names))
         for index, reason in answer.invalid_reasons.items():
             reasons[piece.start + index] = reason
         normalized.extend(_normalized(piece, answer))
@@ -139,8 +141,8 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         )
     oldest = min((part.version for part in parts), key=version_key, default="")
     return CheckResult(
-        verdicts,
-        masks,
+        _joined(verdict_parts),
+        _joined(mask_parts),
         names,
         reasons,
         normalized,
@@ -150,6 +152,23 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         parts=parts,
         policy=policy,
     )
+
+
+def _joined(parts: Sequence[Sequence[int]]) -> Sequence[int]:
+    """The parts end to end: packed ones stay packed, one part stays as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, bytes) for part in parts):
+        return b"".join(cast(Sequence[bytes], parts))
+    first = parts[0]
+    if isinstance(first, array.array) and all(
+        isinstance(part, array.array) and part.typecode == first.typecode for part in parts
+    ):
+        joined = array.array(first.typecode)
+        for part in parts:
+            joined.extend(part)
+        return joined
+    return [value for part in parts for value in part]
 
 
 def _verdicts_and_masks(
@@ -171,13 +190,13 @@ def _verdicts_and_masks(
             masks = unpack_masks(answer.matched_packed, answer.matched_width, count)
         except ValueError as exc:
             raise ValueError(f"server {target}: {exc}") from None
-        return unpack_verdicts(answer.verdicts_packed), masks
+        return answer.verdicts_packed, masks
     if len(answer.verdicts) != count or len(answer.matched) != count:
         raise ValueError(
             f"server {target} answered {len(answer.verdicts)} verdicts for "
             f"{count} numbers; it does not speak this protocol version"
         )
-    return answer.verdicts, answer.matched
+    return list(answer.verdicts), list(answer.matched)
 
 
 def _policy_of(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> PolicyArrays | None:

@@ -168,14 +168,19 @@ def test_the_client_reads_packed_and_repeated_answers_alike(
         )
         old_form.append((piece, old, "old"))
         new_form.append((piece, new, "new"))
-    was, now = merge(old_form), merge(new_form)
-    assert now.verdicts == was.verdicts
-    assert now.masks == was.masks
-    assert (now.list_names, now.normalized, now.version) == (
-        was.list_names,
-        was.normalized,
-        was.version,
-    )
+    was = merge(old_form)
+    # All packed, and one of each (targets of two releases during a rolling upgrade).
+    for now in (merge(new_form), merge([old_form[0], new_form[1]])):
+        assert len(now) == len(was)
+        assert [now[i] for i in range(len(now))] == [was[i] for i in range(len(was))]
+        assert now.suppressed_indexes() == was.suppressed_indexes()
+        assert now.verdicts == was.verdicts
+        assert now.masks == was.masks
+        assert (now.list_names, now.normalized, now.version) == (
+            was.list_names,
+            was.normalized,
+            was.version,
+        )
 
 
 def test_the_client_asks_for_packed_answers() -> None:
