@@ -15,10 +15,13 @@ it by applying every entry one read returns as one batch.
 from __future__ import annotations
 
 import enum
+import itertools
+import operator
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import total_ordering
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -273,8 +276,15 @@ class ListView:
             else:
                 if as_ints is None:
                     as_ints = values.tolist()
-                # One C call per number; map() keeps the loop out of bytecode.
-                hits = np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=count)
+                # One C call per number; map() keeps the loop out of bytecode, and
+                # operator.contains reaches the bitmap's sq_contains directly, where
+                # bitmap.__contains__ (a method-wrapper) builds an argument tuple per
+                # number: 80 ns a number here against 103.
+                hits = np.fromiter(
+                    map(_contains, itertools.repeat(bitmap, count), as_ints),
+                    dtype=np.bool_,
+                    count=count,
+                )
             masks |= hits.astype(np.uint64) << np.uint64(bit)
         return chosen, masks
 
@@ -558,6 +568,9 @@ def _apply_one(draft: _Draft, change: Change) -> None:
     if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
         draft.reshaped.add(change.list_name)
 
+
+_contains = cast(Callable[[BitMap64, int], bool], operator.contains)
+"""``value in bitmap`` as a function (pyroaring's stubs do not declare ``Container``)."""
 
 _SORTED_LOOKUP_MAX = 1 << 16
 """Lists this small are looked up by binary search in a sorted array (cached per view,

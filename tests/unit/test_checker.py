@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,6 +44,11 @@ def test_both_paths_agree_with_a_set_model(model: dict[str, set[int]], query: li
     for bit, name in enumerate(names):
         expected_hits = sum(1 for v in query if not e164_reason(v) and v in model[name])
         assert outcome.hits_per_list[bit] == expected_hits
+    # The packed wire's numbers arrive as a numpy array: the same answer.
+    assert check_batch(lists.view, np.array(query, dtype=np.uint64)) == outcome
+    closed = check_batch(lists.view, np.array(query, dtype=np.uint64), fail_closed=True)
+    assert closed == check_batch(lists.view, query, fail_closed=True)
+    assert [v == Verdict.INVALID for v in closed.verdicts] == [bool(e164_reason(v)) for v in query]
 
 
 def test_text_numbers_follow_integers_in_the_arrays() -> None:
