@@ -269,7 +269,13 @@ def lookup_batch(
         names, _ = view.select(lists)
         masks = np.zeros(len(values), dtype=np.uint64)
     else:
-        names, masks = _lookup(view, values, lists, pause)
+        # A caller's list of ints is looked up as it is: ``values.tolist()`` would make
+        # and free a Python int per number again (about 27 ns). Its invalid numbers are
+        # not zeroed, so their masks are cleared after.
+        ints = e164 if isinstance(e164, list) and not texts else None
+        names, masks = _lookup(view, values, ints, lists, pause)
+        if ints is not None and len(invalid_at):
+            masks[invalid_at] = 0
     return BatchLookup(
         values=values,
         invalid=invalid,
@@ -303,18 +309,22 @@ def _normalize(
 def _lookup(
     view: ListView,
     values: npt.NDArray[np.uint64],
+    ints: list[int] | None,
     lists: Sequence[str],
     pause: Callable[[], None] | None,
 ) -> tuple[tuple[str, ...], npt.NDArray[np.uint64]]:
     """``view.lookup``, a slice at a time with ``pause()`` between slices."""
     if pause is None or len(values) <= LOOKUP_SLICE:
-        return view.lookup(values, lists)
+        return view.lookup(values, lists, ints)
     names: tuple[str, ...] = ()
     masks: list[npt.NDArray[np.uint64]] = []
     for start in range(0, len(values), LOOKUP_SLICE):
         if start:
             pause()
-        names, part = view.lookup(values[start : start + LOOKUP_SLICE], lists)
+        end = start + LOOKUP_SLICE
+        names, part = view.lookup(
+            values[start:end], lists, None if ints is None else ints[start:end]
+        )
         masks.append(part)
     return names, np.concatenate(masks)
 

@@ -251,13 +251,19 @@ class ListView:
         return chosen, tuple(self.bitmaps[name] for name in chosen)
 
     def lookup(
-        self, values: npt.NDArray[np.uint64], names: Sequence[str] = ()
+        self,
+        values: npt.NDArray[np.uint64],
+        names: Sequence[str] = (),
+        ints: Sequence[int] | None = None,
     ) -> tuple[tuple[str, ...], npt.NDArray[np.uint64]]:
         """Find which selected lists hold each number.
 
         Args:
             values: E.164 integers; 0 for entries to skip (0 is on no list).
             names: the lists to check; empty means the default lists.
+            ints: the same numbers as Python ints, when the caller has them, to
+                spare a ``values.tolist()``; entries to skip may hold their number,
+                so the caller clears their masks.
 
         Returns:
             The checked list names and one bitmask per number (bit j: on list j).
@@ -266,7 +272,7 @@ class ListView:
         masks = np.zeros(len(values), dtype=np.uint64)
         if len(values) == 0:
             return chosen, masks
-        as_ints: list[int] | None = None
+        as_ints = ints
         count = len(values)
         for bit, (name, bitmap) in enumerate(zip(chosen, bitmaps, strict=True)):
             if not bitmap:

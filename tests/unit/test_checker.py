@@ -95,6 +95,18 @@ def test_fail_closed_suppresses_every_valid_number() -> None:
         assert set(outcome.masks) == {0}
 
 
+def test_an_invalid_number_on_a_list_is_invalid_and_on_no_list() -> None:
+    odd = BitMap64([5])
+    odd.add_range(12125550000, 12125550000 + 70_000)  # large: looked up in the bitmap
+    lists = SuppressionLists({"odd": odd})
+    for batch in ([5, US], [5, US] * 40):
+        for given_as in (batch, np.array(batch, dtype=np.uint64)):
+            outcome = check_batch(lists.view, given_as)
+            assert outcome.verdicts[:2] == [Verdict.INVALID, Verdict.SUPPRESSED]
+            assert outcome.masks[:2] == [0, 1]
+            assert outcome.hits_per_list == (len(batch) // 2,)
+
+
 def test_batch_limit() -> None:
     lists = SuppressionLists()
     with pytest.raises(InvalidRequestError, match="exceeds the maximum of 10"):
