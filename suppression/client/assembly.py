@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from suppression.client.errors import PolicyVersionMismatchError
-from suppression.client.packing import unpack_masks
+from suppression.client.packing import pack_e164, unpack_masks
 from suppression.client.policyfields import PolicyFields
 from suppression.client.result import CheckResult, Part, PolicyArrays, version_key
 from suppression.v1 import suppression_pb2 as pb
@@ -37,10 +37,14 @@ class Piece:
         lists: Sequence[str],
         request_id: int = 0,
         policy: PolicyFields = _NO_POLICY,
+        packed: bool = False,
     ) -> pb.CheckRequest:
-        """The CheckRequest carrying this piece, with the check's policy fields."""
-        return pb.CheckRequest(
-            e164=self.e164,
+        """The CheckRequest carrying this piece, with the check's policy fields.
+
+        ``packed`` sends the E.164 integers in ``e164_packed``, which only servers
+        that answer packed read: an older one would see no numbers.
+        """
+        request = pb.CheckRequest(
             numbers=self.numbers,
             default_region=region if self.numbers else "",
             lists=lists,
@@ -53,6 +57,11 @@ class Piece:
             # Servers that know it answer in two bytes fields; older ones ignore it.
             packed_answer=True,
         )
+        if packed and self.e164:
+            request.e164_packed = pack_e164(self.e164)
+        else:
+            request.e164.extend(self.e164)
+        return request
 
 
 def split(

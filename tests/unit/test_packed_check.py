@@ -9,8 +9,9 @@ every bitmask width.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
 
 import grpc
 import numpy as np
@@ -24,6 +25,7 @@ from suppression.client import ClientConfig, SuppressionClient
 from suppression.client.assembly import Piece, merge
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.metrics import ServiceMetrics
+from suppression.replica import Replica
 from suppression.service import SuppressionServicer
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
@@ -199,49 +201,73 @@ def test_a_short_packed_answer_is_refused() -> None:
         merge([(piece, answer, "t")])
 
 
-class _OldServicer(SuppressionServicer):
-    """A server from before the packed encoding: it never sees ``packed_answer``."""
+class _Servicer(SuppressionServicer):
+    """A server that can play one from before the packed encoding, which knows neither
+    ``packed_answer`` nor ``e164_packed``; it notes the form of each request's numbers."""
+
+    old = False
+    seen: list[str]
 
     def Check(  # noqa: N802 - gRPC method name
         self, request: pb.CheckRequest, context: grpc.ServicerContext
     ) -> pb.CheckResponse:
-        old = pb.CheckRequest()
-        old.CopyFrom(request)
-        old.ClearField("packed_answer")
-        return super().Check(old, context)
+        self.seen.append("packed" if request.e164_packed else "e164")
+        if self.old:
+            request = pb.CheckRequest.FromString(request.SerializeToString())
+            request.ClearField("packed_answer")
+            request.ClearField("e164_packed")  # unknown to it: no numbers at all
+        return super().Check(request, context)
 
 
-def test_the_client_gets_the_same_results_from_old_and_new_servers(
-    start_server: Callable[..., InProcessServer],
-) -> None:
-    from suppression.replica import Replica
-
-    new_server = start_server(many_lists())
+@contextmanager
+def _serving(old: bool) -> Iterator[tuple[str, _Servicer]]:
     replica = Replica(replica_data(many_lists()))
     replica.start()
-    old_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = _OldServicer(replica, ServiceMetrics(CollectorRegistry()))
-    pb_grpc.add_SuppressionServicer_to_server(servicer, old_server)  # type: ignore[no-untyped-call]
-    port = old_server.add_insecure_port("127.0.0.1:0")
-    old_server.start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = _Servicer(replica, ServiceMetrics(CollectorRegistry()))
+    servicer.old, servicer.seen = old, []
+    pb_grpc.add_SuppressionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     try:
-        rng = np.random.default_rng(5)
-        e164 = [*rng.choice(POOL, 500).tolist(), 0, 10**16]
-        texts_ = ["+12125550003", "junk"]
-        results = []
-        for target in (new_server.target, f"127.0.0.1:{port}"):
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        server.stop(0)
+
+
+def test_the_client_gets_the_same_results_from_old_and_new_servers() -> None:
+    rng = np.random.default_rng(5)
+    e164 = [*rng.choice(POOL, 500).tolist(), 0, 10**16]
+    texts_ = ["+12125550003", "junk"]
+    results = []
+    with _serving(old=False) as (new_target, new), _serving(old=True) as (old_target, old):
+        for target in (new_target, old_target):
             config = ClientConfig(targets=(target,), max_batch=200)
             with SuppressionClient(config) as client:
                 for lists in ((), NAMES[:3], NAMES[::-1]):
                     results.append(client.check(e164, texts_, lists=lists, region="US"))
-        for new, old in zip(results[:3], results[3:], strict=True):
-            assert len(new.parts) == 3  # split into pieces of max_batch
-            assert new.verdicts == old.verdicts
-            assert new.masks == old.masks
-            assert new.list_names == old.list_names
-            assert new.invalid_reasons == old.invalid_reasons
-            assert new.normalized == old.normalized
-            assert new.version == old.version
-            assert [new[i] for i in range(len(new))] == [old[i] for i in range(len(old))]
-    finally:
-        old_server.stop(0)
+        # Numbers go packed once the server has answered packed; never to the old one.
+        assert new.seen == ["e164", *["packed"] * 8]
+        assert old.seen == ["e164"] * 9
+    for new_result, old_result in zip(results[:3], results[3:], strict=True):
+        assert len(new_result.parts) == 3  # split into pieces of max_batch
+        assert new_result.verdicts == old_result.verdicts
+        assert new_result.masks == old_result.masks
+        assert new_result.list_names == old_result.list_names
+        assert new_result.invalid_reasons == old_result.invalid_reasons
+        assert new_result.normalized == old_result.normalized
+        assert new_result.version == old_result.version
+        assert list(new_result) == list(old_result)
+
+
+def test_the_client_sends_numbers_again_to_a_server_rolled_back() -> None:
+    with _serving(old=False) as (target, servicer):
+        with SuppressionClient(ClientConfig(targets=(target,), max_batch=1000)) as client:
+            first = client.check(POOL)
+            servicer.old = True  # the same address now runs an older release
+            again = client.check(POOL)
+            later = client.check(POOL)
+    assert servicer.seen == ["e164", "packed", "e164", "e164"]
+    assert len(again) == len(first) == len(later) == len(POOL)
+    assert again.verdicts == first.verdicts == later.verdicts
+    assert again.masks == first.masks
