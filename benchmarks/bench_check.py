@@ -187,7 +187,7 @@ def make_request(numbers: list[int] | list[str], packed: bool = False) -> pb.Che
 
 def answered_verdicts(response: pb.CheckResponse) -> list[int]:
     """The verdicts of an answer, packed or not."""
-    if response.matched_width:
+    if getattr(response, "matched_width", 0):
         return list(response.verdicts_packed)
     return list(response.verdicts)
 
@@ -235,7 +235,7 @@ def measure_inprocess(
     servicer = SuppressionServicer(served(lists), ServiceMetrics(CollectorRegistry()))
     context = cast(grpc.ServicerContext, None)  # only used on errors, which do not happen here
     texts = [f"+{value}" for value in as_ints]
-    for form, numbers in (("e164", as_ints), ("packed", as_ints), ("text", texts)):
+    for form, numbers in (*((form, as_ints) for form in WIRE_FORMS), ("text", texts)):
         payloads = [
             make_request(chunk, form == "packed").SerializeToString()
             for chunk in batches_of(numbers, batch)
@@ -259,6 +259,9 @@ _LABEL = {
     "text": '"+1..." strings',
 }
 FORMS = ("e164", "packed", "client", "text")
+PACKED_WIRE = "e164_packed" in pb.CheckRequest.DESCRIPTOR.fields_by_name
+"""False when run over an older checkout (PYTHONPATH) for an A/B: its forms are measured."""
+WIRE_FORMS = ("e164", "packed") if PACKED_WIRE else ("e164",)
 
 
 # -- gRPC -------------------------------------------------------------------
@@ -320,7 +323,7 @@ def grpc_client(
         grpc.channel_ready_future(channel).result(timeout=10)
         check = SuppressionStub(channel).Check  # type: ignore[no-untyped-call]
         texts = [f"+{value}" for value in as_ints]
-        for form, numbers in (("e164", as_ints), ("packed", as_ints), ("text", texts)):
+        for form, numbers in (*((form, as_ints) for form in WIRE_FORMS), ("text", texts)):
             for batch in batches:
                 chunks = batches_of(numbers, batch)
                 requests = [make_request(chunk, form == "packed") for chunk in chunks]
@@ -343,7 +346,7 @@ def grpc_client(
                 interleaved = _interleaved(check, client, redis_port, chunks, seconds)
         pipelined = None
         if inflight > 1:
-            requests = [make_request(chunk, True) for chunk in batches_of(as_ints, batch)]
+            requests = [make_request(chunk, PACKED_WIRE) for chunk in batches_of(as_ints, batch)]
             window = InFlight(check.future, inflight)
             pipelined = run_for(window, requests, seconds).per_second(batch)
             window.drain()
@@ -376,11 +379,11 @@ def _interleaved(
     batch = len(chunks[0])
     redis_client = redis.Redis(host="127.0.0.1", port=redis_port)
     calls: dict[str, tuple[Callable[[Any], object], Sequence[Any]]] = {
-        "e164": (check, [make_request(chunk) for chunk in chunks]),
-        "packed": (check, [make_request(chunk, True) for chunk in chunks]),
-        "client": (client.check, chunks),
-        "redis": (partial(redis_client.smismember, REDIS_KEY), chunks),
+        form: (check, [make_request(chunk, form == "packed") for chunk in chunks])
+        for form in WIRE_FORMS
     }
+    calls["client"] = (client.check, chunks)
+    calls["redis"] = (partial(redis_client.smismember, REDIS_KEY), chunks)
     best = dict.fromkeys(calls, 0.0)
     for _round in range(INTERLEAVED_ROUNDS):
         for name, (call, inputs) in calls.items():
@@ -595,7 +598,7 @@ def side_by_side_rows(results: Results, batches: Sequence[int]) -> list[list[str
         depth, rate = results.grpc_inflight
         rows.append(
             [
-                f"numbers/s, batch {max(batches):,}: Check ({_LABEL['packed']}), "
+                f"numbers/s, batch {max(batches):,}: Check ({_LABEL[WIRE_FORMS[-1]]}), "
                 f"{depth} calls in flight",
                 _rate(rate),
                 "-",
