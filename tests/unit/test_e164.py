@@ -135,7 +135,10 @@ def _reference_reason(value: int) -> InvalidReason:
 integers = st.one_of(
     st.integers(min_value=0, max_value=2**64 - 1),
     st.integers(min_value=10**6, max_value=10**15),
-    st.sampled_from([0, 1, 12, 123, CN, US, 10**15 - 1, 10**15, 2**64 - 1]),
+    st.sampled_from(
+        [0, 1, 9, 10, 12, 99, 100, 123, 999, 1000, CN, US, 10**15 - 1, 10**15, 10**19 - 1]
+        + [10**19, 2**64 - 1]
+    ),
 )
 
 
