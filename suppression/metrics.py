@@ -86,7 +86,7 @@ class ServiceMetrics:
         for verdict, count in outcome.verdict_counts.items():
             if count:
                 self._by_verdict[verdict].inc(count)
-        self.batch_size.observe(len(outcome.verdicts))
+        self.batch_size.observe(len(outcome))
         for name, hits in zip(outcome.list_names, outcome.hits_per_list, strict=True):
             if hits:
                 self.suppressed_by_list.labels(name).inc(hits)

@@ -39,6 +39,8 @@ from suppression.lists import MAX_LISTS_PER_CHECK, ListKind, ListView, Op, Suppr
 from suppression.snapshotkey import SnapshotKey
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import redis
 
     from suppression.archive import ArchiveOptions, ArchiveReader, ChangeArchive
@@ -655,7 +657,7 @@ class Replica:
 
     def check(
         self,
-        e164: Sequence[int],
+        e164: Sequence[int] | npt.NDArray[np.uint64],
         texts: Sequence[str] = (),
         region: str = "",
         lists: Sequence[str] = (),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
+import numpy as np
+import numpy.typing as npt
 
 from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
@@ -55,6 +57,7 @@ from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from suppression.wire import pack_answer, unpack_e164
 
 __all__ = ["SuppressionServicer"]
 
@@ -132,13 +135,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
         region = _region(request.default_region) if request.numbers else ""
         _check_list_names(request.lists)
+        e164 = _e164_of(request)
         identity = current_identity()
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
             lists = self._tenant_lists(identity.tenant, request)
         lanes = self._lanes
-        size = len(request.e164) + len(request.numbers)
+        size = len(e164) + len(request.numbers)
         if lanes.is_bulk(size) and self._bulk_elsewhere:
             raise MisroutedBatchError(
                 f"a batch of {size:,} numbers is bulk work (--bulk-threshold "
@@ -147,15 +151,15 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             )
         if lanes.is_bulk(size):
             with lanes.bulk() as pause, pausing_between_slices(pause):
-                outcome, freshness = self._check(request, region, lists)
+                outcome, freshness = self._check(request, e164, region, lists)
         else:
             with lanes.interactive():
-                outcome, freshness = self._check(request, region, lists)
+                outcome, freshness = self._check(request, e164, region, lists)
         self._metrics.record_check(outcome)
         if identity is not None and self._identity_metrics is not None:
             suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
             self._identity_metrics.count_suppressed(identity.name, suppressed)
-        return _to_response(outcome, request.request_id, freshness.stale)
+        return _to_response(outcome, request, freshness.stale)
 
     def _tenant_lists(self, tenant: Tenant, request: pb.CheckRequest) -> Sequence[str]:
         """The lists a tenant's check reads; under a policy, every list it reads must be visible.
@@ -197,10 +201,14 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         return resolved
 
     def _check(
-        self, request: pb.CheckRequest, region: str, lists: Sequence[str]
+        self,
+        request: pb.CheckRequest,
+        e164: Sequence[int] | npt.NDArray[np.uint64],
+        region: str,
+        lists: Sequence[str],
     ) -> tuple[CheckOutcome, Freshness]:
         return self._replica.check(
-            request.e164,
+            e164,
             request.numbers,
             region,
             lists,
@@ -247,6 +255,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             stale=freshness.stale,
             staleness_ms=freshness.staleness_ms,
             max_batch=self._max_batch,
+            packed=True,
         )
         if lists is None:
             return response
@@ -494,17 +503,39 @@ def _attempts(
     return numbers, [t // 1000 for t in request.times_ms], lines
 
 
-def _to_response(outcome: CheckOutcome, request_id: int, stale: bool) -> pb.CheckResponse:
+def _e164_of(request: pb.CheckRequest) -> Sequence[int] | npt.NDArray[np.uint64]:
+    """The request's E.164 integers, from ``e164`` or ``e164_packed``.
+
+    Raises:
+        InvalidRequestError: both are given, or ``e164_packed`` is not whole numbers.
+    """
+    if not request.e164_packed:
+        return request.e164
+    if request.e164:
+        raise InvalidRequestError("give the E.164 integers in e164 or in e164_packed, not in both")
+    return unpack_e164(request.e164_packed)
+
+
+def _to_response(outcome: CheckOutcome, request: pb.CheckRequest, stale: bool) -> pb.CheckResponse:
     response = pb.CheckResponse(
-        verdicts=cast(list[pb.Verdict], outcome.verdicts),
-        matched=outcome.masks,
         list_names=outcome.list_names,
         normalized=outcome.normalized,
         version=str(outcome.version),
         stale=stale,
-        request_id=request_id,
+        request_id=request.request_id,
         failed_closed=outcome.failed_closed,
     )
+    if request.packed_answer:
+        # Two bytes fields in place of two Python lists of ints: about 80 ns a number less.
+        verdicts, matched, width = pack_answer(
+            outcome.verdict_array, outcome.mask_array, len(outcome.list_names)
+        )
+        response.verdicts_packed = verdicts
+        response.matched_packed = matched
+        response.matched_width = width
+    else:
+        response.verdicts.extend(cast(list[pb.Verdict], outcome.verdicts))
+        response.matched.extend(outcome.masks)
     if outcome.invalid_reasons:
         response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], outcome.invalid_reasons))
     answer = outcome.policy

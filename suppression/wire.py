@@ -1,13 +1,77 @@
-"""Sizes on the wire that the server, the client and the scrub must agree on."""
+"""What the server, the client and the scrub must agree on about the wire: sizes, packed arrays.
+
+The packed fields of ``CheckRequest`` and ``CheckResponse`` carry numbers,
+verdicts and bitmasks as plain little-endian arrays in ``bytes`` fields, so
+neither side builds or reads a Python object per number. These are the
+server's numpy halves; the client reads them with the standard library only
+(``suppression.client.packing``).
+"""
 
 from __future__ import annotations
 
-__all__ = ["grpc_message_limit"]
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from suppression.errors import InvalidRequestError
+
+__all__ = ["E164_PACKED_WIDTH", "grpc_message_limit", "mask_width", "pack_answer", "unpack_e164"]
 
 _BYTES_PER_NUMBER_ON_WIRE = 64
 """Generous: a text number plus its share of every parallel response array."""
+
+E164_PACKED_WIDTH = 8
+"""Bytes per number of ``CheckRequest.e164_packed``."""
+
+_MASK_DTYPES: dict[int, np.dtype[np.unsignedinteger[Any]]] = {
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
 
 
 def grpc_message_limit(max_batch: int) -> int:
     """A message size limit that fits the largest batch, request or response."""
     return max_batch * _BYTES_PER_NUMBER_ON_WIRE + (1 << 20)
+
+
+def unpack_e164(data: bytes) -> npt.NDArray[np.uint64]:
+    """The numbers of ``e164_packed``, as a new native array.
+
+    Raises:
+        InvalidRequestError: the length is not a multiple of 8 bytes.
+    """
+    if len(data) % E164_PACKED_WIDTH:
+        raise InvalidRequestError(
+            f"e164_packed holds {len(data):,} bytes, not a multiple of {E164_PACKED_WIDTH}: "
+            "each number is 8 bytes, unsigned little-endian"
+        )
+    return np.frombuffer(data, dtype="<u8").astype(np.uint64)
+
+
+def mask_width(list_count: int) -> int:
+    """Bytes per bitmask of ``matched_packed``: the fewest of 1, 2, 4 and 8 holding the bits."""
+    for width in (1, 2, 4):
+        if list_count <= 8 * width:
+            return width
+    return 8
+
+
+def pack_answer(
+    verdicts: npt.NDArray[np.uint8], masks: npt.NDArray[np.uint64], list_count: int
+) -> tuple[bytes, bytes, int]:
+    """``verdicts_packed``, ``matched_packed`` and ``matched_width`` for one answer.
+
+    Args:
+        verdicts: one Verdict value per number.
+        masks: one bitmask per number, no bit at or above ``list_count``.
+        list_count: the length of the answer's ``list_names``.
+    """
+    width = mask_width(list_count)
+    return (
+        verdicts.astype(np.uint8, copy=False).tobytes(),
+        masks.astype(_MASK_DTYPES[width], copy=False).tobytes(),
+        width,
+    )

@@ -45,7 +45,9 @@ RETRY_AFTER_KEY = "retry-after-ms"
 
 
 def _numbers_in(request: Any) -> int:
-    return len(getattr(request, "e164", ())) + len(getattr(request, "numbers", ()))
+    # e164_packed holds 8 bytes a number; a partial number is refused later, but counted here.
+    packed = (len(getattr(request, "e164_packed", b"")) + 7) // 8
+    return len(getattr(request, "e164", ())) + len(getattr(request, "numbers", ())) + packed
 
 
 def _bearer_token(context: grpc.ServicerContext) -> str | None:

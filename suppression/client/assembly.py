@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from suppression.client.errors import PolicyVersionMismatchError
+from suppression.client.packing import pack_e164, unpack_masks
 from suppression.client.policyfields import PolicyFields
 from suppression.client.result import CheckResult, Part, PolicyArrays, version_key
 from suppression.v1 import suppression_pb2 as pb
@@ -34,10 +37,14 @@ class Piece:
         lists: Sequence[str],
         request_id: int = 0,
         policy: PolicyFields = _NO_POLICY,
+        packed: bool = False,
     ) -> pb.CheckRequest:
-        """The CheckRequest carrying this piece, with the check's policy fields."""
-        return pb.CheckRequest(
-            e164=self.e164,
+        """The CheckRequest carrying this piece, with the check's policy fields.
+
+        ``packed`` sends the E.164 integers in ``e164_packed``, which only servers
+        that answer packed read: an older one would see no numbers.
+        """
+        request = pb.CheckRequest(
             numbers=self.numbers,
             default_region=region if self.numbers else "",
             lists=lists,
@@ -47,7 +54,14 @@ class Piece:
             consent_days=self.consent_days,
             consent_day=policy.consent_day,
             calling_line=policy.calling_line,
+            # Servers that know it answer in two bytes fields; older ones ignore it.
+            packed_answer=True,
         )
+        if packed and self.e164:
+            request.e164_packed = pack_e164(self.e164)
+        else:
+            request.e164.extend(self.e164)
+        return request
 
 
 def split(
@@ -105,8 +119,8 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         PolicyVersionMismatchError: pieces were decided under different policies or
             policy versions.
     """
-    verdicts: list[int] = []
-    masks: list[int] = []
+    verdict_parts: list[Sequence[int]] = []
+    mask_parts: list[Sequence[int]] = []
     names: list[str] = []
     reasons: dict[int, int] = {}
     normalized: list[int] = []
@@ -114,13 +128,9 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
     stale = failed_closed = False
     policy = _policy_of(answered)
     for piece, answer, target in answered:
-        if len(answer.verdicts) != len(piece) or len(answer.matched) != len(piece):
-            raise ValueError(
-                f"server {target} answered {len(answer.verdicts)} verdicts for "
-                f"{len(piece)} numbers; it does not speak this protocol version"
-            )
-        verdicts.extend(answer.verdicts)
-        masks.extend(_remap(answer.matched, list(answer.list_names), names))
+        piece_verdicts, piece_masks = _verdicts_and_masks(piece, answer, target)
+        verdict_parts.append(piece_verdicts)
+        mask_parts.append(_remap(piece_masks, list(answer.list_names), names))
         for index, reason in answer.invalid_reasons.items():
             reasons[piece.start + index] = reason
         normalized.extend(_normalized(piece, answer))
@@ -140,8 +150,8 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         )
     oldest = min((part.version for part in parts), key=version_key, default="")
     return CheckResult(
-        verdicts,
-        masks,
+        _joined(verdict_parts),
+        _joined(mask_parts),
         names,
         reasons,
         normalized,
@@ -151,6 +161,51 @@ def merge(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> CheckResul
         parts=parts,
         policy=policy,
     )
+
+
+def _joined(parts: Sequence[Sequence[int]]) -> Sequence[int]:
+    """The parts end to end: packed ones stay packed, one part stays as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, bytes) for part in parts):
+        return b"".join(cast(Sequence[bytes], parts))
+    first = parts[0]
+    if isinstance(first, array.array) and all(
+        isinstance(part, array.array) and part.typecode == first.typecode for part in parts
+    ):
+        joined = array.array(first.typecode)
+        for part in parts:
+            joined.extend(part)
+        return joined
+    return [value for part in parts for value in part]
+
+
+def _verdicts_and_masks(
+    piece: Piece, answer: pb.CheckResponse, target: str
+) -> tuple[Sequence[int], Sequence[int]]:
+    """One answer's verdicts and bitmasks, from the packed fields or the repeated ones.
+
+    Raises:
+        ValueError: the answer does not have one verdict and one bitmask per number sent.
+    """
+    count = len(piece)
+    if answer.matched_width:
+        if len(answer.verdicts_packed) != count:
+            raise ValueError(
+                f"server {target} answered {len(answer.verdicts_packed)} packed verdicts for "
+                f"{count} numbers; it does not speak this protocol version"
+            )
+        try:
+            masks = unpack_masks(answer.matched_packed, answer.matched_width, count)
+        except ValueError as exc:
+            raise ValueError(f"server {target}: {exc}") from None
+        return answer.verdicts_packed, masks
+    if len(answer.verdicts) != count or len(answer.matched) != count:
+        raise ValueError(
+            f"server {target} answered {len(answer.verdicts)} verdicts for "
+            f"{count} numbers; it does not speak this protocol version"
+        )
+    return list(answer.verdicts), list(answer.matched)
 
 
 def _policy_of(answered: Sequence[tuple[Piece, pb.CheckResponse, str]]) -> PolicyArrays | None:

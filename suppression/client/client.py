@@ -104,6 +104,8 @@ class SuppressionClient:
         self._turn = itertools.count()
         self._max_batch = config.max_batch
         self._lock = threading.Lock()
+        self._packed: dict[str, bool] = {}
+        """Targets seen answering packed, which therefore read ``e164_packed``."""
 
     # -- plumbing -------------------------------------------------------------
 
@@ -139,7 +141,8 @@ class SuppressionClient:
     ) -> tuple[Any, str]:
         """Make a unary call with retries; returns the answer and the target that gave it.
 
-        ``bulk`` sends it to the bulk targets, where there are some.
+        ``bulk`` sends it to the bulk targets, where there are some. ``request`` may
+        be a function of the target, which builds the request for it.
 
         Raises:
             ClientError: the mapped failure of the last attempt.
@@ -159,7 +162,9 @@ class SuppressionClient:
                 limit = min(remaining, policy.attempt_timeout)
             try:
                 answer = getattr(self._stubs[target], method)(
-                    request, timeout=limit, metadata=self._metadata
+                    request(target) if callable(request) else request,
+                    timeout=limit,
+                    metadata=self._metadata,
                 )
                 return answer, target
             except grpc.RpcError as exc:
@@ -279,14 +284,44 @@ class SuppressionClient:
         answered = []
         threshold = self.config.bulk_threshold
         for piece in split(e164, numbers, size, days):
-            answer, target = self._call(
-                "Check",
-                piece.request(chosen_region, chosen, policy=fields),
-                timeout,
-                bulk=len(piece) >= threshold,
+            answer, target = self._check_piece(
+                piece, chosen_region, chosen, fields, timeout, len(piece) >= threshold
             )
             answered.append((piece, answer, target))
         return self._merge(answered)
+
+    def _check_piece(
+        self,
+        piece: Piece,
+        region: str,
+        lists: Sequence[str],
+        fields: PolicyFields,
+        timeout: float | None,
+        bulk: bool,
+    ) -> tuple[Any, str]:
+        """One piece's Check: numbers packed to targets known to read them.
+
+        A target is known to once it answers packed. One that then answers a packed
+        request unpacked (rolled back to an older release) read no numbers: it is
+        forgotten and the piece is sent again with ``e164``.
+        """
+        packed = self._packed
+        sent: dict[str, pb.CheckRequest] = {}
+
+        def request_for(target: str) -> pb.CheckRequest:
+            sent[target] = piece.request(
+                region, lists, policy=fields, packed=packed.get(target, False)
+            )
+            return sent[target]
+
+        answer, target = self._call("Check", request_for, timeout, bulk=bulk)
+        if answer.matched_width:
+            packed[target] = True
+        elif sent[target].e164_packed:
+            packed[target] = False
+            sent.clear()
+            answer, target = self._call("Check", request_for, timeout, bulk=bulk)
+        return answer, target
 
     def check_one(
         self,

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
-from suppression.checker import CheckOutcome, Verdict, lookup_batch
+from suppression.checker import CheckOutcome, Verdict, hits_per_bit, lookup_batch
 from suppression.e164 import Normalizer
 from suppression.errors import InvalidRequestError, NotReadyError
 from suppression.lists import ListKind, ListView
@@ -76,7 +76,7 @@ def check_with_policy(
     view: ListView,
     policies: PolicySet,
     request: PolicyRequest,
-    e164: Sequence[int],
+    e164: Sequence[int] | npt.NDArray[np.uint64],
     texts: Sequence[str] = (),
     region: str = "",
     normalizer: Normalizer | None = None,
@@ -173,19 +173,15 @@ def check_with_policy(
     masks = decision.rules & list_bits
     tally = np.bincount(decision.verdicts, minlength=len(Verdict) + 1)
     counts = {verdict: int(tally[verdict]) for verdict in Verdict}
-    one = np.uint64(1)
     return CheckOutcome(
-        verdicts=decision.verdicts.tolist(),
-        masks=masks.tolist(),
+        verdict_array=decision.verdicts.astype(np.uint8),
+        mask_array=masks,
         list_names=policy.suppress,
         invalid_reasons=found.invalid_reasons,
         normalized=found.normalized,
         version=view.version,
         verdict_counts=counts,
-        hits_per_list=tuple(
-            int(np.count_nonzero((masks >> np.uint64(bit)) & one))
-            for bit in range(len(policy.suppress))
-        ),
+        hits_per_list=hits_per_bit(masks, len(policy.suppress)),
         failed_closed=fail_closed,
         policy=PolicyAnswer(
             policy=policy.name,

@@ -38,7 +38,7 @@ INVALID_LENGTH: InvalidReason
 MISSING_REGION: InvalidReason
 
 class CheckRequest(_message.Message):
-    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id", "as_of_version", "policy", "decide_at_ms", "consent_days", "consent_day", "calling_line")
+    __slots__ = ("e164", "numbers", "default_region", "lists", "request_id", "as_of_version", "policy", "decide_at_ms", "consent_days", "consent_day", "calling_line", "e164_packed", "packed_answer")
     E164_FIELD_NUMBER: _ClassVar[int]
     NUMBERS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,8 @@ class CheckRequest(_message.Message):
     CONSENT_DAYS_FIELD_NUMBER: _ClassVar[int]
     CONSENT_DAY_FIELD_NUMBER: _ClassVar[int]
     CALLING_LINE_FIELD_NUMBER: _ClassVar[int]
+    E164_PACKED_FIELD_NUMBER: _ClassVar[int]
+    PACKED_ANSWER_FIELD_NUMBER: _ClassVar[int]
     e164: _containers.RepeatedScalarFieldContainer[int]
     numbers: _containers.RepeatedScalarFieldContainer[str]
     default_region: str
@@ -61,10 +63,12 @@ class CheckRequest(_message.Message):
     consent_days: _containers.RepeatedScalarFieldContainer[int]
     consent_day: int
     calling_line: str
-    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., as_of_version: _Optional[str] = ..., policy: _Optional[str] = ..., decide_at_ms: _Optional[int] = ..., consent_days: _Optional[_Iterable[int]] = ..., consent_day: _Optional[int] = ..., calling_line: _Optional[str] = ...) -> None: ...
+    e164_packed: bytes
+    packed_answer: bool
+    def __init__(self, e164: _Optional[_Iterable[int]] = ..., numbers: _Optional[_Iterable[str]] = ..., default_region: _Optional[str] = ..., lists: _Optional[_Iterable[str]] = ..., request_id: _Optional[int] = ..., as_of_version: _Optional[str] = ..., policy: _Optional[str] = ..., decide_at_ms: _Optional[int] = ..., consent_days: _Optional[_Iterable[int]] = ..., consent_day: _Optional[int] = ..., calling_line: _Optional[str] = ..., e164_packed: _Optional[bytes] = ..., packed_answer: _Optional[bool] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed", "policy", "policy_version", "rules", "rule_names", "exemptions", "exemption_names", "earliest_ms")
+    __slots__ = ("verdicts", "matched", "list_names", "invalid_reasons", "normalized", "version", "stale", "request_id", "failed_closed", "policy", "policy_version", "rules", "rule_names", "exemptions", "exemption_names", "earliest_ms", "verdicts_packed", "matched_packed", "matched_width")
     class InvalidReasonsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +92,9 @@ class CheckResponse(_message.Message):
     EXEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     EXEMPTION_NAMES_FIELD_NUMBER: _ClassVar[int]
     EARLIEST_MS_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_PACKED_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_PACKED_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_WIDTH_FIELD_NUMBER: _ClassVar[int]
     verdicts: _containers.RepeatedScalarFieldContainer[Verdict]
     matched: _containers.RepeatedScalarFieldContainer[int]
     list_names: _containers.RepeatedScalarFieldContainer[str]
@@ -104,7 +111,10 @@ class CheckResponse(_message.Message):
     exemptions: _containers.RepeatedScalarFieldContainer[int]
     exemption_names: _containers.RepeatedScalarFieldContainer[str]
     earliest_ms: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, str]]] = ..., matched: _Optional[_Iterable[int]] = ..., list_names: _Optional[_Iterable[str]] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ..., normalized: _Optional[_Iterable[int]] = ..., version: _Optional[str] = ..., stale: _Optional[bool] = ..., request_id: _Optional[int] = ..., failed_closed: _Optional[bool] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., rules: _Optional[_Iterable[int]] = ..., rule_names: _Optional[_Iterable[str]] = ..., exemptions: _Optional[_Iterable[int]] = ..., exemption_names: _Optional[_Iterable[str]] = ..., earliest_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+    verdicts_packed: bytes
+    matched_packed: bytes
+    matched_width: int
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, str]]] = ..., matched: _Optional[_Iterable[int]] = ..., list_names: _Optional[_Iterable[str]] = ..., invalid_reasons: _Optional[_Mapping[int, InvalidReason]] = ..., normalized: _Optional[_Iterable[int]] = ..., version: _Optional[str] = ..., stale: _Optional[bool] = ..., request_id: _Optional[int] = ..., failed_closed: _Optional[bool] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., rules: _Optional[_Iterable[int]] = ..., rule_names: _Optional[_Iterable[str]] = ..., exemptions: _Optional[_Iterable[int]] = ..., exemption_names: _Optional[_Iterable[str]] = ..., earliest_ms: _Optional[_Iterable[int]] = ..., verdicts_packed: _Optional[bytes] = ..., matched_packed: _Optional[bytes] = ..., matched_width: _Optional[int] = ...) -> None: ...
 
 class RecordAttemptsRequest(_message.Message):
     __slots__ = ("e164", "times_ms", "calling_lines")
@@ -135,20 +145,22 @@ class ListStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., is_default: _Optional[bool] = ..., is_opt_out: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("lists", "version", "ready", "stale", "staleness_ms", "max_batch")
+    __slots__ = ("lists", "version", "ready", "stale", "staleness_ms", "max_batch", "packed")
     LISTS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     lists: _containers.RepeatedCompositeFieldContainer[ListStatus]
     version: str
     ready: bool
     stale: bool
     staleness_ms: int
     max_batch: int
-    def __init__(self, lists: _Optional[_Iterable[_Union[ListStatus, _Mapping]]] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., stale: _Optional[bool] = ..., staleness_ms: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
+    packed: bool
+    def __init__(self, lists: _Optional[_Iterable[_Union[ListStatus, _Mapping]]] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., stale: _Optional[bool] = ..., staleness_ms: _Optional[int] = ..., max_batch: _Optional[int] = ..., packed: _Optional[bool] = ...) -> None: ...
 
 class SuppressRequest(_message.Message):
     __slots__ = ("e164", "numbers", "default_region", "list", "source", "actor", "evidence", "create_list", "day", "days")

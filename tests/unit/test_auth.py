@@ -514,6 +514,22 @@ def test_over_quota_is_resource_exhausted_with_a_retry_hint(setup: Setup) -> Non
     )
 
 
+def test_packed_numbers_count_against_the_quota(setup: Setup) -> None:
+    def packed(count: int) -> bytes:
+        return b"".join(number.to_bytes(8, "little") for number in range(1, count + 1))
+
+    setup.stub.Check(pb.CheckRequest(e164_packed=packed(5)), metadata=setup.as_("tiny"))
+    with pytest.raises(grpc.RpcError) as refused:
+        setup.stub.Check(pb.CheckRequest(e164_packed=packed(2)), metadata=setup.as_("tiny"))
+    error = refused.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    labels = {"identity": "tiny"}
+    assert (
+        setup.registry.get_sample_value("suppression_identity_numbers_checked_total", labels) == 5
+    )
+
+
 def test_quota_counts_every_request_of_a_stream(setup: Setup) -> None:
     requests = [pb.CheckRequest(e164=[1, 2], request_id=i) for i in range(3)]
     responses = setup.stub.CheckStream(iter(requests), metadata=setup.as_("tiny"))

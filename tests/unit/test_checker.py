@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,6 +44,11 @@ def test_both_paths_agree_with_a_set_model(model: dict[str, set[int]], query: li
     for bit, name in enumerate(names):
         expected_hits = sum(1 for v in query if not e164_reason(v) and v in model[name])
         assert outcome.hits_per_list[bit] == expected_hits
+    # The packed wire's numbers arrive as a numpy array: the same answer.
+    assert check_batch(lists.view, np.array(query, dtype=np.uint64)) == outcome
+    closed = check_batch(lists.view, np.array(query, dtype=np.uint64), fail_closed=True)
+    assert closed == check_batch(lists.view, query, fail_closed=True)
+    assert [v == Verdict.INVALID for v in closed.verdicts] == [bool(e164_reason(v)) for v in query]
 
 
 def test_text_numbers_follow_integers_in_the_arrays() -> None:
@@ -87,6 +93,18 @@ def test_fail_closed_suppresses_every_valid_number() -> None:
         assert set(outcome.verdicts[0::2]) == {Verdict.SUPPRESSED}
         assert set(outcome.verdicts[1::2]) == {Verdict.INVALID}
         assert set(outcome.masks) == {0}
+
+
+def test_an_invalid_number_on_a_list_is_invalid_and_on_no_list() -> None:
+    odd = BitMap64([5])
+    odd.add_range(12125550000, 12125550000 + 70_000)  # large: looked up in the bitmap
+    lists = SuppressionLists({"odd": odd})
+    for batch in ([5, US], [5, US] * 40):
+        for given_as in (batch, np.array(batch, dtype=np.uint64)):
+            outcome = check_batch(lists.view, given_as)
+            assert outcome.verdicts[:2] == [Verdict.INVALID, Verdict.SUPPRESSED]
+            assert outcome.masks[:2] == [0, 1]
+            assert outcome.hits_per_list == (len(batch) // 2,)
 
 
 def test_batch_limit() -> None:
