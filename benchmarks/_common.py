@@ -52,6 +52,7 @@ __all__ = [
     "redis_server_version",
     "run_for",
     "start_serve",
+    "time_alternating_ns",
     "time_each_ns",
     "wait_serving",
 ]
@@ -214,6 +215,36 @@ def time_each_ns(
         call(argument)
         samples[index] = clock() - start
     return samples
+
+
+def time_alternating_ns(
+    first: Callable[[T], object],
+    first_inputs: Sequence[T],
+    second: Callable[[T], object],
+    second_inputs: Sequence[T],
+    calls: int,
+    warmup: int = 100,
+) -> tuple[list[int], list[int]]:
+    """Time ``calls`` calls of each of two functions, alternating call by call, in ns.
+
+    For a ratio of two latencies on a machine whose load drifts: both see the
+    same moments, where two blocks one after the other each see their own.
+    """
+    for index in range(warmup):
+        first(first_inputs[index % len(first_inputs)])
+        second(second_inputs[index % len(second_inputs)])
+    clock = time.perf_counter_ns
+    firsts, seconds = [0] * calls, [0] * calls
+    for index in range(calls):
+        argument = first_inputs[index % len(first_inputs)]
+        start = clock()
+        first(argument)
+        firsts[index] = clock() - start
+        argument = second_inputs[index % len(second_inputs)]
+        start = clock()
+        second(argument)
+        seconds[index] = clock() - start
+    return firsts, seconds
 
 
 def percentiles_us(samples_ns: Sequence[int], points: Sequence[float] = (50, 99)) -> list[float]:

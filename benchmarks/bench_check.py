@@ -49,6 +49,7 @@ from _common import (
     redis_server_version,
     run_for,
     served,
+    time_alternating_ns,
     time_each_ns,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -351,10 +352,12 @@ def grpc_client(
             pipelined = run_for(window, requests, seconds).per_second(batch)
             window.drain()
         singles = [pb.CheckRequest(e164=[value]) for value in as_ints[:latency_calls]]
-        samples = time_each_ns(check, singles, latency_calls)
-        # The floor: an empty-handed unary call on the same server and channel.
+        # The floor: an empty-handed unary call on the same server and channel, alternated
+        # call by call with the single Checks so that both see the same load.
         health = health_pb2_grpc.HealthStub(channel).Check
-        floor = time_each_ns(health, [health_pb2.HealthCheckRequest()], latency_calls)
+        samples, floor = time_alternating_ns(
+            check, singles, health, [health_pb2.HealthCheckRequest()], latency_calls
+        )
     return {
         "rates": rates,
         "interleaved": interleaved,
@@ -817,7 +820,8 @@ def report(results: Results, config: Config) -> None:
             f"; {config.queries:,} queries, half from the list, half random US numbers, "
             f"{results.hit_rate:.1%} on the list; throughput: best of 3 rounds in "
             f"{config.seconds:g} s, one call in flight unless stated; latency: "
-            f"{config.latency_calls:,} sequential calls"
+            f"{config.latency_calls:,} sequential calls (over gRPC, each Check alternated "
+            "with a do-nothing health call)"
         )
     summary += f". Sections: {', '.join(name for name in SECTIONS if name in config.sections)}."
     print(summary)
