@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,3 +87,73 @@ def craft(path: Path, version: Version = DEFAULT_VERSION) -> None:
     out = struct.pack("<8sII", b"SUPPSNAP", format_version, len(encoded)) + encoded
     out += rebuilt + signature
     path.write_bytes(out + struct.pack("<I", zlib.crc32(out)))
+
+
+DAY_AND_NIGHT_POLICIES = """\
+version = "{version}"
+default = "day"
+
+[lists]
+registry = "registry"
+mine = "opt_out"
+consent = "exemption"
+
+[policies.day]
+suppress = ["registry", "mine"]
+
+[[policies.day.exemptions]]
+list = "consent"
+lifts = ["registry"]
+
+[policies.day.window]
+start = "{start}"
+end = "21:00"
+
+[policies.night]
+suppress = ["registry", "mine"]
+"""
+"""A policy file: ``day`` (the default: registry and opt-outs, consent lifting the registry,
+08:00-21:00 or from ``{start}``) and ``night`` (no window); fill in ``version`` and ``start``."""
+
+
+def scrub_outputs(folder: Path, kinds: Iterable[str], stem: str = "leads") -> dict[str, bytes]:
+    """The bytes of a scrub's row files by kind, gzip or not, uncompressed."""
+    found = {}
+    for kind in kinds:
+        plain = folder / f"{stem}.{kind}.csv"
+        packed = plain.with_name(plain.name + ".gz")
+        found[kind] = (
+            gzip.decompress(packed.read_bytes()) if packed.exists() else plain.read_bytes()
+        )
+    return found
+
+
+WINDOW_AND_REASSIGNED_POLICIES = """\
+version = "{version}"
+default = "only"
+
+[lists]
+registry = "registry"
+consent = "exemption"
+fcc = "reassigned"
+
+[policies.only]
+suppress = ["registry"]
+
+[[policies.only.exemptions]]
+list = "consent"
+lifts = ["registry"]
+
+[policies.only.window]
+start = "08:00"
+end = "21:00"
+
+[policies.rnd]
+suppress = ["registry"]
+
+[policies.rnd.reassigned]
+list = "fcc"
+data_begins = 2020-01-01
+"""
+"""A policy file: ``only`` (the default: the registry, consent lifting it, 08:00-21:00) and
+``rnd`` (the registry and an FCC-style reassigned-numbers list); fill in ``version``."""

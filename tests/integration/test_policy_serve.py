@@ -15,6 +15,7 @@ import pytest
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import REPO, ServerSubprocess, wait_for
+from tests.samples import DAY_AND_NIGHT_POLICIES
 
 pytestmark = pytest.mark.integration
 
@@ -22,30 +23,6 @@ NY_ON_REGISTRY = 12125550100
 NY_CONSENTED = 12125550101
 NY_OPTED_OUT = 12125550102
 SHANGHAI = 8613800138000
-
-POLICIES = """\
-version = "{version}"
-default = "day"
-
-[lists]
-registry = "registry"
-mine = "opt_out"
-consent = "exemption"
-
-[policies.day]
-suppress = ["registry", "mine"]
-
-[[policies.day.exemptions]]
-list = "consent"
-lifts = ["registry"]
-
-[policies.day.window]
-start = "{start}"
-end = "21:00"
-
-[policies.night]
-suppress = ["registry", "mine"]
-"""
 
 
 def write_lists(tmp_path: Path) -> list[str]:
@@ -82,7 +59,7 @@ def test_serve_decides_under_policies_and_reloads_on_sighup(
     tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
 ) -> None:
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES.format(version="v1", start="08:00"))
+    policy_file.write_text(DAY_AND_NIGHT_POLICIES.format(version="v1", start="08:00"))
     server = serve_subprocess(*write_lists(tmp_path), "--policy-file", str(policy_file))
     server.wait_serving()
 
@@ -110,7 +87,7 @@ def test_serve_decides_under_policies_and_reloads_on_sighup(
 
     # A bad file on SIGHUP: refused with its line, the old policies keep answering.
     policy_file.write_text(
-        POLICIES.format(version="v2", start="08:00").replace(
+        DAY_AND_NIGHT_POLICIES.format(version="v2", start="08:00").replace(
             'lifts = ["registry"]', 'lifts = ["registry", "mine"]'
         )
     )
@@ -121,7 +98,7 @@ def test_serve_decides_under_policies_and_reloads_on_sighup(
     assert check(server).policy_version == "v1"
 
     # A good file: the new policies answer, and the server never stopped.
-    policy_file.write_text(POLICIES.format(version="v3", start="10:00"))
+    policy_file.write_text(DAY_AND_NIGHT_POLICIES.format(version="v3", start="10:00"))
     server.process.send_signal(signal.SIGHUP)
     wait_for(lambda: check(server).policy_version == "v3", 10, "the reload")
     later = check(server, decide_at_ms=at_ms(2026, 6, 15, 13, 0))
@@ -131,7 +108,7 @@ def test_serve_decides_under_policies_and_reloads_on_sighup(
 
 def test_serve_refuses_a_bad_policy_file_at_start(tmp_path: Path) -> None:
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES.format(version="v1", start="8 am"))
+    policy_file.write_text(DAY_AND_NIGHT_POLICIES.format(version="v1", start="8 am"))
     run = subprocess.run(
         [sys.executable, "-m", "suppression.cli", "serve", "--port", "0", "--metrics-port", "0",
          *write_lists(tmp_path), "--policy-file", str(policy_file)],
@@ -210,12 +187,12 @@ def test_a_worker_pool_forwards_sighup_to_every_worker(
     tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
 ) -> None:
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES.format(version="w1", start="08:00"))
+    policy_file.write_text(DAY_AND_NIGHT_POLICIES.format(version="w1", start="08:00"))
     server = serve_subprocess(
         *write_lists(tmp_path), "--policy-file", str(policy_file), "--workers", "2"
     )
     server.wait_serving()
-    policy_file.write_text(POLICIES.format(version="w2", start="08:00"))
+    policy_file.write_text(DAY_AND_NIGHT_POLICIES.format(version="w2", start="08:00"))
     server.process.send_signal(signal.SIGHUP)
     wait_for(lambda: server.log().count("policies reloaded") >= 2, 15, "both workers to reload")
     # New connections land on either worker: every answer is the new version.

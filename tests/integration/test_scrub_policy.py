@@ -8,7 +8,6 @@ servers to decide for the same instant: both write the same four row files.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ import pytest
 
 from suppression.client import ClientConfig, SuppressionClient
 from tests.conftest import REPO, ServerSubprocess
+from tests.samples import DAY_AND_NIGHT_POLICIES, scrub_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -34,29 +34,6 @@ NY_ON_REGISTRY = "+12125550100"
 NY_CONSENTED = "+12125550101"
 NY_OPTED_OUT = "+12125550102"
 
-POLICIES = """\
-version = "{version}"
-default = "day"
-
-[lists]
-registry = "registry"
-mine = "opt_out"
-consent = "exemption"
-
-[policies.day]
-suppress = ["registry", "mine"]
-
-[[policies.day.exemptions]]
-list = "consent"
-lifts = ["registry"]
-
-[policies.day.window]
-start = "08:00"
-end = "21:00"
-
-[policies.night]
-suppress = ["registry", "mine"]
-"""
 
 LEADS = [
     ("ny registry", NY_ON_REGISTRY),
@@ -102,7 +79,7 @@ def write_lists(folder: Path) -> list[str]:
 
 def write_policies(folder: Path, version: str = "v1") -> Path:
     path = folder / "policies.toml"
-    path.write_text(POLICIES.format(version=version))
+    path.write_text(DAY_AND_NIGHT_POLICIES.format(version=version, start="08:00"))
     return path
 
 
@@ -115,14 +92,7 @@ def write_leads(path: Path, repeat: int = 1) -> None:
 
 
 def row_files(folder: Path) -> dict[str, bytes]:
-    found = {}
-    for kind in ROW_FILES:
-        plain = folder / f"leads.{kind}.csv"
-        packed = plain.with_name(plain.name + ".gz")
-        found[kind] = (
-            gzip.decompress(packed.read_bytes()) if packed.exists() else plain.read_bytes()
-        )
-    return found
+    return scrub_outputs(folder, ROW_FILES)
 
 
 def summary(folder: Path) -> dict[str, Any]:

@@ -7,7 +7,6 @@ peak resident size; the 50-million-row figures are in benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -24,6 +23,7 @@ from pyroaring import BitMap64
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 from suppression.snapshot import write_snapshot
 from tests.conftest import REPO
+from tests.samples import scrub_outputs
 
 KINDS = ("clean", "suppressed", "invalid")
 PHONES = (
@@ -68,14 +68,7 @@ def write_data(folder: Path, listed: list[int], version: Version) -> None:
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
-    found = {}
-    for kind in KINDS:
-        plain = folder / f"leads.{kind}.csv"
-        packed = plain.with_name(plain.name + ".gz")
-        found[kind] = (
-            gzip.decompress(packed.read_bytes()) if packed.exists() else plain.read_bytes()
-        )
-    return found
+    return scrub_outputs(folder, KINDS)
 
 
 def summary(folder: Path) -> dict[str, Any]:

@@ -16,39 +16,13 @@ from suppression.policy.store import PolicyStore
 from suppression.replica import Replica
 from suppression.server import ServerOptions, create_server
 from tests.conftest import replica_data
+from tests.samples import WINDOW_AND_REASSIGNED_POLICIES
 
 ON_REGISTRY = 12125550100
 CONSENTED = 12125550101
 SHANGHAI = 8613800138000
 REASSIGNED = 12125550177
 
-POLICIES = """\
-version = "cli-1"
-default = "only"
-
-[lists]
-registry = "registry"
-consent = "exemption"
-fcc = "reassigned"
-
-[policies.only]
-suppress = ["registry"]
-
-[[policies.only.exemptions]]
-list = "consent"
-lifts = ["registry"]
-
-[policies.only.window]
-start = "08:00"
-end = "21:00"
-
-[policies.rnd]
-suppress = ["registry"]
-
-[policies.rnd.reassigned]
-list = "fcc"
-data_begins = 2020-01-01
-"""
 NUMBERS = [f"+{ON_REGISTRY}", f"+{CONSENTED}", f"+{SHANGHAI}", "12"]
 AT = "2026-06-15T09:00-04:00"  # 21:00 in Shanghai: its window has just closed
 
@@ -61,7 +35,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
         "consent": tmp_path / "consent.txt",
         "fcc": tmp_path / "fcc.csv",
     }
-    paths["policies"].write_text(POLICIES)
+    paths["policies"].write_text(WINDOW_AND_REASSIGNED_POLICIES.format(version="cli-1"))
     paths["registry"].write_text(f"+{ON_REGISTRY}\n+{CONSENTED}\n")
     paths["consent"].write_text(f"+{CONSENTED}\n")
     paths["fcc"].write_text(f"number,date\n+{REASSIGNED},2025-01-01\n")

@@ -24,6 +24,7 @@ from suppression.replica import Replica
 from suppression.server import ServerOptions, ServingProcess, create_server
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import replica_data
+from tests.samples import WINDOW_AND_REASSIGNED_POLICIES
 
 ON_REGISTRY = 12125550100
 CONSENTED = 12125550101
@@ -31,33 +32,6 @@ SHANGHAI = 8613800138000
 REASSIGNED = 12125550177
 """Disconnected on 2025-01-01 in the reassigned list."""
 
-POLICIES = """\
-version = "{version}"
-default = "only"
-
-[lists]
-registry = "registry"
-consent = "exemption"
-fcc = "reassigned"
-
-[policies.only]
-suppress = ["registry"]
-
-[[policies.only.exemptions]]
-list = "consent"
-lifts = ["registry"]
-
-[policies.only.window]
-start = "08:00"
-end = "21:00"
-
-[policies.rnd]
-suppress = ["registry"]
-
-[policies.rnd.reassigned]
-list = "fcc"
-data_begins = 2020-01-01
-"""
 JUNE_15_13_UTC = dt.datetime(2026, 6, 15, 13, 0, tzinfo=dt.UTC)
 """21:00 in Shanghai, the window's end (exclusive); 09:00 in New York."""
 JUNE_16_08_SHANGHAI = dt.datetime(2026, 6, 16, 0, 0, tzinfo=dt.UTC)
@@ -84,7 +58,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
         policies = None
         if version is not None:
             path = tmp_path / f"policies-{version}.toml"
-            path.write_text(POLICIES.format(version=version))
+            path.write_text(WINDOW_AND_REASSIGNED_POLICIES.format(version=version))
             policies = PolicyStore(path, {"fcc": dated})
         replica = Replica(replica_data(lists()), policies=policies)
         replica.start()
