@@ -115,8 +115,6 @@ class PrimaryWatch:
         self._clock = clock
         self._next = 0.0
         self._unanswered = False
-        self.switches = 0
-        """Times the sentinels named another primary than the one connected to."""
 
     def check(self) -> bool:
         """Ask the sentinels (if due); True if they named another primary than before.
@@ -143,7 +141,6 @@ class PrimaryWatch:
         self._unanswered = False
         if before is None or tuple(after) == tuple(before):
             return False
-        self.switches += 1
         logger.warning(
             "the sentinels name %s:%s as the primary, not %s:%s: reconnecting",
             after[0],
