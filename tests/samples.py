@@ -157,3 +157,25 @@ data_begins = 2020-01-01
 """
 """A policy file: ``only`` (the default: the registry, consent lifting it, 08:00-21:00) and
 ``rnd`` (the registry and an FCC-style reassigned-numbers list); fill in ``version``."""
+
+
+CAPPED_POLICIES = """\
+version = "caps-1"
+
+[lists]
+registry = "registry"
+
+[policies.capped]
+suppress = ["registry"]
+
+[[policies.capped.caps]]
+per = "number"
+max = 2
+hours = 1
+
+[[policies.capped.caps]]
+per = "line"
+max = 3
+hours = 1
+"""
+"""A policy file whose one policy, ``capped``, allows 2 calls a number and 3 a line per hour."""

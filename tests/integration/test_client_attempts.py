@@ -20,6 +20,7 @@ from suppression.policy.store import PolicyStore
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import free_port, wait_for
 from tests.integration.live_replicas import Replica, ReplicaFactory, start_replica_fixture
+from tests.samples import CAPPED_POLICIES
 
 __all__ = ["start_replica_fixture"]  # the fixture, used by name
 
@@ -29,25 +30,6 @@ CALLED_TWICE = 12125550100
 CALLED_ONCE = 12125550101
 NEVER_CALLED = 8613800138000
 ON_REGISTRY = 12125550199
-POLICIES = """\
-version = "caps-1"
-
-[lists]
-registry = "registry"
-
-[policies.capped]
-suppress = ["registry"]
-
-[[policies.capped.caps]]
-per = "number"
-max = 2
-hours = 1
-
-[[policies.capped.caps]]
-per = "line"
-max = 3
-hours = 1
-"""
 T = 1_780_000_000_000
 """The moment decided for, ms."""
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.01)
@@ -56,7 +38,7 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.01
 @pytest.fixture
 def policies(tmp_path: Path) -> PolicyStore:
     path = tmp_path / "policies.toml"
-    path.write_text(POLICIES)
+    path.write_text(CAPPED_POLICIES)
     return PolicyStore(path)
 
 

@@ -12,6 +12,7 @@ from suppression.snapshot import find_newest, read_snapshot
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import RedisServer, wait_for
 from tests.integration.live_replicas import Replica, ReplicaFactory, start_replica_fixture
+from tests.samples import CAPPED_POLICIES
 
 __all__ = ["start_replica_fixture"]  # the fixture, used by name
 
@@ -22,25 +23,6 @@ CALLED_ONCE = 12125550101
 NEVER_CALLED = 8613800138000
 ON_REGISTRY = 12125550199
 
-POLICIES = """\
-version = "caps-1"
-
-[lists]
-registry = "registry"
-
-[policies.capped]
-suppress = ["registry"]
-
-[[policies.capped.caps]]
-per = "number"
-max = 2
-hours = 1
-
-[[policies.capped.caps]]
-per = "line"
-max = 3
-hours = 1
-"""
 T = 1_780_000_000  # seconds
 
 
@@ -61,7 +43,7 @@ def test_two_replicas_fed_the_same_attempts_give_the_same_answers(
     tmp_path: Path, start_replica: ReplicaFactory
 ) -> None:
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES)
+    policy_file.write_text(CAPPED_POLICIES)
     first = start_replica(policies=PolicyStore(policy_file))
     second = start_replica(policies=PolicyStore(policy_file))
     first.stub.Suppress(
@@ -113,7 +95,7 @@ def test_record_attempts_refuses_bad_input_and_writes_nothing(
     tmp_path: Path, start_replica: ReplicaFactory
 ) -> None:
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES)
+    policy_file.write_text(CAPPED_POLICIES)
     replica = start_replica(policies=PolicyStore(policy_file))
     before = replica.lists.version
     for request, reason in [
@@ -146,7 +128,7 @@ def _attempts_in_a_snapshot(
 ) -> tuple[Replica, Path, Path]:
     """A replica that records three attempts and snapshots them: it, its data, the policies."""
     policy_file = tmp_path / "policies.toml"
-    policy_file.write_text(POLICIES)
+    policy_file.write_text(CAPPED_POLICIES)
     data = tmp_path / "data"
     first = start_replica(data, snapshot_interval=0.2, policies=PolicyStore(policy_file))
     first.stub.Suppress(
