@@ -195,6 +195,10 @@ class Change:
     """ADD: each number's day (days since 1970-01-01), parallel to ``numbers``; empty: none."""
 
 
+_SELECTIONS_KEPT = 256
+"""Distinct list selections a view remembers; requests may name lists in any order."""
+
+
 @dataclass(frozen=True, slots=True)
 class ListView:
     """An immutable state of every list at one version. Never mutate its bitmaps."""
@@ -213,6 +217,10 @@ class ListView:
     _arrays: dict[str, npt.NDArray[np.uint64]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _selections: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[BitMap64, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """:meth:`select`'s answers: a single-number check has no µs to spare on resolving."""
 
     def list_bytes(self, name: str) -> int:
         """Bytes the list's containers take in memory (cached per view).
@@ -239,7 +247,15 @@ class ListView:
         Raises:
             UnknownListError: a named list does not exist, or too many are named.
         """
-        chosen = tuple(dict.fromkeys(names)) if names else self.default_lists
+        key = tuple(names)
+        selected = self._selections.get(key)
+        if selected is None:
+            selected = self._select(tuple(dict.fromkeys(key)) if key else self.default_lists)
+            if len(self._selections) < _SELECTIONS_KEPT:
+                self._selections[key] = selected
+        return selected
+
+    def _select(self, chosen: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[BitMap64, ...]]:
         if len(chosen) > MAX_LISTS_PER_CHECK:
             raise UnknownListError(
                 f"{len(chosen)} lists selected; at most {MAX_LISTS_PER_CHECK} per check"
