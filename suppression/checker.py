@@ -15,10 +15,11 @@ import contextvars
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from pyroaring import BitMap64
 
 from suppression.e164 import InvalidReason, Normalizer, e164_reason, e164_reasons
 from suppression.errors import InvalidRequestError
@@ -32,8 +33,10 @@ __all__ = [
     "SLICE",
     "BatchLookup",
     "CheckOutcome",
+    "SingleOutcome",
     "Verdict",
     "check_batch",
+    "decide_one",
     "hits_per_bit",
     "lookup_batch",
     "pausing_between_slices",
@@ -88,19 +91,25 @@ class Verdict(enum.IntEnum):
     """Only under a pre-dial policy (:mod:`suppression.policy`): not now, later."""
 
 
+_VERDICTS = tuple(Verdict)
+"""Every verdict, once: iterating the enum class itself costs a generator step per member."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CheckOutcome:
     """The answer for a batch: parallel per-number arrays and the version read.
 
-    The arrays stay numpy arrays: the servicer packs them into the response
-    without a Python object per number (``tolist`` and back cost about 80 ns a
-    number, more than the rest of the decision); :attr:`verdicts` and
-    :attr:`masks` give them as lists.
+    A vectorized batch keeps numpy arrays: the servicer packs them into the
+    response without a Python object per number (``tolist`` and back cost about
+    80 ns a number, more than the rest of the decision). The scalar path of
+    small batches keeps lists, which its numbers already are: a round trip
+    through numpy costs a single-number check more than its decision.
+    :attr:`verdicts` and :attr:`masks` give either as lists.
     """
 
-    verdict_array: npt.NDArray[np.uint8]
+    verdict_array: npt.NDArray[np.uint8] | list[int]
     """One :class:`Verdict` value per number."""
-    mask_array: npt.NDArray[np.uint64]
+    mask_array: npt.NDArray[np.uint64] | list[int]
     """One bitmask per number over ``list_names``."""
     list_names: tuple[str, ...]
     invalid_reasons: dict[int, int]
@@ -116,14 +125,12 @@ class CheckOutcome:
     @property
     def verdicts(self) -> list[int]:
         """One :class:`Verdict` value per number, as a new list."""
-        verdicts: list[int] = self.verdict_array.tolist()
-        return verdicts
+        return _as_list(self.verdict_array)
 
     @property
     def masks(self) -> list[int]:
         """One bitmask per number over ``list_names``, as a new list."""
-        masks: list[int] = self.mask_array.tolist()
-        return masks
+        return _as_list(self.mask_array)
 
     def __len__(self) -> int:
         return len(self.verdict_array)
@@ -150,6 +157,13 @@ class CheckOutcome:
             self.failed_closed,
             self.policy,
         )
+
+
+def _as_list(values: npt.NDArray[np.uint8] | npt.NDArray[np.uint64] | list[int]) -> list[int]:
+    if isinstance(values, list):
+        return list(values)
+    as_list: list[int] = values.tolist()
+    return as_list
 
 
 def check_batch(
@@ -207,7 +221,7 @@ def check_batch(
         invalid_reasons=found.invalid_reasons,
         normalized=found.normalized,
         version=view.version,
-        verdict_counts={verdict: int(counts[verdict]) for verdict in Verdict},
+        verdict_counts={verdict: int(counts[verdict]) for verdict in _VERDICTS},
         hits_per_list=hits_per_bit(masks, len(found.list_names)),
         failed_closed=fail_closed,
     )
@@ -340,41 +354,33 @@ def _check_small(
 ) -> CheckOutcome:
     """The scalar twin of the numpy path, for single numbers and small batches."""
     names, bitmaps = view.select(lists)
-    pairs: list[tuple[int, InvalidReason]] = []
-    for value in e164:
-        reason = e164_reason(value)
-        pairs.append((0, reason) if reason else (value, InvalidReason.VALID))
+    decisions = [decide_one(value, bitmaps, fail_closed) for value in e164]
     normalized: list[int] = []
     for text in texts:
         assert normalizer is not None
         value, reason = normalizer.normalize(text, region)
         normalized.append(value)
-        pairs.append((value, reason))
+        if reason:
+            decisions.append((Verdict.INVALID, 0, reason))
+        else:
+            decisions.append((*_decide_valid(value, bitmaps, fail_closed), reason))
     verdicts: list[int] = []
     masks: list[int] = []
     invalid_reasons: dict[int, int] = {}
-    verdict_counts = dict.fromkeys(Verdict, 0)
+    verdict_counts = dict.fromkeys(_VERDICTS, 0)
     hits = [0] * len(names)
-    for index, (value, reason) in enumerate(pairs):
-        mask = 0
-        verdict: Verdict
+    for index, (verdict, mask, reason) in enumerate(decisions):
         if reason:
-            verdict = Verdict.INVALID
             invalid_reasons[index] = int(reason)
-        elif fail_closed:
-            verdict = Verdict.SUPPRESSED
-        else:
-            for bit, bitmap in enumerate(bitmaps):
-                if value in bitmap:
-                    mask |= 1 << bit
-                    hits[bit] += 1
-            verdict = Verdict.SUPPRESSED if mask else Verdict.ALLOWED
+        elif mask:
+            for bit in range(len(names)):
+                hits[bit] += mask >> bit & 1
         verdict_counts[verdict] += 1
         verdicts.append(int(verdict))
         masks.append(mask)
     return CheckOutcome(
-        np.array(verdicts, dtype=np.uint8),
-        np.array(masks, dtype=np.uint64),
+        verdicts,
+        masks,
         names,
         invalid_reasons,
         normalized,
@@ -383,3 +389,44 @@ def _check_small(
         tuple(hits),
         fail_closed,
     )
+
+
+class SingleOutcome(NamedTuple):
+    """The answer for one number: what :class:`CheckOutcome` holds for a batch of one."""
+
+    verdict: Verdict
+    mask: int
+    """The lists holding the number, one bit each over ``list_names``."""
+    invalid_reason: InvalidReason
+    """Why the number is invalid; VALID otherwise."""
+    list_names: tuple[str, ...]
+    version: Version
+    failed_closed: bool
+
+
+def decide_one(
+    value: int, bitmaps: Sequence[BitMap64], fail_closed: bool
+) -> tuple[Verdict, int, InvalidReason]:
+    """One E.164 integer against the selected lists: the rule of every scalar path.
+
+    Returns:
+        The verdict; the bitmask of the lists that hold the number (0 when it
+        is invalid or the answer failed closed); why it is invalid, or VALID.
+    """
+    reason = e164_reason(value)
+    if reason:
+        return Verdict.INVALID, 0, reason
+    verdict, mask = _decide_valid(value, bitmaps, fail_closed)
+    return verdict, mask, reason
+
+
+def _decide_valid(
+    value: int, bitmaps: Sequence[BitMap64], fail_closed: bool
+) -> tuple[Verdict, int]:
+    if fail_closed:
+        return Verdict.SUPPRESSED, 0
+    mask = 0
+    for bit, bitmap in enumerate(bitmaps):
+        if value in bitmap:
+            mask |= 1 << bit
+    return (Verdict.SUPPRESSED if mask else Verdict.ALLOWED), mask

@@ -20,15 +20,12 @@ from typing import TYPE_CHECKING
 
 from suppression.checker import CheckOutcome, Verdict
 from suppression.datasource import DataSource, snapshot_key
-from suppression.e164 import Normalizer, e164_reason, validate_region
+from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
 from suppression.freshness import Freshness
-from suppression.lists import ListView
 from suppression.replica import ChangeLogOptions, Replica
 
 if TYPE_CHECKING:
-    from pyroaring import BitMap64
-
     from suppression.policy.batch import PolicyRequest
 
 __all__ = ["EmbeddedReplica"]
@@ -128,7 +125,6 @@ class EmbeddedReplica:
             policies = open_store(Path(policy_file), tuple(dated_lists), self._region)
         self._replica = Replica(source, change_log, None, policies=policies)
         self._policies = policies is not None
-        self._selected: tuple[ListView, tuple[BitMap64, ...]] | None = None
         self._started = False
 
     # -- life cycle -----------------------------------------------------------
@@ -249,18 +245,7 @@ class EmbeddedReplica:
         """
         if self._policies:
             return Verdict(self.check([e164]).verdicts[0])
-        view, freshness = self._replica.answering_view()
-        if e164_reason(e164):
-            return Verdict.INVALID
-        if freshness.fail_closed:
-            return Verdict.SUPPRESSED
-        selected = self._selected
-        if selected is None or selected[0] is not view:
-            selected = self._selected = (view, view.select(self._lists)[1])
-        for bitmap in selected[1]:
-            if e164 in bitmap:
-                return Verdict.SUPPRESSED
-        return Verdict.ALLOWED
+        return self._replica.check_one(e164, self._lists)[0].verdict
 
     def is_allowed(self, e164: int) -> bool:
         """``check_one(e164) is Verdict.ALLOWED``: may this number be dialed now?"""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suppression.checker import CheckOutcome, check_batch
+from suppression.checker import CheckOutcome, SingleOutcome, check_batch, decide_one
 from suppression.datasource import DataSource, LoadedData, load_lists
 from suppression.e164 import Normalizer, NumberBlock
 from suppression.entries import attempt_entries, entries_for
@@ -735,6 +735,25 @@ class Replica:
             fail_closed=freshness.fail_closed,
         )
         return outcome, freshness
+
+    def check_one(self, e164: int, lists: Sequence[str] = ()) -> tuple[SingleOutcome, Freshness]:
+        """One E.164 integer against the current data: the dialer's "may I dial this number?".
+
+        The answer :meth:`check` gives for ``[e164]``, without building a
+        batch: on a single-number call that work costs more than the decision.
+
+        Raises:
+            NotReadyError: as :meth:`check`.
+            UnknownListError: a named list does not exist.
+            InvalidRequestError: this replica has policies; those decide through :meth:`check`.
+        """
+        if self._policies is not None:
+            raise InvalidRequestError("a replica with policies decides every number through check")
+        view, freshness = self.answering_view()
+        names, bitmaps = view.select(lists)
+        fail_closed = freshness.fail_closed
+        verdict, mask, reason = decide_one(e164, bitmaps, fail_closed)
+        return SingleOutcome(verdict, mask, reason, names, view.version, fail_closed), freshness
 
     def submit(
         self,

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from suppression.admission import MAX_ECHO, short_quote
 from suppression.auth import (
+    Identity,
     PermissionDeniedError,
     Scope,
     Tenant,
@@ -57,7 +58,7 @@ from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from suppression.wire import pack_answer, unpack_e164
+from suppression.wire import E164_PACKED_WIDTH, pack_answer, pack_one, unpack_e164, unpack_one
 
 __all__ = ["SuppressionServicer"]
 
@@ -134,13 +135,17 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
 
     def _answer(self, request: pb.CheckRequest) -> pb.CheckResponse:
         region = _region(request.default_region) if request.numbers else ""
-        _check_list_names(request.lists)
-        e164 = _e164_of(request)
+        if request.lists:
+            _check_list_names(request.lists)
         identity = current_identity()
         lists: Sequence[str] = request.lists
         if identity is not None:
             # A tenant sees its own lists and those shared with it; others do not exist for it.
             lists = self._tenant_lists(identity.tenant, request)
+        single = self._single_number(request)
+        if single is not None:
+            return self._answer_one(request, single, lists, identity)
+        e164 = _e164_of(request)
         lanes = self._lanes
         size = len(e164) + len(request.numbers)
         if lanes.is_bulk(size) and self._bulk_elsewhere:
@@ -160,6 +165,66 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
             self._identity_metrics.count_suppressed(identity.name, suppressed)
         return _to_response(outcome, request, freshness.stale)
+
+    def _single_number(self, request: pb.CheckRequest) -> int | None:
+        """The number of a request that :meth:`_answer_one` answers; None for the rest.
+
+        That is one E.164 integer (``e164`` or ``e164_packed``), with no text
+        number, ``as_of_version`` or policy field, on a replica without
+        policies: a dialer's single "may I dial?".
+        """
+        if (
+            request.numbers
+            or request.as_of_version
+            or self._replica.policies is not None
+            or _asks_policy(request)
+            or self._lanes.is_bulk(1)
+        ):
+            return None
+        if len(request.e164) == 1 and not request.e164_packed:
+            return request.e164[0]
+        if len(request.e164_packed) == E164_PACKED_WIDTH and not request.e164:
+            return unpack_one(request.e164_packed)
+        return None
+
+    def _answer_one(
+        self,
+        request: pb.CheckRequest,
+        number: int,
+        lists: Sequence[str],
+        identity: Identity | None,
+    ) -> pb.CheckResponse:
+        """The single-number twin of the batch path: the same answer and metrics, less work.
+
+        A single Check is a dialer waiting on the line; building a batch's
+        arrays for it cost a fifth of its time at the server.
+        """
+        with self._lanes.interactive():
+            outcome, freshness = self._replica.check_one(number, lists)
+        self._metrics.record_one(outcome)
+        if identity is not None and self._identity_metrics is not None:
+            suppressed = int(outcome.verdict is Verdict.SUPPRESSED)
+            self._identity_metrics.count_suppressed(identity.name, suppressed)
+        response = pb.CheckResponse(
+            list_names=outcome.list_names,
+            version=str(outcome.version),
+            stale=freshness.stale,
+            request_id=request.request_id,
+            failed_closed=outcome.failed_closed,
+        )
+        if request.packed_answer:
+            verdicts, matched, width = pack_one(
+                outcome.verdict, outcome.mask, len(outcome.list_names)
+            )
+            response.verdicts_packed = verdicts
+            response.matched_packed = matched
+            response.matched_width = width
+        else:
+            response.verdicts.append(cast(pb.Verdict, outcome.verdict))
+            response.matched.append(outcome.mask)
+        if outcome.invalid_reason:
+            response.invalid_reasons[0] = cast(pb.InvalidReason, outcome.invalid_reason)
+        return response
 
     def _tenant_lists(self, tenant: Tenant, request: pb.CheckRequest) -> Sequence[str]:
         """The lists a tenant's check reads; under a policy, every list it reads must be visible.
@@ -215,13 +280,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             self._normalizer,
             max_batch=self._max_batch,
             as_of=Version.parse(request.as_of_version) if request.as_of_version else None,
-            policy=PolicyRequest(
-                request.policy,
-                request.decide_at_ms,
-                request.consent_days,
-                request.consent_day,
-                request.calling_line,
-            ),
+            policy=_policy_request(request),
         )
 
     def Check(  # noqa: N802 - gRPC method name
@@ -501,6 +560,30 @@ def _attempts(
                 f"({reason.name}); nothing was recorded"
             )
     return numbers, [t // 1000 for t in request.times_ms], lines
+
+
+def _asks_policy(request: pb.CheckRequest) -> bool:
+    """Whether the request sets any field only a policy reads."""
+    return bool(
+        request.policy
+        or request.decide_at_ms
+        or request.consent_days
+        or request.consent_day
+        or request.calling_line
+    )
+
+
+def _policy_request(request: pb.CheckRequest) -> PolicyRequest | None:
+    """What the request asks of a policy; None when it asks nothing (the default policy)."""
+    if not _asks_policy(request):
+        return None
+    return PolicyRequest(
+        request.policy,
+        request.decide_at_ms,
+        request.consent_days,
+        request.consent_day,
+        request.calling_line,
+    )
 
 
 def _e164_of(request: pb.CheckRequest) -> Sequence[int] | npt.NDArray[np.uint64]:

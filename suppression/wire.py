@@ -16,7 +16,15 @@ import numpy.typing as npt
 
 from suppression.errors import InvalidRequestError
 
-__all__ = ["E164_PACKED_WIDTH", "grpc_message_limit", "mask_width", "pack_answer", "unpack_e164"]
+__all__ = [
+    "E164_PACKED_WIDTH",
+    "grpc_message_limit",
+    "mask_width",
+    "pack_answer",
+    "pack_one",
+    "unpack_e164",
+    "unpack_one",
+]
 
 _BYTES_PER_NUMBER_ON_WIRE = 64
 """Generous: a text number plus its share of every parallel response array."""
@@ -51,6 +59,17 @@ def unpack_e164(data: bytes) -> npt.NDArray[np.uint64]:
     return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
 
+def pack_one(verdict: int, mask: int, list_count: int) -> tuple[bytes, bytes, int]:
+    """:func:`pack_answer` for a single number, without numpy."""
+    width = mask_width(list_count)
+    return bytes((verdict,)), mask.to_bytes(width, "little"), width
+
+
+def unpack_one(data: bytes) -> int:
+    """The number of an ``e164_packed`` holding exactly one, without numpy."""
+    return int.from_bytes(data, "little")
+
+
 def mask_width(list_count: int) -> int:
     """Bytes per bitmask of ``matched_packed``: the fewest of 1, 2, 4 and 8 holding the bits."""
     for width in (1, 2, 4):
@@ -60,7 +79,9 @@ def mask_width(list_count: int) -> int:
 
 
 def pack_answer(
-    verdicts: npt.NDArray[np.uint8], masks: npt.NDArray[np.uint64], list_count: int
+    verdicts: npt.NDArray[np.uint8] | list[int],
+    masks: npt.NDArray[np.uint64] | list[int],
+    list_count: int,
 ) -> tuple[bytes, bytes, int]:
     """``verdicts_packed``, ``matched_packed`` and ``matched_width`` for one answer.
 
@@ -71,7 +92,7 @@ def pack_answer(
     """
     width = mask_width(list_count)
     return (
-        verdicts.astype(np.uint8, copy=False).tobytes(),
-        masks.astype(_MASK_DTYPES[width], copy=False).tobytes(),
+        np.asarray(verdicts, dtype=np.uint8).tobytes(),
+        np.asarray(masks, dtype=_MASK_DTYPES[width]).tobytes(),
         width,
     )
