@@ -80,23 +80,30 @@ class _InteractiveCalls:
     a wrapper per call, a few µs of a single-number Check's few tens.
     """
 
-    __slots__ = ("_idle", "in_flight")
+    __slots__ = ("_idle", "_lock", "_waiting", "in_flight")
 
     def __init__(self) -> None:
         self.in_flight = 0
-        self._idle = threading.Condition(threading.Lock())
+        self._waiting = 0
+        """Bulk batches waiting in :meth:`wait_until_none`: without any, nobody is notified."""
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
 
     def __enter__(self) -> None:
-        with self._idle:
+        with self._lock:
             self.in_flight += 1
 
     def __exit__(self, *exc_info: object) -> None:
-        with self._idle:
+        with self._lock:
             self.in_flight -= 1
-            if not self.in_flight:
+            if not self.in_flight and self._waiting:
                 self._idle.notify_all()
 
     def wait_until_none(self, timeout: float) -> None:
         """Wait until no interactive call is in flight, or ``timeout`` seconds."""
-        with self._idle:
-            self._idle.wait_for(lambda: not self.in_flight, timeout)
+        with self._lock:
+            self._waiting += 1
+            try:
+                self._idle.wait_for(lambda: not self.in_flight, timeout)
+            finally:
+                self._waiting -= 1

@@ -247,7 +247,7 @@ class ListView:
         Raises:
             UnknownListError: a named list does not exist, or too many are named.
         """
-        key = tuple(names)
+        key = tuple(names) if names else ()
         selected = self._selections.get(key)
         if selected is None:
             selected = self._select(tuple(dict.fromkeys(key)) if key else self.default_lists)

@@ -125,6 +125,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         self._identity_metrics = identity_metrics
         self._lanes = lanes or Lanes()
         self._bulk_elsewhere = bulk_elsewhere
+        self._single_is_bulk = self._lanes.is_bulk(1)
         self._resolved = _ResolvedLists(frozenset(), {})
         self._snapshots = SnapshotSource(replica.data_dir)
 
@@ -173,19 +174,22 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         number, ``as_of_version`` or policy field, on a replica without
         policies: a dialer's single "may I dial?".
         """
+        e164, packed = request.e164, request.e164_packed
+        if len(e164) == 1 and not packed:
+            number = e164[0]
+        elif len(packed) == E164_PACKED_WIDTH and not e164:
+            number = unpack_one(packed)
+        else:
+            return None
         if (
             request.numbers
             or request.as_of_version
-            or self._replica.policies is not None
             or _asks_policy(request)
-            or self._lanes.is_bulk(1)
+            or self._replica.policies is not None
+            or self._single_is_bulk
         ):
             return None
-        if len(request.e164) == 1 and not request.e164_packed:
-            return request.e164[0]
-        if len(request.e164_packed) == E164_PACKED_WIDTH and not request.e164:
-            return unpack_one(request.e164_packed)
-        return None
+        return number
 
     def _answer_one(
         self,
