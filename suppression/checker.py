@@ -53,10 +53,10 @@ Python holds the GIL through a whole ``map`` over a bitmap, so an unsliced
 2,000 text numbers takes about 1 ms here.
 """
 LOOKUP_SLICE = 5_000
-"""Numbers looked up between two calls of the pause function: about 1 ms here too.
+"""Numbers looked up between two calls of the pause function: 0.3-1 ms here.
 
-Each pause drops the GIL with a system call, which on a busy machine gives the
-core away for up to 0.15 ms; five of them made a tenth of a 10,000-number Check.
+The server's pause (``lanes``) drops the GIL only once a batch has held it for
+a while: each drop is a system call that gives the core away for 50-150 µs.
 """
 
 _PAUSE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(

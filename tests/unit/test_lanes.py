@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
+from suppression import lanes as lanes_module
 from suppression.checker import LOOKUP_SLICE, SLICE, check_batch, pausing_between_slices
 from suppression.e164 import Normalizer
 from suppression.lanes import Lanes
@@ -83,3 +85,18 @@ def test_bulk_work_pauses_while_an_interactive_call_runs() -> None:
     wait_for(resumed.is_set, 10, "bulk work to resume")
     small.join(10)
     big.join(10)
+
+
+def test_a_bulk_batch_drops_the_gil_once_per_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between slices the GIL is dropped only after ``longest_hold`` of work: each drop costs."""
+    now = [100.0]
+    drops: list[float] = []
+    monkeypatch.setattr(lanes_module, "_clock", lambda: now[0])
+    monkeypatch.setattr(lanes_module, "_drop_gil", lambda: drops.append(now[0]))
+    lanes = Lanes(longest_hold=0.001)
+    with lanes.bulk() as pause:
+        for _slice in range(10):
+            now[0] += 0.0004
+            pause()
+    # 0.4 ms of work a slice: every third boundary has held it 1.2 ms, and drops it.
+    assert drops == pytest.approx([100.0012, 100.0024, 100.0036])
