@@ -15,6 +15,7 @@ metadata does not know yet, so it must not call such a number INVALID.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import functools
 from collections.abc import Iterable, Sequence
@@ -140,6 +141,10 @@ _MAX_UINT64_DIGITS = 20
 """Digits of 2**64 - 1."""
 
 
+_POWERS_OF_TEN = tuple(10**k for k in range(_MAX_UINT64_DIGITS + 1))
+"""1 to 10**20: a number has as many digits as the powers of ten not above it."""
+
+
 def _length_reason(mask: int, nsn_len: int) -> InvalidReason:
     if (mask >> nsn_len) & 1:
         return InvalidReason.VALID
@@ -154,16 +159,17 @@ def e164_reason(value: int) -> InvalidReason:
     """Validate one E.164 integer; the scalar twin of :func:`e164_reasons`."""
     if value <= 0:
         return InvalidReason.UNPARSEABLE
-    digits = len(str(value))
+    # Powers of ten from a table: len(str(value)) and 10 ** n cost 3-4 times more.
+    digits = bisect.bisect_right(_POWERS_OF_TEN, value)
     if digits > MAX_E164_DIGITS:
         return InvalidReason.TOO_LONG
     if digits < 3:
         return InvalidReason.TOO_SHORT
-    lead3 = value // 10 ** (digits - 3)
+    lead3 = value // _POWERS_OF_TEN[digits - 3]
     cc_len = _CC_LEN_LIST[lead3]
     if cc_len == 0:
         return InvalidReason.UNKNOWN_COUNTRY_CODE
-    cc = lead3 // 10 ** (3 - cc_len)
+    cc = lead3 // _POWERS_OF_TEN[3 - cc_len]
     return _length_reason(_NSN_LENGTHS_LIST[cc], digits - cc_len)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from suppression.checker import CheckOutcome, Verdict
+from suppression.checker import CheckOutcome, Verdict, decide_one
 from suppression.datasource import DataSource, snapshot_key
 from suppression.e164 import Normalizer, validate_region
 from suppression.errors import ConfigError
@@ -245,7 +245,9 @@ class EmbeddedReplica:
         """
         if self._policies:
             return Verdict(self.check([e164]).verdicts[0])
-        return self._replica.check_one(e164, self._lists)[0].verdict
+        # Replica.check_one, without building its outcome: that doubled this call's time.
+        view, freshness = self._replica.answering_view()
+        return decide_one(e164, view.select(self._lists)[1], freshness.fail_closed)[0]
 
     def is_allowed(self, e164: int) -> bool:
         """``check_one(e164) is Verdict.ALLOWED``: may this number be dialed now?"""
