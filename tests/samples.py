@@ -6,10 +6,11 @@ import gzip
 import json
 import struct
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from pyroaring import BitMap64
 
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
@@ -24,6 +25,19 @@ def make_lists(version: Version = DEFAULT_VERSION) -> SuppressionLists:
         {"national": national, "internal": BitMap64([8613800138000]), "empty": BitMap64()},
         infos=[ListInfo("national", ListKind.REGISTRY), ListInfo("empty", ListKind.CAMPAIGN)],
         version=version,
+    )
+
+
+def random_campaign_lists(
+    names: Sequence[str], pool: Sequence[int], seed: int, share: float, version: Version
+) -> SuppressionLists:
+    """Campaign lists, each holding about ``share`` of ``pool``, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    bitmaps = {
+        name: BitMap64([number for number in pool if rng.random() < share]) for name in names
+    }
+    return SuppressionLists(
+        bitmaps, infos=[ListInfo(name, ListKind.CAMPAIGN) for name in names], version=version
     )
 
 

@@ -19,17 +19,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from pyroaring import BitMap64
 
 from suppression.client import ClientConfig, SuppressionClient
 from suppression.client.assembly import Piece, merge
-from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.lists import SuppressionLists, Version
 from suppression.metrics import ServiceMetrics
 from suppression.replica import Replica
 from suppression.service import SuppressionServicer
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
 from tests.conftest import InProcessServer, replica_data
+from tests.samples import random_campaign_lists
 
 LIST_COUNT = 40
 """Enough lists for masks of 1, 2, 4 and 8 bytes."""
@@ -38,13 +38,7 @@ NAMES = [f"list{index:02d}" for index in range(LIST_COUNT)]
 
 
 def many_lists() -> SuppressionLists:
-    rng = np.random.default_rng(11)
-    bitmaps = {name: BitMap64([number for number in POOL if rng.random() < 0.3]) for name in NAMES}
-    return SuppressionLists(
-        bitmaps,
-        infos=[ListInfo(name, ListKind.CAMPAIGN) for name in NAMES],
-        version=Version(1700000000000, 3),
-    )
+    return random_campaign_lists(NAMES, POOL, 11, 0.3, Version(1700000000000, 3))
 
 
 def packed(values: Sequence[int]) -> bytes:

@@ -12,18 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from pyroaring import BitMap64
 
 from suppression.checker import SingleOutcome, check_batch, decide_one
-from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.lists import SuppressionLists, Version
 from suppression.metrics import ServiceMetrics
 from suppression.v1 import suppression_pb2 as pb
 from tests.conftest import InProcessServer
+from tests.samples import random_campaign_lists
 
 LIST_COUNT = 12
 """Enough lists for masks of 1 and 2 bytes."""
@@ -34,13 +33,7 @@ OTHER = 12125559999
 
 
 def some_lists() -> SuppressionLists:
-    rng = np.random.default_rng(5)
-    bitmaps = {name: BitMap64([number for number in POOL if rng.random() < 0.4]) for name in NAMES}
-    return SuppressionLists(
-        bitmaps,
-        infos=[ListInfo(name, ListKind.CAMPAIGN) for name in NAMES],
-        version=Version(1700000000000, 7),
-    )
+    return random_campaign_lists(NAMES, POOL, 5, 0.4, Version(1700000000000, 7))
 
 
 numbers = st.one_of(
