@@ -590,15 +590,22 @@ def _response_head(
     stale: bool,
     normalized: Sequence[int] = (),
 ) -> pb.CheckResponse:
-    """A response with what every answer carries besides its per-number fields."""
-    return pb.CheckResponse(
-        list_names=outcome.list_names,
-        normalized=normalized,
-        version=str(outcome.version),
-        stale=stale,
-        request_id=request.request_id,
-        failed_closed=outcome.failed_closed,
-    )
+    """A response with what every answer carries besides its per-number fields.
+
+    Fields left at their defaults are not set: each keyword costs the
+    constructor about 0.1 µs, and much more between two single-number calls.
+    """
+    response = pb.CheckResponse(version=str(outcome.version))
+    response.list_names.extend(outcome.list_names)
+    if normalized:
+        response.normalized.extend(normalized)
+    if stale:
+        response.stale = True
+    if request.request_id:
+        response.request_id = request.request_id
+    if outcome.failed_closed:
+        response.failed_closed = True
+    return response
 
 
 def _set_packed(response: pb.CheckResponse, packed: tuple[bytes, bytes, int]) -> None:
