@@ -31,6 +31,7 @@ from suppression.scrub.encoding import ERRORS
 from suppression.scrub.fastpath import FastChunk
 from suppression.scrub.outputs import ROW_OUTPUTS, OutputKind, OutputSet, OutputStream
 from suppression.scrub.reading import Chunk, LeadFile, RowProblem
+from suppression.scrub.slots import SlotRef
 
 __all__ = [
     "DEFERRED_COLUMNS",
@@ -501,7 +502,7 @@ class WriteLayout:
 class BlockOutputs:
     """A block's rows as the bytes of each output, and their counts."""
 
-    data: dict[OutputKind, bytes]
+    data: dict[OutputKind, bytes | memoryview]
     counts: dict[OutputKind, int]
     per_list: dict[str, int]
     per_reason: dict[str, int]
@@ -511,6 +512,8 @@ class BlockOutputs:
     """Rows with a valid number."""
     distinct: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
     """The block's distinct valid numbers, sorted."""
+    in_slot: dict[OutputKind, SlotRef] = field(default_factory=dict)
+    """Outputs a worker put in a shared slot instead (their ``data`` is empty)."""
 
 
 @dataclass(slots=True)
@@ -569,7 +572,7 @@ def _block_outputs(
     chunk: FastChunk, decided: _Decided, names: tuple[str, ...], layout: WriteLayout
 ) -> BlockOutputs:
     verdicts, masks, reasons = decided.verdicts, decided.masks, decided.reasons
-    out: dict[OutputKind, bytes] = {}
+    out: dict[OutputKind, bytes | memoryview] = {}
     counts: dict[OutputKind, int] = {}
 
     clean_at = np.flatnonzero(verdicts == Verdict.ALLOWED)
