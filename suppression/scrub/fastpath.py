@@ -193,7 +193,7 @@ def _split(arr: npt.NDArray[np.uint8], separator: int, width: int, column: int) 
         after = arr[quotes + 1]  # the block ends with LF: a quote is never its last byte
         opens_well = (quotes == 0) | (before == separator) | (before == _LF) | (before == _QUOTE)
         closes_well = (after == separator) | (after == _LF) | (after == _CR) | (after == _QUOTE)
-        wrong_quotes = quotes[np.where(closing, ~closes_well, ~opens_well)]
+        wrong_quotes = quotes[(closing & ~closes_well) | (~closing & ~opens_well)]
         keep = ~is_quote & ~inside
         at, kinds = at[keep], kinds[keep]
     line_at = np.flatnonzero(kinds == _LF)
@@ -229,8 +229,8 @@ def _split(arr: npt.NDArray[np.uint8], separator: int, width: int, column: int) 
         ends,
         blank,
         special,
-        np.where(plain, field_starts, 0),
-        np.where(plain, field_ends, 0),
+        field_starts * plain,
+        field_ends * plain,
     )
 
 

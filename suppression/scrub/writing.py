@@ -539,7 +539,9 @@ def _decide(
     verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
     masks = np.zeros(total, dtype=np.uint64)
     masks[read] = masks_read
-    verdicts[read] = np.where(masks_read != 0, Verdict.SUPPRESSED, Verdict.ALLOWED)
+    # Arithmetic, not np.where: numpy 2.4's where costs 7x as much on a mixed condition.
+    on_a_list = (masks_read != 0).view(np.uint8)
+    verdicts[read] = Verdict.ALLOWED + (Verdict.SUPPRESSED - Verdict.ALLOWED) * on_a_list
     if chunk.text_at.size:
         at = chunk.text_at
         verdicts[at] = answers.verdicts[uids]
