@@ -210,7 +210,8 @@ def _column_counts(matrix: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
 
     Summed as bytes (at most :data:`PHONE_WIDTH` rows, so no overflow), then widened.
     """
-    return matrix.view(np.uint8).sum(axis=0, dtype=np.uint8).astype(np.int64)
+    counts: npt.NDArray[np.int64] = matrix.view(np.uint8).sum(axis=0, dtype=np.uint8)
+    return counts.astype(np.int64)
 
 
 def _international(
