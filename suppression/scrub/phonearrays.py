@@ -210,7 +210,7 @@ def _column_counts(matrix: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
 
     Summed as bytes (at most :data:`PHONE_WIDTH` rows, so no overflow), then widened.
     """
-    counts: npt.NDArray[np.int64] = matrix.view(np.uint8).sum(axis=0, dtype=np.uint8)
+    counts: npt.NDArray[np.uint8] = matrix.view(np.uint8).sum(axis=0, dtype=np.uint8)
     return counts.astype(np.int64)
 
 
