@@ -25,6 +25,7 @@ The fields are laid out as a matrix, character ``j`` of every phone in row
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import numpy.typing as npt
@@ -254,34 +255,136 @@ def _international(
 def _with_country_code(
     value: npt.NDArray[np.uint64], rows: npt.NDArray[np.bool_], region: str
 ) -> npt.NDArray[np.bool_]:
-    """Which ``rows`` (digits starting with 1, no ``+``) parse reads as ``+1`` and the rest.
+    r"""Which ``rows`` (digits starting with 1, no ``+``) parse reads as ``+1`` and the rest.
 
     :func:`shortcut._with_country_code`'s rule for a NANP default region,
     whose international prefix (``011``) cannot match a number starting with
     1: the whole is not a national number by the region's general pattern and
     the rest is, and neither the region's nor its country's national prefix
-    starts the rest.
+    starts the rest. Where those patterns are plain runs of digit classes (the
+    US: ``[2-9]\d{9}|3\d{6}`` and ``1``) they are matched with numpy; else
+    with ``re``, one phone at a time.
     """
     taken = np.zeros(len(value), dtype=bool)
     prefixes = _region_prefixes(region)
     main = _country_prefixes(1)
     if prefixes is None or prefixes.general is None or main is None:
         return taken
-    general = prefixes.general.fullmatch
     # The region's national prefix and its country's, each pattern once (US: "1" twice).
     patterns = {
         found.national_prefix.pattern: found.national_prefix
         for found in (prefixes, main)
         if found.national_prefix is not None
     }
-    national_prefixes = [pattern.match for pattern in patterns.values()]
     at = np.flatnonzero(rows)
+    general = _digit_pattern(prefixes.general.pattern)
+    starts = [_digit_pattern(pattern) for pattern in patterns]
+    if general is not None and all(start is not None for start in starts):
+        numbers = value[at]
+        lengths = _digit_counts(numbers)
+        rest = numbers - _TEN[lengths - 1]  # the digits after the leading 1
+        rest_lengths = lengths - 1
+        ok = (rest_lengths > 0) & (rest // _TEN[np.maximum(rest_lengths - 1, 0)] != 0)
+        ok &= ~general.fullmatch(numbers, lengths) & general.fullmatch(rest, rest_lengths)
+        for start in starts:
+            assert start is not None
+            ok &= ~start.match(rest, rest_lengths)
+        taken[at[ok]] = True
+        return taken
+    fullmatch = prefixes.general.fullmatch
+    national_prefixes = [pattern.match for pattern in patterns.values()]
     kept = []
     for text in map(str, value[at].tolist()):
-        rest = text[1:]
-        ok = rest[0] != "0" and general(text) is None and general(rest) is not None
+        rest_text = text[1:]
+        matched = (
+            rest_text[0] != "0" and fullmatch(text) is None and fullmatch(rest_text) is not None
+        )
         for match in national_prefixes:
-            ok = ok and match(rest) is None
-        kept.append(ok)
+            matched = matched and match(rest_text) is None
+        kept.append(matched)
     taken[at[np.array(kept, dtype=bool)]] = True
     return taken
+
+
+def _digit_counts(numbers: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """How many digits each (positive) number has."""
+    counts: npt.NDArray[np.int64] = np.searchsorted(_TEN, numbers, side="right")
+    return counts
+
+
+class _DigitPattern:
+    """A pattern that is alternatives of fixed runs of digit classes, matched with numpy.
+
+    Each alternative is a tuple of classes (a 10-entry table: which digits it
+    takes), one per position. ``re`` gives the same answers on digit strings:
+    an alternative of fixed length matches exactly the strings (or, with
+    ``match``, the prefixes) of that length whose digits are in its classes.
+    """
+
+    def __init__(self, alternatives: list[list[npt.NDArray[np.bool_]]]) -> None:
+        self._alternatives = alternatives
+
+    def fullmatch(
+        self, numbers: npt.NDArray[np.uint64], lengths: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Which numbers, written with ``lengths`` digits (leading zeros kept), match whole."""
+        return self._test(numbers, lengths, whole=True)
+
+    def match(
+        self, numbers: npt.NDArray[np.uint64], lengths: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Which numbers, written with ``lengths`` digits, start with a match."""
+        return self._test(numbers, lengths, whole=False)
+
+    def _test(
+        self, numbers: npt.NDArray[np.uint64], lengths: npt.NDArray[np.int64], *, whole: bool
+    ) -> npt.NDArray[np.bool_]:
+        found = np.zeros(len(numbers), dtype=bool)
+        for classes in self._alternatives:
+            size = len(classes)
+            fits = lengths == size if whole else lengths >= size
+            for position, allowed in enumerate(classes):
+                if allowed.all() or not fits.any():  # ``\d`` takes any digit
+                    continue
+                # Digit ``position`` from the left: the power of ten it stands for.
+                power = _TEN[np.clip(lengths - 1 - position, 0, _MAX_UINT64_DIGITS)]
+                digit = ((numbers // power) % np.uint64(10)).astype(np.intp)
+                fits &= allowed[digit]
+            found |= fits
+        return found
+
+
+_DIGIT_RUN = re.compile(r"(\\d|\[(?:\d(?:-\d)?)+\]|\d)(?:\{(\d+)\})?")
+_RANGE = re.compile(r"(\d)(?:-(\d))?")
+
+
+@functools.cache
+def _digit_pattern(pattern: str) -> _DigitPattern | None:
+    r"""``pattern`` as a :class:`_DigitPattern`, or None.
+
+    None unless it is only ``|``, ``\d``, digits, classes of digits and ranges,
+    and fixed counts ``{n}``.
+    """
+    alternatives = []
+    for alternative in pattern.split("|"):
+        classes: list[npt.NDArray[np.bool_]] = []
+        at = 0
+        while at < len(alternative):
+            found = _DIGIT_RUN.match(alternative, at)
+            if found is None:
+                return None
+            atom, count = found.group(1), found.group(2)
+            allowed = np.zeros(10, dtype=bool)
+            if atom == "\\d":
+                allowed[:] = True
+            elif atom.startswith("["):
+                for low, high in _RANGE.findall(atom[1:-1]):
+                    allowed[int(low) : int(high or low) + 1] = True
+            else:
+                allowed[int(atom)] = True
+            classes += [allowed] * (int(count) if count is not None else 1)
+            at = found.end()
+        if not classes:
+            return None
+        alternatives.append(classes)
+    return _DigitPattern(alternatives)
