@@ -246,9 +246,14 @@ def _international(
         if prefixes.national_prefix is None:
             taken[at[mine]] = True
             continue
-        match = prefixes.national_prefix.match
-        kept = [match(text) is None for text in map(str, national[mine].tolist())]
-        taken[at[mine[np.array(kept, dtype=bool)]]] = True
+        digit_pattern = _digit_pattern(prefixes.national_prefix.pattern)
+        if digit_pattern is not None:  # no leading 0: the digits are the number's
+            kept = ~digit_pattern.match(national[mine], national_lengths[mine])
+        else:
+            match = prefixes.national_prefix.match
+            texts = map(str, national[mine].tolist())
+            kept = np.array([match(text) is None for text in texts], dtype=bool)
+        taken[at[mine[kept]]] = True
     return taken
 
 
