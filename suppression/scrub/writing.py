@@ -582,15 +582,20 @@ def _block_outputs(
     counts[OutputKind.CLEAN] = len(clean_at)
 
     encoding, delimiter = layout.encoding, layout.delimiter
+    # Every row of the block ends with LF (the usual file): each tail carries it, and a row
+    # is copied as two pieces rather than three.
+    ending = "\n" if bool((chunk.ends - chunk.bodies == 1).all()) else ""
     suppressed_at = np.flatnonzero(verdicts == Verdict.SUPPRESSED)
     suppressed_masks = masks[suppressed_at]
     labels: dict[int, bytes] = {}
     for mask in set(suppressed_masks.tolist()):
         chosen = [name for bit, name in enumerate(names) if mask >> bit & 1]
-        text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter)
+        text = _tail([";".join(chosen) or FAILED_CLOSED_LABEL], delimiter) + ending
         labels[mask] = text.encode(encoding, ERRORS)
     tails = list(map(labels.__getitem__, suppressed_masks.tolist()))
-    out[OutputKind.SUPPRESSED] = _copy_with_tails(chunk, suppressed_at, tails, {}, layout)
+    out[OutputKind.SUPPRESSED] = _copy_with_tails(
+        chunk, suppressed_at, tails, {}, layout, ended=bool(ending)
+    )
     counts[OutputKind.SUPPRESSED] = len(suppressed_at)
     one = np.uint64(1)
     per_list = {
@@ -601,7 +606,7 @@ def _block_outputs(
     invalid_at = np.flatnonzero(verdicts == Verdict.INVALID)
     invalid_reasons = reasons[invalid_at].tolist()
     invalid_lines = chunk.lines[invalid_at].tolist()
-    invalid_tails = _invalid_tails(invalid_reasons, invalid_lines, delimiter, encoding)
+    invalid_tails = _invalid_tails(invalid_reasons, invalid_lines, delimiter, encoding, ending)
     rewritten = {
         position: [
             *_fit(chunk.rewritten[row], layout.width, delimiter),
@@ -611,7 +616,9 @@ def _block_outputs(
         for position, row in enumerate(invalid_at.tolist())
         if row in chunk.rewritten
     }
-    out[OutputKind.INVALID] = _copy_with_tails(chunk, invalid_at, invalid_tails, rewritten, layout)
+    out[OutputKind.INVALID] = _copy_with_tails(
+        chunk, invalid_at, invalid_tails, rewritten, layout, ended=bool(ending)
+    )
     counts[OutputKind.INVALID] = len(invalid_at)
     per_reason_counts = np.bincount(reasons[invalid_at], minlength=1)
     per_reason = {
@@ -622,17 +629,19 @@ def _block_outputs(
 
 
 def _invalid_tails(
-    reasons: list[int], lines: list[int], delimiter: str, encoding: str
+    reasons: list[int], lines: list[int], delimiter: str, encoding: str, ending: str = ""
 ) -> list[bytes]:
-    """The ``invalid_reason`` and ``line`` fields of each invalid row, encoded."""
+    """The ``invalid_reason`` and ``line`` fields of each invalid row, encoded, then ``ending``."""
     if delimiter.isdigit():  # the line number itself would need quoting
         return [
-            _tail([_REASON_NAMES[reason], str(line)], delimiter).encode(encoding, ERRORS)
+            (_tail([_REASON_NAMES[reason], str(line)], delimiter) + ending).encode(encoding, ERRORS)
             for reason, line in zip(reasons, lines, strict=True)
         ]
     # Reason names are upper-case words: quoted only if the delimiter is one of their letters.
     named = {code: _tail([name], delimiter) + delimiter for code, name in _REASON_NAMES.items()}
-    texts = [named[reason] + str(line) for reason, line in zip(reasons, lines, strict=True)]
+    texts = [
+        named[reason] + str(line) + ending for reason, line in zip(reasons, lines, strict=True)
+    ]
     return [text.encode(encoding, ERRORS) for text in texts]
 
 
@@ -667,10 +676,13 @@ def _copy_with_tails(
     tails: list[bytes],
     rewritten: dict[int, list[str]],
     layout: WriteLayout,
+    *,
+    ended: bool = False,
 ) -> bytes:
     """Rows ``at`` with ``tails[i]`` before each line end; ``rewritten`` ones written again.
 
-    Each row is three pieces (body, tail, line end), joined in one C-level pass.
+    Each row is three pieces (body, tail, line end), joined in one C-level pass;
+    ``ended``: each tail ends with the row's line end already, and a row is two.
     """
     if not len(at):
         return b""
@@ -686,5 +698,7 @@ def _copy_with_tails(
         starts[again] = bodies[again] = ends[again] = 0
     data = chunk.data
     heads = _slices(data, starts.tolist(), bodies.tolist())
+    if ended:
+        return b"".join(itertools.chain.from_iterable(zip(heads, tails, strict=True)))
     line_ends = _slices(data, bodies.tolist(), ends.tolist())
     return b"".join(itertools.chain.from_iterable(zip(heads, tails, line_ends, strict=True)))
