@@ -613,8 +613,7 @@ def _block_outputs(
             _REASON_NAMES[invalid_reasons[position]],
             str(invalid_lines[position]),
         ]
-        for position, row in enumerate(invalid_at.tolist())
-        if row in chunk.rewritten
+        for position, row in _positions(invalid_at, chunk.rewritten)
     }
     out[OutputKind.INVALID] = _copy_with_tails(
         chunk, invalid_at, invalid_tails, rewritten, layout, ended=bool(ending)
@@ -626,6 +625,19 @@ def _block_outputs(
         for code in np.flatnonzero(per_reason_counts).tolist()
     }
     return BlockOutputs(out, counts, per_list, per_reason)
+
+
+def _positions(at: npt.NDArray[np.int64], rows: dict[int, list[str]]) -> list[tuple[int, int]]:
+    """(position in ``at``, row) for each of ``rows`` in the sorted ``at``, by position.
+
+    A block has few such rows: found by a search each, not by a pass over ``at``.
+    """
+    if not rows or not len(at):
+        return []
+    wanted = np.array(sorted(rows), dtype=np.int64)
+    places = np.minimum(np.searchsorted(at, wanted), len(at) - 1)
+    found = at[places] == wanted
+    return list(zip(places[found].tolist(), wanted[found].tolist(), strict=True))
 
 
 def _invalid_tails(
