@@ -61,7 +61,7 @@ _PR_SET_PDEATHSIG = 1
 _PARENT_CHECK_SECONDS = 0.5
 _IN_FLIGHT = 1
 """Tasks sent to a worker before its answer is read. More would deadlock on large messages:
-the feeder blocked sending the next task (a block of MiBs) into a full pipe while the worker
+the feeder blocked sending the next task (a 4 MiB block) into a full pipe while the worker
 is blocked sending its answer into the other."""
 _JOIN_SECONDS = 5.0
 """A bound on joining a feeder thread; they end at once when their worker is killed."""

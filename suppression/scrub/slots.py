@@ -1,6 +1,6 @@
 """Blocks and their outputs passed to and from the scrub's workers through shared memory.
 
-Through a pipe, a block (2 MiB) is copied about five times each way (pickled, into
+Through a pipe, a 4 MiB block is copied about five times each way (pickled, into
 the kernel, out of it, read, unpickled), each copy into freshly faulted pages:
 on the 2-core machine a million rows' blocks and outputs cost about 0.14 s of
 CPU that way. A slot of one anonymous shared mapping, made before the workers
