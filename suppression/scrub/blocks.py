@@ -89,6 +89,13 @@ class ByteBlocks:
             if not more:
                 self._eof = True
                 break
+            if data and _last_line_end(more):
+                # The usual case, a line end in what was just read: the block is copied once
+                # (joined straight from the two pieces), not joined and then cut.
+                cut = len(data) + _last_line_end(more)
+                block = b"".join((data, memoryview(more)[: cut - len(data)]))
+                self._leftover = more[cut - len(data) :]
+                return block
             data += more
             cut = _last_line_end(data)
             if cut:

@@ -508,7 +508,7 @@ class _Run:
         chunk = item.chunk
         if isinstance(chunk, RawBlock):
             assert item.scan is not None and isinstance(self.engine, LocalEngine)
-            scanned, masks, uids, texts, result, block = item.scan.result()
+            scanned, masks, uids, texts, result, block = self.engine.scanned(item.scan)
             scanned.data = chunk.data
             answers = self.engine.answers(result)
             self._note(answers)
@@ -522,6 +522,7 @@ class _Run:
             self.progress.advance("reading", rows + scanned.blank_lines)
             self.progress.advance("writing", rows)
             next_line = scanned.next_line
+            self.engine.release(item.scan)
         else:
             assert item.uids is not None
             answers = self.engine.take(item.start, item.count)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -32,10 +33,12 @@ from suppression.checker import CheckOutcome, check_batch
 from suppression.e164 import Normalizer
 from suppression.lists import ListView
 from suppression.scrub.answers import Answers, Progress, distinct_strings
+from suppression.scrub.blocks import BLOCK_BYTES
 from suppression.scrub.distinct import distinct_with_inverse
 from suppression.scrub.fastpath import FastChunk, RawBlock, ScanLayout, scan_block
 from suppression.scrub.pool import pool_for
 from suppression.scrub.shortcut import canonicalize
+from suppression.scrub.slots import SharedSlots, SlotRef
 from suppression.scrub.writing import BlockOutputs, WriteLayout, assemble
 
 if TYPE_CHECKING:
@@ -57,6 +60,10 @@ _worker_region = ""
 _worker_lists: tuple[str, ...] = ()
 _worker_normalizer: Normalizer | None = None
 _worker_policy: ScrubPolicy | None = None
+_worker_slots: SharedSlots | None = None
+
+_SLOT_BYTES = 2 * BLOCK_BYTES
+"""Room for a block, and for its outputs, in a shared slot; larger ones go through the pipe."""
 
 
 def _init_worker(
@@ -65,11 +72,14 @@ def _init_worker(
     lists: tuple[str, ...],
     cache_size: int,
     policy: ScrubPolicy | None = None,
+    slots: SharedSlots | None = None,
 ) -> None:
     global _worker_view, _worker_region, _worker_lists, _worker_normalizer, _worker_policy
+    global _worker_slots
     _worker_view, _worker_region, _worker_lists = view, region, lists
     _worker_normalizer = Normalizer(cache_size)
     _worker_policy = policy
+    _worker_slots = slots
 
 
 def _outcome_tuple(outcome: CheckOutcome) -> _Result:
@@ -136,15 +146,29 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY_MASKS = np.zeros(0, dtype=np.uint64)
 
 
+_Task = tuple[bytes | SlotRef, int, ScanLayout, WriteLayout | None]
+"""A block (or where it is in a shared slot), its first line, and how to scan and write it."""
+
+
 def _scan(
-    task: tuple[bytes, int, ScanLayout, WriteLayout | None],
+    task: _Task,
     view: ListView,
     region: str,
     lists: tuple[str, ...],
     normalizer: Normalizer,
+    slots: SharedSlots | None = None,
 ) -> Scanned:
-    """Scan a block and answer all of it: numbers read by numpy, and the text phones."""
-    data, first_line, layout, writing = task
+    """Scan a block and answer all of it: numbers read by numpy, and the text phones.
+
+    A block in a shared slot gets its outputs put in the same slot's output area.
+    """
+    given, first_line, layout, writing = task
+    slot = None
+    if isinstance(given, SlotRef):
+        assert slots is not None
+        slot, data = given.slot, slots.read(given)
+    else:
+        data = given
     chunk = scan_block(data, first_line, *layout, checked=True)  # the reader checked fits()
     if chunk is None:  # the reader checked fits(); this is a bug
         raise RuntimeError("a block the fast path took was refused by it")
@@ -161,6 +185,9 @@ def _scan(
         answers.list_names = outcome.list_names
         answers.fill(0, *result)
         block = assemble(chunk, uids, answers, masks, writing)
+        if slot is not None:
+            assert slots is not None
+            _to_slot(block, slots, slot)
         # The caller needs only the block's place in the file now: send no per-row arrays.
         chunk = dataclasses.replace(
             chunk,
@@ -180,9 +207,24 @@ def _scan(
     return chunk, masks, uids, texts, result, block
 
 
-def _scan_in_worker(task: tuple[bytes, int, ScanLayout, WriteLayout | None]) -> Scanned:
+def _to_slot(block: BlockOutputs, slots: SharedSlots, slot: int) -> None:
+    """Move the block's outputs to ``slot``'s output area, each that fits."""
+    offset = 0
+    for kind, data in block.data.items():
+        if not data:
+            continue
+        ref = slots.put_output(slot, offset, data)
+        if ref is not None:
+            block.in_slot[kind] = ref
+            block.data[kind] = b""
+            offset += len(data)
+
+
+def _scan_in_worker(task: _Task) -> Scanned:
     assert _worker_view is not None and _worker_normalizer is not None
-    return _scan(task, _worker_view, _worker_region, _worker_lists, _worker_normalizer)
+    return _scan(
+        task, _worker_view, _worker_region, _worker_lists, _worker_normalizer, _worker_slots
+    )
 
 
 class LocalEngine:
@@ -200,6 +242,7 @@ class LocalEngine:
         expected_rows: int = 0,
         progress: Progress | None = None,
         policy: ScrubPolicy | None = None,
+        slot_bytes: int = _SLOT_BYTES,
     ) -> None:
         """Create the engine; forks the pool at once when one is worth having.
 
@@ -213,6 +256,7 @@ class LocalEngine:
             expected_rows: rough size of the job, to decide whether to fork.
             progress: told how many strings each finished batch answered.
             policy: decide under this policy (local, with its file); None: lists alone.
+            slot_bytes: room for a block, and for its outputs, in each shared slot.
 
         Raises:
             UnknownListError: a named list does not exist (or a list the policy reads).
@@ -234,12 +278,22 @@ class LocalEngine:
         self._batch_size = max(1, batch_size)
         self._progress = progress
         self._pending: deque[tuple[int, Future[_Answered] | _Answered]] = deque()
+        # Made before the fork, so the workers share it: room for the blocks in the workers
+        # and those waiting to be written (the job keeps three at a time), and one spare.
+        count = (processes or os.cpu_count() or 1) + 2
+        self._slots: SharedSlots | None = SharedSlots(count, slot_bytes, slot_bytes)
+        self._slot_of: dict[Future[Scanned], int] = {}
         self._pool = pool_for(
             processes,
             expected_rows,
-            functools.partial(_init_worker, view, region, self._lists, cache_size, policy),
+            functools.partial(
+                _init_worker, view, region, self._lists, cache_size, policy, self._slots
+            ),
             name="scrub-check",
         )
+        if self._pool is None or policy is not None:  # no worker scans a block
+            self._slots.close()
+            self._slots = None
 
     @property
     def policy(self) -> ScrubPolicy | None:
@@ -309,12 +363,48 @@ class LocalEngine:
         Raises:
             WorkerError: the pool is broken.
         """
-        task = (block.data, block.first_line, layout, writing)
         if self._pool is not None:
-            return self._pool.submit(_scan_in_worker, task)
+            slots = self._slots
+            slot = slots.acquire() if slots is not None else None
+            ref = None
+            if slot is not None:
+                assert slots is not None
+                ref = slots.put_input(slot, block.data)
+                if ref is None:
+                    slots.release(slot)
+                    slot = None
+            sent: _Task = (block.data if ref is None else ref, block.first_line, layout, writing)
+            future = self._pool.submit(_scan_in_worker, sent)
+            if slot is not None:
+                self._slot_of[future] = slot
+            return future
+        task: _Task = (block.data, block.first_line, layout, writing)
         done: Future[Scanned] = Future()
         done.set_result(_scan(task, self._view, self._region, self._lists, self._normalizer))
         return done
+
+    def scanned(self, future: Future[Scanned]) -> Scanned:
+        """A scan's result, its outputs in a shared slot shown where they are (not copied).
+
+        Call :meth:`release` once they are written.
+
+        Raises:
+            WorkerError: the worker died, or the scan failed in it.
+        """
+        result = future.result()
+        block = result[5]
+        if block is not None and block.in_slot:
+            assert self._slots is not None
+            for kind, ref in block.in_slot.items():
+                block.data[kind] = self._slots.view(ref)
+            block.in_slot = {}
+        return result
+
+    def release(self, future: Future[Scanned]) -> None:
+        """The scan's outputs are written: its shared slot may take another block."""
+        slot = self._slot_of.pop(future, None)
+        if slot is not None and self._slots is not None:
+            self._slots.release(slot)
 
     def answers(self, result: _Result) -> Answers:
         """A scanned block's text answers, as :meth:`take` gives them."""
@@ -338,3 +428,6 @@ class LocalEngine:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._slots is not None:
+            self._slots.close()
+            self._slots = None

@@ -88,7 +88,7 @@ class OutputStream:
         self._file.write(data)
         return len(text)
 
-    def write_bytes(self, data: bytes) -> None:
+    def write_bytes(self, data: bytes | memoryview) -> None:
         """Write bytes already in the output's encoding (rows copied from the input)."""
         if self._compressor is not None:
             data = self._compressor.compress(data)

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+if TYPE_CHECKING:  # rich.progress loads only when bars are shown (6 ms of every start-up)
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn, TaskID
 
 __all__ = ["ScrubProgress"]
 
 
-class _RateColumn(ProgressColumn):
-    """Items per second."""
+def _rate_column() -> ProgressColumn:
+    """A column of items per second."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    return _RateColumn()
 
 
 class ScrubProgress:
@@ -40,11 +37,19 @@ class ScrubProgress:
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description:<9}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                _RateColumn(),
+                _rate_column(),
                 TimeRemainingColumn(),
                 console=console,
                 transient=False,
