@@ -352,6 +352,10 @@ class RemoteEngine:
             for batch in stream.sent:
                 batch.retried = True
                 self._queue.put(batch)
+            if stream.sent:
+                # Batches handed back are fresh work, not a silence: the other streams get
+                # the timeout to take them, or a watch could take them for hung connections.
+                self._answered_at = time.monotonic()
             held = len(stream.sent)
             stream.sent.clear()
             self._live[stream.address] -= 1

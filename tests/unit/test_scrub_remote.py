@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -307,3 +308,46 @@ def test_the_scrub_fails_when_no_target_can_answer(
         engine.close()
     assert "\n" not in str(caught.value)
     assert first.target in str(caught.value) and second.target in str(caught.value)
+
+
+class _SlowToTakeRetries(queue.Queue):  # type: ignore[type-arg]
+    """The engine's batch queue, whose streams take a batch handed back only after a while.
+
+    On a loaded machine gRPC's request thread can take that long to run: the
+    batches of a timed-out stream then sit in the queue, held by no stream.
+    """
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        batch = super().get(block, timeout)
+        if batch is not None and batch.retried:
+            time.sleep(0.6)  # three of the engine's 0.2 s watches
+        return batch
+
+
+def test_batches_handed_back_are_no_stall_while_the_others_take_them(
+    start_server: Start, held_servers: Callable[[], HeldServer]
+) -> None:
+    """A stream timing out hands its batches back; that is no silence of the other targets.
+
+    The engine took "no stream holds a batch, and none answered within the timeout"
+    for hung connections, and cancelled the good target's streams too, while they
+    were picking those batches up: the scrub failed with "no target can answer".
+    """
+    # Four batches; one stream a target takes two at most (its in-flight limit). Both
+    # servers hold what they get, so the silent one surely holds one or two; then the good
+    # one answers, and the silent one times out and hands its batches back.
+    good, silent = held_servers(), held_servers()
+    engine = RemoteEngine(
+        [silent.target, good.target], "US", [], batch_size=52, streams_per_target=1, timeout=2
+    )
+    engine._queue = _SlowToTakeRetries()  # noqa: SLF001 - widens the race a loaded machine hits
+    try:
+        engine.submit(0, MANY)
+        assert silent.held.holding.wait(10)
+        good.held.release.set()
+        answers = engine.take(0, len(MANY))
+    finally:
+        engine.close()
+    assert by_name(answers) == local_answers(MANY)
+    assert list(answers.retried_on) == [good.target]  # what the silent one held
+    assert list(answers.failed_targets) == [silent.target]
