@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,24 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 REPO = Path(__file__).resolve().parent.parent
 
 
+_RECENT_PORTS: deque[int] = deque(maxlen=1024)
+"""Ports :func:`free_port` handed out lately, which it does not hand out again."""
+
+
 def free_port() -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port that nothing listens on right now, and not one handed out lately.
+
+    Two binds to port 0 in a row may get the same port once the first socket is
+    closed (about 1 in 20,000 here): a server then got one port for both gRPC and
+    its metrics, and exited with "Address already in use".
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _RECENT_PORTS:
+            _RECENT_PORTS.append(port)
+            return port
 
 
 def replica_data(lists: SuppressionLists) -> LoadedData:
