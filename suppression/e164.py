@@ -128,12 +128,12 @@ def _vector_tables() -> tuple[
     reasons[MAX_E164_DIGITS + 1 :, :] = InvalidReason.TOO_LONG
     for digits in range(3, MAX_E164_DIGITS + 1):
         for lead3 in range(100, 1000):
-            reasons[digits, lead3] = e164_reason(lead3 * 10 ** (digits - 3))
-    divisors = [1, 1, 1, *(10 ** (digits - 3) for digits in range(3, _MAX_UINT64_DIGITS + 1))]
+            reasons[digits, lead3] = e164_reason(lead3 * _POWERS_OF_TEN[digits - 3])
+    divisors = [1, 1, 1, *_POWERS_OF_TEN[: _MAX_UINT64_DIGITS - 2]]
     return (
         reasons.ravel(),
         np.array(divisors, dtype=np.uint64),
-        np.array([10**k for k in range(_MAX_UINT64_DIGITS)], dtype=np.uint64),
+        np.array(_POWERS_OF_TEN[:_MAX_UINT64_DIGITS], dtype=np.uint64),
     )
 
 
