@@ -162,10 +162,13 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
             with lanes.interactive():
                 outcome, freshness = self._check(request, e164, region, lists)
         self._metrics.record_check(outcome)
-        if identity is not None and self._identity_metrics is not None:
-            suppressed = outcome.verdict_counts[Verdict.SUPPRESSED]
-            self._identity_metrics.count_suppressed(identity.name, suppressed)
+        self._count_suppressed(identity, outcome.verdict_counts[Verdict.SUPPRESSED])
         return _to_response(outcome, request, freshness.stale)
+
+    def _count_suppressed(self, identity: Identity | None, suppressed: int) -> None:
+        """Count an answer's SUPPRESSED numbers to the caller, where authentication is on."""
+        if identity is not None and self._identity_metrics is not None:
+            self._identity_metrics.count_suppressed(identity.name, suppressed)
 
     def _single_number(self, request: pb.CheckRequest) -> int | None:
         """The number of a request that :meth:`_answer_one` answers; None for the rest.
@@ -206,9 +209,7 @@ class SuppressionServicer(pb_grpc.SuppressionServicer):
         with self._lanes.interactive():
             outcome, freshness = self._replica.check_one(number, lists)
         self._metrics.record_one(outcome)
-        if identity is not None and self._identity_metrics is not None:
-            suppressed = int(outcome.verdict is Verdict.SUPPRESSED)
-            self._identity_metrics.count_suppressed(identity.name, suppressed)
+        self._count_suppressed(identity, int(outcome.verdict is Verdict.SUPPRESSED))
         return _one_response(outcome, request, freshness.stale)
 
     def _tenant_lists(self, tenant: Tenant, request: pb.CheckRequest) -> Sequence[str]:
