@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pyroaring import BitMap64
 
+from suppression import lists as lists_module
+from suppression import membership
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
 
 DEFAULT_VERSION = Version(1700000000000, 3)
@@ -26,6 +29,25 @@ def make_lists(version: Version = DEFAULT_VERSION) -> SuppressionLists:
         infos=[ListInfo("national", ListKind.REGISTRY), ListInfo("empty", ListKind.CAMPAIGN)],
         version=version,
     )
+
+
+LOOKUP_WAYS = ("compiled", "sorted", "per-number")
+"""How a batch lookup can search a list (``membership`` and ``ListView.lookup``)."""
+
+
+@contextlib.contextmanager
+def lookup_way(way: str) -> Iterator[None]:
+    """Search lists one way: the compiled loop, or without it, a small list's sorted
+    array or pyroaring's call per number."""
+    saved = (membership._compiled, membership.COMPILED, lists_module._SORTED_LOOKUP_MAX)
+    if way != "compiled":
+        membership._compiled, membership.COMPILED = None, False
+    if way == "per-number":
+        lists_module._SORTED_LOOKUP_MAX = 0
+    try:
+        yield
+    finally:
+        membership._compiled, membership.COMPILED, lists_module._SORTED_LOOKUP_MAX = saved
 
 
 def random_campaign_lists(

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
+from suppression import membership
 from suppression.checker import CheckOutcome, Verdict, hits_per_bit, lookup_batch
 from suppression.e164 import Normalizer
 from suppression.errors import InvalidRequestError, NotReadyError
@@ -254,5 +255,4 @@ class _ListDays:
     def _members(bitmap: BitMap64 | None, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
         if bitmap is None or not bitmap or not len(values):
             return np.zeros(len(values), dtype=bool)
-        as_ints = values.tolist()
-        return np.fromiter(map(bitmap.__contains__, as_ints), dtype=bool, count=len(as_ints))
+        return membership.members(bitmap, values)

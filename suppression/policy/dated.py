@@ -29,6 +29,8 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap64
 
+from suppression import membership
+
 Numbers = Sequence[int] | npt.NDArray[np.uint64]
 Days = Sequence[int] | npt.NDArray[np.integer]
 
@@ -76,11 +78,8 @@ class DatedList:
         result = np.full(len(values), -1, dtype=np.int32)
         if not len(values) or not self.bitmap:
             return result
-        as_ints = values.tolist()
-        # One C call per number, as ListView.lookup; rank only for the few found.
-        found = np.flatnonzero(
-            np.fromiter(map(self.bitmap.__contains__, as_ints), dtype=bool, count=len(as_ints))
-        )
+        # Membership for the batch, as ListView.lookup; rank only for the few found.
+        found = np.flatnonzero(membership.members(self.bitmap, values))
         if len(found):
             ranks = np.fromiter(
                 map(self.bitmap.rank, values[found].tolist()), dtype=np.int64, count=len(found)
@@ -252,9 +251,7 @@ def _carry_in_place(
             known = (touched[1][at] == values) if len(final) else np.zeros(len(values), bool)
             days[final[at[known]]] = values_days[known]
             rest, rest_days = values[~known], values_days[~known]
-            present = np.fromiter(
-                map(bitmap.__contains__, rest.tolist()), dtype=bool, count=len(rest)
-            )
+            present = membership.members(bitmap, rest)
             days[_ranks(bitmap.rank, rest[present]) - 1] = rest_days[present]
     if not len(days) or bool((days == NO_DAY).all()):
         return None

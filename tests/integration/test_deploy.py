@@ -343,6 +343,22 @@ def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
     assert "constraints.txt" not in ignored and "*.txt" not in ignored
 
 
+def test_the_image_build_compiles_the_membership_loop_or_fails() -> None:
+    commands = [
+        command.strip()
+        for keyword, arguments in dockerfile_instructions()
+        if keyword == "RUN"
+        for command in arguments.split("&&")
+    ]
+    installs = [index for index, command in enumerate(commands) if command.endswith(" .")]
+    compiler = [index for index, command in enumerate(commands) if " gcc " in f"{command} "]
+    check = [index for index, command in enumerate(commands) if "membership.COMPILED" in command]
+    assert compiler and installs and check, commands
+    assert compiler[0] < installs[0] < check[0], "gcc, then the install, then the check"
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert "**/*.so" in ignored, "a host's build of the loop must not reach the image"
+
+
 def healthcheck_command() -> list[str]:
     (arguments,) = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
     _, _, command = arguments.partition(" CMD ")

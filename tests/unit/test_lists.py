@@ -21,6 +21,7 @@ from suppression.lists import (
     SuppressionLists,
     Version,
 )
+from tests.samples import LOOKUP_WAYS, lookup_way
 
 NAMES = ("national", "internal", "campaign")
 numbers = st.integers(min_value=12_000_000_000, max_value=12_000_000_200)
@@ -225,24 +226,17 @@ _NUMBERS = st.integers(min_value=1, max_value=10**15)
 def test_lookup_answers_membership_whichever_way_a_list_is_searched(
     small: list[int], big: list[int], asked: list[int]
 ) -> None:
-    """Small lists are binary-searched in a cached array, big ones asked per number."""
-    import suppression.lists as lists_module
-
+    """The compiled loop, a small list's sorted array and pyroaring's calls agree."""
     values = np.array(asked + small[:50] + big[:50], dtype=np.uint64)
     lists = SuppressionLists(
         {"small": BitMap64(small), "big": BitMap64(big)}, infos=[ListInfo("small"), ListInfo("big")]
     )
-    view = lists.view
-    names, masks = view.lookup(values, ["small", "big"])
-    assert names == ("small", "big")
     expected = [
         (1 if value in set(small) else 0) | (2 if value in set(big) else 0)
         for value in values.tolist()
     ]
-    assert masks.tolist() == expected
-    saved = lists_module._SORTED_LOOKUP_MAX
-    lists_module._SORTED_LOOKUP_MAX = 0  # every list asked per number: the same answer
-    try:
-        assert view.lookup(values, ["small", "big"])[1].tolist() == expected
-    finally:
-        lists_module._SORTED_LOOKUP_MAX = saved
+    for way in LOOKUP_WAYS:
+        with lookup_way(way):
+            names, masks = lists.view.lookup(values, ["small", "big"])
+            assert names == ("small", "big")
+            assert masks.tolist() == expected, way
