@@ -58,7 +58,14 @@ from suppression.quota import IdentityMetrics
 from suppression.replica import Replica
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
-from suppression.wire import E164_PACKED_WIDTH, pack_answer, pack_one, unpack_e164, unpack_one
+from suppression.wire import (
+    E164_PACKED_WIDTH,
+    one_byte_varints,
+    pack_answer,
+    pack_one,
+    unpack_e164,
+    unpack_one,
+)
 
 __all__ = ["SuppressionServicer"]
 
@@ -627,6 +634,28 @@ def _one_response(
     return response
 
 
+_VERDICTS_FIELD = pb.CheckResponse.DESCRIPTOR.fields_by_name["verdicts"].number
+_MATCHED_FIELD = pb.CheckResponse.DESCRIPTOR.fields_by_name["matched"].number
+
+
+def _set_repeated(response: pb.CheckResponse, outcome: CheckOutcome) -> None:
+    """``verdicts`` and ``matched``, parsed from their wire bytes where numpy holds them.
+
+    ``extend`` with two lists of 10,000 ints costs about 450 µs (and 90 µs more to
+    make the lists); parsing the same fields from bytes about 65 µs. Masks of eight
+    lists or more may need several bytes each, and take ``extend``.
+    """
+    verdicts, masks = outcome.verdict_array, outcome.mask_array
+    if isinstance(verdicts, np.ndarray) and isinstance(masks, np.ndarray):
+        encoded_verdicts = one_byte_varints(_VERDICTS_FIELD, verdicts)
+        encoded_masks = one_byte_varints(_MATCHED_FIELD, masks)
+        if encoded_verdicts is not None and encoded_masks is not None:
+            response.MergeFromString(encoded_verdicts + encoded_masks)
+            return
+    response.verdicts.extend(cast(list[pb.Verdict], outcome.verdicts))
+    response.matched.extend(outcome.masks)
+
+
 def _to_response(outcome: CheckOutcome, request: pb.CheckRequest, stale: bool) -> pb.CheckResponse:
     response = _response_head(outcome, request, stale, outcome.normalized)
     if request.packed_answer:
@@ -634,8 +663,7 @@ def _to_response(outcome: CheckOutcome, request: pb.CheckRequest, stale: bool) -
         packed = pack_answer(outcome.verdict_array, outcome.mask_array, len(outcome.list_names))
         _set_packed(response, packed)
     else:
-        response.verdicts.extend(cast(list[pb.Verdict], outcome.verdicts))
-        response.matched.extend(outcome.masks)
+        _set_repeated(response, outcome)
     if outcome.invalid_reasons:
         response.invalid_reasons.update(cast(dict[int, pb.InvalidReason], outcome.invalid_reasons))
     answer = outcome.policy

@@ -20,6 +20,7 @@ __all__ = [
     "E164_PACKED_WIDTH",
     "grpc_message_limit",
     "mask_width",
+    "one_byte_varints",
     "pack_answer",
     "pack_one",
     "unpack_e164",
@@ -63,6 +64,38 @@ def pack_one(verdict: int, mask: int, list_count: int) -> tuple[bytes, bytes, in
     """:func:`pack_answer` for a single number, without numpy."""
     width = mask_width(list_count)
     return bytes((verdict,)), mask.to_bytes(width, "little"), width
+
+
+def one_byte_varints(
+    field_number: int, values: npt.NDArray[np.unsignedinteger[Any]]
+) -> bytes | None:
+    """A packed repeated varint field, encoded, if every value is below 128; else None.
+
+    Each such value is one byte on the wire. Appending 10,000 ints to a repeated
+    field with ``extend`` costs about 220 µs (protobuf checks each one); parsing
+    the same field from these bytes with ``MergeFromString`` about 30 µs.
+    """
+    if len(values) and int(values.max()) >= 0x80:
+        return None
+    return (
+        _varint((field_number << 3) | _LENGTH_DELIMITED)
+        + _varint(len(values))
+        + (values.astype(np.uint8).tobytes())
+    )
+
+
+_LENGTH_DELIMITED = 2
+"""The wire type of packed repeated fields."""
+
+
+def _varint(value: int) -> bytes:
+    """``value`` (at least 0) as a protobuf base-128 varint."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def unpack_one(data: bytes) -> int:

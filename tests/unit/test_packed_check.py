@@ -28,6 +28,7 @@ from suppression.replica import Replica
 from suppression.service import SuppressionServicer
 from suppression.v1 import suppression_pb2 as pb
 from suppression.v1 import suppression_pb2_grpc as pb_grpc
+from suppression.wire import one_byte_varints
 from tests.conftest import InProcessServer, replica_data
 from tests.samples import random_campaign_lists
 
@@ -265,3 +266,39 @@ def test_the_client_sends_numbers_again_to_a_server_rolled_back() -> None:
     assert len(again) == len(first) == len(later) == len(POOL)
     assert again.verdicts == first.verdicts == later.verdicts
     assert again.masks == first.masks
+
+
+@pytest.mark.parametrize("count", [0, 1, 127, 128, 300, 16_384, 20_000])
+def test_one_byte_varints_parse_as_the_repeated_field(count: int) -> None:
+    rng = np.random.default_rng(count)
+    masks = rng.integers(0, 128, count, dtype=np.uint64)
+    verdicts = rng.integers(1, 4, count, dtype=np.uint8)
+    response = pb.CheckResponse()
+    verdicts_bytes = one_byte_varints(1, verdicts)
+    masks_bytes = one_byte_varints(2, masks)
+    assert verdicts_bytes is not None and masks_bytes is not None
+    response.MergeFromString(verdicts_bytes + masks_bytes)
+    assert list(response.verdicts) == verdicts.tolist()
+    assert list(response.matched) == masks.tolist()
+
+
+def test_one_byte_varints_refuse_values_of_two_bytes() -> None:
+    assert one_byte_varints(2, np.array([0, 127, 128], dtype=np.uint64)) is None
+    assert one_byte_varints(2, np.array([2**63], dtype=np.uint64)) is None
+
+
+@pytest.mark.parametrize("selected", [3, 7, 8, LIST_COUNT])
+def test_a_large_batch_answers_the_same_repeated_and_packed(
+    start_server: Callable[..., InProcessServer], selected: int
+) -> None:
+    """Large batches build the repeated fields from bytes; masks of 8+ lists take extend."""
+    server = start_server(many_lists())
+    rng = np.random.default_rng(selected)
+    e164 = rng.choice(np.array(POOL + [0, 7, 2**64 - 1], dtype=np.uint64), 10_000).tolist()
+    lists = NAMES[:selected]
+    old = server.stub.Check(pb.CheckRequest(e164=e164, lists=lists))
+    new = server.stub.Check(pb.CheckRequest(e164=e164, lists=lists, packed_answer=True))
+    verdicts, masks = read_packed(new)
+    assert (list(old.verdicts), list(old.matched)) == (verdicts, masks)
+    assert max(masks) >= 2 ** (selected - 1)  # the highest list's bit is in the answer
+    assert {pb.SUPPRESSED, pb.INVALID} <= set(verdicts)  # 0 and 7 are invalid
