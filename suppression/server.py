@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from suppression import membership
 from suppression.admission import AdmissionInterceptor
 from suppression.datasource import DataSource, load_lists
 from suppression.e164 import Normalizer
@@ -274,7 +275,12 @@ def create_server(
         raise ConfigError(f"cannot listen on {bind}: {exc}") from exc
     reporter = _HealthReporter(health_servicer, lambda: replica.serving)
     server.start()
-    logger.info("gRPC server listening on %s (port %d)", bind, port)
+    logger.info(
+        "gRPC server listening on %s (port %d); batch lookups: %s",
+        bind,
+        port,
+        "compiled loop" if membership.COMPILED else "pyroaring's call per number (no C loop built)",
+    )
     scraped = registry if state_registry is None else state_registry
     scraped.register(ListsCollector(lambda: _view_of(replica), lambda: _serving(health_servicer)))
     scraped.register(FollowerCollector(replica.follower_state))

@@ -128,6 +128,7 @@ def assert_metrics_match_traffic(samples: Samples, types: dict[str, str], calls:
     assert value(samples, "suppression_ready") == 1
     (build,) = [labels for name, labels in samples if name == "suppression_build_info"]
     assert dict(build)["version"] == build_version()
+    assert dict(build)["membership"] == "compiled"  # the server process has the C loop
 
 
 def test_metrics_after_real_traffic(

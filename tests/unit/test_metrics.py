@@ -237,6 +237,7 @@ def test_lists_and_build_info_collectors() -> None:
     assert value("suppression_ready") == 1
     (info,) = [f for f in registry.collect() if f.name == "suppression_build_info"]
     assert info.samples[0].labels["version"] == "9.9.9"
+    assert info.samples[0].labels["membership"] == "compiled"
     assert info.samples[0].value == 1
 
 
