@@ -265,6 +265,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
+def dockerfile_run_commands() -> list[str]:
+    """The shell commands of deploy/Dockerfile's RUN instructions, split at ``&&``."""
+    return [
+        command.strip()
+        for keyword, arguments in dockerfile_instructions()
+        if keyword == "RUN"
+        for command in arguments.split("&&")
+    ]
+
+
 # What docker-compose 1.29, the last Compose v1 line, accepts: the keys its schema
 # (compose/config/compose_spec.json) allows. Compose v2 accepts all of them too.
 COMPOSE_V1_TOP_LEVEL = {"version", "services", "networks", "volumes", "secrets", "configs"}
@@ -323,12 +333,7 @@ def test_compose_file_is_accepted_by_compose_v1() -> None:
 
 
 def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
-    commands = [
-        command.strip()
-        for keyword, arguments in dockerfile_instructions()
-        if keyword == "RUN"
-        for command in arguments.split("&&")
-    ]
+    commands = dockerfile_run_commands()
     installs = [command for command in commands if " pip install " in command]
     assert installs, "the Dockerfile installs nothing with pip"
     for command in installs:
@@ -344,12 +349,7 @@ def test_dockerfile_installs_every_package_under_the_constraints_file() -> None:
 
 
 def test_the_image_build_compiles_the_membership_loop_or_fails() -> None:
-    commands = [
-        command.strip()
-        for keyword, arguments in dockerfile_instructions()
-        if keyword == "RUN"
-        for command in arguments.split("&&")
-    ]
+    commands = dockerfile_run_commands()
     installs = [index for index, command in enumerate(commands) if command.endswith(" .")]
     compiler = [index for index, command in enumerate(commands) if " gcc " in f"{command} "]
     check = [index for index, command in enumerate(commands) if "membership.COMPILED" in command]
