@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import cast
@@ -56,16 +57,22 @@ def _bind() -> ModuleType | None:
     except ImportError:
         _log.info("batch membership: the compiled loop is not built; using pyroaring's calls")
         return None
-    if not _membership.bind(pyroaring.__file__):
+    # The shared object that defines BitMap64 (pyroaring itself today), already loaded.
+    library = getattr(sys.modules.get(BitMap64.__module__), "__file__", None)
+    if library is None or not _membership.bind(library):
         _log.warning(
             "batch membership: roaring64_bitmap_contains not found in %s; using pyroaring's calls",
-            pyroaring.__file__,
+            library,
         )
         return None
     members, probes = _probe_set()
     values = np.array(probes, dtype=np.uint64)
     masks = np.zeros(len(values), dtype=np.uint64)
-    _membership.mark_members(members.raw_pointer, values, masks, 0)
+    try:
+        _membership.mark_members(members.raw_pointer, values, masks, 0)
+    except (AttributeError, TypeError, ValueError) as exc:  # e.g. a pyroaring without raw_pointer
+        _log.warning("batch membership: %s; using pyroaring's calls", exc)
+        return None
     if masks.astype(bool).tolist() != [probe in members for probe in probes]:
         _log.error(
             "batch membership: the compiled loop disagrees with pyroaring %s; "

@@ -104,3 +104,45 @@ def test_the_compiled_loop_refuses_a_null_bitmap() -> None:
     assert membership._compiled is not None
     with pytest.raises(ValueError, match="address is 0"):
         membership._compiled.mark_members(0, np.ones(1, np.uint64), np.zeros(1, np.uint64), 0)
+
+
+class _Impostor:
+    """Answers ``in`` like one bitmap while pointing the loop at another."""
+
+    def __init__(self, answers: BitMap64, pointed: BitMap64 | None) -> None:
+        self._answers = answers
+        self._pointed = pointed
+
+    def __contains__(self, value: int) -> bool:
+        return value in self._answers
+
+    def to_array(self) -> object:
+        return self._answers.to_array()
+
+    @property
+    def raw_pointer(self) -> int:
+        if self._pointed is None:
+            raise AttributeError("'BitMap64' object has no attribute 'raw_pointer'")
+        return int(self._pointed.raw_pointer)
+
+
+def test_binding_falls_back_when_the_function_is_not_found(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from suppression import _membership
+
+    monkeypatch.setattr(_membership, "bind", lambda path: False)
+    assert membership._bind() is None
+    assert "roaring64_bitmap_contains not found" in caplog.text
+
+
+@pytest.mark.parametrize("pointed", [BitMap64(), None], ids=["disagrees", "no-raw-pointer"])
+def test_binding_falls_back_when_the_loop_cannot_be_trusted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, pointed: BitMap64 | None
+) -> None:
+    members, probes = membership._probe_set()
+    monkeypatch.setattr(membership, "_probe_set", lambda: (_Impostor(members, pointed), probes))
+    assert membership._bind() is None
+    assert "using pyroaring's calls" in caplog.text
+    monkeypatch.undo()
+    assert membership._bind() is not None  # the real probe binds again
