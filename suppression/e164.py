@@ -54,6 +54,9 @@ far shorter: 15 digits with punctuation and an extension (``+1 (212)
 """
 _MAX_CANONICAL_LENGTH = 20
 """``+`` and up to 19 digits always fits a uint64; longer input takes the slow path."""
+_VECTOR_TEXTS = 64
+"""From this many texts on, ``normalize_array`` reads the ASCII ``+digits`` ones with
+numpy (``canonical_texts``); below, its fixed cost outweighs the per-text loop's."""
 
 
 def _is_canonical(text: str) -> bool:
@@ -294,24 +297,36 @@ class Normalizer:
         """
         import numpy as np
 
+        from suppression.canonical_texts import read_canonical
+
         values = np.zeros(len(texts), dtype=np.uint64)
         reasons = np.zeros(len(texts), dtype=np.uint8)
+        fast = read_canonical(texts) if len(texts) >= _VECTOR_TEXTS else None
+        read_at = np.zeros(0, dtype=np.intp)
+        rest: Iterable[int] = range(len(texts))
+        if fast is not None:
+            values, read = fast  # the ASCII "+digits" texts, read at once
+            read_at = np.flatnonzero(read)
+            rest = np.flatnonzero(~read).tolist()
         canonical_at: list[int] = []
         canonical: list[int] = []
         is_canonical = _is_canonical
         parse = self._parse
-        for index, text in enumerate(texts):
+        for index in rest:
+            text = texts[index]
             if is_canonical(text):
                 canonical_at.append(index)
                 canonical.append(int(text[1:]))  # int() also reads full-width digits
             else:
                 values[index], reasons[index] = parse(text, region)
         if canonical:
-            canonical_values = np.array(canonical, dtype=np.uint64)
-            canonical_reasons = e164_reasons(canonical_values)
-            canonical_values[canonical_reasons != 0] = 0
-            values[canonical_at] = canonical_values
-            reasons[canonical_at] = canonical_reasons
+            values[canonical_at] = canonical
+            read_at = np.concatenate([read_at, np.array(canonical_at, dtype=np.intp)])
+        if len(read_at):
+            # One validation for every canonical text, as e164_reason would give each.
+            read_reasons = e164_reasons(values[read_at])
+            values[read_at[read_reasons != 0]] = 0
+            reasons[read_at] = read_reasons
         return values, reasons
 
     def cache_info(self) -> functools._CacheInfo:

@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from suppression.canonical_texts import read_canonical
 from suppression.e164 import (
     InvalidReason,
     Normalizer,
+    _is_canonical,
     e164_reason,
     e164_reasons,
     mask_number,
@@ -193,4 +195,52 @@ def test_batch_and_single_normalization_agree(batch: list[str], region: str) -> 
     singles = [normalizer.normalize(text, region) for text in batch]
     assert list(zip(values.tolist(), reasons.tolist(), strict=True)) == [
         (value, int(reason)) for value, reason in singles
+    ]
+
+
+awkward_texts = st.one_of(
+    texts,
+    st.sampled_from(
+        [
+            "+1212\n5550123",
+            "+12125550123\r",
+            "+\udc80123",
+            "+١٢١٢٥٥٥٠١٢٣",
+            " +12125550123",
+            "+12125550123 ",
+            "+0",
+            "+9999999999999999999",
+            "+10000000000000000000",
+            "+1" + "0" * 18,
+        ]
+    ),
+    st.text(max_size=6),
+)
+
+
+@given(st.lists(awkward_texts, min_size=64, max_size=200), st.sampled_from(["", "US"]))
+def test_large_batches_read_canonical_texts_as_single_texts_are(
+    batch: list[str], region: str
+) -> None:
+    """From 64 texts on, ASCII "+digits" texts are read with numpy; the answers stay the same."""
+    normalizer = Normalizer()
+    values, reasons = normalizer.normalize_array(batch, region)
+    singles = [normalizer.normalize(text, region) for text in batch]
+    assert list(zip(values.tolist(), reasons.tolist(), strict=True)) == [
+        (value, int(reason)) for value, reason in singles
+    ]
+
+
+@given(st.lists(awkward_texts, min_size=1, max_size=100))
+def test_read_canonical_takes_exactly_the_ascii_plus_digits_texts(batch: list[str]) -> None:
+    read = read_canonical(batch)
+    if any("\n" in text for text in batch):
+        assert read is None  # the loop reads such a batch
+        return
+    assert read is not None
+    values, canonical = read
+    expected = [text.isascii() and _is_canonical(text) for text in batch]
+    assert canonical.tolist() == expected
+    assert values.tolist() == [
+        int(text[1:]) if taken else 0 for text, taken in zip(batch, expected, strict=True)
     ]
