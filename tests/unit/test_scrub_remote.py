@@ -340,7 +340,10 @@ def test_batches_handed_back_are_no_stall_while_the_others_take_them(
     engine = RemoteEngine(
         [silent.target, good.target], "US", [], batch_size=52, streams_per_target=1, timeout=2
     )
-    engine._queue = _SlowToTakeRetries()  # noqa: SLF001 - widens the race a loaded machine hits
+    # Widens the race a loaded machine hits. The queue object stays the one the streams
+    # already wait on (a new one could miss a stream that reached get() first); only its
+    # get() changes.
+    engine._queue.__class__ = _SlowToTakeRetries  # noqa: SLF001
     try:
         engine.submit(0, MANY)
         assert silent.held.holding.wait(10)
