@@ -192,11 +192,22 @@ class CheckpointFiles:
     def remove_stale(self) -> None:
         """Remove the checkpoints of scrubs that no longer run (a new scrub starts afresh)."""
         stem = glob.escape("." + self._stem)
-        for pattern in (f"{stem}.checkpoint.*.json", f"{stem}.checkpoint.*.json{_NEW}"):
-            for path in self._folder.glob(pattern):
-                self._remove_if_dead(path, path.name.removesuffix(_NEW).split(".")[-2])
+        for path in self._folder.glob(f"{stem}.checkpoint.*.json"):
+            self._remove_if_dead(path, path.name.split(".")[-2])
+        self.remove_partial()
         for path in self._folder.glob(f"{stem}.seen.*"):
             self._remove_if_dead(path, path.name.split(".")[-1])
+
+    def remove_partial(self) -> None:
+        """Remove the half-written checkpoints (``.new``) of scrubs that no longer run.
+
+        A scrub killed between writing its next checkpoint and renaming it over the
+        last one leaves such a file. Nothing reads it; without this, a resumed scrub
+        would leave it beside its outputs for good.
+        """
+        stem = glob.escape("." + self._stem)
+        for path in self._folder.glob(f"{stem}.checkpoint.*.json{_NEW}"):
+            self._remove_if_dead(path, path.name.removesuffix(_NEW).split(".")[-2])
 
     @staticmethod
     def _remove_if_dead(path: Path, pid_text: str) -> None:

@@ -166,6 +166,7 @@ def _scrub(
         adopt = None
         if resumed is not None:
             files.take_over(resumed)
+            files.remove_partial()
             adopt = {
                 OutputKind(kind): ((resumed.pid, resumed.holder), size)
                 for kind, size in resumed.sizes.items()

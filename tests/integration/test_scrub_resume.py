@@ -148,6 +148,23 @@ def test_a_scrub_killed_at_random_points_resumes_to_the_same_outputs(tmp_path: P
         ), "no hidden file is left behind"
 
 
+def test_a_checkpoint_half_written_at_the_kill_is_gone_after_the_resume(tmp_path: Path) -> None:
+    """Killed between writing its next checkpoint and renaming it, a scrub leaves a .new."""
+    source = tmp_path / "leads.csv"
+    write_leads(source, 60_000)
+    (tmp_path / "internal.txt").write_text("+12025550001\n")
+    args = [str(source), "--list", f"internal={tmp_path / 'internal.txt'}", "--region", "US"]
+    args += ["--processes", "1", "--chunk-rows", "2000", "--output-dir", str(tmp_path)]
+    kill_after_a_checkpoint(args, tmp_path, 0.0)
+    (killed,) = checkpoints(tmp_path)
+    partial = killed.with_name(killed.name + ".new")  # the same dead scrub's next one
+    partial.write_text(killed.read_text()[:10])
+    resumed = run(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "leads.summary.json").read_text())["resumed_at_line"] > 2
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
 def test_an_interrupted_scrub_says_where_resume_continues(tmp_path: Path) -> None:
     source = tmp_path / "leads.csv"
     write_leads(source, 120_000)
