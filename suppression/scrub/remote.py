@@ -279,8 +279,12 @@ class RemoteEngine:
             try:
                 self._decides |= probe.check(e164=()).policy_arrays is not None
             except ClientError as exc:
-                probe.close()
-                raise RemoteError(f"cannot reach server {address}: {exc}") from None
+                if not _server_failed(exc):
+                    # A refusal (an unknown list...): the batches meet it and say so.
+                    self._decides = True
+                else:
+                    probe.close()
+                    raise RemoteError(f"cannot reach server {address}: {exc}") from None
         # The others need not ask GetStatus again for the largest batch.
         others = dataclasses.replace(config, max_batch=status.max_batch or self._batch_size)
         clients = [probe] + [SuppressionClient(others) for _ in range(max(1, streams) - 1)]
