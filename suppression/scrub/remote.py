@@ -60,6 +60,10 @@ STREAMS_PER_TARGET = 8
 _IN_FLIGHT_PER_STREAM = 2
 _RECONCILE_ROUNDS = 3
 _WATCH_SECONDS = 0.2
+VALUES_BATCH = 50_000
+"""E.164 integers per request, at most (and at most a server's ``max_batch``): a server
+answers them without parsing, so batches this size cost it little time, and each request
+spared saves the scrub a few milliseconds of work per batch."""
 _SERVER_FAILURES = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL})
 """Besides UNAVAILABLE and DEADLINE_EXCEEDED: a server that stops cancels its streams,
 and a connection cut mid-message ends as INTERNAL. Another target may answer."""
@@ -159,7 +163,9 @@ class RemoteEngine:
             targets: ``host:port`` of each server.
             region: default region sent with every batch.
             lists: lists to check; empty means each server's default lists.
-            batch_size: numbers per request; lowered to a server's maximum.
+            batch_size: text numbers per request; lowered to a server's maximum. A
+                block's E.164 integers go :data:`VALUES_BATCH` at a time (or this many,
+                if more), up to that maximum.
             timeout: seconds a server may take to answer one batch; then its
                 batches go to another stream, on another target if need be.
             progress: told how many strings each answered batch held.
@@ -182,6 +188,7 @@ class RemoteEngine:
         self._timeout = timeout
         self._progress = progress
         self._batch_size = max(1, batch_size)
+        self._values_batch = max(self._batch_size, VALUES_BATCH)
         self._queue: queue.Queue[_Batch | None] = queue.Queue()
         self._batches: list[_Batch] = []
         self._answered = 0
@@ -256,7 +263,7 @@ class RemoteEngine:
             timeout=self._timeout,
             region=self._region,
             lists=self._lists,
-            max_message_bytes=grpc_message_limit(self._batch_size),
+            max_message_bytes=grpc_message_limit(self._values_batch),
             # Without this, clients of one address share one connection, and a
             # server of several processes behind one port would use only one.
             channel_options=(("grpc.use_local_subchannel_pool", 1),),
@@ -273,6 +280,8 @@ class RemoteEngine:
         if status.max_batch and status.max_batch < self._batch_size:
             logger.info("server %s takes at most %d numbers per batch", address, status.max_batch)
             self._batch_size = int(status.max_batch)
+        if status.max_batch:
+            self._values_batch = min(self._values_batch, int(status.max_batch))
         if not self._policy_name and not self._decide_at:
             # A server started with policies decides every check under its default one;
             # an empty batch tells, and the fast path (which writes no deferred rows) is off.
@@ -354,11 +363,11 @@ class RemoteEngine:
         """Queue a scanned block's numbers: its integers, then its texts."""
         values = scanned.values.tolist()
         texts = scanned.texts
-        size = self._batch_size
+        size, values_size = self._batch_size, self._values_batch
         with self._changed:
             asked.scanned = scanned
-            for offset in range(0, len(values), size):
-                asked.batches.append(_Batch(offset, values[offset : offset + size]))
+            for offset in range(0, len(values), values_size):
+                asked.batches.append(_Batch(offset, values[offset : offset + values_size]))
             for offset in range(0, len(texts), size):
                 asked.batches.append(_Batch(len(values) + offset, texts[offset : offset + size]))
             for batch in asked.batches:
