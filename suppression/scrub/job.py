@@ -534,8 +534,10 @@ class _Run:
         self._note(answers)
         chunk = scanned.chunk
         chunk.data = block.data
-        texts, masks_read, read = read_answers(scanned, answers)
-        fresh = writer.write_fast(chunk, scanned.uids, texts, masks_read, self.tally, read)
+        texts, masks_read, read, distinct = read_answers(scanned, answers)
+        fresh = writer.write_fast(
+            chunk, scanned.uids, texts, masks_read, self.tally, read, distinct
+        )
         self.progress.advance("reading", chunk.rows + chunk.blank_lines)
         self.progress.advance("writing", chunk.rows)
         return chunk.next_line, fresh, answers

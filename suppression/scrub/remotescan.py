@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from suppression.checker import Verdict
 from suppression.scrub.answers import Answers, distinct_strings
-from suppression.scrub.distinct import distinct_with_inverse
+from suppression.scrub.distinct import distinct_with_inverse, sorted_distinct
 from suppression.scrub.fastpath import FastChunk, ScanLayout, scan_block
 from suppression.scrub.shortcut import canonicalize
 from suppression.scrub.writing import ReadAnswers
@@ -72,12 +73,13 @@ def scan_to_send(task: ScanTask) -> BlockToSend:
 
 def read_answers(
     block: BlockToSend, answers: Answers
-) -> tuple[Answers, npt.NDArray[np.uint64], ReadAnswers]:
+) -> tuple[Answers, npt.NDArray[np.uint64], ReadAnswers, npt.NDArray[np.uint64]]:
     """Split the answers to ``block``'s numbers (integers first, then texts).
 
     Returns:
         The answers for the text phones; the matched lists and the verdicts of each
-        row whose number was read, in row order.
+        row whose number was read, in row order; and the block's distinct valid
+        numbers, sorted.
     """
     count = len(block.values)
     texts = dataclasses.replace(
@@ -91,4 +93,8 @@ def read_answers(
     )
     inverse = block.inverse
     read = ReadAnswers(answers.verdicts[:count][inverse], answers.reasons[:count][inverse])
-    return texts, answers.masks[:count][inverse], read
+    # Every distinct number and text of the block is some row's: together, its valid numbers.
+    valid_read = block.values[answers.verdicts[:count] != Verdict.INVALID]
+    valid_texts = texts.values[texts.verdicts != Verdict.INVALID]
+    distinct = sorted_distinct(np.concatenate([valid_read, valid_texts]))
+    return texts, answers.masks[:count][inverse], read, distinct

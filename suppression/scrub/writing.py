@@ -417,6 +417,7 @@ class ChunkWriter:
         masks_read: npt.NDArray[np.uint64],
         tally: Tally,
         read: ReadAnswers | None = None,
+        distinct: npt.NDArray[np.uint64] | None = None,
     ) -> npt.NDArray[np.uint64]:
         """Write one chunk read by the fast path, copying its rows' bytes (``--dedupe`` too).
 
@@ -429,16 +430,25 @@ class ChunkWriter:
             tally: the running counts.
             read: a server's verdicts and reasons for those rows (remote mode); None:
                 a row is SUPPRESSED exactly when it is on a list.
+            distinct: the chunk's distinct valid numbers, sorted, if the caller has them:
+                without ``--dedupe`` its rows are then not sorted here.
 
         Returns:
             The numbers first seen in this chunk, sorted.
         """
         decided = _decide(chunk, uids, answers, masks_read, read)
         verdicts, values = decided.verdicts, decided.values
-        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
-        fresh, keep = self._first_seen(values[valid_at])
         tally.rows_in += chunk.rows
         tally.blank_lines += chunk.blank_lines
+        if distinct is not None and not self._dedupe:
+            fresh = distinct[self._seen.add(distinct)]
+            tally.distinct_numbers += len(fresh)
+            tally.duplicates += int(np.count_nonzero(verdicts != Verdict.INVALID)) - len(fresh)
+            block = _block_outputs(chunk, decided, answers.list_names, self._layout)
+            self.write_block(block, tally)
+            return fresh
+        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
+        fresh, keep = self._first_seen(values[valid_at])
         tally.distinct_numbers += len(fresh)
         tally.duplicates += len(valid_at) - len(fresh)
         if self._dedupe and len(keep) < len(valid_at):

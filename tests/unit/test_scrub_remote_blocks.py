@@ -18,18 +18,23 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from pyroaring import BitMap64
 from rich.console import Console
 
 from suppression.checker import Verdict
 from suppression.lists import Change, ListInfo, ListKind, Op, SuppressionLists, Version
+from suppression.policy.store import PolicyStore
+from suppression.replica import Replica
 from suppression.scrub import ScrubOptions, ScrubSummary, run_scrub
 from suppression.scrub.fastpath import RawBlock, ScanLayout
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.pool import POOL_THRESHOLD
 from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.remotescan import read_answers
-from tests.conftest import InProcessServer
+from suppression.server import ServerOptions, create_server
+from tests.conftest import InProcessServer, replica_data
+from tests.samples import WINDOW_AND_REASSIGNED_POLICIES
 
 Start = Callable[..., InProcessServer]
 QUIET = Console(file=io.StringIO())
@@ -51,6 +56,8 @@ PHONES = [
     "011 44 20 7946 0000",  # only phonenumbers.parse reads these
     "+44 (0)20 7946 0000",
     "(212) 555-0123 x7",
+    "+44 (0)20 7946 0011",  # numbers no other phone here gives, read by the parser alone
+    "011 86 138 0013 8011",
     "12",
     "n/a",
     "",
@@ -222,7 +229,8 @@ def test_answers_of_a_block_cover_its_numbers_and_texts(start_server: Start) -> 
     assert scanned.values.tolist() == [12025550999, 12125550123]
     assert scanned.inverse.tolist() == [1, 1, 0, 1]
     assert scanned.texts == ["+44 (0)20 7946 0000", "junk"]
-    texts, masks, read = read_answers(scanned, answers)
+    texts, masks, read, distinct = read_answers(scanned, answers)
+    assert distinct.tolist() == [12025550999, 12125550123, 442079460000]
     assert [Verdict(v).name for v in read.verdicts] == [
         "SUPPRESSED",
         "SUPPRESSED",
@@ -260,6 +268,42 @@ def test_a_block_answered_at_an_older_version_is_asked_again(start_server: Start
         engine.end()
         engine.close()
     assert answers.versions == {server.target: str(changed[0])}
-    _, _, read = read_answers(scanned, answers)
+    _, _, read, _ = read_answers(scanned, answers)
     # +12025550147 was listed from the start, +12025550148 since the change.
     assert np.flatnonzero(read.verdicts == Verdict.SUPPRESSED).tolist() == [7, 8]
+
+
+def test_servers_that_decide_under_a_default_policy_get_text(
+    tmp_path: Path, start_server: Start
+) -> None:
+    """A server with policies decides a scrub that asks for none under its default one: the
+    fast path, which writes no deferred rows, is not taken (the text path writes them)."""
+    plain = start_server(make_lists())
+    (tmp_path / "fcc.csv").write_text("number,date\n+12125550177,2025-01-01\n")
+    path = tmp_path / "policies.toml"
+    path.write_text(WINDOW_AND_REASSIGNED_POLICIES.format(version="v1"))
+    lists = SuppressionLists(
+        {"registry": BitMap64(NATIONAL), "consent": BitMap64()},
+        infos=[ListInfo("registry", ListKind.REGISTRY), ListInfo("consent", ListKind.CAMPAIGN)],
+    )
+    replica = Replica(
+        replica_data(lists), policies=PolicyStore(path, {"fcc": tmp_path / "fcc.csv"})
+    )
+    replica.start()
+    process = create_server(replica, ServerOptions(port=0), CollectorRegistry(), "127.0.0.1:0")
+    deciding = f"127.0.0.1:{process.port}"
+    try:
+        for targets, policy, expected in (
+            ([plain.target], None, True),
+            ([plain.target], ("", 1_781_000_000_000), False),  # --decide-at
+            ([deciding], None, False),
+            ([plain.target, deciding], None, False),
+        ):
+            engine = RemoteEngine(targets, "US", [], processes=1, policy=policy)
+            try:
+                assert engine.reads_blocks is expected, (targets, policy)
+            finally:
+                engine.end()
+                engine.close()
+    finally:
+        process.stop(0)
