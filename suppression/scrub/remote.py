@@ -383,9 +383,12 @@ class RemoteEngine:
                 the fast path does not write), or its data changed throughout every retry.
             WorkerError: a worker process died.
         """
-        if asked.future is not None:
+        # The future's callback holds ``asked``: dropped here, or the cycle would keep every
+        # block's scan until the end (the scrub pauses the cyclic garbage collector).
+        future, asked.future = asked.future, None
+        if future is not None:
             try:
-                asked.future.result()
+                future.result()
             except WorkerError as exc:
                 self._fail(exc)
                 raise

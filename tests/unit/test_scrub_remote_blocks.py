@@ -9,6 +9,7 @@ rows, repeats, quoted and ragged rows, CRLF line ends, with or without
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -31,7 +32,7 @@ from suppression.scrub.fastpath import RawBlock, ScanLayout
 from suppression.scrub.local import LocalEngine
 from suppression.scrub.pool import POOL_THRESHOLD
 from suppression.scrub.remote import RemoteEngine
-from suppression.scrub.remotescan import read_answers
+from suppression.scrub.remotescan import BlockToSend, read_answers
 from suppression.server import ServerOptions, create_server
 from tests.conftest import InProcessServer, replica_data
 from tests.samples import WINDOW_AND_REASSIGNED_POLICIES
@@ -307,3 +308,27 @@ def test_servers_that_decide_under_a_default_policy_get_text(
                 engine.close()
     finally:
         process.stop(0)
+
+
+def test_a_block_taken_leaves_nothing_behind(start_server: Start) -> None:
+    """The scrub pauses the cyclic garbage collector: a block's scan must be freed by
+    reference counts alone once it is taken, or memory grows with the file."""
+    server = start_server(make_lists())
+    data = b"".join(f"{n},+1202555{n:04d},x\n".encode() for n in range(200))
+    engine = RemoteEngine([server.target], "US", [], processes=2, expected_rows=POOL_THRESHOLD)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for first in range(1, 1201, 200):
+            asked = engine.scan(RawBlock(data, first), ("utf-8", ",", 3, 1, "US"))
+            scanned, answers = engine.take_block(asked)
+            assert len(answers.verdicts) == scanned.size == 200
+            del asked, scanned, answers
+        left = [item for item in gc.get_objects() if isinstance(item, BlockToSend)]
+        # A worker's feeding thread holds its last answer until its next: two at most.
+        assert len(left) <= 2
+    finally:
+        if enabled:
+            gc.enable()
+        engine.end()
+        engine.close()
