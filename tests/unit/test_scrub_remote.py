@@ -340,7 +340,10 @@ def test_batches_handed_back_are_no_stall_while_the_others_take_them(
     engine = RemoteEngine(
         [silent.target, good.target], "US", [], batch_size=52, streams_per_target=1, timeout=2
     )
-    engine._queue = _SlowToTakeRetries()  # noqa: SLF001 - widens the race a loaded machine hits
+    # Widens the race a loaded machine hits. The queue's class changes, not the queue: a
+    # stream may already wait on it (a new queue left such a stream waiting for ever, and
+    # the silent server never got a batch: this test failed on loaded machines).
+    engine._queue.__class__ = _SlowToTakeRetries  # noqa: SLF001
     try:
         engine.submit(0, MANY)
         assert silent.held.holding.wait(10)
