@@ -333,12 +333,12 @@ def main() -> int:
             return compare_policy(args, root, data, leads)
 
         load_before = load_average()
-        local_runs = [
-            run_scrub(leads, root / "local", "--data-dir", str(data)) for _ in range(args.runs)
-        ]
-        remote_runs = [
-            run_remote(leads, root / "remote", data, args.server_workers) for _ in range(args.runs)
-        ]
+        # Alternating, so a burst of other work on the machine weighs on both modes.
+        local_runs: list[tuple[float, dict[str, Any]]] = []
+        remote_runs: list[tuple[float, dict[str, Any]]] = []
+        for _ in range(args.runs):
+            local_runs.append(run_scrub(leads, root / "local", "--data-dir", str(data)))
+            remote_runs.append(run_remote(leads, root / "remote", data, args.server_workers))
         load_after = load_average()
     local = min(local_runs, key=lambda result: result[0])
     remote = min(remote_runs, key=lambda result: result[0])
@@ -377,12 +377,15 @@ def main() -> int:
             f"Targets are for {TARGET_ROWS:,} rows of the standard mix; this run had "
             f"{args.rows:,} rows, {args.parse_share:.0%} of them in forms only parse reads."
         )
+    pairs = [here[0] / there[0] for here, there in zip(local_runs, remote_runs, strict=True)]
     every = (
-        f"Best of {args.runs} run(s) per mode, wall clock of the whole command (start-up, "
-        f"loading, reading, checking, writing); all runs: local "
+        f"Best of {args.runs} run(s) per mode, alternating, wall clock of the whole command "
+        f"(start-up, loading, reading, checking, writing); all runs: local "
         f"{', '.join(f'{run[0]:.2f}' for run in local_runs)} s, remote "
-        f"{', '.join(f'{run[0]:.2f}' for run in remote_runs)} s. Load average before "
-        f"{load_before}, after {load_after} (other work on the machine skews the figures)."
+        f"{', '.join(f'{run[0]:.2f}' for run in remote_runs)} s; remote speed as a share of "
+        f"the local run just before it: {', '.join(f'{pair:.0%}' for pair in pairs)} (range "
+        f"{min(pairs):.0%} to {max(pairs):.0%}). Load average before {load_before}, after "
+        f"{load_after} (other work on the machine skews the figures)."
     )
     mix = (
         "File: 40% E.164, 30% `(212) 555-0123`, 4% `212.555.0123`, 4% `1-212-555-0123`, "

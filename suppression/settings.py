@@ -301,8 +301,8 @@ class Settings:
     )
     processes: int = _opt(
         0,
-        "scrub: processes that check numbers (local) or rewrite punctuated ones before sending "
-        "(remote); 0 means one per core",
+        "scrub: processes that read the file's blocks and check their numbers (local) or "
+        "read them into numbers to send (remote); 0 means one per core",
         "scrub",
         minimum=0,
     )

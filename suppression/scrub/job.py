@@ -45,6 +45,7 @@ from suppression.scrub.writing import ChunkWriter, Tally, WriteLayout, earliest_
 
 if TYPE_CHECKING:
     from suppression.scrub.policy import ScrubPolicy
+    from suppression.scrub.remote import BlockAsked, RemoteEngine
 
 __all__ = ["run_scrub"]
 
@@ -385,6 +386,8 @@ class _Pending:
     uids: npt.NDArray[np.int64] | None = None
     scan: Future[Scanned] | None = None
     """Fast path: the block scanned and answered (in a worker)."""
+    asked: BlockAsked | None = None
+    """Fast path, remote: the block scanned (in a worker) and its numbers asked for."""
 
 
 class _Run:
@@ -453,7 +456,11 @@ class _Run:
         fast = None
         layout: ScanLayout | None = None
         assembly: WriteLayout | None = None
-        if isinstance(self.engine, LocalEngine) and self.engine.policy is None:
+        remote = self._remote()
+        local = self.engine if isinstance(self.engine, LocalEngine) else None
+        if (local is not None and local.policy is None) or (
+            remote is not None and remote.reads_blocks
+        ):
             # Under a policy every number goes through the policy's decision, as text.
             fast = FastRead(nanp_region(self.region))
             codec = "utf-8" if lead.encoding == "utf-8-sig" else lead.encoding
@@ -464,9 +471,12 @@ class _Run:
             assembly = None if self.options.dedupe else write_layout(lead)
         for chunk in lead.chunks(self.column.index, self.options.chunk_rows, fast):
             if isinstance(chunk, RawBlock):
-                assert isinstance(self.engine, LocalEngine) and layout is not None
-                scan = self.engine.scan(chunk, layout, assembly)
-                pending.append(_Pending(chunk, scan=scan))
+                assert layout is not None
+                if remote is not None:
+                    pending.append(_Pending(chunk, asked=remote.scan(chunk, layout)))
+                else:
+                    assert local is not None
+                    pending.append(_Pending(chunk, scan=local.scan(chunk, layout, assembly)))
             else:
                 uids, fresh = distinct_strings(chunk.phones)
                 if fresh:
@@ -483,6 +493,14 @@ class _Run:
         final = self.engine.take(start, 0)
         self._note(final)
         progress.total("reading", self.tally.rows_in + self.tally.blank_lines)
+
+    def _remote(self) -> RemoteEngine | None:
+        """The engine, if remote (its module, and grpc, are not loaded for a local scrub)."""
+        if isinstance(self.engine, LocalEngine):
+            return None
+        from suppression.scrub.remote import RemoteEngine
+
+        return self.engine if isinstance(self.engine, RemoteEngine) else None
 
     def _note(self, answers: Answers) -> None:
         if answers.policy:
@@ -505,9 +523,32 @@ class _Run:
         if len(names) > len(answers.list_names):
             answers.list_names = names
 
+    def _write_asked(
+        self, writer: ChunkWriter, block: RawBlock, asked: BlockAsked
+    ) -> tuple[int, npt.NDArray[np.uint64], Answers]:
+        """Write a block remote mode scanned, once its servers answered its numbers."""
+        from suppression.scrub.remotescan import read_answers
+
+        remote = self._remote()
+        assert remote is not None
+        scanned, answers = remote.take_block(asked)
+        self._note(answers)
+        chunk = scanned.chunk
+        chunk.data = block.data
+        texts, masks_read, read, distinct = read_answers(scanned, answers)
+        fresh = writer.write_fast(
+            chunk, scanned.uids, texts, masks_read, self.tally, read, distinct
+        )
+        self.progress.advance("reading", chunk.rows + chunk.blank_lines)
+        self.progress.advance("writing", chunk.rows)
+        return chunk.next_line, fresh, answers
+
     def _write(self, writer: ChunkWriter, item: _Pending) -> None:
         chunk = item.chunk
-        if isinstance(chunk, RawBlock):
+        if item.asked is not None:
+            assert isinstance(chunk, RawBlock)
+            next_line, fresh, answers = self._write_asked(writer, chunk, item.asked)
+        elif isinstance(chunk, RawBlock):
             assert item.scan is not None and isinstance(self.engine, LocalEngine)
             scanned, masks, uids, texts, result, block = self.engine.scanned(item.scan)
             scanned.data = chunk.data

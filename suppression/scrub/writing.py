@@ -39,6 +39,7 @@ __all__ = [
     "SUPPRESSED_COLUMNS",
     "BlockOutputs",
     "ChunkWriter",
+    "ReadAnswers",
     "Tally",
     "WriteLayout",
     "assemble",
@@ -415,6 +416,8 @@ class ChunkWriter:
         answers: Answers,
         masks_read: npt.NDArray[np.uint64],
         tally: Tally,
+        read: ReadAnswers | None = None,
+        distinct: npt.NDArray[np.uint64] | None = None,
     ) -> npt.NDArray[np.uint64]:
         """Write one chunk read by the fast path, copying its rows' bytes (``--dedupe`` too).
 
@@ -425,16 +428,27 @@ class ChunkWriter:
             masks_read: matched lists of each row whose number the fast path read
                 (``chunk.values`` not 0), in row order, over ``answers.list_names``.
             tally: the running counts.
+            read: a server's verdicts and reasons for those rows (remote mode); None:
+                a row is SUPPRESSED exactly when it is on a list.
+            distinct: the chunk's distinct valid numbers, sorted, if the caller has them:
+                without ``--dedupe`` its rows are then not sorted here.
 
         Returns:
             The numbers first seen in this chunk, sorted.
         """
-        decided = _decide(chunk, uids, answers, masks_read)
+        decided = _decide(chunk, uids, answers, masks_read, read)
         verdicts, values = decided.verdicts, decided.values
-        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
-        fresh, keep = self._first_seen(values[valid_at])
         tally.rows_in += chunk.rows
         tally.blank_lines += chunk.blank_lines
+        if distinct is not None and not self._dedupe:
+            fresh = distinct[self._seen.add(distinct)]
+            tally.distinct_numbers += len(fresh)
+            tally.duplicates += int(np.count_nonzero(verdicts != Verdict.INVALID)) - len(fresh)
+            block = _block_outputs(chunk, decided, answers.list_names, self._layout)
+            self.write_block(block, tally)
+            return fresh
+        valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
+        fresh, keep = self._first_seen(values[valid_at])
         tally.distinct_numbers += len(fresh)
         tally.duplicates += len(valid_at) - len(fresh)
         if self._dedupe and len(keep) < len(valid_at):
@@ -524,11 +538,24 @@ class _Decided:
     values: npt.NDArray[np.uint64]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadAnswers:
+    """A server's answers for the rows whose number the fast path read, in row order.
+
+    A server may answer SUPPRESSED with no list (its data too stale to trust, when it
+    fails closed), or, in principle, INVALID: its verdicts are taken as they are.
+    """
+
+    verdicts: npt.NDArray[np.uint8]
+    reasons: npt.NDArray[np.uint8]
+
+
 def _decide(
     chunk: FastChunk,
     uids: npt.NDArray[np.int64],
     answers: Answers,
     masks_read: npt.NDArray[np.uint64],
+    given: ReadAnswers | None = None,
 ) -> _Decided:
     """Each row's verdict, lists, reason and number, from the fast path's reading and answers."""
     total = chunk.rows
@@ -539,9 +566,13 @@ def _decide(
     verdicts = np.full(total, Verdict.INVALID, dtype=np.uint8)
     masks = np.zeros(total, dtype=np.uint64)
     masks[read] = masks_read
-    # Arithmetic, not np.where: numpy 2.4's where costs 7x as much on a mixed condition.
-    on_a_list = (masks_read != 0).view(np.uint8)
-    verdicts[read] = Verdict.ALLOWED + (Verdict.SUPPRESSED - Verdict.ALLOWED) * on_a_list
+    if given is not None:
+        verdicts[read] = given.verdicts
+        reasons[read] = given.reasons
+    else:
+        # Arithmetic, not np.where: numpy 2.4's where costs 7x as much on a mixed condition.
+        on_a_list = (masks_read != 0).view(np.uint8)
+        verdicts[read] = Verdict.ALLOWED + (Verdict.SUPPRESSED - Verdict.ALLOWED) * on_a_list
     if chunk.text_at.size:
         at = chunk.text_at
         verdicts[at] = answers.verdicts[uids]

@@ -502,3 +502,53 @@ def test_no_target_up_is_a_one_line_error(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert all(server.target in result.stderr for server in servers)
     assert not (tmp_path / "leads.clean.csv").exists()
+
+
+def test_a_remote_scrub_interrupted_and_resumed_writes_what_a_local_one_does(
+    tmp_path: Path, serve_subprocess: Callable[..., ServerSubprocess]
+) -> None:
+    """Remote mode's fast path checkpoints after each block; --resume goes on from there."""
+    lists = write_lists(tmp_path)
+    server = serve_subprocess(*lists)
+    source = tmp_path / "leads.csv"
+    write_leads(source, 1_000_000)  # blocks after the first 256 KiB: the fast path
+    (tmp_path / "local").mkdir()
+    local = scrub(str(source), *lists, "--region", "US", "--output-dir", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    server.wait_serving()
+    out = tmp_path / "remote"
+    out.mkdir()
+    args = (str(source), "--target", server.target, "--region", "US", "--output-dir", str(out))
+    process = start_scrub(*args, "--processes", "2", "--timeout", "30")
+    try:
+        # The file's first 256 KiB are one chunk read line by line; a block comes after.
+        wait_until(process, lambda: _chunks_done(out) >= 2, "a block's checkpoint")
+        server.process.send_signal(signal.SIGSTOP)  # the scrub waits for answers now
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert process.returncode == 2
+    assert "run it again with --resume to continue from line" in stderr
+    resumed = scrub(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    report = summary_of(out)
+    assert int(str(report["resumed_at_line"])) > 1
+    assert report["mode"] == "remote" and report["balanced"] is True
+    for kind in ("clean", "suppressed", "invalid"):
+        name = f"leads.{kind}.csv"
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), kind
+    assert counts(report) == counts(summary_of(tmp_path / "local"))
+
+
+def _chunks_done(folder: Path) -> int:
+    """The chunks a running scrub's checkpoint counts (0 before the first)."""
+    for path in folder.glob(".leads.checkpoint.*.json"):
+        try:
+            return int(json.loads(path.read_text())["chunks"])
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
