@@ -17,6 +17,7 @@ from pyroaring import BitMap64
 from suppression import lists as lists_module
 from suppression import membership
 from suppression.lists import ListInfo, ListKind, SuppressionLists, Version
+from suppression.scrub.options import ScrubOptions
 
 DEFAULT_VERSION = Version(1700000000000, 3)
 
@@ -215,3 +216,20 @@ max = 3
 hours = 1
 """
 """A policy file whose one policy, ``capped``, allows 2 calls a number and 3 a line per hour."""
+
+
+def scrub_with_two_lists(
+    folder: Path, internal: Iterable[str], national: Iterable[str]
+) -> ScrubOptions:
+    """Local scrub options over two number files written in ``folder``: an opt-out list
+    ``internal`` and a registry ``national``, region US, one process."""
+    (folder / "internal.txt").write_text("".join(f"{number}\n" for number in internal))
+    (folder / "national.txt").write_text("".join(f"{number}\n" for number in national))
+    return ScrubOptions(
+        list_files=(
+            f"internal={folder / 'internal.txt'}",
+            f"national:registry={folder / 'national.txt'}",
+        ),
+        region="US",
+        processes=1,
+    )

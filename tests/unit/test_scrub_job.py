@@ -16,22 +16,14 @@ from rich.console import Console
 from suppression.e164 import Normalizer
 from suppression.errors import ConfigError, UnknownListError
 from suppression.scrub import ScrubOptions, ScrubSummary, run_scrub
+from tests.samples import scrub_with_two_lists
 
 LISTED = {"+12125550123": "internal", "+8613800138000": "national"}
 QUIET = Console(file=io.StringIO())
 
 
 def data_folder(folder: Path) -> ScrubOptions:
-    (folder / "internal.txt").write_text("+12125550123\n")
-    (folder / "national.txt").write_text("+8613800138000\n+12125550188\n")
-    return ScrubOptions(
-        list_files=(
-            f"internal={folder / 'internal.txt'}",
-            f"national:registry={folder / 'national.txt'}",
-        ),
-        region="US",
-        processes=1,
-    )
+    return scrub_with_two_lists(folder, ["+12125550123"], ["+8613800138000", "+12125550188"])
 
 
 def scrub(settings: ScrubOptions, source: Path) -> ScrubSummary:

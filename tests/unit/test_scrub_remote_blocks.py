@@ -35,7 +35,7 @@ from suppression.scrub.remote import RemoteEngine
 from suppression.scrub.remotescan import BlockToSend, read_answers
 from suppression.server import ServerOptions, create_server
 from tests.conftest import InProcessServer, replica_data
-from tests.samples import WINDOW_AND_REASSIGNED_POLICIES
+from tests.samples import WINDOW_AND_REASSIGNED_POLICIES, scrub_with_two_lists
 
 Start = Callable[..., InProcessServer]
 QUIET = Console(file=io.StringIO())
@@ -81,16 +81,7 @@ def make_lists() -> SuppressionLists:
 
 
 def local_options(folder: Path) -> ScrubOptions:
-    (folder / "internal.txt").write_text("".join(f"+{n}\n" for n in INTERNAL))
-    (folder / "national.txt").write_text("".join(f"+{n}\n" for n in NATIONAL))
-    return ScrubOptions(
-        list_files=(
-            f"internal={folder / 'internal.txt'}",
-            f"national:registry={folder / 'national.txt'}",
-        ),
-        region="US",
-        processes=1,
-    )
+    return scrub_with_two_lists(folder, [f"+{n}" for n in INTERNAL], [f"+{n}" for n in NATIONAL])
 
 
 def scrub(options: ScrubOptions, source: Path, folder: Path) -> ScrubSummary:
