@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+
+from suppression.digitrows import digits_value, windows
 
 __all__ = ["read_canonical"]
 
@@ -71,15 +72,6 @@ def _digits_value(
 ) -> npt.NDArray[np.uint64]:
     """The number each run of ASCII digits ``data[starts[i]:starts[i] + lengths[i]]`` spells."""
     width = int(lengths.max())
-    padded = np.concatenate([data, np.zeros(width, dtype=np.uint8)])
-    # Character j of every run in row j (contiguous rows), read left to right (Horner):
-    # times 10 plus the digit while inside the run, unchanged past its end.
-    columns = np.ascontiguousarray(sliding_window_view(padded, width)[starts].T)
+    columns = np.ascontiguousarray(windows(data, starts, width).T)
     inside = np.arange(width)[:, None] < lengths[None, :]
-    factors = inside.view(np.uint8) * np.uint8(9) + np.uint8(1)
-    addends = (columns - np.uint8(_ZERO)) * inside.view(np.uint8)
-    value = np.zeros(len(starts), dtype=np.uint64)
-    for row in range(width):
-        np.multiply(value, factors[row], out=value)
-        np.add(value, addends[row], out=value)
-    return value
+    return digits_value(columns - np.uint8(_ZERO), inside)

@@ -30,8 +30,8 @@ import re
 import numpy as np
 import numpy.typing as npt
 import phonenumbers
-from numpy.lib.stride_tricks import sliding_window_view
 
+from suppression.digitrows import digits_value, windows
 from suppression.e164 import e164_reasons
 from suppression.scrub.shortcut import _country_prefixes, _region_prefixes
 
@@ -122,7 +122,7 @@ def _read_slice(
     width = int(min(PHONE_WIDTH, max(1, int(lengths.max()))))
     # Each phone's first ``width`` bytes as a row (rows of a strided view of the block), the
     # bytes past its end made spaces, which the normalizer strips.
-    rows = _windows(arr, starts, width)
+    rows = windows(arr, starts, width)
     shown_length = np.minimum(lengths, width).astype(np.uint8)
     # Arithmetic rather than a masked copy (np.copyto's where, np.where): about 40% less here.
     outside = (_COLUMNS[:width][None, :] >= shown_length[:, None]).view(np.uint8)
@@ -157,15 +157,9 @@ def _read_slice(
         | (digits == 0)
         | (digits > _MAX_UINT64_DIGITS)
     )
-    # The digits as one number, read left to right (Horner): times 10 plus the digit at a
-    # digit, times 1 plus 0 at any other character; in place, two passes a column.
-    value = np.zeros(count, dtype=np.uint64)
+    # The digits as one number, read left to right; any other character is skipped.
+    value = digits_value(digit_values, is_digit)
     ten = np.uint64(10)
-    factors = is_digit.view(np.uint8) * np.uint8(9) + np.uint8(1)
-    addends = digit_values * is_digit.view(np.uint8)
-    for row in range(width):
-        np.multiply(value, factors[row], out=value)
-        np.add(value, addends[row], out=value)
     shown = np.clip(digits, 1, _MAX_UINT64_DIGITS)
     lead = value // _TEN[shown - 1]
     second = (value // _TEN[np.maximum(shown - 2, 0)]) % ten
@@ -212,28 +206,6 @@ def _column_counts(matrix: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     """
     counts: npt.NDArray[np.uint8] = matrix.view(np.uint8).sum(axis=0, dtype=np.uint8)
     return counts.astype(np.int64)
-
-
-def _windows(
-    arr: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], width: int
-) -> npt.NDArray[np.uint8]:
-    """The ``width`` bytes from each of ``starts`` (a copy), spaces past the end of ``arr``.
-
-    Read from a strided view of ``arr`` itself; only windows that run past its end
-    come from a padded copy of its last bytes.
-    """
-    size = len(arr)
-    if size < width:
-        padded = np.concatenate([arr, np.full(width, 32, dtype=np.uint8)])
-        windows: npt.NDArray[np.uint8] = sliding_window_view(padded, width)[starts]
-        return windows
-    last = size - width
-    windows = sliding_window_view(arr, width)[np.minimum(starts, last)]
-    late = np.flatnonzero(starts > last)
-    if late.size:
-        tail = np.concatenate([arr[last:], np.full(width, 32, dtype=np.uint8)])
-        windows[late] = sliding_window_view(tail, width)[starts[late] - last]
-    return windows
 
 
 def _international(
