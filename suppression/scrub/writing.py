@@ -438,15 +438,14 @@ class ChunkWriter:
         """
         decided = _decide(chunk, uids, answers, masks_read, read)
         verdicts, values = decided.verdicts, decided.values
+        if distinct is not None and not self._dedupe:
+            # Every row is written: counted as a block a worker assembled.
+            block = _block_outputs(chunk, decided, answers.list_names, self._layout)
+            block.rows, block.blank_lines, block.distinct = chunk.rows, chunk.blank_lines, distinct
+            block.valid = int(np.count_nonzero(verdicts != Verdict.INVALID))
+            return self.write_assembled(block, tally)
         tally.rows_in += chunk.rows
         tally.blank_lines += chunk.blank_lines
-        if distinct is not None and not self._dedupe:
-            fresh = distinct[self._seen.add(distinct)]
-            tally.distinct_numbers += len(fresh)
-            tally.duplicates += int(np.count_nonzero(verdicts != Verdict.INVALID)) - len(fresh)
-            block = _block_outputs(chunk, decided, answers.list_names, self._layout)
-            self.write_block(block, tally)
-            return fresh
         valid_at = np.flatnonzero(verdicts != Verdict.INVALID)
         fresh, keep = self._first_seen(values[valid_at])
         tally.distinct_numbers += len(fresh)
