@@ -88,6 +88,15 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(folder.glob(".leads.checkpoint.*.json"))
 
 
+def one_list_scrub(folder: Path, rows: int) -> list[str]:
+    """The arguments of a scrub of ``rows`` generated leads in ``folder``, outputs there too."""
+    source = folder / "leads.csv"
+    write_leads(source, rows)
+    (folder / "internal.txt").write_text("+12025550001\n")
+    args = [str(source), "--list", f"internal={folder / 'internal.txt'}", "--region", "US"]
+    return [*args, "--processes", "1", "--chunk-rows", "2000", "--output-dir", str(folder)]
+
+
 def kill_after_a_checkpoint(args: list[str], folder: Path, extra_delay: float) -> None:
     """Start a scrub, SIGKILL it once it has saved a checkpoint (plus ``extra_delay``)."""
     process = subprocess.Popen(
@@ -150,11 +159,7 @@ def test_a_scrub_killed_at_random_points_resumes_to_the_same_outputs(tmp_path: P
 
 def test_a_checkpoint_half_written_at_the_kill_is_gone_after_the_resume(tmp_path: Path) -> None:
     """Killed between writing its next checkpoint and renaming it, a scrub leaves a .new."""
-    source = tmp_path / "leads.csv"
-    write_leads(source, 60_000)
-    (tmp_path / "internal.txt").write_text("+12025550001\n")
-    args = [str(source), "--list", f"internal={tmp_path / 'internal.txt'}", "--region", "US"]
-    args += ["--processes", "1", "--chunk-rows", "2000", "--output-dir", str(tmp_path)]
+    args = one_list_scrub(tmp_path, 60_000)
     kill_after_a_checkpoint(args, tmp_path, 0.0)
     (killed,) = checkpoints(tmp_path)
     partial = killed.with_name(killed.name + ".new")  # the same dead scrub's next one
@@ -166,11 +171,7 @@ def test_a_checkpoint_half_written_at_the_kill_is_gone_after_the_resume(tmp_path
 
 
 def test_an_interrupted_scrub_says_where_resume_continues(tmp_path: Path) -> None:
-    source = tmp_path / "leads.csv"
-    write_leads(source, 120_000)
-    (tmp_path / "internal.txt").write_text("+12025550001\n")
-    args = [str(source), "--list", f"internal={tmp_path / 'internal.txt'}", "--region", "US"]
-    args += ["--processes", "1", "--chunk-rows", "2000", "--output-dir", str(tmp_path)]
+    args = one_list_scrub(tmp_path, 120_000)
     process = subprocess.Popen(
         command(*args),
         stdout=subprocess.DEVNULL,
